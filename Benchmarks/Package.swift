@@ -1,0 +1,36 @@
+// swift-tools-version: 6.2
+//
+// package-benchmark suites for swift-relay. A nested package, so the library's
+// dependency graph never includes the benchmark tool (the swift-nio / swift-log
+// convention). Run from this directory:
+//
+//   swift package --allow-writing-to-directory .benchmarkBaselines benchmark
+//
+import PackageDescription
+
+import struct Foundation.URL
+
+// A path dependency's package identity is its directory name, which depends on where
+// the repository was cloned; derive it instead of hard-coding it.
+let relayPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent
+
+let package = Package(
+    name: "swift-relay-benchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(path: "../"),
+        .package(url: "https://github.com/ordo-one/package-benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "RelayBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Relay", package: relayPackage),
+            ],
+            path: "Benchmarks/RelayBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,83 @@
+/// The relayfs callbacks, as Swift closures.
+///
+/// Callbacks run on the thread that triggered them (a writer, a flusher, or the
+/// consumer), once per sub-buffer event, never per record. They must not write to
+/// the same channel: that could recurse into a full buffer.
+public struct RelayCallbacks: Sendable {
+    /// A sub-buffer begins (relayfs `subbuf_start`). The client may fill the header
+    /// bytes it reserved with `clientHeaderSize`. Also called for the first sub-buffer.
+    public var subbufferStart: (@Sendable (SubbufferStart) -> Void)?
+    /// A sub-buffer is complete: sealed, and every reservation in it committed
+    /// (relayfs `deliver`). Runs on the thread whose commit completed it.
+    public var deliver: (@Sendable (SubbufferDelivery) -> Void)?
+    /// A no-overwrite buffer became full (relayfs `buf_full`): once per episode, until
+    /// space is freed again.
+    public var bufferFull: (@Sendable (BufferFull) -> Void)?
+    /// A buffer region was mapped (relayfs `buf_mapped`): at open for every buffer, and
+    /// when another process attaches.
+    public var bufferMapped: (@Sendable (BufferMapping) -> Void)?
+    /// A buffer region is being unmapped (relayfs `buf_unmapped`).
+    public var bufferUnmapped: (@Sendable (BufferMapping) -> Void)?
+
+    /// Creates a set of callbacks; all default to none.
+    public init(
+        subbufferStart: (@Sendable (SubbufferStart) -> Void)? = nil,
+        deliver: (@Sendable (SubbufferDelivery) -> Void)? = nil,
+        bufferFull: (@Sendable (BufferFull) -> Void)? = nil,
+        bufferMapped: (@Sendable (BufferMapping) -> Void)? = nil,
+        bufferUnmapped: (@Sendable (BufferMapping) -> Void)? = nil
+    ) {
+        self.subbufferStart = subbufferStart
+        self.deliver = deliver
+        self.bufferFull = bufferFull
+        self.bufferMapped = bufferMapped
+        self.bufferUnmapped = bufferUnmapped
+    }
+}
+
+/// Passed to ``RelayCallbacks/subbufferStart``.
+public struct SubbufferStart: @unchecked Sendable {
+    /// The buffer (CPU) index.
+    public let buffer: Int
+    /// The new sub-buffer's sequence number.
+    public let sequence: UInt64
+    /// The client header area of the new sub-buffer (`clientHeaderSize` bytes).
+    ///
+    /// - Warning: Valid only during the callback. Do not escape the pointer.
+    public let clientHeader: UnsafeMutableRawBufferPointer
+    /// The padding of the previous sub-buffer when this switch sealed it, else `nil`
+    /// (it was sealed earlier by a flush, an exact fill, or a full buffer).
+    public let previousPadding: Int?
+}
+
+/// Passed to ``RelayCallbacks/deliver``.
+public struct SubbufferDelivery: Sendable, Hashable {
+    /// The buffer (CPU) index.
+    public let buffer: Int
+    /// The sub-buffer's sequence number.
+    public let sequence: UInt64
+    /// Records in the sub-buffer.
+    public let records: Int
+    /// Bytes of records.
+    public let contentSize: Int
+    /// Unused bytes at the end.
+    public let padding: Int
+}
+
+/// Passed to ``RelayCallbacks/bufferFull``.
+public struct BufferFull: Sendable, Hashable {
+    /// The buffer (CPU) index.
+    public let buffer: Int
+    /// The sequence number of the last sealed sub-buffer.
+    public let lastSequence: UInt64
+}
+
+/// Passed to ``RelayCallbacks/bufferMapped`` and ``RelayCallbacks/bufferUnmapped``.
+public struct BufferMapping: @unchecked Sendable {
+    /// The buffer (CPU) index.
+    public let buffer: Int
+    /// The region's base address in this process.
+    public let base: UnsafeMutableRawPointer
+    /// The region's size in bytes.
+    public let size: Int
+}

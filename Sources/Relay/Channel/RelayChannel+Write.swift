@@ -1,0 +1,218 @@
+import Synchronization
+
+// The public write API: relayfs's relay_write, relay_reserve/relay_commit.
+extension RelayChannel {
+    /// Writes one record into the buffer of the CPU the caller runs on (relayfs
+    /// `relay_write`). Lock-free; no system call and no allocation unless the mode
+    /// makes the caller wait for space.
+    ///
+    /// Callable from any thread at any time. Records never span sub-buffers; a record
+    /// larger than ``maxRecordSize`` is rejected and counted, never truncated.
+    ///
+    /// - Returns: whether the record was written, and if not why (every loss is counted
+    ///   in ``stats()``).
+    @discardableResult
+    public func write(_ bytes: UnsafeRawBufferPointer) -> RelayWriteResult {
+        let b = self.currentSharedCore()
+        return self.write(bytes, into: b.pointee)
+    }
+
+    /// Writes one record from a contiguous collection of bytes (`[UInt8]`, a
+    /// `String.UTF8View` with contiguous storage, …).
+    @discardableResult
+    public func write<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> RelayWriteResult {
+        if let result = bytes.withContiguousStorageIfAvailable({ self.write(UnsafeRawBufferPointer($0)) }) {
+            return result
+        }
+        let copy = Array(bytes)
+        return copy.withUnsafeBytes { self.write($0) }
+    }
+
+    @inline(__always)
+    func write(_ bytes: UnsafeRawBufferPointer, into b: BufferCore) -> RelayWriteResult {
+        let length = UInt64(bytes.count)
+        // `length - 1 < maxRecord` rejects 0 and anything too big in one comparison.
+        guard _fastPath(length &- 1 < b.maxRecord) else {
+            return self.rejectLength(b, length: length)
+        }
+        switch self.reserveHandlingMode(b, length: length) {
+        case .reserved(let position):
+            b.address(of: position).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped, byteCount: Int(length))
+            self.commitRecord(b, position: position, length: length)
+            return .written
+        case .full, .lapped:
+            return .dropped
+        case .timedOut:
+            return .timedOut
+        case .closed:
+            return .closed
+        }
+    }
+
+    @inline(never)
+    func rejectLength(_ b: BufferCore, length: UInt64) -> RelayWriteResult {
+        if length == 0 { return .written }  // nothing to write; not a record
+        self.countLoss(b, RegionLayout.tooBigOffset)
+        return .tooBig
+    }
+
+    /// Reserves `length` bytes for one record in the buffer of the CPU the caller runs on
+    /// (relayfs `relay_reserve`). Write into the reservation, then call
+    /// ``RelayReservation/commit()``; until then the sub-buffer holding it cannot be
+    /// delivered, but every other sub-buffer can.
+    ///
+    /// - Throws: ``RelayReserveError`` (each counted in ``stats()`` except `.emptyReservation`).
+    /// - Warning: The channel must outlive the reservation.
+    public func reserve(_ length: Int) throws(RelayReserveError) -> RelayReservation {
+        let b = self.currentSharedCore()
+        return try self.reserve(length, in: b.pointee)
+    }
+
+    @inline(__always)
+    func reserve(_ length: Int, in b: BufferCore) throws(RelayReserveError) -> RelayReservation {
+        let size = UInt64(length)
+        guard _fastPath(size &- 1 < b.maxRecord) else {
+            if length <= 0 { throw .emptyReservation }
+            self.countLoss(b, RegionLayout.tooBigOffset)
+            throw .tooBig
+        }
+        switch self.reserveHandlingMode(b, length: size) {
+        case .reserved(let position):
+            return RelayReservation(channel: self, core: b, position: position, length: size)
+        case .full, .lapped:
+            throw .dropped
+        case .timedOut:
+            throw .timedOut
+        case .closed:
+            throw .closed
+        }
+    }
+
+    // MARK: Flush, close, reset
+
+    /// Forces a sub-buffer switch on every buffer (relayfs `relay_flush`): each partly
+    /// filled sub-buffer is sealed, and delivered as soon as its in-flight reservations
+    /// commit. Empty sub-buffers are left alone, so flushing an idle channel costs a few
+    /// loads per buffer.
+    ///
+    /// Safe to call from any thread (a timer) while writers run: the seal is a CAS on the
+    /// position word, like a reserve, so nothing is lost or torn.
+    public func flush() {
+        for index in 0..<self.bufferCount {
+            self.flush(buffer: index)
+        }
+    }
+
+    /// Flushes one buffer. See ``flush()``.
+    public func flush(buffer index: Int) {
+        self.checkBufferIndex(index)
+        let b = self.cores[index]
+        self.withExclusiveWriterParked(b, waitForever: false) {
+            self.sealCurrent(b, close: false)
+        }
+    }
+
+    /// Whether buffer `index` holds records in a sub-buffer that is not sealed yet.
+    /// A few loads; used by shippers to decide whether a switch timer is needed.
+    public func hasPartialSubbuffer(buffer index: Int) -> Bool {
+        let b = self.cores[index]
+        // relaxed: a hint; the flush itself is a CAS.
+        let p = b.position.pointee.load(ordering: .relaxed)
+        let offset = p & b.offsetMask
+        return offset != 0 && offset > b.headerSize
+    }
+
+    /// Seals the open sub-buffer of `b` if it has records; with `close`, also sets the
+    /// closed bit so no further reserve succeeds.
+    func sealCurrent(_ b: BufferCore, close: Bool) {
+        var p = b.position.pointee.load(ordering: .relaxed)
+        while true {
+            let offset = p & b.offsetMask
+            let sequence = (p & ~RegionLayout.closedBit) &>> b.shift
+            let sealNeeded = offset != 0 && offset > b.headerSize
+            var desired = p
+            if sealNeeded {
+                desired = ((sequence &+ 1) &<< b.shift) | (p & RegionLayout.closedBit)
+            }
+            if close {
+                desired |= RegionLayout.closedBit
+            }
+            if desired == p { return }
+            let (exchanged, current) = b.position.pointee.compareExchange(
+                expected: p, desired: desired, ordering: .acquiringAndReleasing)
+            if !exchanged {
+                p = current
+                continue
+            }
+            if sealNeeded {
+                b.count(RegionLayout.flushesOffset)
+                self.seal(b, sequence: sequence, padding: b.subbufSize &- offset, flags: close ? .closed : .flushed)
+            }
+            return
+        }
+    }
+
+    /// Closes the channel (relayfs `relay_close`): further writes fail with `.closed`,
+    /// blocked writers wake up and fail, and every partly filled sub-buffer is sealed so
+    /// that it is delivered once its in-flight reservations commit. Idempotent.
+    ///
+    /// The memory stays mapped until the channel is deinitialized, so a consumer can
+    /// drain what was delivered.
+    public func close() {
+        if self.closedState.exchange(true, ordering: .acquiringAndReleasing) { return }
+        for index in 0..<self.bufferCount {
+            let b = self.cores[index]
+            self.withExclusiveWriterParked(b, waitForever: true) {
+                self.sealCurrent(b, close: true)
+            }
+            self.wakeBlockedWriters(b)
+        }
+        self.wakeConsumer(threshold: .sleeping)
+    }
+
+    /// Resets the channel to its initial state without remapping memory (relayfs
+    /// `relay_reset`): positions, sequences, consumed counts and statistics go back to
+    /// zero and a closed channel reopens.
+    ///
+    /// Only for an idle channel: no thread may write, reserve or read concurrently.
+    ///
+    /// - Throws: ``RelayError`` `.notIdle` if a reservation is still uncommitted (the
+    ///   channel is left unchanged).
+    public func reset() throws(RelayError) {
+        for index in 0..<self.bufferCount {
+            let b = self.cores[index]
+            let p = b.position.pointee.load(ordering: .acquiring)
+            let offset = p & b.offsetMask
+            let sequence = (p & ~RegionLayout.closedBit) &>> b.shift
+            if offset != 0 {
+                let committed = b.commitWord(slot: b.slot(ofSequence: sequence)).pointee.load(ordering: .acquiring)
+                if committed & 0xFFFF_FFFF != offset {
+                    throw RelayError(
+                        code: .notIdle,
+                        message: "reset() needs an idle channel, but buffer \(index) has an uncommitted reservation; "
+                            + "commit or drop every reservation and stop writers first")
+                }
+            }
+            let sealedLimit = offset == 0 ? sequence : sequence
+            let firstUnsettled = sealedLimit > b.subbufCount ? sealedLimit - b.subbufCount : 0
+            var s = firstUnsettled
+            while s < sealedLimit {
+                let state = b.stateWord(slot: b.slot(ofSequence: s)).pointee.load(ordering: .acquiring)
+                if state >> 2 == s && state & 3 != RegionLayout.phaseDelivered {
+                    throw RelayError(
+                        code: .notIdle,
+                        message: "reset() needs an idle channel, but buffer \(index) sub-buffer \(s) still has an "
+                            + "uncommitted reservation; commit or drop every reservation first")
+                }
+                s += 1
+            }
+        }
+        for index in 0..<self.bufferCount {
+            let b = self.cores[index]
+            Self.initializeRegion(b, geometry: self.geometry, mode: b.mode)
+            self.readCursors[index].store(0, ordering: .relaxed)
+            self.startSubbuffer(b, sequence: 0, previousPadding: nil, overwriting: false)
+        }
+        self.closedState.store(false, ordering: .releasing)
+    }
+}

@@ -1,0 +1,424 @@
+import Synchronization
+
+// The write path: reserve, commit, switch, seal, deliver.
+//
+// Everything here follows from three words per sub-buffer cycle (see RegionLayout):
+// the buffer's position word, and each slot's commit and state words.
+//
+// - A writer reserves with one CAS on the position word (acquiringAndReleasing: it
+//   acquires the switcher's publication of the sub-buffer and, when it becomes the
+//   switcher or sealer itself, releases).
+// - A writer commits with one atomic add on the slot's commit word
+//   (acquiringAndReleasing: releases the record bytes; acquires every other committer's
+//   bytes if this add completes the sub-buffer).
+// - The committer whose add brings the commit word to `subbufSize` delivers: it
+//   resets the commit word and stores the state word `sequence << 2 | delivered`
+//   (sequentiallyConsistent: releases the whole sub-buffer to readers, and is the
+//   writer half of the Dekker pair with a sleeping consumer).
+//
+// The sub-buffer header's begin fields are written by the switcher, its seal fields
+// (end time, padding, content size, losses, flags) by the sealer, and its record count
+// by the deliverer. Each group is published by that thread's own commit-word add, so
+// the deliverer always sees all of them.
+extension RelayChannel {
+    /// Result of a reserve attempt on one buffer.
+    enum Reserve {
+        case reserved(position: UInt64)
+        case full
+        case timedOut
+        case closed
+        case lapped
+    }
+
+    // MARK: Reserve
+
+    /// Reserves `length` bytes (1...maxRecord) in buffer `b`. Lock-free.
+    @inline(__always)
+    func reserve(_ b: BufferCore, length: UInt64) -> Reserve {
+        // relaxed: only a first guess of the position; the CAS validates it.
+        let p = b.position.pointee.load(ordering: .relaxed)
+        let offset = p & b.offsetMask
+        // One comparison covers "open sub-buffer, not closed, fits": a closed position
+        // has bit 63 set, which makes `p & offsetMask` meaningless, so check it too.
+        if _fastPath(offset != 0 && offset &+ length <= b.subbufSize && p & RegionLayout.closedBit == 0) {
+            let (exchanged, _) = b.position.pointee.compareExchange(
+                expected: p, desired: p &+ length, ordering: .acquiringAndReleasing)
+            if _fastPath(exchanged) {
+                if _slowPath(offset == b.headerSize || offset &+ length == b.subbufSize) {
+                    self.reservedAtEdge(b, position: p, length: length)
+                }
+                return .reserved(position: p)
+            }
+        }
+        return self.reserveSlow(b, length: length)
+    }
+
+    /// A reservation that is the first record of its sub-buffer, or fills it exactly.
+    @inline(never)
+    func reservedAtEdge(_ b: BufferCore, position p: UInt64, length: UInt64) {
+        let offset = p & b.offsetMask
+        if offset &+ length == b.subbufSize {
+            // We filled the sub-buffer exactly: we seal it with zero padding. Our own
+            // commit (still to come) publishes the seal fields.
+            self.writeSealFields(b, sequence: p &>> b.shift, padding: 0, flags: [])
+        }
+        if offset == b.headerSize {
+            // First data in this sub-buffer: a deep-sleeping consumer must arm its timer.
+            self.wakeConsumer(threshold: .deepSleep)
+        }
+    }
+
+    /// The CAS retry loop plus sub-buffer switches and full handling.
+    @inline(never)
+    func reserveSlow(_ b: BufferCore, length: UInt64) -> Reserve {
+        var p = b.position.pointee.load(ordering: .relaxed)
+        while true {
+            if p & RegionLayout.closedBit != 0 {
+                return .closed
+            }
+            let offset = p & b.offsetMask
+            let sequence = p &>> b.shift
+            if offset != 0 && offset &+ length <= b.subbufSize {
+                let (exchanged, current) = b.position.pointee.compareExchange(
+                    expected: p, desired: p &+ length, ordering: .acquiringAndReleasing)
+                if exchanged {
+                    if offset == b.headerSize || offset &+ length == b.subbufSize {
+                        self.reservedAtEdge(b, position: p, length: length)
+                    }
+                    return .reserved(position: p)
+                }
+                p = current
+                continue
+            }
+            // The record does not fit (or the sub-buffer is sealed): switch.
+            let needsSeal = offset != 0
+            let next = needsSeal ? sequence &+ 1 : sequence
+            var overwriting = false
+            switch self.space(b, forSequence: next) {
+            case .free:
+                break
+            case .overwritesUnconsumed:
+                overwriting = true
+            case .lapsStalledWriter:
+                if needsSeal {
+                    // Still seal what we have so it can be delivered; then report.
+                    if !self.sealOnly(b, from: p) { p = b.position.pointee.load(ordering: .relaxed); continue }
+                }
+                return .lapped
+            case .full:
+                if needsSeal {
+                    // Seal the current sub-buffer so it gets delivered, and leave the
+                    // buffer in the sealed state until the consumer frees space.
+                    if !self.sealOnly(b, from: p) {
+                        p = b.position.pointee.load(ordering: .relaxed)
+                        continue
+                    }
+                }
+                self.enterFull(b, lastSequence: next &- 1)
+                return .full
+            }
+            let desired = (next &<< b.shift) &+ b.headerSize &+ length  // + not |: an exact fill carries into the sequence
+            let (exchanged, current) = b.position.pointee.compareExchange(
+                expected: p, desired: desired, ordering: .acquiringAndReleasing)
+            if !exchanged {
+                p = current
+                continue
+            }
+            var previousPadding: Int? = nil
+            if needsSeal {
+                let padding = b.subbufSize &- offset
+                previousPadding = Int(padding)
+                self.seal(b, sequence: sequence, padding: padding, flags: [])
+            }
+            self.startSubbuffer(b, sequence: next, previousPadding: previousPadding, overwriting: overwriting)
+            if length == b.subbufSize &- b.headerSize {
+                // This record fills the new sub-buffer exactly.
+                self.writeSealFields(b, sequence: next, padding: 0, flags: [])
+            }
+            self.wakeConsumer(threshold: .deepSleep)
+            return .reserved(position: (next &<< b.shift) | b.headerSize)
+        }
+    }
+
+    enum Space {
+        case free
+        case overwritesUnconsumed
+        case lapsStalledWriter
+        case full
+    }
+
+    /// Whether sub-buffer `next` may start now.
+    @inline(__always)
+    func space(_ b: BufferCore, forSequence next: UInt64) -> Space {
+        // acquiring: pairs with the consumer's releasing store in `subbufsConsumed`; the
+        // consumer's reads of the slot we are about to reuse happen before our writes.
+        let consumed = b.consumed.pointee.load(ordering: .acquiring)
+        let unconsumed = next &- consumed
+        if b.mode != .overwrite {
+            return unconsumed >= b.subbufCount ? .full : .free
+        }
+        if next >= b.subbufCount {
+            // Never reuse a slot whose previous incarnation is not delivered: a writer
+            // is still inside it (the lesson of CVE-2024-41009).
+            // acquiring: pairs with the deliverer's store, so its reset of the commit
+            // word is visible before we reuse the slot.
+            let state = b.stateWord(slot: b.slot(ofSequence: next)).pointee.load(ordering: .acquiring)
+            let expected = ((next &- b.subbufCount) << 2) | RegionLayout.phaseDelivered
+            if state != expected {
+                return .lapsStalledWriter
+            }
+        }
+        return unconsumed >= b.subbufCount ? .overwritesUnconsumed : .free
+    }
+
+    /// Moves the position from `p` (inside an open sub-buffer) to the sealed state and
+    /// seals. Returns false if the CAS lost a race (the caller re-reads and retries).
+    func sealOnly(_ b: BufferCore, from p: UInt64, flags: SubbufferFlags = []) -> Bool {
+        let offset = p & b.offsetMask
+        let sequence = p &>> b.shift
+        let sealed = ((sequence &+ 1) &<< b.shift) | (p & RegionLayout.closedBit)
+        let (exchanged, _) = b.position.pointee.compareExchange(
+            expected: p, desired: sealed, ordering: .acquiringAndReleasing)
+        if exchanged {
+            self.seal(b, sequence: sequence, padding: b.subbufSize &- offset, flags: flags)
+        }
+        return exchanged
+    }
+
+    /// A writer found the buffer full: fire the buffer-full callback once per episode.
+    func enterFull(_ b: BufferCore, lastSequence: UInt64) {
+        // relaxed: the flag only deduplicates callbacks.
+        if b.fullFlag.pointee.load(ordering: .relaxed) == 0,
+            b.fullFlag.pointee.compareExchange(expected: 0, desired: 1, ordering: .relaxed).exchanged
+        {
+            b.count(RegionLayout.bufferFullEventsOffset)
+            self.callbacks.bufferFull?(BufferFull(buffer: b.index, lastSequence: lastSequence))
+        }
+    }
+
+    // MARK: Switch, seal, deliver
+
+    /// Initializes sub-buffer `sequence` after this thread won the switch CAS.
+    func startSubbuffer(_ b: BufferCore, sequence: UInt64, previousPadding: Int?, overwriting: Bool) {
+        let slot = b.slot(ofSequence: sequence)
+        // relaxed: published by the header commit below (releasing).
+        b.stateWord(slot: slot).pointee.store((sequence << 2) | RegionLayout.phaseWriting, ordering: .relaxed)
+        let h = b.subbuffer(sequence: sequence)
+        // Begin fields only: a concurrent writer may already have sealed this
+        // sub-buffer (the seal fields are its to write).
+        h.storeBytes(of: SubbufferHeaderLayout.magic, toByteOffset: SubbufferHeaderLayout.magicOffset, as: UInt32.self)
+        h.storeBytes(
+            of: SubbufferHeaderLayout.version, toByteOffset: SubbufferHeaderLayout.versionOffset, as: UInt16.self)
+        h.storeBytes(
+            of: UInt16(b.headerSize), toByteOffset: SubbufferHeaderLayout.headerSizeOffset, as: UInt16.self)
+        h.storeBytes(of: UInt32(b.index), toByteOffset: SubbufferHeaderLayout.bufferIndexOffset, as: UInt32.self)
+        h.storeBytes(of: sequence, toByteOffset: SubbufferHeaderLayout.sequenceOffset, as: UInt64.self)
+        h.storeBytes(
+            of: Clock.realtimeNanoseconds, toByteOffset: SubbufferHeaderLayout.beginTimeOffset, as: UInt64.self)
+        h.storeBytes(
+            of: UInt32(b.subbufSize), toByteOffset: SubbufferHeaderLayout.subbufSizeOffset, as: UInt32.self)
+        if overwriting {
+            b.count(RegionLayout.overwrittenOffset)
+        }
+        if b.fullFlag.pointee.load(ordering: .relaxed) != 0 {
+            b.fullFlag.pointee.store(0, ordering: .relaxed)
+        }
+        if let start = self.callbacks.subbufferStart {
+            let client = UnsafeMutableRawBufferPointer(
+                start: h + RegionLayout.engineHeaderSize, count: self.geometry.clientHeaderSize)
+            start(SubbufferStart(buffer: b.index, sequence: sequence, clientHeader: client, previousPadding: previousPadding))
+        }
+        self.commitBytes(b, slot: slot, bytes: b.headerSize, records: 0)
+    }
+
+    /// Writes the seal fields of sub-buffer `sequence`. Published by the caller's next
+    /// add on the slot's commit word.
+    @inline(__always)
+    func writeSealFields(_ b: BufferCore, sequence: UInt64, padding: UInt64, flags: SubbufferFlags) {
+        let h = b.subbuffer(sequence: sequence)
+        h.storeBytes(of: Clock.realtimeNanoseconds, toByteOffset: SubbufferHeaderLayout.endTimeOffset, as: UInt64.self)
+        h.storeBytes(of: UInt32(truncatingIfNeeded: padding), toByteOffset: SubbufferHeaderLayout.paddingOffset, as: UInt32.self)
+        h.storeBytes(
+            of: UInt32(truncatingIfNeeded: b.subbufSize &- b.headerSize &- padding),
+            toByteOffset: SubbufferHeaderLayout.contentSizeOffset, as: UInt32.self)
+        h.storeBytes(
+            of: b.counter(RegionLayout.lostTotalOffset), toByteOffset: SubbufferHeaderLayout.lostRecordsOffset,
+            as: UInt64.self)
+        h.storeBytes(of: flags.rawValue, toByteOffset: SubbufferHeaderLayout.flagsOffset, as: UInt32.self)
+    }
+
+    /// Seals sub-buffer `sequence` with `padding` unused bytes (this thread moved the
+    /// position past it) and commits the padding.
+    func seal(_ b: BufferCore, sequence: UInt64, padding: UInt64, flags: SubbufferFlags) {
+        self.writeSealFields(b, sequence: sequence, padding: padding, flags: flags)
+        if padding > 0 {
+            self.commitBytes(b, slot: b.slot(ofSequence: sequence), bytes: padding, records: 0)
+        } else {
+            // Zero padding only happens via a flush of a sub-buffer that is exactly full,
+            // which cannot be (a full sub-buffer is already sealed). Keep the invariant.
+            assertionFailure("seal with zero padding must come from an exact fill")
+        }
+    }
+
+    /// Adds committed bytes and records to a slot; delivers if that completes it.
+    @inline(__always)
+    func commitBytes(_ b: BufferCore, slot: UInt64, bytes: UInt64, records: UInt64) {
+        // acquiringAndReleasing: releases this thread's record bytes (or header/seal
+        // fields); acquires every other committer's when this add completes the slot.
+        let updated = b.commitWord(slot: slot).pointee.wrappingAdd(
+            bytes | (records << 32), ordering: .acquiringAndReleasing
+        ).newValue
+        if _slowPath(updated & 0xFFFF_FFFF == b.subbufSize) {
+            self.deliver(b, slot: slot, records: updated >> 32)
+        }
+    }
+
+    /// Commits one record of `length` bytes reserved at `position`.
+    @inline(__always)
+    func commitRecord(_ b: BufferCore, position: UInt64, length: UInt64) {
+        self.commitBytes(b, slot: (position &>> b.shift) & b.slotMask, bytes: length, records: 1)
+    }
+
+    /// The sub-buffer in `slot` is complete: this thread delivers it.
+    @inline(never)
+    func deliver(_ b: BufferCore, slot: UInt64, records: UInt64) {
+        let h = b.data + Int(slot &<< b.shift)
+        let sequence = h.load(fromByteOffset: SubbufferHeaderLayout.sequenceOffset, as: UInt64.self)
+        let contentSize = h.load(fromByteOffset: SubbufferHeaderLayout.contentSizeOffset, as: UInt32.self)
+        let padding = h.load(fromByteOffset: SubbufferHeaderLayout.paddingOffset, as: UInt32.self)
+        h.storeBytes(of: UInt32(truncatingIfNeeded: records), toByteOffset: SubbufferHeaderLayout.recordsOffset, as: UInt32.self)
+        b.count(RegionLayout.recordsWrittenOffset, records)
+        b.count(RegionLayout.bytesWrittenOffset, UInt64(contentSize))
+        b.count(RegionLayout.deliveredOffset)
+        // relaxed: published by the state store below.
+        b.commitWord(slot: slot).pointee.store(0, ordering: .relaxed)
+        // sequentiallyConsistent: releases the sub-buffer to readers (pairs with their
+        // acquiring state loads) and to the overwrite-mode switcher; SC also orders it
+        // before the load of the consumer's sleep state in `wakeConsumer` (Dekker).
+        b.stateWord(slot: slot).pointee.store((sequence << 2) | RegionLayout.phaseDelivered, ordering: .sequentiallyConsistent)
+        if let deliver = self.callbacks.deliver {
+            deliver(
+                SubbufferDelivery(
+                    buffer: b.index, sequence: sequence, records: Int(records), contentSize: Int(contentSize),
+                    padding: Int(padding)))
+        }
+        self.wakeConsumer(threshold: .sleeping)
+    }
+
+    // MARK: Losses
+
+    /// Counts `records` lost for `reason` in buffer `b`.
+    func countLoss(_ b: BufferCore, _ offset: Int, records: UInt64 = 1) {
+        b.count(offset, records)
+        if offset != RegionLayout.closedDropsOffset {
+            b.count(RegionLayout.lostTotalOffset, records)
+        }
+    }
+
+    // MARK: Block mode
+
+    /// Waits until buffer `b` may have space, the deadline passes, or the channel closes.
+    /// Returns false on timeout.
+    func waitForSpace(_ b: BufferCore, deadline: UInt64?) -> Bool {
+        b.count(RegionLayout.writerWaitsOffset)
+        while true {
+            // sequentiallyConsistent (all three): Dekker with `subbufsConsumed`, which
+            // stores `consumed`, bumps the futex word, then loads `waiters`. Either it sees
+            // our registration and wakes us, or we see its new `consumed` and do not sleep.
+            b.waiters.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+            let word = b.spaceFutex.pointee.load(ordering: .sequentiallyConsistent)
+            let position = b.position.pointee.load(ordering: .sequentiallyConsistent)
+            let next = position & b.offsetMask == 0 ? position &>> b.shift : (position &>> b.shift) &+ 1
+            let stillFull =
+                position & RegionLayout.closedBit == 0 && self.space(b, forSequence: next) == .full
+            var timedOut = false
+            if stillFull {
+                var timeout: Int64 = -1
+                if let deadline {
+                    let now = Clock.monotonicNanoseconds
+                    if now >= deadline {
+                        timedOut = true
+                    } else {
+                        timeout = Int64(deadline - now)
+                    }
+                }
+                if !timedOut, Futex.wait(b.spaceFutex, expected: word, timeoutNanoseconds: timeout) == .timedOut {
+                    timedOut = true
+                }
+            }
+            b.waiters.pointee.wrappingSubtract(1, ordering: .relaxed)
+            if !stillFull { return true }
+            if timedOut { return false }
+            // Woken: loop to re-check (spurious wake-ups are possible).
+            let position2 = b.position.pointee.load(ordering: .acquiring)
+            let next2 = position2 & b.offsetMask == 0 ? position2 &>> b.shift : (position2 &>> b.shift) &+ 1
+            if position2 & RegionLayout.closedBit != 0 || self.space(b, forSequence: next2) != .full {
+                return true
+            }
+        }
+    }
+
+    /// Wakes writers blocked on buffer `b` (space freed, or closing).
+    func wakeBlockedWriters(_ b: BufferCore) {
+        // sequentiallyConsistent: see `waitForSpace`.
+        b.spaceFutex.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        if b.waiters.pointee.load(ordering: .sequentiallyConsistent) > 0 {
+            Futex.wakeAll(b.spaceFutex)
+        }
+    }
+
+    /// Reserves in `b`, handling full buffers according to the mode. Counts losses.
+    @inline(__always)
+    func reserveHandlingMode(_ b: BufferCore, length: UInt64) -> Reserve {
+        let first = self.reserve(b, length: length)
+        if case .reserved = first { return first }
+        return self.reserveFailed(b, length: length, first: first)
+    }
+
+    @inline(never)
+    func reserveFailed(_ b: BufferCore, length: UInt64, first: Reserve) -> Reserve {
+        var outcome = first
+        var deadline: UInt64? = nil
+        var deadlineComputed = false
+        while true {
+            switch outcome {
+            case .reserved, .timedOut:
+                return outcome
+            case .closed:
+                self.countLoss(b, RegionLayout.closedDropsOffset)
+                return .closed
+            case .lapped:
+                self.countLoss(b, RegionLayout.lappedOffset)
+                return .lapped
+            case .full:
+                if b.mode != .block {
+                    self.countLoss(b, RegionLayout.droppedFullOffset)
+                    return .full
+                }
+                if !deadlineComputed {
+                    deadlineComputed = true
+                    if b.blockTimeoutNanoseconds >= 0 {
+                        deadline = Clock.monotonicNanoseconds &+ UInt64(b.blockTimeoutNanoseconds)
+                    }
+                }
+                if !self.waitForSpace(b, deadline: deadline) {
+                    self.countLoss(b, RegionLayout.droppedFullOffset)
+                    b.count(RegionLayout.blockTimeoutsOffset)
+                    return .timedOut
+                }
+                outcome = self.reserve(b, length: length)
+            }
+        }
+    }
+}
+
+/// Flags in a sub-buffer header.
+public struct SubbufferFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Sealed early by `flush()` (or the shipper's switch timer).
+    public static let flushed = SubbufferFlags(rawValue: 1 << 0)
+    /// Sealed by `close()`.
+    public static let closed = SubbufferFlags(rawValue: 1 << 1)
+}

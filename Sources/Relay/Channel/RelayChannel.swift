@@ -1,0 +1,257 @@
+import Synchronization
+
+/// A relay channel: per-CPU buffers of sub-buffers that any thread can write records
+/// into, lock-free, without a system call or an allocation per record.
+///
+/// This is relayfs's `rchan` in user space. Open one with a configuration (relayfs
+/// `relay_open`), write with ``write(_:)-(UnsafeRawBufferPointer)`` or
+/// ``reserve(_:)`` + ``RelayReservation/commit()``, and consume delivered
+/// sub-buffers with ``withNextSubbuffer(buffer:_:)`` and
+/// ``subbufsConsumed(buffer:count:)`` (or hand the channel to a shipper).
+///
+/// ```swift
+/// let channel = try RelayChannel(RelayChannelConfiguration(name: "app", subbufferSize: 1 << 20))
+/// "hello\n".utf8.withContiguousStorageIfAvailable { channel.write(UnsafeRawBufferPointer($0)) }
+/// channel.flush()   // seal partly filled sub-buffers so they get delivered
+/// ```
+///
+/// Writers pick the buffer of the CPU they run on (rseq `cpu_id`). Threads migrate,
+/// so the reserve is a CAS on the buffer's position word, and each sub-buffer has a
+/// commit counter; whoever's commit completes a sub-buffer delivers it. Records never
+/// span sub-buffers: the unused tail is recorded as padding.
+///
+/// Thread safety: every method may be called from any thread, except ``reset()``,
+/// which needs an idle channel (relayfs's rule). The channel must outlive every
+/// ``RelayReservation`` made from it.
+public final class RelayChannel: @unchecked Sendable {
+    /// The configuration the channel was opened with.
+    public let configuration: RelayChannelConfiguration
+    let geometry: Geometry
+    let callbacks: RelayCallbacks
+    let regions: [MappedRegion]
+    /// One `BufferCore` per buffer: the shared (per-CPU) ones first, then the exclusive ones.
+    let cores: UnsafeMutablePointer<BufferCore>
+    let bufferCount: Int
+    let sharedBufferCount: Int
+    /// CPU number → shared buffer index, for every possible CPU.
+    let cpuMap: UnsafeMutablePointer<UInt32>
+    let cpuMapCount: Int
+    /// Address of the attached consumer's wake-up storage (0: none). Read on
+    /// delivery and at the first record of each sub-buffer, without ARC traffic.
+    let consumerWakeupAddress = Atomic<UInt>(0)
+    /// Keeps the attached consumer wake-up alive.
+    let consumerWakeup = Mutex<RelayConsumerWakeup?>(nil)
+    /// Reader cursors of ``withNextSubbuffer(buffer:_:)``, one per buffer.
+    let readCursors: UnsafeMutablePointer<Atomic<UInt64>>
+    let closedState = Atomic<Bool>(false)
+
+    /// Opens a channel: maps and initializes one region per buffer.
+    ///
+    /// - Throws: ``RelayError`` with code `.invalidConfiguration` (with the fix in the
+    ///   message) or `.mappingFailed`.
+    public init(_ configuration: RelayChannelConfiguration, callbacks: RelayCallbacks = RelayCallbacks())
+        throws(RelayError)
+    {
+        RegionLayout.checkAtomicLayout()
+        try configuration.validate()
+        let pageSize = MappedRegion.pageSize
+        let geometry = Geometry(
+            subbufSize: configuration.subbufferSize,
+            subbufCount: configuration.subbufferCount,
+            clientHeaderSize: configuration.clientHeaderSize,
+            pageSize: pageSize
+        )
+        let shared = configuration.buffers ?? CPU.possibleCount
+        let total = shared + configuration.exclusiveBuffers
+
+        var regions: [MappedRegion] = []
+        regions.reserveCapacity(total)
+        do {
+            for index in 0..<total {
+                let region = try MappedRegion.map(
+                    size: geometry.regionSize,
+                    backing: configuration.backing,
+                    channelName: configuration.name,
+                    bufferIndex: index,
+                    prefault: configuration.prefault
+                )
+                regions.append(region)
+            }
+        } catch {
+            for region in regions { region.unmap() }
+            throw error
+        }
+
+        let cores = UnsafeMutablePointer<BufferCore>.allocate(capacity: total)
+        for index in 0..<total {
+            let core = BufferCore(region: regions[index], index: index, geometry: geometry, mode: configuration.mode)
+            Self.initializeRegion(core, geometry: geometry, mode: core.mode)
+            (cores + index).initialize(to: core)
+        }
+        let cpuCount = max(CPU.possibleCount, 1)
+        let cpuMap = UnsafeMutablePointer<UInt32>.allocate(capacity: cpuCount)
+        for cpu in 0..<cpuCount {
+            cpuMap[cpu] = UInt32(cpu % shared)
+        }
+        let cursors = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: total)
+        for index in 0..<total {
+            (cursors + index).initialize(to: Atomic(0))
+        }
+
+        self.configuration = configuration
+        self.geometry = geometry
+        self.callbacks = callbacks
+        self.regions = regions
+        self.cores = cores
+        self.bufferCount = total
+        self.sharedBufferCount = shared
+        self.cpuMap = cpuMap
+        self.cpuMapCount = cpuCount
+        self.readCursors = cursors
+
+        // relayfs calls subbuf_start for the first sub-buffer of every buffer at open.
+        for index in 0..<total {
+            self.startSubbuffer(cores[index], sequence: 0, previousPadding: nil, overwriting: false)
+        }
+        if let mapped = callbacks.bufferMapped {
+            for index in 0..<total {
+                mapped(BufferMapping(buffer: index, base: regions[index].base, size: regions[index].size))
+            }
+        }
+    }
+
+    deinit {
+        if let unmapped = self.callbacks.bufferUnmapped {
+            for index in 0..<self.bufferCount {
+                unmapped(BufferMapping(buffer: index, base: self.regions[index].base, size: self.regions[index].size))
+            }
+        }
+        for region in self.regions { region.unmap() }
+        self.cores.deinitialize(count: self.bufferCount)
+        self.cores.deallocate()
+        self.cpuMap.deallocate()
+        self.readCursors.deinitialize(count: self.bufferCount)
+        self.readCursors.deallocate()
+    }
+
+    /// Writes the identity line and zeroes every control word. Runs before the region is
+    /// visible to any other thread.
+    static func initializeRegion(_ core: BufferCore, geometry: Geometry, mode: BufferCore.ModeCode) {
+        let base = core.base
+        // Bind the control area's 8-byte words to Atomic<UInt64> and zero them. The
+        // futex word at spaceFutexOffset is rebound to Atomic<UInt32> (same bytes).
+        let words = geometry.controlSize / 8
+        let atomics = base.bindMemory(to: Atomic<UInt64>.self, capacity: words)
+        for word in 0..<words {
+            (atomics + word).initialize(to: Atomic(0))
+        }
+        (base + RegionLayout.spaceFutexOffset).bindMemory(to: Atomic<UInt32>.self, capacity: 2)
+            .initialize(to: Atomic(0))
+        // Identity line: plain stores, read-only from now on.
+        base.storeBytes(of: RegionLayout.magic, toByteOffset: RegionLayout.magicOffset, as: UInt32.self)
+        base.storeBytes(of: RegionLayout.version, toByteOffset: RegionLayout.versionOffset, as: UInt16.self)
+        base.storeBytes(
+            of: UInt16(RegionLayout.engineHeaderSize), toByteOffset: RegionLayout.engineHeaderSizeOffset,
+            as: UInt16.self)
+        base.storeBytes(of: UInt32(core.index), toByteOffset: RegionLayout.bufferIndexOffset, as: UInt32.self)
+        base.storeBytes(
+            of: UInt32(geometry.subbufCount), toByteOffset: RegionLayout.subbufCountOffset, as: UInt32.self)
+        base.storeBytes(of: UInt64(geometry.subbufSize), toByteOffset: RegionLayout.subbufSizeOffset, as: UInt64.self)
+        base.storeBytes(of: mode.rawValue, toByteOffset: RegionLayout.modeOffset, as: UInt32.self)
+        base.storeBytes(of: UInt32(geometry.headerSize), toByteOffset: RegionLayout.headerSizeOffset, as: UInt32.self)
+        base.storeBytes(of: UInt64(geometry.dataOffset), toByteOffset: RegionLayout.dataOffsetOffset, as: UInt64.self)
+        base.storeBytes(of: UInt64(geometry.regionSize), toByteOffset: RegionLayout.regionSizeOffset, as: UInt64.self)
+        base.storeBytes(
+            of: UInt32(geometry.clientHeaderSize), toByteOffset: RegionLayout.clientHeaderSizeOffset, as: UInt32.self)
+        // Sub-buffer 0 is open, empty, its header about to be written by startSubbuffer.
+        core.position.pointee.store(core.headerSize, ordering: .relaxed)
+    }
+
+    // MARK: Shape
+
+    /// The number of buffers: per-CPU shared buffers plus exclusive ones.
+    public var buffers: Int { self.bufferCount }
+
+    /// The number of buffers the shared write path spreads over (one per CPU by default).
+    public var sharedBuffers: Int { self.sharedBufferCount }
+
+    /// The largest record (or reservation) the channel accepts, in bytes.
+    public var maxRecordSize: Int { Int(self.cores[0].maxRecord) }
+
+    /// Bytes at the start of each sub-buffer before the first record (engine + client header).
+    public var subbufferHeaderSize: Int { self.geometry.headerSize }
+
+    /// Whether ``close()`` was called.
+    public var isClosed: Bool { self.closedState.load(ordering: .acquiring) }
+
+    @inline(__always)
+    func core(_ index: Int) -> BufferCore {
+        self.cores[index]
+    }
+
+    func checkBufferIndex(_ buffer: Int) {
+        precondition(buffer >= 0 && buffer < self.bufferCount, "buffer index \(buffer) out of range 0..<\(self.bufferCount)")
+    }
+
+    /// The shared buffer of the CPU the caller runs on.
+    @inline(__always)
+    func currentSharedCore() -> UnsafeMutablePointer<BufferCore> {
+        let cpu = CPU.current
+        let index: Int
+        if _fastPath(cpu < self.cpuMapCount) {
+            index = Int(self.cpuMap[cpu])
+        } else {
+            index = cpu % self.sharedBufferCount
+        }
+        return self.cores + index
+    }
+
+    // MARK: Consumer attachment
+
+    /// Attaches the consumer's doorbell: writers ring it at deliveries while the
+    /// consumer sleeps. One consumer per channel.
+    ///
+    /// - Returns: `false` if a different consumer is already attached.
+    @discardableResult
+    public func attachConsumer(_ wakeup: RelayConsumerWakeup) -> Bool {
+        self.consumerWakeup.withLock { current in
+            if let current { return current === wakeup }
+            current = wakeup
+            // releasing: pairs with the acquiring load in `wakeConsumer`, so a writer that
+            // sees the address sees initialized storage.
+            self.consumerWakeupAddress.store(UInt(bitPattern: wakeup.storage), ordering: .releasing)
+            return true
+        }
+    }
+
+    /// Detaches the consumer's doorbell.
+    public func detachConsumer() {
+        self.consumerWakeup.withLock { current in
+            // Writers may still hold the address for an instant; the object stays alive
+            // until the channel dies, which is why we keep it in `retired`.
+            self.consumerWakeupAddress.store(0, ordering: .releasing)
+            if let current { self.retiredWakeups.withLock { $0.append(current) } }
+            current = nil
+        }
+    }
+
+    let retiredWakeups = Mutex<[RelayConsumerWakeup]>([])
+
+    @inline(__always)
+    func wakeConsumer(threshold: RelayConsumerWakeup.State) {
+        // acquiring: pairs with the releasing store in `attachConsumer`.
+        let address = self.consumerWakeupAddress.load(ordering: .acquiring)
+        if address == 0 { return }
+        let storage = UnsafeMutablePointer<RelayConsumerWakeup.Storage>(bitPattern: address).unsafelyUnwrapped
+        // sequentiallyConsistent: Dekker with `RelayConsumerWakeup.prepareToSleep`.
+        let state = storage.pointee.state.load(ordering: .sequentiallyConsistent)
+        if state >= threshold.rawValue {
+            self.ringConsumer(storage)
+        }
+    }
+
+    @inline(never)
+    func ringConsumer(_ storage: UnsafeMutablePointer<RelayConsumerWakeup.Storage>) {
+        RelayConsumerWakeup.ring(storage)
+    }
+}

@@ -1,0 +1,101 @@
+internal import CRelayLinux
+import Synchronization
+
+/// The doorbell between writers and the one consumer of one or more channels.
+///
+/// The consumer (normally the shipper thread) sleeps on ``futexWord`` — inside
+/// io_uring with `IORING_OP_FUTEX_WAIT`, or with futex(2) — after declaring itself
+/// asleep. Writers ring only when it has declared that, never once per record:
+/// - at every delivery, if the consumer sleeps (`.sleeping` or `.deepSleep`);
+/// - when a record lands in an empty sub-buffer, if the consumer is in `.deepSleep`
+///   (it sleeps without a switch-timer deadline because every buffer was empty, so it
+///   must learn that partial data now exists and arm the timer).
+///
+/// The futex is process-private (`FUTEX_WAKE_PRIVATE`); a waiter must use a private
+/// wait (`FUTEX2_PRIVATE` for io_uring).
+public final class RelayConsumerWakeup: @unchecked Sendable {
+    /// What the consumer is doing.
+    public enum State: UInt32, Sendable {
+        /// Working; writers do not ring.
+        case awake = 0
+        /// Asleep with a timer: ring at deliveries.
+        case sleeping = 1
+        /// Asleep without a timer: ring at deliveries and at the first record of a sub-buffer.
+        case deepSleep = 2
+    }
+
+    struct Storage: ~Copyable {
+        let word: Atomic<UInt32>
+        let state: Atomic<UInt32>
+        let rings: Atomic<UInt64>
+    }
+
+    let storage: UnsafeMutablePointer<Storage>
+
+    /// Creates a doorbell.
+    public init() {
+        self.storage = .allocate(capacity: 1)
+        self.storage.initialize(to: Storage(word: Atomic(0), state: Atomic(0), rings: Atomic(0)))
+    }
+
+    deinit {
+        self.storage.deinitialize(count: 1)
+        self.storage.deallocate()
+    }
+
+    /// The 32-bit futex word to wait on. Stable for the object's lifetime.
+    ///
+    /// - Warning: Keep the `RelayConsumerWakeup` alive while any wait on this address
+    ///   is pending (including an io_uring FUTEX_WAIT).
+    public var futexWord: UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(self.storage).assumingMemoryBound(to: UInt32.self)
+    }
+
+    /// The current value of the futex word: read it *before* ``prepareToSleep(_:)`` and
+    /// pass it as the expected value of the wait.
+    public var currentWord: UInt32 {
+        // acquiring: pairs with the releasing increment in `ring()`.
+        self.storage.pointee.word.load(ordering: .acquiring)
+    }
+
+    /// Declares the consumer asleep. Call it, then re-check every buffer for work, and
+    /// only then wait on ``futexWord`` with the value read before.
+    public func prepareToSleep(_ state: State) {
+        // sequentiallyConsistent: Dekker with the writers' SC load in `ringIfSleeping`:
+        // either a writer sees this state and rings, or our re-check after this store
+        // sees its delivery.
+        self.storage.pointee.state.store(state.rawValue, ordering: .sequentiallyConsistent)
+    }
+
+    /// Declares the consumer awake (after a wait returns).
+    public func markAwake() {
+        self.storage.pointee.state.store(State.awake.rawValue, ordering: .relaxed)
+    }
+
+    /// How many times writers rang (wake-up syscalls issued).
+    public var ringCount: UInt64 { self.storage.pointee.rings.load(ordering: .relaxed) }
+
+    /// Wakes the consumer unconditionally.
+    public func ring() {
+        Self.ring(self.storage)
+    }
+
+    static func ring(_ storage: UnsafeMutablePointer<Storage>) {
+        // Only one writer needs to issue the syscall: the one that flips the state.
+        let previous = storage.pointee.state.exchange(State.awake.rawValue, ordering: .sequentiallyConsistent)
+        // releasing: the waiter's expected value check (acquiring `currentWord`) sees
+        // everything published before this increment.
+        storage.pointee.word.wrappingAdd(1, ordering: .releasing)
+        if previous != State.awake.rawValue {
+            storage.pointee.rings.wrappingAdd(1, ordering: .relaxed)
+            let word = UnsafeMutableRawPointer(storage).assumingMemoryBound(to: UInt32.self)
+            _ = CRelayLinux_futex_wake(word, Int32.max, 0)
+        }
+    }
+
+    /// Waits with futex(2) until rung or `timeoutNanoseconds` passes (< 0: forever).
+    /// For consumers that do not sleep inside io_uring.
+    public func wait(expected: UInt32, timeoutNanoseconds: Int64) {
+        _ = CRelayLinux_futex_wait(self.futexWord, expected, timeoutNanoseconds, 0)
+    }
+}

@@ -1,0 +1,46 @@
+internal import CRelayLinux
+import Synchronization
+
+/// The heavy side of an asymmetric memory fence (membarrier(2)).
+///
+/// Exclusive writers (`RelayExclusiveWriter`) announce "I am inside a write" with a
+/// plain store followed by a *compiler* barrier, then read the flush-request word.
+/// A thread that wants to touch that buffer (flush, close) stores the request and
+/// then calls `heavy()`: `MEMBARRIER_CMD_PRIVATE_EXPEDITED` makes every running
+/// thread of the process execute a full barrier. Afterwards, either the writer's
+/// "busy" store is visible to the requester, or the writer's next read sees the
+/// request. That is Dekker's mutual exclusion with the cost moved entirely to the
+/// rare side (a flush every switch-timer period), so the per-record path has no
+/// locked instruction.
+///
+/// When membarrier is unavailable (old kernels, seccomp), `isExpedited` is false and
+/// writers must use a real full fence on their side instead (`light()`).
+enum AsymmetricFence {
+    /// Whether the process registered for private expedited membarrier.
+    static let isExpedited: Bool = CRelayLinux_membarrier_register() == 0
+
+    /// The writer side: a compiler barrier when membarrier is available (`expedited`,
+    /// the cached value of ``isExpedited``), else a full fence.
+    @inline(__always)
+    static func light(expedited: Bool) {
+        if expedited {
+            CRelayLinux_compiler_barrier()
+        } else {
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// The requester side: a process-wide barrier (or a local full fence when the
+    /// writers already pay for full fences).
+    static func heavy() {
+        if self.isExpedited {
+            if CRelayLinux_membarrier() != 0 {
+                // Registration succeeded, so this cannot fail in practice; if it does we
+                // must not silently lose the guarantee.
+                fatalError("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after registration")
+            }
+        } else {
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+        }
+    }
+}

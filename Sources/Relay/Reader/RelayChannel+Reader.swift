@@ -1,0 +1,223 @@
+import Synchronization
+
+// The consumer side: in-order iteration of delivered sub-buffers, and
+// relay_subbufs_consumed.
+//
+// One consumer per buffer at a time (a reader, or a shipper). The consumer owns the
+// buffer's read cursor and its `consumed` word.
+extension RelayChannel {
+    /// Runs `body` on the next delivered sub-buffer of `buffer`, in sequence order,
+    /// seen in place without copying, and moves the read cursor past it.
+    ///
+    /// Reading does not release the sub-buffer: call ``subbufsConsumed(buffer:count:)``
+    /// when done with it (relayfs's contract), or pass `consume: true`.
+    ///
+    /// In overwrite mode the reader may have been lapped: it skips to the oldest
+    /// sub-buffer still in the buffer (``RelaySubbuffer/skippedBefore`` says how many
+    /// were lost), and if a writer reuses the sub-buffer while `body` runs, the result is
+    /// `.overwritten` instead of `.read`: a torn sub-buffer is never accepted.
+    public func withNextSubbuffer<Value>(
+        buffer index: Int,
+        consume: Bool = false,
+        _ body: (RelaySubbuffer) throws -> Value
+    ) rethrows -> RelayRead<Value> {
+        self.checkBufferIndex(index)
+        let b = self.cores[index]
+        let cursorWord = self.readCursors + index
+        var cursor = max(cursorWord.pointee.load(ordering: .relaxed), b.consumed.pointee.load(ordering: .relaxed))
+        var skipped: UInt64 = 0
+        if b.mode == .overwrite {
+            let produced = self.produced(b)
+            if produced > b.subbufCount && cursor < produced - b.subbufCount {
+                skipped = produced - b.subbufCount - cursor
+                cursor = produced - b.subbufCount
+            }
+        }
+        let slot = b.slot(ofSequence: cursor)
+        let expected = (cursor << 2) | RegionLayout.phaseDelivered
+        // acquiring: pairs with the deliverer's store; the whole sub-buffer is visible.
+        let state = b.stateWord(slot: slot).pointee.load(ordering: .acquiring)
+        if state != expected {
+            if b.mode == .overwrite && state >> 2 > cursor {
+                // Lapped between our produced check and now: retry once from the top.
+                cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
+                self.countSkip(b, cursor: cursor)
+                return try self.withNextSubbuffer(buffer: index, consume: consume, body)
+            }
+            if skipped > 0 { cursorWord.pointee.store(cursor, ordering: .relaxed) }
+            return .none
+        }
+        let packet = UnsafeRawBufferPointer(start: b.subbuffer(sequence: cursor), count: Int(b.subbufSize))
+        guard let view = RelaySubbuffer(packet: packet, skippedBefore: skipped) else {
+            if b.mode == .overwrite {
+                cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
+                return .overwritten(sequence: cursor)
+            }
+            preconditionFailure("delivered sub-buffer \(cursor) of buffer \(index) has a corrupt header")
+        }
+        let value = try body(view)
+        cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
+        if b.mode == .overwrite && !self.stillIntact(b, sequence: cursor) {
+            return .overwritten(sequence: cursor)
+        }
+        if consume {
+            self.subbufsConsumed(buffer: index, count: 1)
+        }
+        return .read(value)
+    }
+
+    private func countSkip(_ b: BufferCore, cursor: UInt64) {}
+
+    /// Seqlock-style validation: were the reads of sub-buffer `sequence` that precede
+    /// this call free of concurrent overwrites? A slot is reused only when the switch to
+    /// `sequence + subbufCount` moves the position word, and writers write only after
+    /// that CAS; so if the position has not reached it after our reads, they were clean.
+    func stillIntact(_ b: BufferCore, sequence: UInt64) -> Bool {
+        // acquiring fence: orders the caller's reads of the sub-buffer before the
+        // position load below (the seqlock reader's fence).
+        atomicMemoryFence(ordering: .acquiring)
+        let p = b.position.pointee.load(ordering: .relaxed) & ~RegionLayout.closedBit
+        let open = p &>> b.shift
+        let started = p & b.offsetMask == 0 ? open &- 1 : open
+        return started < sequence &+ b.subbufCount
+    }
+
+    /// Tells the channel that `count` more sub-buffers of `buffer` were consumed
+    /// (relayfs `relay_subbufs_consumed`: the number newly consumed, not a total).
+    /// Frees them for writers in no-overwrite mode and wakes blocked writers.
+    ///
+    /// The consumed count never exceeds what was delivered in order: extra counts are
+    /// ignored (relayfs clamps to produced; clamping to delivered also protects a
+    /// sub-buffer that still has a writer inside).
+    public func subbufsConsumed(buffer index: Int, count: Int) {
+        self.checkBufferIndex(index)
+        precondition(count >= 0, "consumed count must not be negative")
+        let b = self.cores[index]
+        // relaxed: only the consumer writes `consumed`.
+        let old = b.consumed.pointee.load(ordering: .relaxed)
+        var consumed = old
+        let target = old &+ UInt64(count)
+        if b.mode == .overwrite {
+            consumed = min(target, self.produced(b))
+        } else {
+            while consumed < target {
+                // acquiring: pairs with the deliverer's store.
+                let state = b.stateWord(slot: b.slot(ofSequence: consumed)).pointee.load(ordering: .acquiring)
+                if state != (consumed << 2) | RegionLayout.phaseDelivered { break }
+                consumed &+= 1
+            }
+        }
+        if consumed == old { return }
+        // sequentiallyConsistent: releases our reads of the consumed sub-buffers to the
+        // writers that reuse them (pairs with the acquiring load in `space`), and is the
+        // consumer half of the Dekker pair with `waitForSpace`.
+        b.consumed.pointee.store(consumed, ordering: .sequentiallyConsistent)
+        self.wakeBlockedWriters(b)
+    }
+
+    /// Moves buffer `index`'s consumed count to `sequence` (the next sub-buffer the
+    /// consumer needs) if that is ahead. For shippers that track completions themselves.
+    package func setConsumed(buffer index: Int, to sequence: UInt64) {
+        let b = self.cores[index]
+        let old = b.consumed.pointee.load(ordering: .relaxed)
+        if sequence > old {
+            self.subbufsConsumed(buffer: index, count: Int(sequence - old))
+        }
+    }
+}
+
+// MARK: Package API for shippers (zero-copy access to regions)
+
+/// Where one delivered sub-buffer lives, for a shipper that hands memory to the kernel.
+package struct DeliveredSubbuffer: Sendable, Hashable {
+    /// Buffer index.
+    package let buffer: Int
+    /// Sequence number.
+    package let sequence: UInt64
+    /// Byte offset of the sub-buffer within the buffer's region.
+    package let regionOffset: Int
+    /// Sub-buffer size (a packet).
+    package let size: Int
+    /// Offset of the first record within the sub-buffer.
+    package let headerSize: Int
+    /// Bytes of records.
+    package let contentSize: Int
+    /// Records.
+    package let records: Int
+    /// CLOCK_REALTIME ns of the seal.
+    package let endTimeNanoseconds: UInt64
+    /// CLOCK_REALTIME ns of the start.
+    package let beginTimeNanoseconds: UInt64
+}
+
+extension RelayChannel {
+    /// The mapped region of buffer `index` (for io_uring registration).
+    package func region(buffer index: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: self.regions[index].base, count: self.regions[index].size)
+    }
+
+    /// The memfd / shm descriptor behind buffer `index`, or -1 for anonymous memory.
+    package func regionDescriptor(buffer index: Int) -> Int32 {
+        self.regions[index].fd
+    }
+
+    /// The shared-memory file of buffer `index`, for `.sharedMemory` backing.
+    public func regionPath(buffer index: Int) -> String? {
+        self.regions[index].path
+    }
+
+    /// Sub-buffers sealed so far in buffer `index`.
+    package func producedCount(buffer index: Int) -> UInt64 {
+        self.produced(self.cores[index])
+    }
+
+    /// Buffer `index`'s consumed count.
+    package func consumedCount(buffer index: Int) -> UInt64 {
+        self.cores[index].consumed.pointee.load(ordering: .relaxed)
+    }
+
+    /// Sub-buffer `sequence` of buffer `index` if it is delivered (and, in overwrite
+    /// mode, not yet reused).
+    package func delivered(buffer index: Int, sequence: UInt64) -> DeliveredSubbuffer? {
+        let b = self.cores[index]
+        let slot = b.slot(ofSequence: sequence)
+        // acquiring: pairs with the deliverer's store; header and records are visible.
+        let state = b.stateWord(slot: slot).pointee.load(ordering: .acquiring)
+        guard state == (sequence << 2) | RegionLayout.phaseDelivered else { return nil }
+        let h = b.subbuffer(sequence: sequence)
+        return DeliveredSubbuffer(
+            buffer: index,
+            sequence: sequence,
+            regionOffset: h - b.base,
+            size: Int(b.subbufSize),
+            headerSize: Int(b.headerSize),
+            contentSize: Int(h.load(fromByteOffset: SubbufferHeaderLayout.contentSizeOffset, as: UInt32.self)),
+            records: Int(h.load(fromByteOffset: SubbufferHeaderLayout.recordsOffset, as: UInt32.self)),
+            endTimeNanoseconds: h.load(fromByteOffset: SubbufferHeaderLayout.endTimeOffset, as: UInt64.self),
+            beginTimeNanoseconds: h.load(fromByteOffset: SubbufferHeaderLayout.beginTimeOffset, as: UInt64.self)
+        )
+    }
+
+    /// The oldest sequence still present in buffer `index` when the consumer was lapped
+    /// (overwrite mode), else `nil`.
+    package func lapTarget(buffer index: Int, nextSequence: UInt64) -> UInt64? {
+        let b = self.cores[index]
+        guard b.mode == .overwrite else { return nil }
+        let produced = self.produced(b)
+        if produced > b.subbufCount && nextSequence < produced - b.subbufCount {
+            return produced - b.subbufCount
+        }
+        let state = b.stateWord(slot: b.slot(ofSequence: nextSequence)).pointee.load(ordering: .acquiring)
+        if state >> 2 > nextSequence { return nextSequence + 1 }
+        return nil
+    }
+
+    /// Whether sub-buffer `sequence` of buffer `index` is still intact (overwrite mode:
+    /// not reused since it was delivered).
+    package func isIntact(buffer index: Int, sequence: UInt64) -> Bool {
+        self.stillIntact(self.cores[index], sequence: sequence)
+    }
+
+    /// The channel's mode.
+    public var mode: RelayMode { self.configuration.mode }
+}

@@ -1,0 +1,77 @@
+/// A delivered sub-buffer, seen in place (no copy) during a read.
+///
+/// - Warning: Valid only inside the closure that received it. Do not escape its
+///   pointers. In overwrite mode the bytes may change under the reader; the read
+///   reports `.overwritten` when that happened, and its result must then be discarded.
+public struct RelaySubbuffer: @unchecked Sendable {
+    /// The buffer (CPU) index.
+    public let buffer: Int
+    /// The per-buffer sequence number (consecutive unless sub-buffers were lost).
+    public let sequence: UInt64
+    /// Sequence numbers skipped just before this one because they were overwritten
+    /// before the reader got to them (overwrite mode). 0 otherwise.
+    public let skippedBefore: UInt64
+    /// Records in the sub-buffer.
+    public let records: Int
+    /// Cumulative records lost in this buffer when the sub-buffer was sealed.
+    public let lostRecords: UInt64
+    /// CLOCK_REALTIME ns at the sub-buffer's start (≤ its first record).
+    public let beginTimeNanoseconds: UInt64
+    /// CLOCK_REALTIME ns at its seal (≥ its last reservation).
+    public let endTimeNanoseconds: UInt64
+    /// Header flags.
+    public let flags: SubbufferFlags
+    /// Unused bytes at the end.
+    public let padding: Int
+    /// The records, back to back.
+    public let content: UnsafeRawBufferPointer
+    /// The client's header bytes (``RelayChannelConfiguration/clientHeaderSize``).
+    public let clientHeader: UnsafeRawBufferPointer
+    /// The whole sub-buffer: header, records and padding (what a `packets` file holds).
+    public let packet: UnsafeRawBufferPointer
+
+    /// Decodes the header at the start of `packet` (a whole sub-buffer, as written to a
+    /// packets file). Returns `nil` if the magic, version or sizes are inconsistent.
+    public init?(packet: UnsafeRawBufferPointer, skippedBefore: UInt64 = 0) {
+        guard packet.count >= RegionLayout.engineHeaderSize else { return nil }
+        let magic = packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.magicOffset, as: UInt32.self)
+        let version = packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.versionOffset, as: UInt16.self)
+        guard magic == SubbufferHeaderLayout.magic, version == SubbufferHeaderLayout.version else { return nil }
+        let headerSize = Int(packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.headerSizeOffset, as: UInt16.self))
+        let subbufSize = Int(packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.subbufSizeOffset, as: UInt32.self))
+        let contentSize = Int(packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.contentSizeOffset, as: UInt32.self))
+        let padding = Int(packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.paddingOffset, as: UInt32.self))
+        guard subbufSize == packet.count, headerSize >= RegionLayout.engineHeaderSize,
+            headerSize + contentSize + padding == subbufSize
+        else { return nil }
+        self.buffer = Int(packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.bufferIndexOffset, as: UInt32.self))
+        self.sequence = packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.sequenceOffset, as: UInt64.self)
+        self.skippedBefore = skippedBefore
+        self.records = Int(packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.recordsOffset, as: UInt32.self))
+        self.lostRecords = packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.lostRecordsOffset, as: UInt64.self)
+        self.beginTimeNanoseconds = packet.loadUnaligned(
+            fromByteOffset: SubbufferHeaderLayout.beginTimeOffset, as: UInt64.self)
+        self.endTimeNanoseconds = packet.loadUnaligned(
+            fromByteOffset: SubbufferHeaderLayout.endTimeOffset, as: UInt64.self)
+        self.flags = SubbufferFlags(
+            rawValue: packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.flagsOffset, as: UInt32.self))
+        self.padding = padding
+        self.content = UnsafeRawBufferPointer(rebasing: packet[headerSize..<(headerSize + contentSize)])
+        self.clientHeader = UnsafeRawBufferPointer(
+            rebasing: packet[RegionLayout.engineHeaderSize..<headerSize])
+        self.packet = packet
+    }
+}
+
+/// The outcome of reading the next sub-buffer of a buffer.
+public enum RelayRead<Value> {
+    /// No delivered sub-buffer is waiting.
+    case none
+    /// The closure ran on the next delivered sub-buffer and returned `Value`.
+    case read(Value)
+    /// Overwrite mode: the sub-buffer was reused by a writer while the closure read it.
+    /// Discard whatever the closure derived from it. The reader moved past it.
+    case overwritten(sequence: UInt64)
+}
+
+extension RelayRead: Sendable where Value: Sendable {}

@@ -1,0 +1,131 @@
+import Synchronization
+
+/// Counters of one buffer. Every record offered to the channel ends up in exactly one
+/// of `recordsWritten`, `recordsDropped`, `recordsTooBig`, `recordsLapped`,
+/// `recordsRefusedClosed`, or is still in flight (reserved or in an undelivered
+/// sub-buffer): nothing is lost without a count.
+public struct RelayBufferStats: Sendable, Hashable {
+    /// Records in delivered sub-buffers.
+    public var recordsWritten: UInt64 = 0
+    /// Bytes of records in delivered sub-buffers.
+    public var bytesWritten: UInt64 = 0
+    /// Records dropped because every sub-buffer was unconsumed (drop mode, and block-mode
+    /// timeouts).
+    public var recordsDropped: UInt64 = 0
+    /// Of `recordsDropped`, those that waited the full block timeout.
+    public var blockTimeouts: UInt64 = 0
+    /// Records rejected for being larger than `maxRecordSize`.
+    public var recordsTooBig: UInt64 = 0
+    /// Overwrite mode: records refused because the next sub-buffer was still held by a
+    /// stalled writer.
+    public var recordsLapped: UInt64 = 0
+    /// Writes refused because the channel was closed.
+    public var recordsRefusedClosed: UInt64 = 0
+    /// Lost records (dropped + too big + lapped), the cumulative value sub-buffer headers carry.
+    public var recordsLost: UInt64 = 0
+    /// Sub-buffers sealed (relayfs "produced").
+    public var subbuffersProduced: UInt64 = 0
+    /// Sub-buffers delivered (sealed and fully committed).
+    public var subbuffersDelivered: UInt64 = 0
+    /// Sub-buffers the consumer released (relayfs "consumed").
+    public var subbuffersConsumed: UInt64 = 0
+    /// Overwrite mode: sub-buffers reused before they were consumed.
+    public var subbuffersOverwritten: UInt64 = 0
+    /// Times a writer had to wait for space (block mode).
+    public var writerWaits: UInt64 = 0
+    /// Buffer-full episodes (buffer-full callbacks).
+    public var bufferFullEvents: UInt64 = 0
+    /// Reservations dropped without commit (filled with the filler).
+    public var reservationsAbandoned: UInt64 = 0
+    /// Partly filled sub-buffers sealed by flush/close.
+    public var flushes: UInt64 = 0
+    /// Flushes skipped because an exclusive writer stayed inside a write for over 2 ms.
+    public var flushSkips: UInt64 = 0
+
+    /// Sub-buffers sealed but not yet consumed: how full the buffer is.
+    public var unconsumedSubbuffers: UInt64 {
+        self.subbuffersProduced >= self.subbuffersConsumed ? self.subbuffersProduced - self.subbuffersConsumed : 0
+    }
+
+    /// Creates zeroed counters.
+    public init() {}
+
+    mutating func add(_ other: RelayBufferStats) {
+        self.recordsWritten += other.recordsWritten
+        self.bytesWritten += other.bytesWritten
+        self.recordsDropped += other.recordsDropped
+        self.blockTimeouts += other.blockTimeouts
+        self.recordsTooBig += other.recordsTooBig
+        self.recordsLapped += other.recordsLapped
+        self.recordsRefusedClosed += other.recordsRefusedClosed
+        self.recordsLost += other.recordsLost
+        self.subbuffersProduced += other.subbuffersProduced
+        self.subbuffersDelivered += other.subbuffersDelivered
+        self.subbuffersConsumed += other.subbuffersConsumed
+        self.subbuffersOverwritten += other.subbuffersOverwritten
+        self.writerWaits += other.writerWaits
+        self.bufferFullEvents += other.bufferFullEvents
+        self.reservationsAbandoned += other.reservationsAbandoned
+        self.flushes += other.flushes
+        self.flushSkips += other.flushSkips
+    }
+}
+
+/// Counters of a channel: per buffer, and summed.
+public struct RelayChannelStats: Sendable, Hashable {
+    /// One entry per buffer.
+    public var buffers: [RelayBufferStats]
+    /// The sum over all buffers.
+    public var total: RelayBufferStats
+}
+
+extension RelayChannel {
+    /// A snapshot of buffer `index`'s counters. Counters are read individually
+    /// (relaxed), so a snapshot taken while writers run is approximate; after
+    /// `flush()` and delivery it is exact.
+    public func stats(buffer index: Int) -> RelayBufferStats {
+        self.checkBufferIndex(index)
+        let b = self.cores[index]
+        var s = RelayBufferStats()
+        s.recordsWritten = b.counter(RegionLayout.recordsWrittenOffset)
+        s.bytesWritten = b.counter(RegionLayout.bytesWrittenOffset)
+        s.recordsDropped = b.counter(RegionLayout.droppedFullOffset)
+        s.blockTimeouts = b.counter(RegionLayout.blockTimeoutsOffset)
+        s.recordsTooBig = b.counter(RegionLayout.tooBigOffset)
+        s.recordsLapped = b.counter(RegionLayout.lappedOffset)
+        s.recordsRefusedClosed = b.counter(RegionLayout.closedDropsOffset)
+        s.recordsLost = b.counter(RegionLayout.lostTotalOffset)
+        s.subbuffersProduced = self.produced(b)
+        s.subbuffersDelivered = b.counter(RegionLayout.deliveredOffset)
+        s.subbuffersConsumed = b.consumed.pointee.load(ordering: .relaxed)
+        s.subbuffersOverwritten = b.counter(RegionLayout.overwrittenOffset)
+        s.writerWaits = b.counter(RegionLayout.writerWaitsOffset)
+        s.bufferFullEvents = b.counter(RegionLayout.bufferFullEventsOffset)
+        s.reservationsAbandoned = b.counter(RegionLayout.abandonedOffset)
+        s.flushes = b.counter(RegionLayout.flushesOffset)
+        s.flushSkips = b.counter(RegionLayout.flushSkipsOffset)
+        return s
+    }
+
+    /// A snapshot of every buffer's counters and their sum.
+    public func stats() -> RelayChannelStats {
+        var total = RelayBufferStats()
+        var all: [RelayBufferStats] = []
+        all.reserveCapacity(self.bufferCount)
+        for index in 0..<self.bufferCount {
+            let s = self.stats(buffer: index)
+            total.add(s)
+            all.append(s)
+        }
+        return RelayChannelStats(buffers: all, total: total)
+    }
+
+    /// Sub-buffers sealed so far in `b` (relayfs `subbufs_produced`).
+    func produced(_ b: BufferCore) -> UInt64 {
+        // acquiring: a consumer that sees the count then looks at the slots.
+        let p = b.position.pointee.load(ordering: .acquiring) & ~RegionLayout.closedBit
+        // Open sub-buffer `p >> shift` is not sealed; in the sealed state (offset 0) the
+        // sequence part already counts the sealed one.
+        return p &>> b.shift
+    }
+}

@@ -1,0 +1,98 @@
+import Relay
+import RelayTestSupport
+import Synchronization
+import Testing
+
+@Suite("Exclusive writers")
+struct ExclusiveWriterTests {
+    @Test("an exclusive writer owns its buffer; claims are exclusive")
+    func claim() throws {
+        let channel = try smallChannel(buffers: 1, exclusiveBuffers: 2)
+        #expect(throws: RelayError.self) { try channel.makeExclusiveWriter(buffer: 0) }
+        do {
+            let writer = try channel.makeExclusiveWriter(buffer: 1)
+            #expect(writer.buffer == 1)
+            #expect(throws: RelayError.self) { try channel.makeExclusiveWriter(buffer: 1) }
+        }
+        // Released at the end of scope.
+        _ = try channel.makeExclusiveWriter(buffer: 1)
+    }
+
+    @Test("writes through the exclusive path read back in order, across switches")
+    func roundTrip() throws {
+        let channel = try smallChannel(subbufferSize: 4096, subbufferCount: 8, mode: .block(), buffers: 1, exclusiveBuffers: 1)
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        var expected: [String] = []
+        for i in 0..<200 {
+            let line = "exclusive record number \(i)"
+            expected.append(line)
+            var text = line + "\n"
+            let result = text.withUTF8 { writer.write(UnsafeRawBufferPointer($0)) }
+            #expect(result == .written)
+        }
+        channel.flush()
+        #expect(channel.drainLines() == expected)
+        #expect(channel.stats(buffer: 1).recordsWritten == 200)
+    }
+
+    @Test("flush from another thread while an exclusive writer runs loses and tears nothing")
+    func flushRace() throws {
+        let channel = try smallChannel(subbufferSize: 8192, subbufferCount: 16, mode: .block(), buffers: 1, exclusiveBuffers: 2)
+        let stop = Atomic<Bool>(false)
+        let flusher = TestThreads.spawn {
+            while !stop.load(ordering: .relaxed) {
+                channel.flush()
+                sched_yield()
+            }
+        }
+        let collected = Mutex<[StressRecord.Decoded]>([])
+        let torn = Atomic<Int>(0)
+        let consumer = TestThreads.spawn {
+            var local: [StressRecord.Decoded] = []
+            func drain() {
+                for buffer in 1..<3 {
+                    while case .read = channel.withNextSubbuffer(buffer: buffer, consume: true, { sub in
+                        var offset = 0
+                        while offset < sub.content.count {
+                            guard let record = StressRecord.decode(UnsafeRawBufferPointer(rebasing: sub.content[offset...])) else {
+                                torn.add(1, ordering: .relaxed)
+                                return
+                            }
+                            local.append(record)
+                            offset += record.size
+                        }
+                    }) {}
+                }
+            }
+            while !stop.load(ordering: .relaxed) { drain() }
+            channel.flush()
+            drain()
+            collected.withLock { $0 = local }
+        }
+        let perProducer = 30_000
+        TestThreads.run(count: 2) { producer in
+            let writer = try! channel.makeExclusiveWriter(buffer: 1 + producer)
+            var scratch = [UInt8](repeating: 0, count: 256)
+            for sequence in 0..<perProducer {
+                let size = 32 + (sequence % 5) * 40
+                scratch.withUnsafeMutableBytes { raw in
+                    StressRecord.encode(producer: UInt32(producer), sequence: UInt64(sequence), size: size, into: raw)
+                    _ = writer.write(UnsafeRawBufferPointer(rebasing: raw[0..<size]))
+                }
+            }
+        }
+        stop.store(true, ordering: .relaxed)
+        TestThreads.join(flusher)
+        TestThreads.join(consumer)
+        let records = collected.withLock { $0 }
+        #expect(torn.load(ordering: .relaxed) == 0)
+        #expect(records.count == 2 * perProducer)
+        // Per producer, in order, exactly once.
+        for producer in 0..<2 {
+            let sequences = records.filter { $0.producer == producer }.map(\.sequence)
+            #expect(sequences == (0..<UInt64(perProducer)).map { $0 })
+        }
+    }
+}
+
+import Glibc

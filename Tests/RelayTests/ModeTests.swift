@@ -1,0 +1,161 @@
+import Relay
+import RelayTestSupport
+import Synchronization
+import Testing
+
+@Suite("Modes")
+struct ModeTests {
+    static let record = [UInt8](repeating: 0x44, count: 2000)  // two per 4 KiB sub-buffer
+
+    @Test("drop: writes fail when every sub-buffer is unconsumed, are counted, and resume after consume")
+    func dropMode() throws {
+        let full = EventLog<BufferFull>()
+        let channel = try smallChannel(
+            subbufferCount: 2, mode: .drop, callbacks: RelayCallbacks(bufferFull: { full.append($0) }))
+        var results: [RelayWriteResult] = []
+        for _ in 0..<8 { results.append(channel.write(Self.record)) }
+        // Two sub-buffers × 2 records fit; the 5th fails (and seals sub-buffer 1).
+        #expect(results == [.written, .written, .written, .written, .dropped, .dropped, .dropped, .dropped])
+        #expect(full.all.count == 1, "buffer-full fires once per episode")
+        var stats = channel.stats().total
+        #expect(stats.recordsDropped == 4)
+        #expect(stats.recordsLost == 4)
+        #expect(stats.bufferFullEvents == 1)
+        #expect(channel.withNextSubbuffer(buffer: 0, consume: true) { $0.records } .value == 2)
+        #expect(channel.write(Self.record) == .written, "space freed by subbufsConsumed")
+        stats = channel.stats().total
+        #expect(stats.recordsWritten == 4)
+        // The second episode fires the callback again.
+        for _ in 0..<3 { channel.write(Self.record) }
+        #expect(full.all.count == 2)
+    }
+
+    @Test("every sub-buffer header carries the cumulative loss count")
+    func lossInHeaders() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .drop)
+        for _ in 0..<7 { channel.write(Self.record) }  // 3 dropped
+        var lost: [UInt64] = []
+        while case .read(let l) = channel.withNextSubbuffer(buffer: 0, consume: true, { $0.lostRecords }) {
+            lost.append(l)
+        }
+        #expect(lost == [0, 0], "sealed before the losses")
+        for _ in 0..<3 { channel.write(Self.record) }
+        channel.flush()
+        var after: [UInt64] = []
+        while case .read(let l) = channel.withNextSubbuffer(buffer: 0, consume: true, { $0.lostRecords }) {
+            after.append(l)
+        }
+        #expect(after.last == 3, "a reader learns about the 3 drops from the data alone")
+    }
+
+    @Test("block: a writer waits for space and finishes when the consumer frees it")
+    func blockMode() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .block())
+        for _ in 0..<4 { #expect(channel.write(Self.record) == .written) }
+        let done = Atomic<Int>(0)
+        let writer = TestThreads.spawn {
+            for _ in 0..<4 {
+                if channel.write(Self.record) == .written { done.add(1, ordering: .relaxed) }
+            }
+        }
+        // Consume until the writer has finished; it must be waiting in between.
+        var consumed = 0
+        while done.load(ordering: .relaxed) < 4 {
+            if case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in () }) {
+                consumed += 1
+            } else {
+                usleep(1000)
+            }
+        }
+        TestThreads.join(writer)
+        let stats = channel.stats().total
+        #expect(stats.recordsDropped == 0)
+        #expect(stats.writerWaits >= 1)
+        channel.flush()
+        while case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in () }) { consumed += 1 }
+        #expect(channel.stats().total.recordsWritten == 8)
+    }
+
+    @Test("block with a timeout: the record is dropped and counted when no space comes")
+    func blockTimeout() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .milliseconds(50)))
+        for _ in 0..<4 { channel.write(Self.record) }
+        let start = ContinuousClock.now
+        #expect(channel.write(Self.record) == .timedOut)
+        let waited = ContinuousClock.now - start
+        #expect(waited >= .milliseconds(45))
+        let stats = channel.stats().total
+        #expect(stats.recordsDropped == 1)
+        #expect(stats.blockTimeouts == 1)
+    }
+
+    @Test("block: close wakes blocked writers, which fail with .closed")
+    func closeWakesBlocked() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .block())
+        for _ in 0..<4 { channel.write(Self.record) }
+        let result = Mutex<RelayWriteResult?>(nil)
+        let writer = TestThreads.spawn {
+            let r = channel.write(Self.record)
+            result.withLock { $0 = r }
+        }
+        usleep(20_000)
+        channel.close()
+        TestThreads.join(writer)
+        #expect(result.withLock { $0 } == .closed)
+    }
+
+    @Test("overwrite: writes never fail; the oldest sub-buffers are reused and counted")
+    func overwriteMode() throws {
+        let channel = try smallChannel(subbufferCount: 4, mode: .overwrite)
+        for i in 0..<40 {
+            var record = Self.record
+            record[0] = UInt8(i)
+            #expect(channel.write(record) == .written)
+        }
+        channel.flush()
+        let stats = channel.stats().total
+        #expect(stats.subbuffersOverwritten > 0)
+        #expect(stats.recordsDropped == 0)
+        // The reader skips what was lost and sees the newest sub-buffers.
+        var sequences: [UInt64] = []
+        var skipped: UInt64 = 0
+        var firstBytes: [UInt8] = []
+        while true {
+            let read = channel.withNextSubbuffer(buffer: 0, consume: true) { sub in
+                (sub.sequence, sub.skippedBefore, sub.content.first ?? 0)
+            }
+            guard case .read(let (sequence, skip, first)) = read else { break }
+            sequences.append(sequence)
+            skipped += skip
+            firstBytes.append(first)
+        }
+        #expect(sequences == [16, 17, 18, 19])
+        #expect(skipped == 16)
+        #expect(firstBytes == [32, 34, 36, 38])
+    }
+
+    @Test("overwrite: a reader never accepts a sub-buffer that was overwritten while it read")
+    func overwriteTornRead() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .overwrite)
+        for _ in 0..<4 { channel.write(Self.record) }  // sub-buffers 0 and 1 full
+        let result = channel.withNextSubbuffer(buffer: 0) { sub -> UInt64 in
+            // While we "read" sub-buffer 0, writers lap it.
+            for _ in 0..<4 { channel.write(Self.record) }
+            return sub.sequence
+        }
+        guard case .overwritten(let sequence) = result else {
+            Issue.record("expected .overwritten, got \(result)")
+            return
+        }
+        #expect(sequence == 0)
+    }
+}
+
+extension RelayRead {
+    var value: Value? {
+        if case .read(let value) = self { return value }
+        return nil
+    }
+}
+
+import Glibc

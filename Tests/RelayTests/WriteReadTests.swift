@@ -1,0 +1,160 @@
+import Relay
+import RelayTestSupport
+import Testing
+
+@Suite("Writing and reading")
+struct WriteReadTests {
+    @Test("records come back in order, byte for byte")
+    func roundTrip() throws {
+        let channel = try smallChannel()
+        for i in 0..<30 {
+            #expect(channel.write("line \(i)\n") == .written)
+        }
+        channel.flush()
+        #expect(channel.drainLines() == (0..<30).map { "line \($0)" })
+    }
+
+    @Test("records never span sub-buffers; the tail is padding")
+    func paddingRecorded() throws {
+        let channel = try smallChannel(subbufferSize: 4096, subbufferCount: 4)
+        // 64-byte header leaves 4032 bytes: 4 records of 1000 fit, the 5th does not.
+        let record = [UInt8](repeating: 0x61, count: 1000)
+        for _ in 0..<5 { #expect(channel.write(record) == .written) }
+        channel.flush()
+        var paddings: [Int] = []
+        var records: [Int] = []
+        while case .read(let (padding, count)) = channel.withNextSubbuffer(buffer: 0, consume: true, { ($0.padding, $0.records) }) {
+            paddings.append(padding)
+            records.append(count)
+        }
+        #expect(records == [4, 1])
+        #expect(paddings == [4032 - 4000, 4032 - 1000])
+    }
+
+    @Test("the engine header describes each sub-buffer")
+    func headerFields() throws {
+        let channel = try smallChannel(buffers: 2)
+        for i in 0..<3 { channel.write("x\(i)\n") }
+        channel.flush()
+        channel.write("late\n")
+        channel.flush()
+        var seen: [(UInt64, Int, Int, UInt64, UInt64, SubbufferFlags)] = []
+        while case .read(let h) = channel.withNextSubbuffer(buffer: 0, consume: true, { sub in
+            (sub.sequence, sub.records, sub.content.count, sub.beginTimeNanoseconds, sub.endTimeNanoseconds, sub.flags)
+        }) {
+            seen.append(h)
+        }
+        // Writes from this thread may land in buffer 0 or 1 depending on the CPU.
+        let total = seen.map(\.1).reduce(0, +)
+        if total > 0 {
+            #expect(seen.first?.0 == 0)
+            for (index, entry) in seen.enumerated() {
+                #expect(entry.0 == UInt64(index), "sequence numbers are consecutive")
+                #expect(entry.3 > 1_700_000_000_000_000_000, "begin time is wall-clock ns")
+                #expect(entry.4 >= entry.3, "end ≥ begin")
+                #expect(entry.5.contains(.flushed))
+            }
+        }
+    }
+
+    @Test("a packet decodes to the same header the reader sees")
+    func packetDecoding() throws {
+        let channel = try smallChannel()
+        channel.write("hello\n")
+        channel.flush()
+        let result = channel.withNextSubbuffer(buffer: 0) { sub -> Bool in
+            let copy = Array(sub.packet)
+            return copy.withUnsafeBytes { raw in
+                guard let decoded = RelaySubbuffer(packet: raw) else { return false }
+                return decoded.sequence == sub.sequence && Array(decoded.content) == Array("hello\n".utf8)
+                    && decoded.buffer == 0 && decoded.records == 1
+            }
+        }
+        guard case .read(let ok) = result else {
+            Issue.record("nothing delivered")
+            return
+        }
+        #expect(ok)
+        // A corrupted magic is rejected.
+        var garbage = [UInt8](repeating: 0, count: 4096)
+        garbage[0] = 1
+        #expect(garbage.withUnsafeBytes { RelaySubbuffer(packet: $0) } == nil)
+    }
+
+    @Test("too-big records are rejected and counted, never truncated")
+    func tooBig() throws {
+        let channel = try smallChannel()
+        let big = [UInt8](repeating: 1, count: channel.maxRecordSize + 1)
+        #expect(channel.write(big) == .tooBig)
+        let exact = [UInt8](repeating: 2, count: channel.maxRecordSize)
+        #expect(channel.write(exact) == .written)
+        let stats = channel.stats().total
+        #expect(stats.recordsTooBig == 1)
+        #expect(stats.recordsLost == 1)
+        let subs = channel.drainSubbuffers()
+        #expect(subs.count == 1, "an exact fill seals the sub-buffer by itself")
+        #expect(subs.first?.content == exact)
+    }
+
+    @Test("deliver fires once per sub-buffer, from the completing commit")
+    func deliverCallback() throws {
+        let delivered = EventLog<SubbufferDelivery>()
+        let channel = try smallChannel(
+            subbufferSize: 4096, subbufferCount: 8,
+            callbacks: RelayCallbacks(deliver: { delivered.append($0) }))
+        let record = [UInt8](repeating: 0x62, count: 1000)
+        for _ in 0..<9 { channel.write(record) }
+        #expect(delivered.all.map(\.sequence) == [0, 1], "two sub-buffers sealed by switches")
+        #expect(delivered.all.map(\.records) == [4, 4])
+        #expect(delivered.all.allSatisfy { $0.contentSize == 4000 && $0.padding == 32 })
+        channel.flush()
+        #expect(delivered.all.map(\.sequence) == [0, 1, 2])
+        #expect(delivered.all.last?.records == 1)
+    }
+
+    @Test("the start callback fills the client header of every sub-buffer")
+    func startCallbackClientHeader() throws {
+        let starts = EventLog<(UInt64, Int?)>()
+        let channel = try smallChannel(
+            clientHeaderSize: 16,
+            callbacks: RelayCallbacks(subbufferStart: { start in
+                start.clientHeader.storeBytes(of: 0xABCD_0000 + start.sequence, toByteOffset: 0, as: UInt64.self)
+                starts.append((start.sequence, start.previousPadding))
+            }))
+        let record = [UInt8](repeating: 0x63, count: 2000)
+        for _ in 0..<5 { channel.write(record) }
+        channel.flush()
+        #expect(starts.all.map(\.0) == [0, 1, 2])
+        #expect(starts.all.map(\.1) == [nil, 4096 - 80 - 4000, 4096 - 80 - 4000])
+        var tags: [UInt64] = []
+        while case .read(let tag) = channel.withNextSubbuffer(buffer: 0, consume: true, {
+            $0.clientHeader.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+        }) {
+            tags.append(tag)
+        }
+        #expect(tags == [0xABCD_0000, 0xABCD_0001, 0xABCD_0002])
+    }
+
+    @Test("consumed never exceeds what was delivered")
+    func consumedClamped() throws {
+        let channel = try smallChannel()
+        channel.write("a\n")
+        channel.flush()
+        channel.subbufsConsumed(buffer: 0, count: 100)
+        let stats = channel.stats(buffer: 0)
+        #expect(stats.subbuffersProduced == 1)
+        #expect(stats.subbuffersConsumed == 1)
+    }
+
+    @Test("stats count records and bytes per buffer and per channel")
+    func stats() throws {
+        let channel = try smallChannel(buffers: 2)
+        for i in 0..<100 { channel.write("r\(i)\n") }
+        channel.flush()
+        let stats = channel.stats()
+        #expect(stats.total.recordsWritten == 100)
+        #expect(stats.total.bytesWritten == UInt64((0..<100).map { "r\($0)\n".utf8.count }.reduce(0, +)))
+        #expect(stats.buffers.map(\.recordsWritten).reduce(0, +) == 100)
+        #expect(stats.total.subbuffersDelivered == stats.total.subbuffersProduced)
+    }
+}
