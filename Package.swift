@@ -29,6 +29,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
     ],
     targets: [
         // MARK: C shims
@@ -85,6 +88,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .executableTarget(
@@ -112,7 +118,14 @@ let package = Package(
             dependencies: ["Relay", "RelayShipper", "RelayLogging", "RelayTestSupport",
                            .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "relaydTests", dependencies: ["relayd", "RelayTestSupport"]),
+        .testTarget(
+            name: "relaydTests",
+            dependencies: [
+                "relayd", "RelayTestSupport",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .testTarget(name: "RelayBenchTests", dependencies: ["relay-bench", "RelayTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <pthread.h>
 #include <unistd.h>
 
 uint32_t CRelayLinux_sched_getcpu(void) {
@@ -69,4 +70,8 @@ int CRelayLinux_filesystem_type(const char *path, int64_t *type) {
     }
     *type = (int64_t)fs.f_type;
     return 0;
+}
+
+void CRelayLinux_set_thread_name(const char *name) {
+    pthread_setname_np(pthread_self(), name);
 }

@@ -75,6 +75,9 @@ int CRelayLinux_memfd_create(const char *name);
 /// Returns 0 and stores the type, or -errno.
 int CRelayLinux_filesystem_type(const char *path, int64_t *type);
 
+/// Names the calling thread (pthread_setname_np; at most 15 characters).
+void CRelayLinux_set_thread_name(const char *name);
+
 /// CLOCK_REALTIME in nanoseconds since the epoch.
 static inline uint64_t CRelayLinux_realtime_ns(void) {
     struct timespec ts;

@@ -1,4 +1,5 @@
 internal import CRelayLinux
+internal import Glibc
 import Synchronization
 
 /// The doorbell between writers and the one consumer of one or more channels.
@@ -28,6 +29,8 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
         let word: Atomic<UInt32>
         let state: Atomic<UInt32>
         let rings: Atomic<UInt64>
+        /// An eventfd to signal as well (for consumers without IORING_OP_FUTEX_WAIT), or -1.
+        let eventFD: Atomic<Int64>
     }
 
     let storage: UnsafeMutablePointer<Storage>
@@ -35,7 +38,7 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
     /// Creates a doorbell.
     public init() {
         self.storage = .allocate(capacity: 1)
-        self.storage.initialize(to: Storage(word: Atomic(0), state: Atomic(0), rings: Atomic(0)))
+        self.storage.initialize(to: Storage(word: Atomic(0), state: Atomic(0), rings: Atomic(0), eventFD: Atomic(-1)))
     }
 
     deinit {
@@ -72,6 +75,12 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
         self.storage.pointee.state.store(State.awake.rawValue, ordering: .relaxed)
     }
 
+    /// Also signals `eventFD` (an eventfd) on every ring, for consumers that sleep on an
+    /// eventfd read instead of a futex. Pass -1 to stop.
+    public func setEventFD(_ eventFD: Int32) {
+        self.storage.pointee.eventFD.store(Int64(eventFD), ordering: .releasing)
+    }
+
     /// How many times writers rang (wake-up syscalls issued).
     public var ringCount: UInt64 { self.storage.pointee.rings.load(ordering: .relaxed) }
 
@@ -90,6 +99,11 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
             storage.pointee.rings.wrappingAdd(1, ordering: .relaxed)
             let word = UnsafeMutableRawPointer(storage).assumingMemoryBound(to: UInt32.self)
             _ = CRelayLinux_futex_wake(word, Int32.max, 0)
+            let eventFD = storage.pointee.eventFD.load(ordering: .relaxed)
+            if eventFD >= 0 {
+                var one: UInt64 = 1
+                _ = write(Int32(eventFD), &one, 8)
+            }
         }
     }
 

@@ -1,0 +1,40 @@
+//===----------------------------------------------------------------------===//
+// File and socket helpers the shipper needs that Swift cannot call directly
+// (variadic ioctl, GNU-only fallocate, statx fields newer than glibc's struct).
+//===----------------------------------------------------------------------===//
+#ifndef CRELAYLINUX_IO_H
+#define CRELAYLINUX_IO_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// fallocate(2). `keep_size` selects FALLOC_FL_KEEP_SIZE. Returns 0 or -errno.
+int CRelayLinux_fallocate(int fd, int keep_size, int64_t offset, int64_t length);
+
+/// statx(2) STATX_DIOALIGN for an open file: the required memory and offset alignment
+/// for O_DIRECT. Returns 0 and fills both (0 when the filesystem does not support
+/// O_DIRECT for this file), or -errno (e.g. -EINVAL on kernels before 6.1).
+int CRelayLinux_dio_alignment(int fd, uint32_t *memory_align, uint32_t *offset_align);
+
+/// ioctl(fd, SIOCOUTQ): bytes in a socket's send queue that the peer has not
+/// acknowledged (TCP) or not read (Unix stream). Returns the count or -errno.
+int64_t CRelayLinux_socket_unacked_bytes(int fd);
+
+/// The O_DIRECT flag value (needs _GNU_SOURCE to see).
+int CRelayLinux_O_DIRECT(void);
+
+/// eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK. Returns the fd or -errno.
+int CRelayLinux_eventfd(void);
+
+/// Whether the connected socket's peer is on this host (loopback address, or a Unix
+/// socket). Returns 1, 0, or -errno.
+int CRelayLinux_peer_is_local(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,91 @@
+//===----------------------------------------------------------------------===//
+// File and socket helpers for the shipper.
+//===----------------------------------------------------------------------===//
+#ifndef _GNU_SOURCE
+#error "CRelayLinux must be compiled with _GNU_SOURCE (see Package.swift)"
+#endif
+
+#include "CRelayLinux_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <linux/stat.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int CRelayLinux_fallocate(int fd, int keep_size, int64_t offset, int64_t length) {
+    int r = fallocate(fd, keep_size ? FALLOC_FL_KEEP_SIZE : 0, (off_t)offset, (off_t)length);
+    return r == 0 ? 0 : -errno;
+}
+
+#ifndef STATX_DIOALIGN
+#define STATX_DIOALIGN 0x00002000U
+#endif
+
+int CRelayLinux_dio_alignment(int fd, uint32_t *memory_align, uint32_t *offset_align) {
+    // Use the kernel's struct statx from <linux/stat.h> through the raw syscall: glibc's
+    // copy of the struct may predate the dio fields (added in 6.1).
+    struct statx stx;
+    memset(&stx, 0, sizeof(stx));
+    long r = syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx);
+    if (r != 0) {
+        return -errno;
+    }
+    if (!(stx.stx_mask & STATX_DIOALIGN)) {
+        *memory_align = 0;
+        *offset_align = 0;
+        return 0;
+    }
+    *memory_align = stx.stx_dio_mem_align;
+    *offset_align = stx.stx_dio_offset_align;
+    return 0;
+}
+
+int64_t CRelayLinux_socket_unacked_bytes(int fd) {
+    int outq = 0;
+    if (ioctl(fd, SIOCOUTQ, &outq) != 0) {
+        return -errno;
+    }
+    return outq;
+}
+
+int CRelayLinux_O_DIRECT(void) {
+    return O_DIRECT;
+}
+
+int CRelayLinux_eventfd(void) {
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+int CRelayLinux_peer_is_local(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) {
+        return -errno;
+    }
+    if (ss.ss_family == AF_UNIX) {
+        return 1;
+    }
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) {
+            return 1;
+        }
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            return in6->sin6_addr.s6_addr[12] == 127;
+        }
+        return 0;
+    }
+    return 0;
+}

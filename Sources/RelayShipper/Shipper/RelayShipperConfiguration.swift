@@ -1,0 +1,202 @@
+/// How a ``RelayShipper`` runs its ring.
+public struct RelayShipperConfiguration: Sendable, Hashable {
+    /// The switch timer: how often partly filled sub-buffers are sealed and shipped, so
+    /// low-rate logs reach their destination within this bound. Idle channels cost
+    /// nothing: the timer only runs while some buffer holds unsealed records.
+    public var switchInterval: Duration
+    /// Submission queue entries of the ring.
+    public var ringEntries: Int
+    /// Register every relay buffer region as an io_uring fixed buffer (zero-copy
+    /// `WRITE_FIXED` / `SEND_ZC` from relay memory). Falls back to unregistered ops,
+    /// with one log line, when registration fails (RLIMIT_MEMLOCK).
+    public var registerBuffers: Bool
+    /// Writes in flight per file (explicit offsets keep them ordered on disk).
+    public var fileQueueDepth: Int
+
+    /// Creates a configuration.
+    public init(
+        switchInterval: Duration = .milliseconds(100),
+        ringEntries: Int = 256,
+        registerBuffers: Bool = true,
+        fileQueueDepth: Int = 8
+    ) {
+        self.switchInterval = switchInterval
+        self.ringEntries = ringEntries
+        self.registerBuffers = registerBuffers
+        self.fileQueueDepth = fileQueueDepth
+    }
+}
+
+/// Where the sub-buffers of a channel go. A channel may feed several sinks; a
+/// sub-buffer is released (consumed) only when every sink is done with it.
+public struct RelaySink: Sendable, Hashable {
+    enum Kind: Sendable, Hashable {
+        case file(RelayFileSinkConfiguration)
+        case socket(RelaySocketSinkConfiguration)
+        case discard
+    }
+
+    let kind: Kind
+
+    /// Writes to files.
+    public static func file(_ configuration: RelayFileSinkConfiguration) -> RelaySink {
+        RelaySink(kind: .file(configuration))
+    }
+
+    /// Sends to a TCP or Unix stream socket.
+    public static func socket(_ configuration: RelaySocketSinkConfiguration) -> RelaySink {
+        RelaySink(kind: .socket(configuration))
+    }
+
+    /// Consumes without I/O (benchmarks, and measuring the engine alone).
+    public static let discard = RelaySink(kind: .discard)
+
+    /// A short description for logs and metrics labels.
+    public var label: String {
+        switch self.kind {
+        case .file(let c): return "file:\(c.path)"
+        case .socket(let c): return "\(c.endpoint)"
+        case .discard: return "null"
+        }
+    }
+}
+
+/// A file sink.
+public struct RelayFileSinkConfiguration: Sendable, Hashable {
+    /// One file per channel, or one per buffer (relayfs's `base0…baseN-1`).
+    public enum Layout: Sendable, Hashable {
+        /// All buffers interleave into `path` at sub-buffer granularity.
+        case perChannel
+        /// Buffer `i` goes to `path` + `i`.
+        case perBuffer
+    }
+
+    /// What is written.
+    public enum Format: Sendable, Hashable {
+        /// Records only: headers and padding stripped, an ordinary log file.
+        case plain
+        /// Whole sub-buffers with their headers (decode with `RelayPacketReader`);
+        /// sub-buffer aligned, so O_DIRECT capable.
+        case packets
+    }
+
+    /// When data is made durable.
+    public enum FsyncPolicy: Sendable, Hashable {
+        /// Never (the page cache decides).
+        case none
+        /// After every `bytes` bytes written.
+        case everyBytes(Int)
+        /// Every `interval` while data was written.
+        case interval(Duration)
+    }
+
+    /// Rotation by size and count, and by age.
+    public struct Rotation: Sendable, Hashable {
+        /// Rotate when the current file reaches this many bytes (at a sub-buffer boundary).
+        public var maxBytes: Int?
+        /// Rotate when the current file is this old.
+        public var maxAge: Duration?
+        /// Rotated files kept (`path.1` … `path.N`); older ones are deleted.
+        public var keep: Int
+
+        /// Creates a rotation policy.
+        public init(maxBytes: Int? = nil, maxAge: Duration? = nil, keep: Int = 5) {
+            self.maxBytes = maxBytes
+            self.maxAge = maxAge
+            self.keep = keep
+        }
+    }
+
+    /// The file path (``Layout/perChannel``) or path prefix (``Layout/perBuffer``).
+    public var path: String
+    /// One file per channel or per buffer.
+    public var layout: Layout
+    /// Plain records or whole packets.
+    public var format: Format
+    /// Open with O_DIRECT (packets format only; alignment is checked with STATX_DIOALIGN).
+    public var directIO: Bool
+    /// Durability policy.
+    public var fsync: FsyncPolicy
+    /// Rotation, if any.
+    public var rotation: Rotation?
+    /// Preallocation chunk (fallocate) ahead of the write offset; 0 disables.
+    public var preallocate: Int
+    /// File mode for new files.
+    public var permissions: UInt32
+
+    /// Creates a file sink configuration.
+    public init(
+        path: String,
+        layout: Layout = .perChannel,
+        format: Format = .plain,
+        directIO: Bool = false,
+        fsync: FsyncPolicy = .none,
+        rotation: Rotation? = nil,
+        preallocate: Int = 64 << 20,
+        permissions: UInt32 = 0o640
+    ) {
+        self.path = path
+        self.layout = layout
+        self.format = format
+        self.directIO = directIO
+        self.fsync = fsync
+        self.rotation = rotation
+        self.preallocate = preallocate
+        self.permissions = permissions
+    }
+}
+
+/// A stream-socket sink.
+public struct RelaySocketSinkConfiguration: Sendable, Hashable {
+    /// Where to connect.
+    public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
+        /// TCP, IPv4 or IPv6 (host name or literal).
+        case tcp(host: String, port: Int)
+        /// A Unix stream socket.
+        case unix(path: String)
+
+        public var description: String {
+            switch self {
+            case .tcp(let host, let port): return host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
+            case .unix(let path): return "unix:\(path)"
+            }
+        }
+    }
+
+    /// When to use zero-copy sends.
+    public enum ZeroCopy: Sendable, Hashable {
+        /// SEND_ZC for large payloads to non-loopback peers, turned off while the
+        /// kernel reports that it copied anyway.
+        case automatic
+        /// Never.
+        case never
+        /// Always (for measurements).
+        case always
+    }
+
+    /// The peer.
+    public var endpoint: Endpoint
+    /// Zero-copy policy.
+    public var zeroCopy: ZeroCopy
+    /// Smallest payload sent with SEND_ZC under ``ZeroCopy/automatic``.
+    public var zeroCopyThreshold: Int
+    /// First and longest reconnect delay (exponential backoff between them).
+    public var reconnectDelay: ClosedRange<Duration>
+    /// SO_SNDBUF, if set.
+    public var sendBufferSize: Int?
+
+    /// Creates a socket sink configuration.
+    public init(
+        endpoint: Endpoint,
+        zeroCopy: ZeroCopy = .automatic,
+        zeroCopyThreshold: Int = 64 << 10,
+        reconnectDelay: ClosedRange<Duration> = .milliseconds(50)...(.seconds(5)),
+        sendBufferSize: Int? = nil
+    ) {
+        self.endpoint = endpoint
+        self.zeroCopy = zeroCopy
+        self.zeroCopyThreshold = zeroCopyThreshold
+        self.reconnectDelay = reconnectDelay
+        self.sendBufferSize = sendBufferSize
+    }
+}

@@ -1,0 +1,113 @@
+import Synchronization
+
+/// Counters of one sink.
+public struct RelaySinkStats: Sendable, Hashable {
+    /// The sink's label (`file:PATH`, `tcp:HOST:PORT`, `unix:PATH`, `null`).
+    public var label: String
+    /// Bytes the sink finished (written to the file, or acknowledged by the peer's TCP).
+    public var bytes: UInt64 = 0
+    /// Sub-buffers the sink finished.
+    public var subbuffers: UInt64 = 0
+    /// I/O errors seen (each retried; nothing is dropped by the shipper).
+    public var errors: UInt64 = 0
+    /// Socket reconnects.
+    public var reconnects: UInt64 = 0
+    /// Sub-buffers re-sent after a reconnect because the peer had not acknowledged them.
+    public var resentSubbuffers: UInt64 = 0
+    /// Zero-copy sends, and how many of them the kernel reported as copied anyway.
+    public var zeroCopySends: UInt64 = 0
+    public var zeroCopyCopied: UInt64 = 0
+    /// fsyncs completed.
+    public var fsyncs: UInt64 = 0
+    /// File rotations and reopens.
+    public var rotations: UInt64 = 0
+    public var reopens: UInt64 = 0
+    /// Operations in flight now.
+    public var inFlight: UInt64 = 0
+    /// Whether the sink is currently failing (retrying with backoff).
+    public var failing: Bool = false
+
+    /// The fraction of zero-copy sends the kernel copied (1.0 on loopback).
+    public var zeroCopyCopiedRatio: Double {
+        self.zeroCopySends == 0 ? 0 : Double(self.zeroCopyCopied) / Double(self.zeroCopySends)
+    }
+}
+
+/// Counters of a shipper.
+public struct RelayShipperStats: Sendable, Hashable {
+    /// Per sink, in configuration order.
+    public var sinks: [RelaySinkStats]
+    /// Relay regions registered as io_uring fixed buffers.
+    public var registeredBuffers: Int
+    /// Whether registration failed and unregistered operations are used instead.
+    public var registrationFallback: Bool
+    /// The io_uring setup in use (flags, fallbacks).
+    public var ringSetup: String
+    /// Sub-buffers taken from channels.
+    public var subbuffersShipped: UInt64
+    /// Sub-buffers released back to channels (consumed by every sink).
+    public var subbuffersReleased: UInt64
+    /// Overwrite-mode sub-buffers lost because a writer reused them before they were copied.
+    public var subbuffersOverwritten: UInt64
+    /// Switch-timer flushes.
+    public var timerFlushes: UInt64
+    /// End-to-end delay per sub-buffer: from its first possible commit (its begin
+    /// time) to the completion that released it, in microseconds.
+    public var delayMicroseconds: LatencySummary
+    /// Loop iterations and sleeps (for CPU accounting).
+    public var loopIterations: UInt64
+    public var sleeps: UInt64
+    /// CPU seconds (user + system) used by the shipper thread.
+    public var threadCPUSeconds: Double
+}
+
+/// Quantiles of a latency histogram.
+public struct LatencySummary: Sendable, Hashable {
+    public var count: UInt64
+    public var p50: Double
+    public var p99: Double
+    public var max: Double
+}
+
+/// A log-linear histogram of microsecond values (HdrHistogram-like, 3 significant
+/// bits per power of two), updated only by the shipper thread.
+struct DelayHistogram {
+    private var buckets = [UInt64](repeating: 0, count: 64 * 8)
+    private(set) var count: UInt64 = 0
+    private(set) var maximum: UInt64 = 0
+
+    mutating func record(_ value: UInt64) {
+        self.count += 1
+        self.maximum = Swift.max(self.maximum, value)
+        self.buckets[Self.bucket(value)] += 1
+    }
+
+    static func bucket(_ value: UInt64) -> Int {
+        if value < 8 { return Int(value) }
+        let exponent = 63 - value.leadingZeroBitCount  // >= 3
+        let mantissa = Int((value >> UInt64(exponent - 3)) & 7)
+        return (exponent - 2) * 8 + mantissa
+    }
+
+    static func lowerBound(_ bucket: Int) -> UInt64 {
+        if bucket < 8 { return UInt64(bucket) }
+        let exponent = bucket / 8 + 2
+        let mantissa = UInt64(bucket % 8)
+        return (8 + mantissa) << UInt64(exponent - 3)
+    }
+
+    func quantile(_ q: Double) -> Double {
+        if self.count == 0 { return 0 }
+        let target = UInt64((Double(self.count) * q).rounded(.up))
+        var seen: UInt64 = 0
+        for (index, n) in self.buckets.enumerated() where n > 0 {
+            seen += n
+            if seen >= target { return Double(Self.lowerBound(index)) }
+        }
+        return Double(self.maximum)
+    }
+
+    var summary: LatencySummary {
+        LatencySummary(count: self.count, p50: self.quantile(0.5), p99: self.quantile(0.99), max: Double(self.maximum))
+    }
+}

@@ -1,0 +1,637 @@
+internal import CRelayLinux
+internal import Glibc
+import Logging
+import Relay
+import SystemPackage
+
+/// The ring owner: runs on one dedicated OS thread, which created the ring
+/// (`SINGLE_ISSUER | DEFER_TASKRUN`) and is the only thread that touches it.
+///
+/// Each iteration: take commands, take newly delivered sub-buffers from every channel
+/// (in sequence order per buffer), hand them to the sinks, let the sinks submit, then
+/// sleep inside io_uring until a completion, a wake-up (an armed `FUTEX_WAIT` on the
+/// consumer doorbell, or an eventfd read) or the next timer. Completions release
+/// sub-buffers back to their channel in order (`subbufsConsumed`).
+final class ShipperLoop {
+    /// What a completion belongs to (the `kind` byte of `user_data`).
+    enum OpKind: UInt8 {
+        case wake = 1
+        case fileWrite = 2
+        case fileFsync = 3
+        case socketConnect = 4
+        case socketSend = 5
+        case eventRead = 6
+        case cancel = 7
+    }
+
+    enum Sink {
+        case file(FileSink)
+        case socket(SocketSink)
+        case discard(position: Int, stats: RelaySinkStatsBox)
+    }
+
+    struct ChannelEntry {
+        let channel: RelayChannel
+        var sinks: [Sink]
+        let trackers: Range<Int>
+    }
+
+    var ring: IOURing
+    let logger: Logger
+    let configuration: RelayShipperConfiguration
+    let shared: ShipperShared
+    var channels: [ChannelEntry] = []
+    var trackers: [BufferTracker] = []
+    private(set) var buffersRegistered = false
+    var registrationFallback = false
+    let supportsSendZC: Bool
+    let supportsFutexWait: Bool
+    private var wakeArmed = false
+    private var eventFD: FileDescriptor?
+    private var eventBuffer = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 8)
+    private var switchDeadline: UInt64?
+    private var completions: CompletionBuffer
+    private var delays = DelayHistogram()
+    private var shipped: UInt64 = 0
+    private var released: UInt64 = 0
+    private var overwritten: UInt64 = 0
+    private var timerFlushes: UInt64 = 0
+    private var iterations: UInt64 = 0
+    private var sleeps: UInt64 = 0
+    private var lastPublish: UInt64 = 0
+    private var drainDeadline: UInt64?
+    private var exitRequested = false
+
+    /// Creates the ring on the calling thread and opens every sink.
+    init(
+        configuration: RelayShipperConfiguration, registrations: [ShipperRegistration], shared: ShipperShared,
+        logger: Logger
+    ) throws(RelayShipperError) {
+        self.configuration = configuration
+        self.shared = shared
+        self.logger = logger
+        let capabilities: IOURingProbe.Capabilities
+        switch IOURingProbe.result {
+        case .success(let c): capabilities = c
+        case .failure(let error): throw RelayShipperError(message: error.message)
+        }
+        self.supportsSendZC = capabilities.sendZC
+        self.supportsFutexWait = capabilities.futexWait
+        do {
+            let entries = UInt32(max(8, configuration.ringEntries))
+            self.ring = try IOURing(entries: entries, cqEntries: entries * 4)
+        } catch {
+            throw RelayShipperError(message: "cannot create the io_uring ring: \(error)", errno: error)
+        }
+        self.completions = CompletionBuffer(capacity: 256)
+        if !self.ring.setup.refused.isEmpty {
+            logger.notice("\(self.ring.setup.note)")
+        }
+
+        // Channels, trackers and sinks.
+        var sinkIndex = 0
+        for (channelIndex, registration) in registrations.enumerated() {
+            let channel = registration.channel
+            let first = self.trackers.count
+            let mask = registration.sinks.count >= 64 ? UInt64.max : (UInt64(1) << UInt64(registration.sinks.count)) - 1
+            for buffer in 0..<channel.buffers {
+                self.trackers.append(BufferTracker(channelIndex: channelIndex, channel: channel, buffer: buffer, allSinks: mask, fixedIndex: nil))
+            }
+            var sinks: [Sink] = []
+            for (position, sink) in registration.sinks.enumerated() {
+                switch sink.kind {
+                case .file(let c):
+                    let fileSink = try FileSink(
+                        index: sinkIndex, position: position, configuration: c, buffers: channel.buffers,
+                        subbufferSize: channel.configuration.subbufferSize, queueDepth: configuration.fileQueueDepth,
+                        label: sink.label)
+                    sinks.append(.file(fileSink))
+                case .socket(let c):
+                    sinks.append(.socket(SocketSink(index: sinkIndex, position: position, configuration: c, label: sink.label)))
+                case .discard:
+                    sinks.append(.discard(position: position, stats: RelaySinkStatsBox(RelaySinkStats(label: sink.label))))
+                }
+                sinkIndex += 1
+            }
+            self.channels.append(ChannelEntry(channel: channel, sinks: sinks, trackers: first..<self.trackers.count))
+            channel.attachConsumer(shared.wakeup)
+        }
+        if configuration.registerBuffers {
+            self.registerRegions()
+        }
+        if !self.supportsFutexWait {
+            switch negativeErrno(CRelayLinux_eventfd()) {
+            case .success(let fd):
+                self.eventFD = FileDescriptor(rawValue: fd)
+                shared.wakeup.setEventFD(fd)
+            case .failure(let errno):
+                throw RelayShipperError(message: "cannot create an eventfd for wake-ups: \(errno)", errno: errno)
+            }
+        }
+    }
+
+    deinit {
+        self.eventBuffer.deallocate()
+    }
+
+    private func registerRegions() {
+        var regions: [UnsafeMutableRawBufferPointer] = []
+        for tracker in self.trackers {
+            regions.append(tracker.channel.region(buffer: tracker.buffer))
+        }
+        guard !regions.isEmpty, regions.count <= 16384 else { return }
+        switch self.ring.registerBuffers(regions) {
+        case .success:
+            self.buffersRegistered = true
+            for i in self.trackers.indices {
+                let t = self.trackers[i]
+                self.trackers[i] = BufferTracker(
+                    channelIndex: t.channelIndex, channel: t.channel, buffer: t.buffer, allSinks: t.allSinks, fixedIndex: UInt16(i))
+            }
+        case .failure(let errno):
+            self.registrationFallback = true
+            let bytes = regions.reduce(0) { $0 + $1.count }
+            self.logger.warning(
+                "relay buffers not registered with io_uring; using unregistered writes and sends",
+                metadata: ["reason": "\(IOURing.registrationFailureMessage(errno, bytes: bytes))"])
+        }
+    }
+
+    // MARK: The loop
+
+    func run() {
+        while true {
+            let now = Clock.now
+            self.iterations += 1
+            self.processCommands(now: now)
+            if self.exitRequested { break }
+            self.collectDelivered(now: now)
+            self.runSwitchTimer(now: now)
+            self.pumpSinks(now: now)
+            if let deadline = self.drainDeadline {
+                if self.isDrained() {
+                    self.logger.debug("shipper drained")
+                    break
+                }
+                if now >= deadline {
+                    self.logger.warning("shipper stop deadline passed before everything was shipped", metadata: ["undelivered_subbuffers": "\(self.undelivered())"])
+                    break
+                }
+            }
+            self.publishStats(now: now, force: false)
+            self.wait(now: now)
+            self.reapAll()
+        }
+        self.shutdown()
+    }
+
+    private func wait(now: UInt64) {
+        self.armWake()
+        let deepSleep = self.switchDeadline == nil && self.drainDeadline == nil
+        self.shared.wakeup.prepareToSleep(deepSleep ? .deepSleep : .sleeping)
+        // Re-check after declaring sleep (Dekker with the writers' delivery).
+        if self.anyDelivered() || self.shared.hasCommands {
+            self.shared.wakeup.markAwake()
+            self.submitOnly()
+            return
+        }
+        if deepSleep && self.anyPartial() {
+            self.shared.wakeup.markAwake()
+            self.submitOnly()
+            return
+        }
+        var timeout: Int64? = nil
+        if let deadline = self.nextDeadline() {
+            timeout = deadline > now ? Int64(deadline - now) : 0
+        }
+        if timeout == 0 {
+            self.shared.wakeup.markAwake()
+            self.submitOnly()
+            return
+        }
+        self.sleeps += 1
+        do {
+            _ = try self.ring.submitAndWait(minCompletions: 1, timeoutNanoseconds: timeout)
+        } catch {
+            self.logger.error("io_uring_enter failed", metadata: ["errno": "\(error)"])
+        }
+        self.shared.wakeup.markAwake()
+    }
+
+    private func submitOnly() {
+        do {
+            _ = try self.ring.submitAndWait(minCompletions: 0, timeoutNanoseconds: nil)
+        } catch {
+            self.logger.error("io_uring_enter failed", metadata: ["errno": "\(error)"])
+        }
+    }
+
+    private func armWake() {
+        guard !self.wakeArmed else { return }
+        let userData = URingUserData(kind: OpKind.wake.rawValue, index: 0, sequence: 0).rawValue
+        do {
+            if let eventFD = self.eventFD {
+                try self.ring.read(eventFD, into: UnsafeMutableRawBufferPointer(start: self.eventBuffer, count: 8), at: 0, userData: userData)
+            } else {
+                let expected = self.shared.wakeup.currentWord
+                try self.ring.futexWait(self.shared.wakeup.futexWord, expected: expected, isPrivate: true, userData: userData)
+            }
+            self.wakeArmed = true
+        } catch {
+            // SQ full: the completions we are about to wait for free it.
+        }
+    }
+
+    private func reapAll() {
+        while true {
+            let count: Int
+            do {
+                count = try self.ring.reap(into: &self.completions)
+            } catch {
+                self.logger.error("reaping completions failed", metadata: ["errno": "\(error)"])
+                return
+            }
+            if count == 0 { return }
+            let now = Clock.now
+            for i in 0..<count {
+                self.dispatch(self.completions[i], now: now)
+            }
+        }
+    }
+
+    private func dispatch(_ completion: Completion, now: UInt64) {
+        let data = URingUserData(rawValue: completion.userData)
+        guard let kind = OpKind(rawValue: data.kind) else { return }
+        switch kind {
+        case .wake:
+            self.wakeArmed = false
+        case .eventRead:
+            break
+        case .cancel:
+            break
+        case .fileWrite:
+            if case .file(let sink) = self.sink(Int(data.index)) {
+                sink.completed(op: Int(data.sequence), result: completion.result, loop: self, now: now)
+            }
+        case .fileFsync:
+            if case .file(let sink) = self.sink(Int(data.index)) {
+                sink.fsyncCompleted(file: Int(data.sequence), result: completion.result, loop: self, now: now)
+            }
+        case .socketConnect:
+            if case .socket(let sink) = self.sink(Int(data.index)) {
+                sink.connectCompleted(result: completion.result, userData: data, loop: self, now: now)
+            }
+        case .socketSend:
+            if case .socket(let sink) = self.sink(Int(data.index)) {
+                sink.sendCompleted(completion, loop: self, now: now)
+            }
+        }
+    }
+
+    private var sinkTable: [Sink] = []
+
+    private func sink(_ index: Int) -> Sink? {
+        if self.sinkTable.isEmpty {
+            self.sinkTable = self.channels.flatMap(\.sinks)
+        }
+        return index < self.sinkTable.count ? self.sinkTable[index] : nil
+    }
+
+    // MARK: Taking delivered sub-buffers
+
+    private func anyDelivered() -> Bool {
+        for t in self.trackers where t.inFlight < t.subbufCount {
+            if t.channel.delivered(buffer: t.buffer, sequence: t.nextToShip) != nil { return true }
+        }
+        return false
+    }
+
+    private func anyPartial() -> Bool {
+        self.trackers.contains { $0.channel.hasPartialSubbuffer(buffer: $0.buffer) }
+    }
+
+    private func collectDelivered(now: UInt64) {
+        for index in self.trackers.indices {
+            while self.trackers[index].inFlight < self.trackers[index].subbufCount {
+                let t = self.trackers[index]
+                guard let delivered = t.channel.delivered(buffer: t.buffer, sequence: t.nextToShip) else {
+                    if let target = t.channel.lapTarget(buffer: t.buffer, nextSequence: t.nextToShip), target > t.nextToShip {
+                        // Overwrite mode: writers lapped us; those sub-buffers are gone.
+                        self.overwritten += target - t.nextToShip
+                        self.skip(tracker: index, to: target)
+                        continue
+                    }
+                    break
+                }
+                self.take(tracker: index, delivered)
+            }
+        }
+    }
+
+    private func skip(tracker index: Int, to target: UInt64) {
+        // Nothing of the skipped range is in flight for any sink (they were never taken).
+        if self.trackers[index].consumed == self.trackers[index].nextToShip {
+            self.trackers[index].consumed = target
+        }
+        self.trackers[index].nextToShip = target
+        self.advanceConsumed(tracker: index)
+    }
+
+    private func take(tracker index: Int, _ d: DeliveredSubbuffer) {
+        let t = self.trackers[index]
+        let slot = t.slot(d.sequence)
+        var packetStart = UnsafeRawPointer(t.base + d.regionOffset)
+        var fixed = t.fixedIndex
+        if let staging = t.staging {
+            // Overwrite mode: copy out, then check no writer reused it meanwhile.
+            let copy = staging + slot * d.size
+            copy.copyMemory(from: packetStart, byteCount: d.size)
+            if !t.channel.isIntact(buffer: t.buffer, sequence: d.sequence) {
+                self.overwritten += 1
+                self.trackers[index].nextToShip += 1
+                if self.trackers[index].consumed == d.sequence { self.trackers[index].consumed += 1 }
+                self.advanceConsumed(tracker: index)
+                return
+            }
+            packetStart = UnsafeRawPointer(copy)
+            fixed = nil
+        }
+        let packet = UnsafeRawBufferPointer(start: packetStart, count: d.size)
+        let content = UnsafeRawBufferPointer(start: packetStart + d.headerSize, count: d.contentSize)
+        let item = ShipItem(tracker: index, sequence: d.sequence, content: content, packet: packet, fixedIndex: fixed)
+        self.trackers[index].pending[slot] = t.allSinks
+        self.trackers[index].beginTimes[slot] = d.beginTimeNanoseconds
+        self.trackers[index].nextToShip = d.sequence + 1
+        self.shipped += 1
+        for sink in self.channels[t.channelIndex].sinks {
+            switch sink {
+            case .file(let s): s.enqueue(item, buffer: t.buffer)
+            case .socket(let s): s.enqueue(item)
+            case .discard(let position, let stats):
+                stats.value.bytes += UInt64(content.count)
+                stats.value.subbuffers += 1
+                self.sinkFinished(position, item: item, bytes: content.count)
+            }
+        }
+    }
+
+    /// A sink finished a sub-buffer.
+    func sinkFinished(_ position: Int, item: ShipItem, bytes: Int) {
+        let slot = self.trackers[item.tracker].slot(item.sequence)
+        let bit = UInt64(1) << UInt64(position)
+        let before = self.trackers[item.tracker].pending[slot]
+        guard before & bit != 0 else { return }
+        let after = before & ~bit
+        self.trackers[item.tracker].pending[slot] = after
+        if after == 0 {
+            let begin = self.trackers[item.tracker].beginTimes[slot]
+            let nowWall = Clock.wallNow
+            if nowWall > begin { self.delays.record((nowWall - begin) / 1000) }
+            self.released += 1
+            self.advanceConsumed(tracker: item.tracker)
+        }
+    }
+
+    private func advanceConsumed(tracker index: Int) {
+        let before = self.trackers[index].consumed
+        var consumed = before
+        while consumed < self.trackers[index].nextToShip && self.trackers[index].pending[self.trackers[index].slot(consumed)] == 0 {
+            consumed += 1
+        }
+        if consumed != before || consumed > self.trackers[index].channel.consumedCount(buffer: self.trackers[index].buffer) {
+            self.trackers[index].consumed = consumed
+            self.trackers[index].channel.setConsumed(buffer: self.trackers[index].buffer, to: consumed)
+        }
+    }
+
+    /// Per tracker of the sink's channel: sequences the sink finished, contiguous.
+    func completedWatermarks(sinkPosition: Int) -> [Int: UInt64] {
+        var marks: [Int: UInt64] = [:]
+        let bit = UInt64(1) << UInt64(sinkPosition)
+        for (index, t) in self.trackers.enumerated() {
+            var s = t.consumed
+            while s < t.nextToShip && t.pending[t.slot(s)] & bit == 0 { s += 1 }
+            marks[index] = s
+        }
+        return marks
+    }
+
+    // MARK: Timers
+
+    private func runSwitchTimer(now: UInt64) {
+        if let deadline = self.switchDeadline {
+            if now >= deadline {
+                self.switchDeadline = nil
+                var flushed = false
+                for t in self.trackers where t.channel.hasPartialSubbuffer(buffer: t.buffer) {
+                    t.channel.flush(buffer: t.buffer)
+                    flushed = true
+                }
+                if flushed {
+                    self.timerFlushes += 1
+                    self.collectDelivered(now: now)
+                }
+            }
+        }
+        if self.drainDeadline != nil {
+            for entry in self.channels { entry.channel.flush() }
+            self.collectDelivered(now: now)
+        }
+        if self.switchDeadline == nil && self.anyPartial() {
+            self.switchDeadline = now + self.configuration.switchInterval.nanoseconds
+        }
+    }
+
+    private func pumpSinks(now: UInt64) {
+        for entry in self.channels {
+            for sink in entry.sinks {
+                switch sink {
+                case .file(let s):
+                    s.pump(self, now: now)
+                    if let next = s.nextAgeRotation, now >= next { s.rotateByAge(loop: self, now: now) }
+                case .socket(let s):
+                    s.pump(self, now: now)
+                case .discard:
+                    break
+                }
+            }
+        }
+    }
+
+    private func nextDeadline() -> UInt64? {
+        var deadline = self.switchDeadline
+        func consider(_ value: UInt64?) {
+            guard let value else { return }
+            deadline = min(deadline ?? value, value)
+        }
+        consider(self.drainDeadline.map { _ in Clock.now + 1_000_000 })
+        for entry in self.channels {
+            for sink in entry.sinks {
+                switch sink {
+                case .file(let s):
+                    consider(s.retryAt)
+                    consider(s.nextFsyncDeadline)
+                    consider(s.nextAgeRotation)
+                case .socket(let s):
+                    consider(s.nextDeadline)
+                case .discard:
+                    break
+                }
+            }
+        }
+        return deadline
+    }
+
+    // MARK: Commands, draining, shutdown
+
+    private func processCommands(now: UInt64) {
+        for command in self.shared.takeCommands() {
+            switch command {
+            case .reopen:
+                for entry in self.channels {
+                    for case .file(let s) in entry.sinks { s.reopen(loop: self, now: now) }
+                }
+            case .flush:
+                for entry in self.channels { entry.channel.flush() }
+            case .stop(let timeout):
+                if self.drainDeadline == nil {
+                    self.drainDeadline = now + timeout.nanoseconds
+                }
+            case .abort:
+                self.exitRequested = true
+            case .publishStats:
+                self.publishStats(now: now, force: true)
+            }
+        }
+    }
+
+    private func isDrained() -> Bool {
+        for t in self.trackers {
+            if t.channel.hasPartialSubbuffer(buffer: t.buffer) { return false }
+            if t.consumed < t.channel.producedCount(buffer: t.buffer) { return false }
+            if t.nextToShip != t.consumed { return false }
+        }
+        for entry in self.channels {
+            for sink in entry.sinks {
+                switch sink {
+                case .file(let s): if s.hasWork { return false }
+                case .socket(let s): if s.hasWork { return false }
+                case .discard: break
+                }
+            }
+        }
+        return true
+    }
+
+    private func undelivered() -> UInt64 {
+        self.trackers.reduce(0) { $0 + ($1.channel.producedCount(buffer: $1.buffer) - min($1.consumed, $1.channel.producedCount(buffer: $1.buffer))) }
+    }
+
+    private func shutdown() {
+        // Cancel what is still in the kernel (wake-up wait, stuck sends) and wait for every
+        // final completion: memory an SQE points to must stay valid until then.
+        let cancelData = URingUserData(kind: OpKind.cancel.rawValue, index: 0, sequence: 0).rawValue
+        try? self.ring.cancel(0, all: true, userData: cancelData)
+        for entry in self.channels {
+            for case .socket(let s) in entry.sinks { s.close() }
+        }
+        let deadline = Clock.now + 2_000_000_000
+        while self.outstandingOps() > 0 && Clock.now < deadline {
+            _ = try? self.ring.submitAndWait(minCompletions: 1, timeoutNanoseconds: 50_000_000)
+            self.reapAllQuietly()
+        }
+        for entry in self.channels {
+            for case .file(let s) in entry.sinks {
+                if case .none = s.configuration.fsync { s.closeAll(fsync: false) } else { s.closeAll(fsync: true) }
+            }
+            entry.channel.detachConsumer()
+        }
+        if let eventFD = self.eventFD {
+            self.shared.wakeup.setEventFD(-1)
+            Files.close(eventFD)
+        }
+        self.publishStats(now: Clock.now, force: true)
+    }
+
+    private func outstandingOps() -> Int {
+        var n = self.wakeArmed ? 1 : 0
+        for entry in self.channels {
+            for sink in entry.sinks {
+                switch sink {
+                case .file(let s): n += s.inFlight - s.parked.count
+                case .socket(let s): n += s.inFlight
+                case .discard: break
+                }
+            }
+        }
+        return n
+    }
+
+    private func reapAllQuietly() {
+        while let count = try? self.ring.reap(into: &self.completions), count > 0 {
+            let now = Clock.now
+            for i in 0..<count { self.dispatch(self.completions[i], now: now) }
+        }
+    }
+
+    // MARK: Stats
+
+    func publishStats(now: UInt64, force: Bool) {
+        guard force || now - self.lastPublish >= 50_000_000 else { return }
+        self.lastPublish = now
+        var sinks: [RelaySinkStats] = []
+        for entry in self.channels {
+            for sink in entry.sinks {
+                switch sink {
+                case .file(let s):
+                    var stats = s.stats
+                    stats.inFlight = UInt64(s.inFlight)
+                    sinks.append(stats)
+                case .socket(let s):
+                    var stats = s.stats
+                    stats.inFlight = UInt64(s.inFlight)
+                    sinks.append(stats)
+                case .discard(_, let stats):
+                    sinks.append(stats.value)
+                }
+            }
+        }
+        let stats = RelayShipperStats(
+            sinks: sinks,
+            registeredBuffers: self.buffersRegistered ? self.trackers.count : 0,
+            registrationFallback: self.registrationFallback,
+            ringSetup: self.ring.setup.note,
+            subbuffersShipped: self.shipped,
+            subbuffersReleased: self.released,
+            subbuffersOverwritten: self.overwritten,
+            timerFlushes: self.timerFlushes,
+            delayMicroseconds: self.delays.summary,
+            loopIterations: self.iterations,
+            sleeps: self.sleeps,
+            threadCPUSeconds: ThreadCPU.seconds()
+        )
+        self.shared.publish(stats)
+    }
+}
+
+/// A mutable box so the discard sink's counters live in the enum payload.
+final class RelaySinkStatsBox {
+    var value: RelaySinkStats
+    init(_ value: RelaySinkStats) { self.value = value }
+}
+
+enum Clock {
+    /// CLOCK_MONOTONIC ns.
+    static var now: UInt64 { CRelayLinux_monotonic_ns() }
+    /// CLOCK_REALTIME ns (sub-buffer headers use it).
+    static var wallNow: UInt64 { CRelayLinux_realtime_ns() }
+}
+
+enum ThreadCPU {
+    /// CPU seconds (user + system) of the calling thread.
+    static func seconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}

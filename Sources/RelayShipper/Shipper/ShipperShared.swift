@@ -1,0 +1,50 @@
+import Relay
+import Synchronization
+
+/// A channel and the sinks it feeds.
+struct ShipperRegistration: @unchecked Sendable {
+    let channel: RelayChannel
+    let sinks: [RelaySink]
+}
+
+/// State shared between the ring thread and the rest of the process: a command queue
+/// (the ring is never touched from outside its thread), the latest stats snapshot and
+/// the doorbell writers ring.
+final class ShipperShared: Sendable {
+    enum Command: Sendable {
+        case reopen
+        case flush
+        case stop(timeout: Duration)
+        case abort
+        case publishStats
+    }
+
+    let wakeup = RelayConsumerWakeup()
+    private let commands = Mutex<[Command]>([])
+    private let commandFlag = Atomic<Bool>(false)
+    private let latest = Mutex<RelayShipperStats?>(nil)
+
+    func send(_ command: Command) {
+        self.commands.withLock { $0.append(command) }
+        // releasing: pairs with the ring thread's acquiring check in `hasCommands`.
+        self.commandFlag.store(true, ordering: .releasing)
+        self.wakeup.ring()
+    }
+
+    var hasCommands: Bool { self.commandFlag.load(ordering: .acquiring) }
+
+    func takeCommands() -> [Command] {
+        guard self.commandFlag.load(ordering: .acquiring) else { return [] }
+        self.commandFlag.store(false, ordering: .relaxed)
+        return self.commands.withLock { commands in
+            defer { commands.removeAll(keepingCapacity: true) }
+            return commands
+        }
+    }
+
+    func publish(_ stats: RelayShipperStats) {
+        self.latest.withLock { $0 = stats }
+    }
+
+    var stats: RelayShipperStats? { self.latest.withLock { $0 } }
+}

@@ -1,0 +1,446 @@
+internal import CRelayLinux
+internal import Glibc
+import Logging
+import SystemPackage
+
+/// Writes sub-buffers to files with io_uring, straight from relay memory.
+///
+/// - Offsets are assigned at submit time (`offset += length`), so several writes can be
+///   in flight per file and still land in order (offset -1 / O_APPEND would reorder).
+/// - Short writes are resubmitted for the rest. ENOSPC/EIO stop new writes and retry
+///   the failed one at the same offset with backoff: the data stays in the relay
+///   buffers, so no-overwrite channels apply back-pressure or drop (and count).
+/// - An fsync is only claimed to cover writes that had completed when it was submitted.
+/// - Rotation and reopen retire the old descriptor; it is closed (after an optional
+///   fsync) when its last write completes.
+final class FileSink {
+    struct Op {
+        var file: Int
+        var generation: UInt32
+        var item: ShipItem
+        var bytes: UnsafeRawBufferPointer
+        var offset: Int64
+        var written: Int
+    }
+
+    struct Retired {
+        var fd: FileDescriptor
+        var generation: UInt32
+        var inFlight: Int
+    }
+
+    struct OutputFile {
+        var path: String
+        var fd: FileDescriptor?
+        var generation: UInt32 = 0
+        var offset: Int64 = 0
+        var allocatedThrough: Int64 = 0
+        var inFlight = 0
+        var openedAt: UInt64 = 0
+        var bytesSinceFsync: Int64 = 0
+        var fsyncInFlight = false
+        var queue = RingQueue<ShipItem>(capacity: 64)
+        var retired: [Retired] = []
+    }
+
+    let index: Int
+    let position: Int
+    let configuration: RelayFileSinkConfiguration
+    let queueDepth: Int
+    var files: [OutputFile]
+    var ops: [Op?]
+    var freeOps: [Int]
+    var failingSince: UInt64? = nil
+    var retryAt: UInt64? = nil
+    var backoff = Backoff(first: .milliseconds(50), longest: .seconds(5))
+    var lastErrorLog: UInt64 = 0
+    var nextFsyncAt: UInt64? = nil
+    var stats: RelaySinkStats
+    /// Per tracker: sequences this sink finished, contiguous from the tracker's start
+    /// (for the durable watermark), and the value an in-flight fsync will make durable.
+    var durableCandidate: [Int: UInt64] = [:]
+    var durable: [Int: UInt64] = [:]
+    var pendingDurable: [Int: [Int: UInt64]] = [:]
+
+    let subbufferSize: Int
+
+    init(
+        index: Int, position: Int, configuration: RelayFileSinkConfiguration, buffers: Int, subbufferSize: Int,
+        queueDepth: Int, label: String
+    ) throws(RelayShipperError) {
+        self.index = index
+        self.subbufferSize = subbufferSize
+        self.position = position
+        self.configuration = configuration
+        self.queueDepth = max(1, queueDepth)
+        self.stats = RelaySinkStats(label: label)
+        let count = configuration.layout == .perChannel ? 1 : buffers
+        self.files = (0..<count).map { i in
+            OutputFile(path: configuration.layout == .perChannel ? configuration.path : "\(configuration.path)\(i)")
+        }
+        let capacity = self.queueDepth * count
+        self.ops = [Op?](repeating: nil, count: capacity)
+        self.freeOps = Array((0..<capacity).reversed())
+        if configuration.directIO && configuration.format == .plain {
+            throw RelayShipperError(
+                message: "file sink \(configuration.path): O_DIRECT needs the packets format (plain records are not "
+                    + "block aligned); set format to packets or turn direct I/O off")
+        }
+        for i in self.files.indices {
+            try self.open(file: i, now: 0, reopening: false)
+        }
+    }
+
+    /// Opens (or reopens) file `i` at its current end.
+    func open(file i: Int, now: UInt64, reopening: Bool) throws(RelayShipperError) {
+        let path = self.files[i].path
+        let fd: FileDescriptor
+        switch Files.openForWriting(path, permissions: self.configuration.permissions, direct: self.configuration.directIO) {
+        case .success(let opened):
+            fd = opened
+        case .failure(let errno):
+            let hint: String
+            switch errno {
+            case .noSuchFileOrDirectory: hint = "the directory does not exist; create it"
+            case .permissionDenied: hint = "permission denied; fix the directory's permissions or run as its owner"
+            case .invalidArgument where self.configuration.directIO: hint = "the filesystem does not support O_DIRECT; turn direct I/O off"
+            default: hint = "check the path"
+            }
+            throw RelayShipperError(message: "cannot open \(path) for writing: \(errno) — \(hint)", errno: errno)
+        }
+        if self.configuration.directIO {
+            if case .success(let align) = Files.directIOAlignment(fd) {
+                let size = self.subbufferSize
+                if align.offset == 0 || (size > 0 && size % align.offset != 0) || align.memory > 4096 {
+                    Files.close(fd)
+                    throw RelayShipperError(
+                        message: "file sink \(path): O_DIRECT alignment here is memory \(align.memory) / offset "
+                            + "\(align.offset) bytes (STATX_DIOALIGN), which sub-buffers of \(size) bytes cannot meet; "
+                            + "turn direct I/O off or use a filesystem that supports it")
+                }
+            }
+        }
+        var size: Int64 = 0
+        if case .success(let s) = Files.size(fd) { size = s }
+        if self.configuration.directIO, size % 4096 != 0 {
+            // Keep O_DIRECT writes aligned: continue at the next aligned offset.
+            size = (size + 4095) / 4096 * 4096
+        }
+        if let old = self.files[i].fd {
+            self.files[i].retired.append(Retired(fd: old, generation: self.files[i].generation, inFlight: self.files[i].inFlight))
+        }
+        self.files[i].fd = fd
+        self.files[i].generation &+= 1
+        self.files[i].offset = size
+        self.files[i].allocatedThrough = size
+        self.files[i].inFlight = 0
+        self.files[i].openedAt = now
+        self.files[i].bytesSinceFsync = 0
+        if reopening { self.stats.reopens += 1 }
+    }
+
+    var hasWork: Bool {
+        self.files.contains { !$0.queue.isEmpty || $0.inFlight > 0 || !$0.retired.isEmpty || $0.fsyncInFlight }
+    }
+
+    var inFlight: Int { self.files.reduce(0) { $0 + $1.inFlight + ($1.fsyncInFlight ? 1 : 0) } }
+
+    func enqueue(_ item: ShipItem, buffer: Int) {
+        let file = self.configuration.layout == .perChannel ? 0 : buffer
+        self.files[file].queue.append(item)
+    }
+
+    /// Submits queued writes (up to the queue depth per file).
+    func pump(_ loop: ShipperLoop, now: UInt64) {
+        if let retryAt = self.retryAt {
+            if now < retryAt { return }
+            self.retryAt = nil
+            self.retryFailedOps(loop)
+        }
+        if self.failingSince != nil { return }
+        for i in self.files.indices {
+            while self.files[i].inFlight < self.queueDepth, let item = self.files[i].queue.first {
+                guard let fd = self.files[i].fd else { break }
+                let bytes = self.configuration.format == .plain ? item.content : item.packet
+                if bytes.count == 0 {
+                    self.files[i].queue.popFirst()
+                    loop.sinkFinished(self.position, item: item, bytes: 0)
+                    continue
+                }
+                if self.shouldRotate(file: i, adding: bytes.count, now: now) {
+                    self.rotate(file: i, loop: loop, now: now)
+                    continue
+                }
+                guard let opIndex = self.freeOps.popLast() else { break }
+                let offset = self.files[i].offset
+                self.files[i].offset += Int64(bytes.count)
+                self.preallocate(file: i, fd: fd)
+                let op = Op(file: i, generation: self.files[i].generation, item: item, bytes: bytes, offset: offset, written: 0)
+                self.ops[opIndex] = op
+                if !self.submit(op: opIndex, loop: loop) {
+                    // SQ full even after a flush: undo and try next round.
+                    self.ops[opIndex] = nil
+                    self.freeOps.append(opIndex)
+                    self.files[i].offset -= Int64(bytes.count)
+                    return
+                }
+                self.files[i].queue.popFirst()
+                self.files[i].inFlight += 1
+            }
+            self.maybeFsync(file: i, loop: loop, now: now)
+        }
+    }
+
+    private func submit(op opIndex: Int, loop: ShipperLoop) -> Bool {
+        guard let op = self.ops[opIndex], let fd = self.fd(file: op.file, generation: op.generation) else { return false }
+        let remaining = UnsafeRawBufferPointer(rebasing: op.bytes[op.written...])
+        let userData = URingUserData(kind: ShipperLoop.OpKind.fileWrite.rawValue, index: UInt16(self.index), sequence: UInt64(opIndex)).rawValue
+        do {
+            if let fixed = op.item.fixedIndex, loop.buffersRegistered {
+                try loop.ring.writeFixed(fd, remaining, at: UInt64(op.offset + Int64(op.written)), bufferIndex: fixed, userData: userData)
+            } else {
+                try loop.ring.write(fd, remaining, at: UInt64(op.offset + Int64(op.written)), userData: userData)
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    private func fd(file: Int, generation: UInt32) -> FileDescriptor? {
+        if self.files[file].generation == generation { return self.files[file].fd }
+        return self.files[file].retired.first { $0.generation == generation }?.fd
+    }
+
+    /// A write completed.
+    func completed(op opIndex: Int, result: Int32, loop: ShipperLoop, now: UInt64) {
+        guard var op = self.ops[opIndex] else { return }
+        if result < 0 {
+            let errno = Errno(rawValue: -result)
+            self.stats.errors += 1
+            // Keep the op: it is retried at the same offset when the backoff expires.
+            self.parked.insert(opIndex)
+            self.enterFailure(errno, loop: loop, now: now, path: self.files[op.file].path)
+            return
+        }
+        op.written += Int(result)
+        if op.written < op.bytes.count {
+            if result == 0 {
+                // No progress without an error: treat as ENOSPC-like and back off.
+                self.ops[opIndex] = op
+                self.parked.insert(opIndex)
+                self.enterFailure(.noSpace, loop: loop, now: now, path: self.files[op.file].path)
+                return
+            }
+            // Short write: resubmit the rest at offset + written.
+            self.ops[opIndex] = op
+            if !self.submit(op: opIndex, loop: loop) {
+                self.parked.insert(opIndex)
+                self.enterFailure(.resourceTemporarilyUnavailable, loop: loop, now: now, path: self.files[op.file].path)
+            }
+            return
+        }
+        self.noteSuccess()
+        self.ops[opIndex] = nil
+        self.freeOps.append(opIndex)
+        self.noteWriteDone(file: op.file, generation: op.generation, loop: loop)
+        self.files[op.file].bytesSinceFsync += Int64(op.bytes.count)
+        self.stats.bytes += UInt64(op.bytes.count)
+        self.stats.subbuffers += 1
+        loop.sinkFinished(self.position, item: op.item, bytes: op.bytes.count)
+    }
+
+    private func noteWriteDone(file: Int, generation: UInt32, loop: ShipperLoop) {
+        if self.files[file].generation == generation {
+            self.files[file].inFlight -= 1
+            return
+        }
+        if let r = self.files[file].retired.firstIndex(where: { $0.generation == generation }) {
+            self.files[file].retired[r].inFlight -= 1
+            self.closeRetiredIfIdle(file: file, loop: loop)
+        }
+    }
+
+    private func closeRetiredIfIdle(file: Int, loop: ShipperLoop) {
+        self.files[file].retired.removeAll { retired in
+            guard retired.inFlight == 0 else { return false }
+            // An fsync before close when the policy asks for durability; the close
+            // itself cannot lose written data (it is in the page cache).
+            if case .none = self.configuration.fsync {} else {
+                _ = syscall { Glibc.fsync(retired.fd.rawValue) }
+                self.stats.fsyncs += 1
+            }
+            Files.close(retired.fd)
+            return true
+        }
+    }
+
+    private func enterFailure(_ errno: Errno, loop: ShipperLoop, now: UInt64, path: String) {
+        if self.failingSince == nil { self.failingSince = now }
+        let delay = self.backoff.next()
+        self.retryAt = now + delay
+        self.stats.failing = true
+        if now - self.lastErrorLog > 1_000_000_000 || self.lastErrorLog == 0 {
+            self.lastErrorLog = now
+            let advice: String
+            switch errno {
+            case .noSpace: advice = "the disk is full; free space — data stays in the relay buffers and is retried"
+            case .ioError: advice = "I/O error; check the device — data stays in the relay buffers and is retried"
+            case .fileTooLarge: advice = "the file hit RLIMIT_FSIZE or the filesystem limit; configure rotation"
+            default: advice = "retrying"
+            }
+            loop.logger.error(
+                "file sink write failed",
+                metadata: ["path": "\(path)", "errno": "\(errno)", "retry_in_ms": "\(delay / 1_000_000)", "advice": "\(advice)"])
+        }
+    }
+
+    /// Ops whose last attempt failed: not in the kernel, retried after the backoff.
+    var parked = Set<Int>()
+
+    private func retryFailedOps(_ loop: ShipperLoop) {
+        for opIndex in self.parked.sorted() {
+            guard self.submit(op: opIndex, loop: loop) else { return }  // SQ full: next round
+            self.parked.remove(opIndex)
+        }
+        // Still "failing" until one of them succeeds (see `noteSuccess`).
+    }
+
+    /// A write succeeded: leave failure mode once nothing is parked.
+    func noteSuccess() {
+        if self.failingSince != nil && self.parked.isEmpty && self.retryAt == nil {
+            self.failingSince = nil
+            self.stats.failing = false
+            self.backoff.reset()
+        }
+    }
+
+    // MARK: Preallocation, rotation, fsync
+
+    private func preallocate(file i: Int, fd: FileDescriptor) {
+        let chunk = Int64(self.configuration.preallocate)
+        guard chunk > 0, self.files[i].offset > self.files[i].allocatedThrough else { return }
+        let start = self.files[i].allocatedThrough
+        let length = max(chunk, self.files[i].offset - start)
+        // KEEP_SIZE: blocks are reserved (fewer extent updates, early ENOSPC), the file
+        // size still grows with the data, so readers never see preallocated zeros.
+        if case .success = Files.fallocate(fd, keepSize: true, offset: start, length: length) {
+            self.files[i].allocatedThrough = start + length
+        } else {
+            self.files[i].allocatedThrough = Int64.max  // unsupported here: stop trying
+        }
+    }
+
+    private func shouldRotate(file i: Int, adding bytes: Int, now: UInt64) -> Bool {
+        guard let rotation = self.configuration.rotation, self.files[i].offset > 0 else { return false }
+        if let maxBytes = rotation.maxBytes, self.files[i].offset + Int64(bytes) > Int64(maxBytes) { return true }
+        if let maxAge = rotation.maxAge, now - self.files[i].openedAt >= maxAge.nanoseconds { return true }
+        return false
+    }
+
+    /// Renames `path` → `path.1` (shifting older ones, deleting beyond `keep`) and opens
+    /// a fresh `path`. In-flight writes finish on the old descriptor.
+    func rotate(file i: Int, loop: ShipperLoop, now: UInt64) {
+        let path = self.files[i].path
+        let keep = max(1, self.configuration.rotation?.keep ?? 1)
+        Files.remove("\(path).\(keep)")
+        if keep > 1 {
+            for n in stride(from: keep - 1, through: 1, by: -1) where Files.exists("\(path).\(n)") {
+                _ = Files.rename("\(path).\(n)", "\(path).\(n + 1)")
+            }
+        }
+        _ = Files.rename(path, "\(path).1")
+        do {
+            try self.open(file: i, now: now, reopening: false)
+            self.stats.rotations += 1
+        } catch {
+            loop.logger.error("file sink rotation failed", metadata: ["path": "\(path)", "error": "\(error)"])
+            self.enterFailure(.ioError, loop: loop, now: now, path: path)
+        }
+        self.closeRetiredIfIdle(file: i, loop: loop)
+    }
+
+    /// Reopens every file at its path (logrotate moved them away).
+    func reopen(loop: ShipperLoop, now: UInt64) {
+        for i in self.files.indices {
+            do {
+                try self.open(file: i, now: now, reopening: true)
+            } catch {
+                loop.logger.error("file sink reopen failed", metadata: ["path": "\(self.files[i].path)", "error": "\(error)"])
+            }
+            self.closeRetiredIfIdle(file: i, loop: loop)
+        }
+    }
+
+    /// Age-based rotation for idle files.
+    func rotateByAge(loop: ShipperLoop, now: UInt64) {
+        guard let maxAge = self.configuration.rotation?.maxAge?.nanoseconds else { return }
+        for i in self.files.indices where self.files[i].offset > 0 && now - self.files[i].openedAt >= maxAge {
+            self.rotate(file: i, loop: loop, now: now)
+        }
+    }
+
+    var nextAgeRotation: UInt64? {
+        guard let maxAge = self.configuration.rotation?.maxAge?.nanoseconds else { return nil }
+        return self.files.filter { $0.offset > 0 }.map { $0.openedAt + maxAge }.min()
+    }
+
+    private func maybeFsync(file i: Int, loop: ShipperLoop, now: UInt64) {
+        guard !self.files[i].fsyncInFlight, self.files[i].bytesSinceFsync > 0, let fd = self.files[i].fd else { return }
+        switch self.configuration.fsync {
+        case .none:
+            return
+        case .everyBytes(let n):
+            if self.files[i].bytesSinceFsync < Int64(n) { return }
+        case .interval(let interval):
+            if let next = self.nextFsyncAt, now < next { return }
+            self.nextFsyncAt = now + interval.nanoseconds
+        }
+        let userData = URingUserData(kind: ShipperLoop.OpKind.fileFsync.rawValue, index: UInt16(self.index), sequence: UInt64(i)).rawValue
+        do {
+            try loop.ring.fsync(fd, datasync: true, userData: userData)
+        } catch {
+            return
+        }
+        // The fsync covers exactly the writes completed by now: remember them.
+        self.pendingDurable[i] = loop.completedWatermarks(sinkPosition: self.position)
+        self.files[i].fsyncInFlight = true
+        self.files[i].bytesSinceFsync = 0
+    }
+
+    func fsyncCompleted(file i: Int, result: Int32, loop: ShipperLoop, now: UInt64) {
+        self.files[i].fsyncInFlight = false
+        if result < 0 {
+            self.stats.errors += 1
+            loop.logger.error("fsync failed", metadata: ["path": "\(self.files[i].path)", "errno": "\(Errno(rawValue: -result))"])
+            return
+        }
+        self.stats.fsyncs += 1
+        if let marks = self.pendingDurable.removeValue(forKey: i) {
+            for (tracker, through) in marks { self.durable[tracker] = max(self.durable[tracker] ?? 0, through) }
+        }
+    }
+
+    var nextFsyncDeadline: UInt64? {
+        if case .interval = self.configuration.fsync, self.files.contains(where: { $0.bytesSinceFsync > 0 }) {
+            return self.nextFsyncAt ?? 0
+        }
+        return nil
+    }
+
+    /// Closes every descriptor (after a final fsync when the policy asks for one).
+    func closeAll(fsync: Bool) {
+        for i in self.files.indices {
+            if let fd = self.files[i].fd {
+                if fsync {
+                    _ = syscall { Glibc.fsync(fd.rawValue) }
+                    self.stats.fsyncs += 1
+                }
+                Files.close(fd)
+                self.files[i].fd = nil
+            }
+            for retired in self.files[i].retired { Files.close(retired.fd) }
+            self.files[i].retired = []
+        }
+    }
+}

@@ -1,0 +1,339 @@
+internal import CRelayLinux
+internal import Glibc
+import Logging
+import SystemPackage
+
+/// Sends sub-buffers to a TCP or Unix stream socket with io_uring, straight from relay
+/// memory.
+///
+/// - One send in flight per socket (several independent sends could reorder the
+///   stream). `MSG_WAITALL` makes the kernel retry partial sends; a short result is
+///   resubmitted for the rest.
+/// - Zero-copy (`SEND_ZC`, from the registered region when available) is used for large
+///   payloads to non-loopback peers, and switched off while the kernel's notifications
+///   report that it copied anyway. A sub-buffer is released only after its final
+///   completion (the notification, for zero-copy).
+/// - A sub-buffer is finished only when the peer's TCP has acknowledged all of its
+///   bytes (`SIOCOUTQ`); on disconnect every unfinished sub-buffer is sent again, whole,
+///   on the next connection. See docs/ARCHITECTURE.md "Delivery guarantees".
+final class SocketSink {
+    struct Entry {
+        let id: UInt64
+        let item: ShipItem
+        let bytes: UnsafeRawBufferPointer
+        /// Stream offset (on the current connection) just after this entry's last byte,
+        /// once it is fully sent; nil before.
+        var endOffset: Int64?
+    }
+
+    enum State {
+        case disconnected
+        case connecting(FileDescriptor)
+        case connected(FileDescriptor)
+    }
+
+    let index: Int
+    let position: Int
+    let configuration: RelaySocketSinkConfiguration
+    var address: SocketAddress?
+    var state: State = .disconnected
+    var generation: UInt64 = 0
+    var reconnectAt: UInt64? = 0
+    var backoff: Backoff
+    var everConnected = false
+    var lastErrorLog: UInt64 = 0
+
+    var queue = RingQueue<Entry>(capacity: 64)
+    var nextEntryID: UInt64 = 1
+    /// Index in `queue` of the entry being (or next to be) sent.
+    var sendIndex = 0
+    var sendInFlight = false
+    var sentInEntry = 0
+    var streamSent: Int64 = 0
+    var acked: Int64 = 0
+    var pendingNotifications: [UInt64: Int] = [:]
+    var ackPollAt: UInt64? = nil
+    var ackPollDelay: UInt64 = 200_000
+
+    var peerIsLocal = true
+    var zeroCopyRecent: [Bool] = []
+    var zeroCopyPausedUntilSend: UInt64 = 0
+    var sendsIssued: UInt64 = 0
+    var stats: RelaySinkStats
+
+    init(index: Int, position: Int, configuration: RelaySocketSinkConfiguration, label: String) {
+        self.index = index
+        self.position = position
+        self.configuration = configuration
+        self.backoff = Backoff(first: configuration.reconnectDelay.lowerBound, longest: configuration.reconnectDelay.upperBound)
+        self.stats = RelaySinkStats(label: label)
+    }
+
+    var hasWork: Bool { !self.queue.isEmpty || self.sendInFlight || !self.pendingNotifications.isEmpty }
+    var inFlight: Int { (self.sendInFlight ? 1 : 0) + self.pendingNotifications.values.reduce(0, +) }
+
+    func enqueue(_ item: ShipItem) {
+        self.queue.append(Entry(id: self.nextEntryID, item: item, bytes: item.content, endOffset: nil))
+        self.nextEntryID &+= 1
+    }
+
+    private func userData(_ kind: ShipperLoop.OpKind, entry: UInt64) -> UInt64 {
+        let sequence = ((self.generation & 0xFF) << 32) | (entry & 0xFFFF_FFFF)
+        return URingUserData(kind: kind.rawValue, index: UInt16(self.index), sequence: sequence).rawValue
+    }
+
+    // MARK: Connection
+
+    func pump(_ loop: ShipperLoop, now: UInt64) {
+        switch self.state {
+        case .disconnected:
+            if let at = self.reconnectAt, now >= at { self.connect(loop, now: now) }
+        case .connecting:
+            break
+        case .connected(let fd):
+            if let poll = self.ackPollAt, now >= poll {
+                self.ackPollAt = nil
+                self.pollAcknowledged(fd, loop: loop, now: now)
+            }
+            self.sendNext(fd, loop: loop, now: now)
+        }
+    }
+
+    private func connect(_ loop: ShipperLoop, now: UInt64) {
+        self.reconnectAt = nil
+        if self.address == nil {
+            switch SocketAddress.resolve(self.configuration.endpoint) {
+            case .success(let address): self.address = address
+            case .failure(let error):
+                self.fail(loop, now: now, reason: error.message)
+                return
+            }
+        }
+        guard let address = self.address else { return }
+        let fd: FileDescriptor
+        switch Sockets.makeStream(family: address.family, sendBufferSize: self.configuration.sendBufferSize) {
+        case .success(let s): fd = s
+        case .failure(let errno):
+            self.fail(loop, now: now, reason: "cannot create a socket: \(errno)")
+            return
+        }
+        self.generation &+= 1
+        do {
+            try loop.ring.connect(fd, address: address.address, addressLength: address.length,
+                                  userData: self.userData(.socketConnect, entry: 0))
+        } catch {
+            Files.close(fd)
+            self.reconnectAt = now  // SQ full: try again next round
+            return
+        }
+        self.state = .connecting(fd)
+    }
+
+    func connectCompleted(result: Int32, userData: URingUserData, loop: ShipperLoop, now: UInt64) {
+        guard case .connecting(let fd) = self.state, (userData.sequence >> 32) == (self.generation & 0xFF) else { return }
+        if result < 0 {
+            Files.close(fd)
+            self.state = .disconnected
+            self.fail(loop, now: now, reason: "connect to \(self.configuration.endpoint) failed: \(Errno(rawValue: -result))")
+            return
+        }
+        self.state = .connected(fd)
+        self.peerIsLocal = Sockets.peerIsLocal(fd)
+        if self.everConnected {
+            self.stats.reconnects += 1
+            loop.logger.notice("socket sink reconnected", metadata: ["endpoint": "\(self.configuration.endpoint)", "resending": "\(self.queue.count)"])
+        }
+        self.everConnected = true
+        self.backoff.reset()
+        self.stats.failing = false
+        self.streamSent = 0
+        self.acked = 0
+        self.sendIndex = 0
+        self.sentInEntry = 0
+        for i in 0..<self.queue.count { self.queue[i].endOffset = nil }
+        self.sendNext(fd, loop: loop, now: now)
+    }
+
+    private func fail(_ loop: ShipperLoop, now: UInt64, reason: String) {
+        self.stats.errors += 1
+        self.stats.failing = true
+        let delay = self.backoff.next()
+        self.reconnectAt = now + delay
+        if self.lastErrorLog == 0 || now - self.lastErrorLog > 1_000_000_000 {
+            self.lastErrorLog = now
+            loop.logger.warning(
+                "socket sink unavailable",
+                metadata: ["endpoint": "\(self.configuration.endpoint)", "reason": "\(reason)", "retry_in_ms": "\(delay / 1_000_000)",
+                           "held_subbuffers": "\(self.queue.count)"])
+        }
+    }
+
+    /// The connection broke: everything not acknowledged is sent again on the next one.
+    private func disconnect(_ loop: ShipperLoop, now: UInt64, reason: String) {
+        switch self.state {
+        case .connected(let fd), .connecting(let fd):
+            Files.close(fd)
+        case .disconnected:
+            break
+        }
+        self.state = .disconnected
+        // What the peer acknowledged before the break is finished; no query after an
+        // error (a reset socket reports an empty queue, which would look like acks).
+        self.finishAcknowledged(loop)
+        let resend = (0..<self.queue.count).filter { self.queue[$0].endOffset != nil || ($0 == self.sendIndex && self.sentInEntry > 0) }.count
+        self.stats.resentSubbuffers += UInt64(resend)
+        for i in 0..<self.queue.count { self.queue[i].endOffset = nil }
+        self.streamSent = 0
+        self.acked = 0
+        self.sendInFlight = false
+        self.sendIndex = 0
+        self.sentInEntry = 0
+        self.ackPollAt = nil
+        self.generation &+= 1
+        self.fail(loop, now: now, reason: reason)
+    }
+
+    // MARK: Sending
+
+    private func useZeroCopy(for bytes: Int, loop: ShipperLoop) -> Bool {
+        guard loop.supportsSendZC else { return false }
+        switch self.configuration.zeroCopy {
+        case .never: return false
+        case .always: return true
+        case .automatic:
+            if self.peerIsLocal || bytes < self.configuration.zeroCopyThreshold { return false }
+            return self.sendsIssued >= self.zeroCopyPausedUntilSend
+        }
+    }
+
+    private func sendNext(_ fd: FileDescriptor, loop: ShipperLoop, now: UInt64) {
+        guard !self.sendInFlight, self.sendIndex < self.queue.count else { return }
+        let entry = self.queue[self.sendIndex]
+        if entry.bytes.count == 0 {
+            self.queue[self.sendIndex].endOffset = self.streamSent
+            self.sendIndex += 1
+            self.finishAcknowledged(loop)
+            self.sendNext(fd, loop: loop, now: now)
+            return
+        }
+        let remaining = UnsafeRawBufferPointer(rebasing: entry.bytes[self.sentInEntry...])
+        let flags = Int32(MSG_WAITALL) | Int32(MSG_NOSIGNAL)
+        let userData = self.userData(.socketSend, entry: entry.id)
+        do {
+            if self.useZeroCopy(for: remaining.count, loop: loop) {
+                let fixed = loop.buffersRegistered ? entry.item.fixedIndex : nil
+                try loop.ring.sendZC(fd, remaining, messageFlags: flags, zcFlags: .reportUsage, fixedBufferIndex: fixed, userData: userData)
+                self.stats.zeroCopySends += 1
+            } else {
+                try loop.ring.send(fd, remaining, messageFlags: flags, userData: userData)
+            }
+        } catch {
+            return  // SQ full: next round
+        }
+        self.sendsIssued += 1
+        self.sendInFlight = true
+    }
+
+    func sendCompleted(_ completion: Completion, loop: ShipperLoop, now: UInt64) {
+        let data = URingUserData(rawValue: completion.userData)
+        let entryID = data.sequence & 0xFFFF_FFFF
+        if completion.isNotification {
+            if let n = self.pendingNotifications[entryID] {
+                if n <= 1 { self.pendingNotifications[entryID] = nil } else { self.pendingNotifications[entryID] = n - 1 }
+            }
+            if completion.zcCopied {
+                self.stats.zeroCopyCopied += 1
+            }
+            self.noteZeroCopy(copied: completion.zcCopied)
+            self.finishAcknowledged(loop)
+            return
+        }
+        if completion.hasMore {
+            self.pendingNotifications[entryID, default: 0] += 1
+        }
+        // A completion from an older connection: only its notification matters.
+        guard (data.sequence >> 32) == (self.generation & 0xFF), self.sendInFlight,
+            case .connected(let fd) = self.state, self.sendIndex < self.queue.count,
+            self.queue[self.sendIndex].id & 0xFFFF_FFFF == entryID
+        else { return }
+        self.sendInFlight = false
+        if completion.result < 0 {
+            self.disconnect(loop, now: now, reason: "send failed: \(Errno(rawValue: -completion.result))")
+            return
+        }
+        if completion.result == 0 && self.queue[self.sendIndex].bytes.count > self.sentInEntry {
+            self.disconnect(loop, now: now, reason: "peer closed the connection")
+            return
+        }
+        self.sentInEntry += Int(completion.result)
+        self.streamSent += Int64(completion.result)
+        if self.sentInEntry >= self.queue[self.sendIndex].bytes.count {
+            self.queue[self.sendIndex].endOffset = self.streamSent
+            self.sendIndex += 1
+            self.sentInEntry = 0
+        }
+        self.pollAcknowledged(fd, loop: loop, now: now)
+        self.sendNext(fd, loop: loop, now: now)
+    }
+
+    private func noteZeroCopy(copied: Bool) {
+        guard self.configuration.zeroCopy == .automatic else { return }
+        self.zeroCopyRecent.append(copied)
+        if self.zeroCopyRecent.count > 16 { self.zeroCopyRecent.removeFirst() }
+        if self.zeroCopyRecent.count == 16 && self.zeroCopyRecent.filter({ $0 }).count >= 12 {
+            // The kernel copies anyway (loopback, or a NIC without scatter-gather): plain
+            // sends are cheaper. Try zero-copy again later.
+            self.zeroCopyPausedUntilSend = self.sendsIssued + 256
+            self.zeroCopyRecent.removeAll()
+        }
+    }
+
+    /// Reads how much the peer acknowledged and finishes fully acknowledged entries.
+    private func pollAcknowledged(_ fd: FileDescriptor, loop: ShipperLoop, now: UInt64) {
+        switch Sockets.unacknowledged(fd) {
+        case .success(let outstanding):
+            self.acked = max(self.acked, self.streamSent - outstanding)
+        case .failure:
+            break
+        }
+        self.finishAcknowledged(loop)
+        if self.acked < self.streamSent {
+            self.ackPollAt = now + self.ackPollDelay
+            self.ackPollDelay = min(self.ackPollDelay * 2, 20_000_000)
+        } else {
+            self.ackPollAt = nil
+            self.ackPollDelay = 200_000
+        }
+    }
+
+    private func finishAcknowledged(_ loop: ShipperLoop) {
+        while let first = self.queue.first, let end = first.endOffset, end <= self.acked,
+            self.pendingNotifications[first.id & 0xFFFF_FFFF] == nil
+        {
+            self.queue.popFirst()
+            self.sendIndex -= 1
+            self.stats.bytes += UInt64(first.bytes.count)
+            self.stats.subbuffers += 1
+            loop.sinkFinished(self.position, item: first.item, bytes: first.bytes.count)
+        }
+    }
+
+    var nextDeadline: UInt64? {
+        switch self.state {
+        case .disconnected: return self.reconnectAt
+        case .connecting: return nil
+        case .connected: return self.ackPollAt
+        }
+    }
+
+    func close() {
+        switch self.state {
+        case .connected(let fd), .connecting(let fd):
+            _ = shutdown(fd.rawValue, Int32(SHUT_WR))
+            Files.close(fd)
+        case .disconnected:
+            break
+        }
+        self.state = .disconnected
+    }
+}

@@ -1,0 +1,75 @@
+internal import CRelayLinux
+internal import Glibc
+public import SystemPackage
+
+/// The one funnel for blocking system calls on the shipper thread (swift-nio's
+/// `syscall(blocking:where:_:)` shape): retries EINTR and turns -1 into `Errno`.
+///
+/// `@inline(never)` so nothing can clobber `errno` between the call and reading it.
+@inline(never)
+func syscall<T: FixedWidthInteger>(_ body: () -> T) -> Result<T, Errno> {
+    while true {
+        let result = body()
+        if result == -1 {
+            let err = Errno(rawValue: Glibc.errno)
+            if err == .interrupted { continue }
+            return .failure(err)
+        }
+        return .success(result)
+    }
+}
+
+/// For shims that return `-errno` instead of setting `errno`.
+@inline(__always)
+func negativeErrno<T: FixedWidthInteger & SignedInteger>(_ value: T) -> Result<T, Errno> {
+    value < 0 ? .failure(Errno(rawValue: Int32(truncatingIfNeeded: 0 - value))) : .success(value)
+}
+
+enum Files {
+    /// Opens (creating) `path` for writing, optionally with O_DIRECT.
+    static func openForWriting(_ path: String, permissions: UInt32, direct: Bool) -> Result<FileDescriptor, Errno> {
+        var flags = O_WRONLY | O_CREAT | O_CLOEXEC
+        if direct { flags |= CRelayLinux_O_DIRECT() }
+        return syscall { open(path, flags, mode_t(permissions)) }.map { FileDescriptor(rawValue: $0) }
+    }
+
+    /// The size of an open file.
+    static func size(_ fd: FileDescriptor) -> Result<Int64, Errno> {
+        var st = stat()
+        return syscall { fstat(fd.rawValue, &st) }.map { _ in Int64(st.st_size) }
+    }
+
+    static func truncate(_ fd: FileDescriptor, to size: Int64) -> Result<Void, Errno> {
+        syscall { ftruncate(fd.rawValue, off_t(size)) }.map { _ in () }
+    }
+
+    static func rename(_ from: String, _ to: String) -> Result<Void, Errno> {
+        syscall { Glibc.rename(from, to) }.map { _ in () }
+    }
+
+    static func remove(_ path: String) {
+        _ = unlink(path)
+    }
+
+    static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    static func close(_ fd: FileDescriptor) {
+        // EINTR on close must not be retried on Linux: the descriptor is gone either way.
+        _ = Glibc.close(fd.rawValue)
+    }
+
+    static func fallocate(_ fd: FileDescriptor, keepSize: Bool, offset: Int64, length: Int64) -> Result<Void, Errno> {
+        negativeErrno(CRelayLinux_fallocate(fd.rawValue, keepSize ? 1 : 0, offset, length)).map { _ in () }
+    }
+
+    /// O_DIRECT alignment (memory, offset) for an open file; (0, 0) if unsupported.
+    static func directIOAlignment(_ fd: FileDescriptor) -> Result<(memory: Int, offset: Int), Errno> {
+        var memory: UInt32 = 0
+        var offset: UInt32 = 0
+        return negativeErrno(CRelayLinux_dio_alignment(fd.rawValue, &memory, &offset)).map { _ in
+            (Int(memory), Int(offset))
+        }
+    }
+}

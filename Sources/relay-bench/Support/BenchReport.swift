@@ -1,0 +1,259 @@
+/// The final report of `relay-bench run`: `--json` prints it as one object with these snake_case keys.
+///
+/// Required keys: `producers`, `record_size`, `mode`, `sinks`, `offered_records`,
+/// `written_records`, `dropped_records`, `shipped_bytes`, `elapsed_seconds`, `records_per_second`,
+/// `bytes_per_second`, `cpu_seconds`, `peak_rss_bytes`, `producer_ns_per_record` (`p50`, `p99`,
+/// `p999`), and `e2e_latency_ms` (`p50`, `p99`) when measured. Extras: `subbuf_size`, `subbufs`,
+/// `config`, `sink_stats`, `verify` (when the run verified its output).
+struct BenchReport: Codable, Sendable, Equatable {
+    /// The run's inputs that do not have a top-level key.
+    struct Config: Codable, Sendable, Equatable {
+        /// `--records`, when the run was count-bound.
+        var records: UInt64?
+        /// `--seconds`, when the run was time-bound.
+        var seconds: Double?
+        /// `--rate` per producer (open loop), when set.
+        var ratePerProducer: Double?
+        /// The CPU count the relay used.
+        var cpus: Int?
+        /// The swift-relay version or git revision, when known.
+        var version: String?
+
+        init(records: UInt64? = nil, seconds: Double? = nil, ratePerProducer: Double? = nil, cpus: Int? = nil, version: String? = nil) {
+            self.records = records
+            self.seconds = seconds
+            self.ratePerProducer = ratePerProducer
+            self.cpus = cpus
+            self.version = version
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case records, seconds
+            case ratePerProducer = "rate_per_producer"
+            case cpus, version
+        }
+    }
+
+    /// What one sink shipped.
+    struct SinkStats: Codable, Sendable, Equatable {
+        /// The sink spec as given (``SinkSpec/description``).
+        var sink: String
+        var shippedBytes: UInt64
+        /// Write/send operations completed.
+        var writes: UInt64
+        /// Failed operations.
+        var errors: UInt64
+        /// Sub-buffers this sink lost (e.g. a slow consumer in overwrite mode), when known.
+        var droppedSubbuffers: UInt64?
+
+        init(sink: String, shippedBytes: UInt64, writes: UInt64, errors: UInt64 = 0, droppedSubbuffers: UInt64? = nil) {
+            self.sink = sink
+            self.shippedBytes = shippedBytes
+            self.writes = writes
+            self.errors = errors
+            self.droppedSubbuffers = droppedSubbuffers
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case sink
+            case shippedBytes = "shipped_bytes"
+            case writes, errors
+            case droppedSubbuffers = "dropped_subbuffers"
+        }
+    }
+
+    /// Producer threads.
+    var producers: Int
+    /// Record size in bytes.
+    var recordSize: Int
+    /// `block`, `drop` or `overwrite`.
+    var mode: String
+    /// The `--sink` specs, canonical form.
+    var sinks: [String]
+    /// Records producers tried to write.
+    var offeredRecords: UInt64
+    /// Records that made it into the relay (offered minus dropped).
+    var writtenRecords: UInt64
+    /// Records dropped (drop mode) or overwritten (overwrite mode).
+    var droppedRecords: UInt64
+    /// Bytes shipped, summed over all sinks (per-sink counts are in `sink_stats`).
+    var shippedBytes: UInt64
+    /// Wall-clock seconds from the first record to the last byte shipped.
+    var elapsedSeconds: Double
+    /// Written records per second.
+    var recordsPerSecond: Double
+    /// Shipped bytes per second.
+    var bytesPerSecond: Double
+    /// Process CPU seconds, user + system (`getrusage(RUSAGE_SELF)`).
+    var cpuSeconds: Double
+    /// Peak resident set size in bytes.
+    var peakRSSBytes: UInt64
+    /// Producer-side cost per record (reserve + format + commit), nanoseconds.
+    var producerNsPerRecord: LatencyPercentiles
+    /// Commit-to-shipped latency in milliseconds, when measured.
+    var e2eLatencyMs: EndToEndLatency?
+    /// Sub-buffer size in bytes.
+    var subbufSize: Int
+    /// Sub-buffers per buffer.
+    var subbufs: Int
+    /// Other run inputs.
+    var config: Config
+    /// Per-sink counters.
+    var sinkStats: [SinkStats]
+    /// The verification of the run's output, when it was verified.
+    var verify: VerifyReport?
+
+    /// Creates a report; the rates are derived from the counts and `elapsedSeconds`
+    /// (`records_per_second` = written records / s, `bytes_per_second` = shipped bytes / s).
+    init(
+        producers: Int,
+        recordSize: Int,
+        mode: String,
+        sinks: [String],
+        offeredRecords: UInt64,
+        writtenRecords: UInt64,
+        droppedRecords: UInt64,
+        shippedBytes: UInt64,
+        elapsedSeconds: Double,
+        cpuSeconds: Double,
+        peakRSSBytes: UInt64,
+        producerNsPerRecord: LatencyPercentiles,
+        e2eLatencyMs: EndToEndLatency? = nil,
+        subbufSize: Int,
+        subbufs: Int,
+        config: Config = Config(),
+        sinkStats: [SinkStats] = [],
+        verify: VerifyReport? = nil
+    ) {
+        self.producers = producers
+        self.recordSize = recordSize
+        self.mode = mode
+        self.sinks = sinks
+        self.offeredRecords = offeredRecords
+        self.writtenRecords = writtenRecords
+        self.droppedRecords = droppedRecords
+        self.shippedBytes = shippedBytes
+        self.elapsedSeconds = elapsedSeconds
+        self.recordsPerSecond = elapsedSeconds > 0 ? Double(writtenRecords) / elapsedSeconds : 0
+        self.bytesPerSecond = elapsedSeconds > 0 ? Double(shippedBytes) / elapsedSeconds : 0
+        self.cpuSeconds = cpuSeconds
+        self.peakRSSBytes = peakRSSBytes
+        self.producerNsPerRecord = producerNsPerRecord
+        self.e2eLatencyMs = e2eLatencyMs
+        self.subbufSize = subbufSize
+        self.subbufs = subbufs
+        self.config = config
+        self.sinkStats = sinkStats
+        self.verify = verify
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case producers
+        case recordSize = "record_size"
+        case mode, sinks
+        case offeredRecords = "offered_records"
+        case writtenRecords = "written_records"
+        case droppedRecords = "dropped_records"
+        case shippedBytes = "shipped_bytes"
+        case elapsedSeconds = "elapsed_seconds"
+        case recordsPerSecond = "records_per_second"
+        case bytesPerSecond = "bytes_per_second"
+        case cpuSeconds = "cpu_seconds"
+        case peakRSSBytes = "peak_rss_bytes"
+        case producerNsPerRecord = "producer_ns_per_record"
+        case e2eLatencyMs = "e2e_latency_ms"
+        case subbufSize = "subbuf_size"
+        case subbufs
+        case config
+        case sinkStats = "sink_stats"
+        case verify
+    }
+
+    /// The human-readable report: aligned `label  value` rows with units.
+    func renderTable() -> String {
+        var rows: [(String, String)] = [
+            ("producers", "\(self.producers)"),
+            ("record size", "\(self.recordSize) B"),
+            ("geometry", "\(self.subbufs) × \(SizeParser.formatSize(UInt64(max(0, self.subbufSize)))) sub-buffers"),
+            ("mode", self.mode),
+            ("sinks", self.sinks.joined(separator: ", ")),
+            ("offered", "\(self.offeredRecords) records"),
+            ("written", "\(self.writtenRecords) records"),
+            ("dropped", "\(self.droppedRecords) records" + (self.offeredRecords > 0 && self.droppedRecords > 0
+                ? " (\(BenchUnits.fixed(100 * Double(self.droppedRecords) / Double(self.offeredRecords), 2))%)" : "")),
+            ("shipped", BenchUnits.bytes(Double(self.shippedBytes))),
+            ("elapsed", "\(BenchUnits.fixed(self.elapsedSeconds, 3)) s"),
+            ("throughput", "\(BenchUnits.recordRate(self.recordsPerSecond))   \(BenchUnits.byteRate(self.bytesPerSecond))"),
+            ("cpu", "\(BenchUnits.fixed(self.cpuSeconds, 3)) s" + (self.elapsedSeconds > 0
+                ? " (\(BenchUnits.fixed(self.cpuSeconds / self.elapsedSeconds, 2)) cores)" : "")),
+            ("peak rss", BenchUnits.bytes(Double(self.peakRSSBytes))),
+            ("producer ns/record", "p50 \(BenchUnits.fixed(self.producerNsPerRecord.p50, 0))  p99 \(BenchUnits.fixed(self.producerNsPerRecord.p99, 0))  p99.9 \(BenchUnits.fixed(self.producerNsPerRecord.p999, 0))"),
+        ]
+        if let latency = self.e2eLatencyMs {
+            rows.append(("end-to-end latency", "p50 \(BenchUnits.fixed(latency.p50, 3)) ms  p99 \(BenchUnits.fixed(latency.p99, 3)) ms"))
+        }
+        for stats in self.sinkStats {
+            var value = "\(BenchUnits.bytes(Double(stats.shippedBytes))) in \(stats.writes) writes"
+            if stats.errors > 0 { value += ", \(stats.errors) errors" }
+            if let dropped = stats.droppedSubbuffers, dropped > 0 { value += ", \(dropped) sub-buffers lost" }
+            rows.append(("  \(stats.sink)", value))
+        }
+        if let verify = self.verify {
+            rows.append(("verify", verify.ok ? "OK (\(verify.distinctRecords) records, \(verify.missingRecords) missing)" : "FAILED: " + verify.problems.joined(separator: "; ")))
+        }
+        let width = rows.map(\.0.count).max() ?? 0
+        return rows.map { BenchUnits.pad($0.0, to: width) + "  " + $0.1 }.joined(separator: "\n")
+    }
+}
+
+/// Unit formatting for tables: decimal SI units (1 MB = 10^6 bytes, 1 M rec/s = 10^6 records/s).
+enum BenchUnits {
+    /// `value` with exactly `digits` decimals, e.g. `fixed(3.14159, 2)` = `"3.14"`.
+    static func fixed(_ value: Double, _ digits: Int) -> String {
+        guard value.isFinite else { return "\(value)" }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let rounded = (abs(value) * scale).rounded()
+        guard rounded < 9e18 else { return "\(value)" }
+        let whole = UInt64(rounded)
+        let integer = whole / UInt64(scale)
+        let fraction = whole % UInt64(scale)
+        var text = (value < 0 && whole != 0 ? "-" : "") + "\(integer)"
+        if digits > 0 {
+            let fractionText = "\(fraction)"
+            text += "." + String(repeating: "0", count: digits - fractionText.count) + fractionText
+        }
+        return text
+    }
+
+    /// A record rate: `1.23 M rec/s`, `45.6 k rec/s`, `789 rec/s`.
+    static func recordRate(_ perSecond: Double) -> String {
+        if perSecond >= 1e6 { return "\(BenchUnits.fixed(perSecond / 1e6, 2)) M rec/s" }
+        if perSecond >= 1e3 { return "\(BenchUnits.fixed(perSecond / 1e3, 1)) k rec/s" }
+        return "\(BenchUnits.fixed(perSecond, 0)) rec/s"
+    }
+
+    /// A byte rate: `1.23 GB/s` from 1 GB/s up, else `456.7 MB/s`.
+    static func byteRate(_ perSecond: Double) -> String {
+        if perSecond >= 1e9 { return "\(BenchUnits.fixed(perSecond / 1e9, 2)) GB/s" }
+        return "\(BenchUnits.fixed(perSecond / 1e6, 1)) MB/s"
+    }
+
+    /// A byte count: `512 B`, `4.1 kB`, `12.3 MB`, `1.50 GB`.
+    static func bytes(_ count: Double) -> String {
+        if count >= 1e9 { return "\(BenchUnits.fixed(count / 1e9, 2)) GB" }
+        if count >= 1e6 { return "\(BenchUnits.fixed(count / 1e6, 1)) MB" }
+        if count >= 1e3 { return "\(BenchUnits.fixed(count / 1e3, 1)) kB" }
+        return "\(BenchUnits.fixed(count, 0)) B"
+    }
+
+    /// `text` padded with spaces on the right to `width` characters.
+    static func pad(_ text: String, to width: Int) -> String {
+        text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+    }
+
+    /// `text` padded with spaces on the left to `width` characters.
+    static func padLeft(_ text: String, to width: Int) -> String {
+        text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
+    }
+}

@@ -1,0 +1,180 @@
+import Glibc
+import Synchronization
+
+/// A TCP receiver on 127.0.0.1 that drains one connection as fast as it can, for the socket
+/// baselines and for `tcp:` sink runs without an external receiver.
+///
+/// It listens on an ephemeral port (``port``), accepts one connection on its own thread, reads
+/// it in 1 MiB `recv` calls until end of stream, optionally writes the bytes to a file (so the
+/// output can be verified), then closes the connection. ``finish()`` joins the thread and
+/// returns the byte count.
+final class LoopbackReceiver: Sendable {
+    /// What the receiver got.
+    struct Result: Sendable, Equatable {
+        /// Bytes received.
+        var bytes: UInt64
+        /// Whether a connection was accepted at all.
+        var accepted: Bool
+    }
+
+    private final class State: Sendable {
+        let stop = Atomic<Bool>(false)
+        let bytes = Atomic<UInt64>(0)
+        let accepted = Atomic<Bool>(false)
+        let failure = Mutex<BenchError?>(nil)
+    }
+
+    /// The TCP port on 127.0.0.1 the receiver listens on.
+    let port: UInt16
+
+    private let listener: Int32
+    private let state = State()
+    private let thread: Mutex<BenchThread?>
+
+    /// Starts listening and launches the receiving thread.
+    ///
+    /// - Parameter outputPath: When set, received bytes are written to this file (created or
+    ///   truncated).
+    /// - Throws: ``BenchError`` when the socket or output file cannot be set up.
+    init(outputPath: String? = nil) throws(BenchError) {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard listener >= 0 else {
+            throw BenchError.system("cannot create the loopback receiver socket", errno: errno, fix: "check the file descriptor limit (ulimit -n)")
+        }
+        var one: Int32 = 1
+        _ = setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(listener, 16) == 0 else {
+            let code = errno
+            POSIXIO.closeQuietly(listener)
+            throw BenchError.system("cannot listen on 127.0.0.1", errno: code, fix: "check that the loopback interface is up")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        self.port = UInt16(bigEndian: address.sin_port)
+        self.listener = listener
+
+        var outputFD: Int32 = -1
+        if let outputPath {
+            outputFD = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard outputFD >= 0 else {
+                let code = errno
+                POSIXIO.closeQuietly(listener)
+                throw BenchError.system("cannot open '\(outputPath)' for the received data", errno: code, fix: "pick a writable path")
+            }
+        }
+        let state = self.state
+        let output = outputFD
+        do {
+            let thread = try BenchThread(name: "receiver") {
+                LoopbackReceiver.serve(listener: listener, output: output, state: state)
+                if output >= 0 { POSIXIO.closeQuietly(output) }
+            }
+            self.thread = Mutex(thread)
+        } catch {
+            POSIXIO.closeQuietly(listener)
+            if output >= 0 { POSIXIO.closeQuietly(output) }
+            throw error
+        }
+    }
+
+    deinit {
+        _ = self.finishIgnoringErrors()
+    }
+
+    /// `tcp:127.0.0.1:PORT`, usable as a `--sink`.
+    var sinkSpec: SinkSpec { .tcp(host: "127.0.0.1", port: self.port, format: .plain) }
+
+    /// Connects a blocking client socket to the receiver.
+    ///
+    /// - Returns: The connected socket; the caller closes it.
+    func connect() throws(BenchError) -> Int32 {
+        try Preflight.connectTCP(host: "127.0.0.1", port: self.port, timeout: .seconds(2))
+    }
+
+    /// The bytes received so far.
+    var receivedBytes: UInt64 {
+        // Relaxed: a progress read; finish() joins the thread for the final value.
+        self.state.bytes.load(ordering: .relaxed)
+    }
+
+    /// Stops accepting, waits for the current connection to reach end of stream, and returns the
+    /// totals. A connection already waiting in the backlog is still accepted and drained.
+    ///
+    /// - Throws: ``BenchError`` when receiving or writing the output file failed.
+    func finish() throws(BenchError) -> Result {
+        let result = self.finishIgnoringErrors()
+        if let failure = self.state.failure.withLock({ $0 }) {
+            throw failure
+        }
+        return result
+    }
+
+    private func finishIgnoringErrors() -> Result {
+        // Relaxed: the serving thread polls this flag; the join below orders everything else.
+        self.state.stop.store(true, ordering: .relaxed)
+        let thread = self.thread.withLock { thread -> BenchThread? in
+            defer { thread = nil }
+            return thread
+        }
+        if let thread {
+            thread.join()
+            POSIXIO.closeQuietly(self.listener)
+        }
+        // Relaxed: the serving thread was joined, which orders its stores before these loads.
+        return Result(bytes: self.state.bytes.load(ordering: .relaxed), accepted: self.state.accepted.load(ordering: .relaxed))
+    }
+
+    private static func serve(listener: Int32, output: Int32, state: State) {
+        // Accept: poll in short slices so finish() can stop a receiver nobody connected to.
+        var connection: Int32 = -1
+        while connection < 0 {
+            var descriptor = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, 50)
+            if ready > 0 {
+                connection = accept(listener, nil, nil)
+                if connection < 0 && errno != EINTR && errno != EAGAIN && errno != ECONNABORTED {
+                    state.failure.withLock { $0 = BenchError.system("accept on the loopback receiver failed", errno: errno, fix: "retry") }
+                    return
+                }
+            } else if state.stop.load(ordering: .relaxed) {
+                // Relaxed: see finishIgnoringErrors(); a pending connection was handled above first.
+                return
+            }
+        }
+        // Relaxed: published to finish() by the thread join.
+        state.accepted.store(true, ordering: .relaxed)
+        defer { POSIXIO.closeQuietly(connection) }
+        let capacity = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            let n = recv(connection, buffer, capacity, 0)
+            if n == 0 { return }
+            if n < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                if code == ECONNRESET { return }
+                state.failure.withLock { $0 = BenchError.system("receiving on the loopback receiver failed", errno: code, fix: "retry") }
+                return
+            }
+            if output >= 0 {
+                let code = POSIXIO.writeAll(output, buffer, n)
+                if code != 0 {
+                    state.failure.withLock { $0 = BenchError.system("writing received data failed", errno: code, fix: "free space or pick another output path") }
+                    return
+                }
+            }
+            // Relaxed: a counter read for progress and, after the join, for the total.
+            state.bytes.wrappingAdd(UInt64(n), ordering: .relaxed)
+        }
+    }
+}
