@@ -2,6 +2,7 @@ import Logging
 import Relay
 import RelayShipper
 import RelayTestSupport
+import Synchronization
 import Testing
 
 @Suite("File sink", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
@@ -25,5 +26,204 @@ struct FileSinkTests {
         let bytes = try #require(readFileBytes(dir.file("out.log")))
         #expect(bytes.count == expected.count)
         #expect(bytes == expected)
+        let stats = try #require(shipper.stats())
+        #expect(stats.registeredBuffers == 1, "the region is registered and WRITE_FIXED is used")
+        #expect(stats.sinks[0].bytes == UInt64(expected.count))
+    }
+
+    @Test("plain format: many producers, many buffers, every record exactly once", arguments: [true, false])
+    func plainManyProducers(registered: Bool) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "plainN", subbufferSize: 65536, subbufferCount: 8, mode: .block(), buffers: 3))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(registerBuffers: registered), logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.log")))])
+        try shipper.start()
+        writeLines(channel, producers: 4, perProducer: 25_000)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        let parsed = parseLines(try #require(readFileBytes(dir.file("out.log"))))
+        #expect(parsed.malformed == 0)
+        expectExactlyOnce(parsed.records, producers: 4, perProducer: 25_000)
+        #expect(shipper.stats()?.registeredBuffers == (registered ? 3 : 0))
+    }
+
+    @Test("packets format (buffered and O_DIRECT): every packet decodes, sequences are consecutive per buffer", arguments: [false, true])
+    func packets(directIO: Bool) throws {
+        let dir = TemporaryDirectory(base: "/var/tmp")  // a disk filesystem, so O_DIRECT means something
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "packets", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 2))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.packets"), format: .packets, directIO: directIO))])
+        try shipper.start()
+        writeLines(channel, producers: 3, perProducer: 10_000)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        var nextSequence: [Int: UInt64] = [:]
+        var content: [UInt8] = []
+        var packets = 0
+        try RelayPacketReader(path: dir.file("out.packets")).forEach { packet in
+            packets += 1
+            #expect(packet.sequence == nextSequence[packet.buffer, default: 0], "buffer \(packet.buffer) in order, no gaps")
+            nextSequence[packet.buffer] = packet.sequence + 1
+            #expect(packet.lostRecords == 0)
+            #expect(packet.packet.count == 16384)
+            content += packet.content
+        }
+        #expect(packets > 10)
+        let parsed = parseLines(content)
+        #expect(parsed.malformed == 0)
+        expectExactlyOnce(parsed.records, producers: 3, perProducer: 10_000)
+    }
+
+    @Test("O_DIRECT with the plain format is refused with a clear error")
+    func directPlainRefused() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "dio", subbufferSize: 16384, subbufferCount: 4, buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("x"), format: .plain, directIO: true))])
+        let error = #expect(throws: RelayShipperError.self) { try shipper.start() }
+        #expect(error?.message.contains("packets") == true)
+    }
+
+    @Test("an unwritable path is refused at start with a message that says why")
+    func unwritablePath() throws {
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "nodir", subbufferSize: 16384, subbufferCount: 4, buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: "/nonexistent-dir/x.log"))])
+        let error = #expect(throws: RelayShipperError.self) { try shipper.start() }
+        #expect(error?.message.contains("directory does not exist") == true)
+    }
+
+    @Test("one file per buffer, like relayfs's base0…baseN-1")
+    func perBuffer() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "perbuf", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 3))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("cpu"), layout: .perBuffer))])
+        try shipper.start()
+        writeLines(channel, producers: 3, perProducer: 5000)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        var all: [(Int, Int)] = []
+        for i in 0..<3 {
+            let bytes = try #require(readFileBytes(dir.file("cpu\(i)")), "file cpu\(i) exists")
+            #expect(bytes.count == Int(channel.stats(buffer: i).bytesWritten))
+            let parsed = parseLines(bytes)
+            #expect(parsed.malformed == 0)
+            all += parsed.records
+        }
+        expectExactlyOnce(all, producers: 3, perProducer: 5000)
+    }
+
+    @Test("rotation by size keeps N files; together they hold everything, oldest first")
+    func rotationBySize() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "rot", subbufferSize: 8192, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 64 * 1024, keep: 100)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("app.log"), rotation: rotation))])
+        try shipper.start()
+        var expected: [UInt8] = []
+        for i in 0..<10_000 {
+            let line = Array("rotating line \(i)\n".utf8)
+            expected += line
+            channel.write(line)
+        }
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        var files: [[UInt8]] = []
+        var n = 1
+        while let bytes = readFileBytes(dir.file("app.log.\(n)")) {
+            #expect(bytes.count <= 64 * 1024, "rotated at the size limit")
+            files.append(bytes)
+            n += 1
+        }
+        #expect(files.count >= 2)
+        let current = try #require(readFileBytes(dir.file("app.log")))
+        let all = files.reversed().flatMap { $0 } + current
+        #expect(all == expected)
+        #expect((shipper.stats()?.sinks[0].rotations ?? 0) == UInt64(files.count))
+    }
+
+    @Test("rotation keeps only `keep` old files")
+    func rotationKeep() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "keep", subbufferSize: 8192, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 16 * 1024, keep: 2)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("k.log"), rotation: rotation))])
+        try shipper.start()
+        for i in 0..<5000 { channel.write(Array("keep line \(i)\n".utf8)) }
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        #expect(readFileBytes(dir.file("k.log.1")) != nil)
+        #expect(readFileBytes(dir.file("k.log.2")) != nil)
+        #expect(readFileBytes(dir.file("k.log.3")) == nil)
+    }
+
+    @Test("rotation by age")
+    func rotationByAge() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "age", subbufferSize: 8192, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(
+            configuration: RelayShipperConfiguration(switchInterval: .milliseconds(20)), logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxAge: .milliseconds(200), keep: 10)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("a.log"), rotation: rotation))])
+        try shipper.start()
+        channel.write(Array("first\n".utf8))
+        let deadline = monotonicSeconds() + 5
+        while readFileBytes(dir.file("a.log.1")) == nil && monotonicSeconds() < deadline { usleep(20_000) }
+        channel.write(Array("second\n".utf8))
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(readFileBytes(dir.file("a.log.1")) == Array("first\n".utf8))
+        #expect(readFileBytes(dir.file("a.log")) == Array("second\n".utf8))
+    }
+
+    @Test("reopen after an external rename (logrotate): new data goes to a new file")
+    func reopen() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "reopen", subbufferSize: 8192, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("r.log")))])
+        try shipper.start()
+        channel.write(Array("before\n".utf8))
+        let deadline = monotonicSeconds() + 5
+        while readFileBytes(dir.file("r.log"))?.count != 7 && monotonicSeconds() < deadline { usleep(5000) }
+        #expect(shell("mv '\(dir.file("r.log"))' '\(dir.file("r.log.old"))'") == 0)
+        shipper.reopen()
+        let deadline2 = monotonicSeconds() + 5
+        while readFileBytes(dir.file("r.log")) == nil && monotonicSeconds() < deadline2 { usleep(5000) }
+        channel.write(Array("after\n".utf8))
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(readFileBytes(dir.file("r.log.old")) == Array("before\n".utf8))
+        #expect(readFileBytes(dir.file("r.log")) == Array("after\n".utf8))
+        #expect(shipper.stats()?.sinks[0].reopens == 1)
+    }
+
+    @Test("fsync policies run, and only after writes complete")
+    func fsyncPolicy() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "fsync", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("f.log"), fsync: .everyBytes(64 * 1024)))])
+        try shipper.start()
+        writeLines(channel, producers: 1, perProducer: 20_000)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        let stats = try #require(shipper.stats())
+        #expect(stats.sinks[0].fsyncs >= 5)
+        let parsed = parseLines(try #require(readFileBytes(dir.file("f.log"))))
+        expectExactlyOnce(parsed.records, producers: 1, perProducer: 20_000)
     }
 }
+import Glibc

@@ -531,7 +531,10 @@ final class ShipperLoop {
         // Cancel what is still in the kernel (wake-up wait, stuck sends) and wait for every
         // final completion: memory an SQE points to must stay valid until then.
         let cancelData = URingUserData(kind: OpKind.cancel.rawValue, index: 0, sequence: 0).rawValue
-        try? self.ring.cancel(0, all: true, userData: cancelData)
+        if self.wakeArmed {
+            let wakeData = URingUserData(kind: OpKind.wake.rawValue, index: 0, sequence: 0).rawValue
+            try? self.ring.cancel(wakeData, all: true, userData: cancelData)
+        }
         for entry in self.channels {
             for case .socket(let s) in entry.sinks { s.close() }
         }

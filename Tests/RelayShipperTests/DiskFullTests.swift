@@ -1,0 +1,52 @@
+import Glibc
+import Logging
+import Relay
+import RelayShipper
+import RelayTestSupport
+import Testing
+
+private let isRoot = geteuid() == 0
+
+@Suite(
+    "Disk full",
+    .enabled(if: ioUringAvailable, "io_uring is unavailable here"),
+    .enabled(if: isRoot, "mounting a small tmpfs needs root (CI runs as root)")
+)
+struct DiskFullTests {
+    @Test("ENOSPC on a small tmpfs: no crash, nothing lost; after space is freed the rest arrives")
+    func enospc() throws {
+        let dir = TemporaryDirectory(prefix: "relay-enospc")
+        defer {
+            shell("umount '\(dir.path)' 2>/dev/null")
+            dir.remove()
+        }
+        try #require(shell("mount -t tmpfs -o size=2m tmpfs '\(dir.path)'") == 0, "mount tmpfs")
+        // Leave ~192 KiB free.
+        try #require(shell("dd if=/dev/zero of='\(dir.file("filler"))' bs=64k count=29 status=none") == 0)
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "enospc", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.log"), preallocate: 0))])
+        try shipper.start()
+        let perProducer = 10_000  // 640 KB of lines: does not fit until the filler goes
+        let writer = TestThreads.spawn {
+            writeLines(channel, producers: 1, perProducer: perProducer, width: 64)
+        }
+        // Wait until the sink reports the failure (and the writer is blocked).
+        let deadline = monotonicSeconds() + 20
+        while (shipper.stats()?.sinks[0].errors ?? 0) == 0 && monotonicSeconds() < deadline { usleep(10_000) }
+        let during = try #require(shipper.stats())
+        #expect(during.sinks[0].errors > 0, "ENOSPC was reported")
+        #expect(during.sinks[0].failing)
+        #expect(channel.stats().total.recordsDropped == 0, "block mode: writers wait instead of losing")
+        // Free space: the retry (with backoff) succeeds and the rest arrives.
+        #expect(shell("rm -f '\(dir.file("filler"))'") == 0)
+        TestThreads.join(writer)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        let bytes = try #require(readFileBytes(dir.file("out.log")))
+        let parsed = parseLines(bytes)
+        #expect(parsed.malformed == 0, "no holes: failed writes were retried at their offsets")
+        expectExactlyOnce(parsed.records, producers: 1, perProducer: perProducer)
+        #expect(shipper.stats()?.sinks[0].failing == false)
+    }
+}
