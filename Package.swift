@@ -111,7 +111,8 @@ let package = Package(
         .testTarget(
             name: "RelayShipperTests",
             dependencies: ["Relay", "RelayShipper", "RelayTestSupport", "CRelayLinux",
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "SystemPackage", package: "swift-system")]
         ),
         .testTarget(
             name: "RelayLoggingTests",

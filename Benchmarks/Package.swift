@@ -20,6 +20,7 @@ let package = Package(
     dependencies: [
         .package(path: "../"),
         .package(url: "https://github.com/ordo-one/package-benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
     ],
     targets: [
         .executableTarget(
@@ -29,6 +30,17 @@ let package = Package(
                 .product(name: "Relay", package: relayPackage),
             ],
             path: "Benchmarks/RelayBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+        .executableTarget(
+            name: "ShippingBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Relay", package: relayPackage),
+                .product(name: "RelayShipper", package: relayPackage),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/ShippingBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
     ],

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/sockios.h>
 #include <linux/stat.h>
 #include <netinet/in.h>
@@ -86,6 +87,24 @@ int CRelayLinux_peer_is_local(int fd) {
             return in6->sin6_addr.s6_addr[12] == 127;
         }
         return 0;
+    }
+    return 0;
+}
+
+int CRelayLinux_set_ipc_lock_effective(int enabled) {
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &header, data) != 0) {
+        return -errno;
+    }
+    if (enabled) {
+        data[0].effective |= (1u << CAP_IPC_LOCK);
+    } else {
+        data[0].effective &= ~(1u << CAP_IPC_LOCK);
+    }
+    if (syscall(SYS_capset, &header, data) != 0) {
+        return -errno;
     }
     return 0;
 }

@@ -221,7 +221,11 @@ struct FileSinkTests {
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
         let stats = try #require(shipper.stats())
-        #expect(stats.sinks[0].fsyncs >= 5)
+        // An fsync is issued once 64 KiB completed since the last one finished; how many
+        // fit depends on the disk. Each covers only writes completed before it.
+        #expect(stats.sinks[0].fsyncs >= 1)
+        #expect(stats.sinks[0].durableSubbuffers >= 1)
+        #expect(stats.sinks[0].durableSubbuffers <= stats.sinks[0].sentSubbuffers)
         let parsed = parseLines(try #require(readFileBytes(dir.file("f.log"))))
         expectExactlyOnce(parsed.records, producers: 1, perProducer: 20_000)
     }

@@ -33,6 +33,11 @@ int CRelayLinux_eventfd(void);
 /// socket). Returns 1, 0, or -errno.
 int CRelayLinux_peer_is_local(int fd);
 
+/// Turns CAP_IPC_LOCK on or off in the calling thread's effective set (it stays in
+/// the permitted set, so it can be turned back on). Tests use it to exercise the
+/// RLIMIT_MEMLOCK fallback as root. Returns 0 or -errno.
+int CRelayLinux_set_ipc_lock_effective(int enabled);
+
 #ifdef __cplusplus
 }
 #endif

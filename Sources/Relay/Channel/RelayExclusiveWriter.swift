@@ -18,48 +18,56 @@ import Synchronization
 /// fine). Releasing it (deinit) frees the buffer for another claim.
 public struct RelayExclusiveWriter: ~Copyable {
     unowned(unsafe) let channel: RelayChannel
-    let core: BufferCore
+    /// The buffer's `BufferCore`, inside the channel's table (valid while the channel
+    /// lives). Read through the pointer so the record path never copies the struct.
+    let corePointer: UnsafeMutablePointer<BufferCore>
 
-    init(channel: RelayChannel, core: BufferCore) {
+    init(channel: RelayChannel, core: UnsafeMutablePointer<BufferCore>) {
         self.channel = channel
-        self.core = core
+        self.corePointer = core
     }
 
+    var core: BufferCore { self.corePointer.pointee }
+
     /// The buffer this writer owns.
-    public var buffer: Int { self.core.index }
+    public var buffer: Int { self.corePointer.pointee.index }
 
     deinit {
         // releasing: pairs with the acquiring CAS of the next claimant.
-        self.core.exclusiveOwner.pointee.store(0, ordering: .releasing)
+        self.corePointer.pointee.exclusiveOwner.pointee.store(0, ordering: .releasing)
     }
 
     /// Writes one record. Same results and accounting as ``RelayChannel/write(_:)-(UnsafeRawBufferPointer)``.
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer) -> RelayWriteResult {
-        let b = self.core
+        let b = self.corePointer
         let length = UInt64(bytes.count)
-        guard _fastPath(length &- 1 < b.maxRecord) else {
-            return self.channel.rejectLength(b, length: length)
+        guard _fastPath(length &- 1 < b.pointee.maxRecord) else {
+            return self.channel.rejectLength(b.pointee, length: length)
         }
         self.enter()
         // relaxed: while we are busy, only this thread moves the position or commits
         // into this buffer (flushers wait for us to leave).
-        let p = b.position.pointee.load(ordering: .relaxed)
-        let offset = p & b.offsetMask
-        if _fastPath(offset != 0 && offset &+ length <= b.subbufSize && p & RegionLayout.closedBit == 0) {
-            b.position.pointee.store(p &+ length, ordering: .relaxed)
-            b.address(of: p).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped, byteCount: Int(length))
-            if _slowPath(offset == b.headerSize || offset &+ length == b.subbufSize) {
-                self.channel.reservedAtEdge(b, position: p, length: length)
+        let position = b.pointee.position
+        let p = position.pointee.load(ordering: .relaxed)
+        let offset = p & b.pointee.offsetMask
+        let fits = offset != 0 && offset &+ length <= b.pointee.subbufSize
+        if _fastPath(fits && p & RegionLayout.closedBit == 0) {
+            position.pointee.store(p &+ length, ordering: .relaxed)
+            (b.pointee.data + Int(p & b.pointee.dataMask)).copyMemory(
+                from: bytes.baseAddress.unsafelyUnwrapped, byteCount: Int(length))
+            let atEdge = offset == b.pointee.headerSize || offset &+ length == b.pointee.subbufSize
+            if _slowPath(atEdge) {
+                self.channel.reservedAtEdge(b.pointee, position: p, length: length)
             }
-            let slot = (p &>> b.shift) & b.slotMask
-            let commit = b.commitWord(slot: slot)
+            let slot = (p &>> b.pointee.shift) & b.pointee.slotMask
+            let commit = b.pointee.commitWord(slot: slot)
             let updated = commit.pointee.load(ordering: .relaxed) &+ (length | (1 << 32))
             // releasing: orders the record bytes before the commit for any reader of
             // the word (the deliverer below is this thread).
             commit.pointee.store(updated, ordering: .releasing)
-            if _slowPath(updated & 0xFFFF_FFFF == b.subbufSize) {
-                self.channel.deliver(b, slot: slot, records: updated &>> 32)
+            if _slowPath(updated & 0xFFFF_FFFF == b.pointee.subbufSize) {
+                self.channel.deliver(b.pointee, slot: slot, records: updated &>> 32)
             }
             self.leave()
             return .written
@@ -110,14 +118,14 @@ public struct RelayExclusiveWriter: ~Copyable {
     /// Marks the writer busy, waiting while a flusher holds the buffer.
     @inline(__always)
     func enter() {
-        let b = self.core
+        let b = self.corePointer
         while true {
             // relaxed + light fence: the asymmetric Dekker store (see AsymmetricFence).
-            b.busy.pointee.store(1, ordering: .relaxed)
-            AsymmetricFence.light(expedited: b.expeditedFence)
+            b.pointee.busy.pointee.store(1, ordering: .relaxed)
+            AsymmetricFence.light(expedited: b.pointee.expeditedFence)
             // acquiring: pairs with the flusher's releasing clear of the request, so its
             // seal is visible before we touch the position.
-            if _fastPath(b.flushRequest.pointee.load(ordering: .acquiring) == 0) {
+            if _fastPath(b.pointee.flushRequest.pointee.load(ordering: .acquiring) == 0) {
                 return
             }
             self.yieldToFlusher()
@@ -140,7 +148,7 @@ public struct RelayExclusiveWriter: ~Copyable {
     func leave() {
         // releasing: pairs with the flusher's acquiring load of `busy`: our position,
         // commit and record bytes happen before its seal.
-        self.core.busy.pointee.store(0, ordering: .releasing)
+        self.corePointer.pointee.busy.pointee.store(0, ordering: .releasing)
     }
 }
 
@@ -165,7 +173,7 @@ extension RelayChannel {
                 message: "exclusive buffer \(index) is already owned by another writer; release it first")
         }
         _ = AsymmetricFence.isExpedited  // register membarrier before the first flush needs it
-        return RelayExclusiveWriter(channel: self, core: b)
+        return RelayExclusiveWriter(channel: self, core: self.cores + index)
     }
 
     /// Runs `body` while no exclusive writer is inside buffer `b`. For shared buffers it

@@ -199,7 +199,7 @@ public final class RelayShipper: Sendable, Service {
             return false
         }
         if needsStart { try self.start() }
-        try await withTaskCancellationHandler {
+        await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await self.waitUntilExited()
             } onGracefulShutdown: {

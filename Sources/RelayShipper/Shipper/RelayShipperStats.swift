@@ -6,8 +6,17 @@ public struct RelaySinkStats: Sendable, Hashable {
     public var label: String
     /// Bytes the sink finished (written to the file, or acknowledged by the peer's TCP).
     public var bytes: UInt64 = 0
-    /// Sub-buffers the sink finished.
+    /// Sub-buffers the sink finished: written to the file, or acknowledged by the peer's
+    /// TCP. These are released to the channel (once every sink of it finished).
     public var subbuffers: UInt64 = 0
+    /// Watermark: sub-buffers handed to the kernel completely (write or send completed).
+    public var sentSubbuffers: UInt64 = 0
+    /// Watermark: sub-buffers whose memory the kernel no longer references (for
+    /// zero-copy sends, after the notification).
+    public var reusableSubbuffers: UInt64 = 0
+    /// Watermark (files): sub-buffers covered by a completed fsync, i.e. written before
+    /// that fsync was submitted.
+    public var durableSubbuffers: UInt64 = 0
     /// I/O errors seen (each retried; nothing is dropped by the shipper).
     public var errors: UInt64 = 0
     /// Socket reconnects.

@@ -58,7 +58,6 @@ final class FileSink {
     var stats: RelaySinkStats
     /// Per tracker: sequences this sink finished, contiguous from the tracker's start
     /// (for the durable watermark), and the value an in-flight fsync will make durable.
-    var durableCandidate: [Int: UInt64] = [:]
     var durable: [Int: UInt64] = [:]
     var pendingDurable: [Int: [Int: UInt64]] = [:]
 
@@ -247,6 +246,8 @@ final class FileSink {
         self.files[op.file].bytesSinceFsync += Int64(op.bytes.count)
         self.stats.bytes += UInt64(op.bytes.count)
         self.stats.subbuffers += 1
+        self.stats.sentSubbuffers += 1
+        self.stats.reusableSubbuffers += 1
         loop.sinkFinished(self.position, item: op.item, bytes: op.bytes.count)
     }
 
@@ -418,6 +419,7 @@ final class FileSink {
         self.stats.fsyncs += 1
         if let marks = self.pendingDurable.removeValue(forKey: i) {
             for (tracker, through) in marks { self.durable[tracker] = max(self.durable[tracker] ?? 0, through) }
+            self.stats.durableSubbuffers = self.durable.values.reduce(0, +)
         }
     }
 

@@ -244,6 +244,7 @@ final class SocketSink {
             if completion.zcCopied {
                 self.stats.zeroCopyCopied += 1
             }
+            self.stats.reusableSubbuffers += 1
             self.noteZeroCopy(copied: completion.zcCopied)
             self.finishAcknowledged(loop)
             return
@@ -268,6 +269,8 @@ final class SocketSink {
         self.sentInEntry += Int(completion.result)
         self.streamSent += Int64(completion.result)
         if self.sentInEntry >= self.queue[self.sendIndex].bytes.count {
+            self.stats.sentSubbuffers += 1
+            if !completion.hasMore { self.stats.reusableSubbuffers += 1 }
             self.queue[self.sendIndex].endOffset = self.streamSent
             self.sendIndex += 1
             self.sentInEntry = 0

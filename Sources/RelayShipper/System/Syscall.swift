@@ -1,6 +1,6 @@
 internal import CRelayLinux
 internal import Glibc
-public import SystemPackage
+internal import SystemPackage
 
 /// The one funnel for blocking system calls on the shipper thread (swift-nio's
 /// `syscall(blocking:where:_:)` shape): retries EINTR and turns -1 into `Errno`.
