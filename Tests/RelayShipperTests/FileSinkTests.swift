@@ -149,6 +149,36 @@ struct FileSinkTests {
         #expect((shipper.stats()?.sinks[0].rotations ?? 0) == UInt64(files.count))
     }
 
+    @Test("rotation with an fsync policy: rotated files are fsynced through the ring before they are closed")
+    func rotationWithFsync() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "rotfs", subbufferSize: 8192, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 32 * 1024, keep: 100)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("s.log"), fsync: .interval(.milliseconds(5)), rotation: rotation))])
+        try shipper.start()
+        var expected: [UInt8] = []
+        for i in 0..<4000 {
+            let line = Array("synced rotating line \(i)\n".utf8)
+            expected += line
+            channel.write(line)
+        }
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        var files: [[UInt8]] = []
+        var n = 1
+        while let bytes = readFileBytes(dir.file("s.log.\(n)")) {
+            files.append(bytes)
+            n += 1
+        }
+        #expect(files.count >= 2)
+        #expect(files.reversed().flatMap { $0 } + (readFileBytes(dir.file("s.log")) ?? []) == expected)
+        let stats = try #require(shipper.stats())
+        #expect(stats.sinks[0].fsyncs >= UInt64(files.count), "each rotated file got its final fsync")
+        #expect(stats.sinks[0].errors == 0)
+    }
+
     @Test("rotation keeps only `keep` old files")
     func rotationKeep() throws {
         let dir = TemporaryDirectory()

@@ -275,7 +275,7 @@ final class ShipperLoop {
             }
         case .fileFsync:
             if case .file(let sink) = self.sink(Int(data.index)) {
-                sink.fsyncCompleted(file: Int(data.sequence), result: completion.result, loop: self, now: now)
+                sink.fsyncCompleted(sequence: data.sequence, result: completion.result, loop: self, now: now)
             }
         case .socketConnect:
             if case .socket(let sink) = self.sink(Int(data.index)) {

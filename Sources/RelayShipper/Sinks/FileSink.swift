@@ -27,6 +27,8 @@ final class FileSink {
         var fd: FileDescriptor
         var generation: UInt32
         var inFlight: Int
+        /// Its final fsync is in flight; close at completion.
+        var closing = false
     }
 
     struct OutputFile {
@@ -142,7 +144,12 @@ final class FileSink {
         self.files.contains { !$0.queue.isEmpty || $0.inFlight > 0 || !$0.retired.isEmpty || $0.fsyncInFlight }
     }
 
-    var inFlight: Int { self.files.reduce(0) { $0 + $1.inFlight + ($1.fsyncInFlight ? 1 : 0) } }
+    var inFlight: Int {
+        self.files.reduce(0) { total, file in
+            total + file.inFlight + (file.fsyncInFlight ? 1 : 0)
+                + file.retired.reduce(0) { $0 + $1.inFlight + ($1.closing ? 1 : 0) }
+        }
+    }
 
     func enqueue(_ item: ShipItem, buffer: Int) {
         let file = self.configuration.layout == .perChannel ? 0 : buffer
@@ -262,19 +269,40 @@ final class FileSink {
         }
     }
 
+    /// Closes retired descriptors whose writes all completed. With an fsync policy, an
+    /// fsync goes through the ring first and the close happens at its completion, so the
+    /// ring thread never blocks on the disk.
     private func closeRetiredIfIdle(file: Int, loop: ShipperLoop) {
-        self.files[file].retired.removeAll { retired in
-            guard retired.inFlight == 0 else { return false }
-            // An fsync before close when the policy asks for durability; the close
-            // itself cannot lose written data (it is in the page cache).
-            if case .none = self.configuration.fsync {} else {
-                _ = syscall { Glibc.fsync(retired.fd.rawValue) }
-                self.stats.fsyncs += 1
+        var keep: [Retired] = []
+        for retired in self.files[file].retired {
+            guard retired.inFlight == 0 else {
+                keep.append(retired)
+                continue
             }
-            Files.close(retired.fd)
-            return true
+            if case .none = self.configuration.fsync {
+                Files.close(retired.fd)
+                continue
+            }
+            if retired.inFlight == 0 && !retired.closing {
+                let sequence = Self.retiredFsyncBit | (UInt64(file) << 32) | UInt64(retired.generation)
+                let userData = URingUserData(kind: ShipperLoop.OpKind.fileFsync.rawValue, index: UInt16(self.index), sequence: sequence).rawValue
+                var closing = retired
+                do {
+                    try loop.ring.fsync(retired.fd, datasync: true, userData: userData)
+                    closing.closing = true
+                } catch {
+                    // SQ full: try again at the next completion.
+                }
+                keep.append(closing)
+                continue
+            }
+            keep.append(retired)
         }
+        self.files[file].retired = keep
     }
+
+    /// Marks fsync completions of retired descriptors (in `user_data.sequence`).
+    static let retiredFsyncBit: UInt64 = 1 << 39
 
     private func enterFailure(_ errno: Errno, loop: ShipperLoop, now: UInt64, path: String) {
         if self.failingSince == nil { self.failingSince = now }
@@ -409,7 +437,24 @@ final class FileSink {
         self.files[i].bytesSinceFsync = 0
     }
 
-    func fsyncCompleted(file i: Int, result: Int32, loop: ShipperLoop, now: UInt64) {
+    func fsyncCompleted(sequence: UInt64, result: Int32, loop: ShipperLoop, now: UInt64) {
+        if sequence & Self.retiredFsyncBit != 0 {
+            let file = Int((sequence & ~Self.retiredFsyncBit) >> 32)
+            let generation = UInt32(truncatingIfNeeded: sequence)
+            if result < 0 {
+                self.stats.errors += 1
+                loop.logger.error("fsync of a rotated file failed", metadata: ["path": "\(self.files[file].path)", "errno": "\(Errno(rawValue: -result))"])
+            } else {
+                self.stats.fsyncs += 1
+            }
+            self.files[file].retired.removeAll { retired in
+                guard retired.generation == generation else { return false }
+                Files.close(retired.fd)
+                return true
+            }
+            return
+        }
+        let i = Int(sequence)
         self.files[i].fsyncInFlight = false
         if result < 0 {
             self.stats.errors += 1
