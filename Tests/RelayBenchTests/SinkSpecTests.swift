@@ -103,7 +103,9 @@ struct BenchGeometryTests {
             (BenchGeometry(producers: 1, recordSize: 64, subbufferSize: 4096, subbufferCount: 1), "use --subbufs 2 or more"),
             (BenchGeometry(producers: 1, recordSize: 5000, subbufferSize: 4096, subbufferCount: 4), "use --subbuf-size 8192 or a smaller --record-size"),
             (BenchGeometry(producers: 1, recordSize: 4096, subbufferSize: 4096, subbufferCount: 4, subbufferHeaderBytes: 16), "use --subbuf-size 8192"),
-            (BenchGeometry(producers: 1, recordSize: 64, subbufferSize: 1 << 30, subbufferCount: 65), "exceeds 64 GiB"),
+            (BenchGeometry(producers: 1, recordSize: 64, subbufferSize: 1 << 30, subbufferCount: 2), "exceeds 1 GiB per CPU"),
+            (BenchGeometry(producers: 1, recordSize: 64, subbufferSize: 4096, subbufferCount: 6), "power of two from 2 to 65536 for --subbufs, e.g. 8"),
+            (BenchGeometry(producers: 1, recordSize: 64, subbufferSize: 4096, subbufferCount: 1 << 17), "e.g. 65536"),
         ]
     )
     func invalid(geometry: BenchGeometry, fragment: String) {

@@ -319,10 +319,10 @@ struct ConfigTests {
             ["not a power of two", "subbufs = 16"]
         ),
         BadCase(
-            "channel larger than 1 GiB per CPU",
+            "channel larger than 1 GiB per channel buffer",
             append: "[channels.default]\nsubbuf_size = \"64MiB\"\nsubbufs = 32\n",
             keyPath: "channels.default.subbufs",
-            ["exceeds 1GiB per CPU buffer"]
+            ["exceeds 1GiB per channel buffer"]
         ),
         BadCase(
             "mode typo",

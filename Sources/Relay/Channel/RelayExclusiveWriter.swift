@@ -17,17 +17,24 @@ import Synchronization
 /// concurrently (it is not `Sendable`; moving it to another thread between writes is
 /// fine). Releasing it (deinit) frees the buffer for another claim.
 public struct RelayExclusiveWriter: ~Copyable {
-    unowned(unsafe) let channel: RelayChannel
+    /// The channel, unretained (the writer must not outlive it); used through
+    /// `_withUnsafeGuaranteedRef` so no reference counting happens per record.
+    let unmanagedChannel: Unmanaged<RelayChannel>
     /// The buffer's `BufferCore`, inside the channel's table (valid while the channel
     /// lives). Read through the pointer so the record path never copies the struct.
     let corePointer: UnsafeMutablePointer<BufferCore>
 
     init(channel: RelayChannel, core: UnsafeMutablePointer<BufferCore>) {
-        self.channel = channel
+        self.unmanagedChannel = Unmanaged.passUnretained(channel)
         self.corePointer = core
     }
 
     var core: BufferCore { self.corePointer.pointee }
+
+    @inline(__always)
+    func withChannel<R>(_ body: (RelayChannel) -> R) -> R {
+        self.unmanagedChannel._withUnsafeGuaranteedRef(body)
+    }
 
     /// The buffer this writer owns.
     public var buffer: Int { self.corePointer.pointee.index }
@@ -43,7 +50,7 @@ public struct RelayExclusiveWriter: ~Copyable {
         let b = self.corePointer
         let length = UInt64(bytes.count)
         guard _fastPath(length &- 1 < b.pointee.maxRecord) else {
-            return self.channel.rejectLength(b.pointee, length: length)
+            return self.withChannel { $0.rejectLength(b.pointee, length: length) }
         }
         self.enter()
         // relaxed: while we are busy, only this thread moves the position or commits
@@ -58,7 +65,7 @@ public struct RelayExclusiveWriter: ~Copyable {
                 from: bytes.baseAddress.unsafelyUnwrapped, byteCount: Int(length))
             let atEdge = offset == b.pointee.headerSize || offset &+ length == b.pointee.subbufSize
             if _slowPath(atEdge) {
-                self.channel.reservedAtEdge(b.pointee, position: p, length: length)
+                self.withChannel { $0.reservedAtEdge(b.pointee, position: p, length: length) }
             }
             let slot = (p &>> b.pointee.shift) & b.pointee.slotMask
             let commit = b.pointee.commitWord(slot: slot)
@@ -67,7 +74,7 @@ public struct RelayExclusiveWriter: ~Copyable {
             // the word (the deliverer below is this thread).
             commit.pointee.store(updated, ordering: .releasing)
             if _slowPath(updated & 0xFFFF_FFFF == b.pointee.subbufSize) {
-                self.channel.deliver(b.pointee, slot: slot, records: updated &>> 32)
+                self.withChannel { $0.deliver(b.pointee, slot: slot, records: updated &>> 32) }
             }
             self.leave()
             return .written
@@ -87,22 +94,26 @@ public struct RelayExclusiveWriter: ~Copyable {
     /// Switches, full buffers and block-mode waits: the shared algorithm (atomics).
     @inline(never)
     func writeSlow(_ bytes: UnsafeRawBufferPointer, length: UInt64) -> RelayWriteResult {
+        self.withChannel { self.writeSlow(bytes, length: length, channel: $0) }
+    }
+
+    private func writeSlow(_ bytes: UnsafeRawBufferPointer, length: UInt64, channel: RelayChannel) -> RelayWriteResult {
         let b = self.core
-        var outcome = self.channel.reserve(b, length: length)
+        var outcome = channel.reserve(b, length: length)
         if case .full = outcome, b.mode == .block {
             // Never wait for space while marked busy: the consumer may need to flush us.
             self.leave()
-            outcome = self.channel.reserveFailed(b, length: length, first: outcome)
+            outcome = channel.reserveFailed(b, length: length, first: outcome)
             self.enter()
         } else if case .reserved = outcome {
         } else {
-            outcome = self.channel.reserveFailed(b, length: length, first: outcome)
+            outcome = channel.reserveFailed(b, length: length, first: outcome)
         }
         let result: RelayWriteResult
         switch outcome {
         case .reserved(let position):
             b.address(of: position).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped, byteCount: Int(length))
-            self.channel.commitRecord(b, position: position, length: length)
+            channel.commitRecord(b, position: position, length: length)
             result = .written
         case .full, .lapped:
             result = .dropped

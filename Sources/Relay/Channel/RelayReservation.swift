@@ -17,14 +17,15 @@ import Synchronization
 ///   strong reference to it (that would cost two atomic reference-count operations per
 ///   record).
 public struct RelayReservation: ~Copyable {
-    @usableFromInline
-    unowned(unsafe) let channel: RelayChannel
+    /// The channel, unretained: the reservation must not outlive it. Used through
+    /// `_withUnsafeGuaranteedRef`, so committing costs no reference counting.
+    let channel: Unmanaged<RelayChannel>
     let core: BufferCore
     let position: UInt64
     let length: UInt64
 
     init(channel: RelayChannel, core: BufferCore, position: UInt64, length: UInt64) {
-        self.channel = channel
+        self.channel = Unmanaged.passUnretained(channel)
         self.core = core
         self.position = position
         self.length = length
@@ -62,7 +63,7 @@ public struct RelayReservation: ~Copyable {
         let position = self.position
         let length = self.length
         discard self
-        channel.commitRecord(core, position: position, length: length)
+        channel._withUnsafeGuaranteedRef { $0.commitRecord(core, position: position, length: length) }
     }
 
     /// Commits the first `usedBytes` bytes as the record.
@@ -81,19 +82,26 @@ public struct RelayReservation: ~Copyable {
         let length = self.length
         discard self
         let used = UInt64(usedBytes)
-        if used == length || channel.giveBack(core, position: position, length: length, used: used) {
-            channel.commitRecord(core, position: position, length: used)
-            return
+        channel._withUnsafeGuaranteedRef { channel in
+            if used == length || channel.giveBack(core, position: position, length: length, used: used) {
+                channel.commitRecord(core, position: position, length: used)
+                return
+            }
+            channel.fillTail(core, position: position, length: length, used: used)
+            channel.commitRecord(core, position: position, length: length)
         }
-        channel.fillTail(core, position: position, length: length, used: used)
-        channel.commitRecord(core, position: position, length: length)
     }
 
     deinit {
         // Dropped without commit: fill and commit, so the sub-buffer can be delivered.
-        self.channel.fillTail(self.core, position: self.position, length: self.length, used: 0)
-        self.core.count(RegionLayout.abandonedOffset)
-        self.channel.commitRecord(self.core, position: self.position, length: self.length)
+        let core = self.core
+        let position = self.position
+        let length = self.length
+        self.channel._withUnsafeGuaranteedRef { channel in
+            channel.fillTail(core, position: position, length: length, used: 0)
+            core.count(RegionLayout.abandonedOffset)
+            channel.commitRecord(core, position: position, length: length)
+        }
     }
 }
 

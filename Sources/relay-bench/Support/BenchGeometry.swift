@@ -16,6 +16,10 @@ struct BenchGeometry: Sendable, Equatable {
     static let minimumSubbufferSize = 4096
     /// The largest sub-buffer size (1 GiB).
     static let maximumSubbufferSize = 1 << 30
+    /// The largest sub-buffer count per buffer.
+    static let maximumSubbufferCount = 1 << 16
+    /// The largest buffer (sub-buffer size × count) per CPU: the io_uring fixed-buffer limit.
+    static let maximumBufferSize = 1 << 30
 
     /// Producer threads (`--producers`).
     var producers: Int
@@ -42,9 +46,9 @@ struct BenchGeometry: Sendable, Equatable {
 
     /// Checks every rule; the first broken one is thrown.
     ///
-    /// Rules: producers in 1...``RecordFormatter/maxProducers``; record size ≥ 32 and ≤ the
-    /// sub-buffer payload; sub-buffer size a power of two in 4 KiB...1 GiB; at least 2 sub-buffers
-    /// per buffer; the buffer (size × count) at most 64 GiB.
+    /// Rules (the engine's): producers in 1...``RecordFormatter/maxProducers``; record size ≥ 32
+    /// and ≤ the sub-buffer payload; sub-buffer size a power of two in 4 KiB...1 GiB; sub-buffer
+    /// count a power of two in 2...65536; the buffer (size × count) at most 1 GiB per CPU.
     ///
     /// - Throws: ``BenchError`` naming the offending flag and a value that works.
     func validate() throws(BenchError) {
@@ -67,6 +71,11 @@ struct BenchGeometry: Sendable, Equatable {
         guard self.subbufferCount >= 2 else {
             throw BenchError("sub-buffer count \(self.subbufferCount) is too small: use --subbufs 2 or more so producers can fill one while another ships")
         }
+        let count = self.subbufferCount
+        guard count <= BenchGeometry.maximumSubbufferCount, count & (count - 1) == 0 else {
+            let suggestion = min(BenchGeometry.nextPowerOfTwo(count), BenchGeometry.maximumSubbufferCount)
+            throw BenchError("sub-buffer count \(count) is invalid: use a power of two from 2 to 65536 for --subbufs, e.g. \(suggestion)")
+        }
         guard self.recordSize <= self.subbufferPayload else {
             let needed = BenchGeometry.nextPowerOfTwo(self.recordSize + self.subbufferHeaderBytes)
             throw BenchError(
@@ -74,8 +83,10 @@ struct BenchGeometry: Sendable, Equatable {
             )
         }
         let (total, overflow) = size.multipliedReportingOverflow(by: self.subbufferCount)
-        guard !overflow, total <= 64 << 30 else {
-            throw BenchError("buffer of \(self.subbufferCount) × \(size) bytes exceeds 64 GiB per CPU: lower --subbufs or --subbuf-size")
+        guard !overflow, total <= BenchGeometry.maximumBufferSize else {
+            throw BenchError(
+                "buffer of \(self.subbufferCount) × \(size) bytes exceeds 1 GiB per CPU (the io_uring fixed-buffer limit): lower --subbufs or --subbuf-size"
+            )
         }
     }
 

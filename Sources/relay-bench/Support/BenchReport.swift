@@ -18,6 +18,8 @@ struct BenchReport: Codable, Sendable, Equatable {
         var cpus: Int?
         /// The swift-relay version or git revision, when known.
         var version: String?
+        /// How producers wrote records: `reserve` (reserve + commit) or `write` (copy in).
+        var api: String?
 
         init(records: UInt64? = nil, seconds: Double? = nil, ratePerProducer: Double? = nil, cpus: Int? = nil, version: String? = nil) {
             self.records = records
@@ -30,7 +32,7 @@ struct BenchReport: Codable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey {
             case records, seconds
             case ratePerProducer = "rate_per_producer"
-            case cpus, version
+            case cpus, version, api
         }
     }
 
@@ -90,7 +92,13 @@ struct BenchReport: Codable, Sendable, Equatable {
     var peakRSSBytes: UInt64
     /// Producer-side cost per record (reserve + format + commit), nanoseconds.
     var producerNsPerRecord: LatencyPercentiles
-    /// Commit-to-shipped latency in milliseconds, when measured.
+    /// End-to-end latency in milliseconds, when measured: per sub-buffer, from the moment it
+    /// started (the engine stamps `CLOCK_REALTIME` when a sub-buffer opens, at or before its first
+    /// record's commit) to the completion that released it: written to the page cache for files,
+    /// acknowledged by the peer's TCP for sockets, accounted for the null sink. It is the delay of
+    /// each sub-buffer's oldest record, an upper bound for the others in it; with a fast producer
+    /// it is about the time to fill a sub-buffer plus the I/O, with a slow one the switch timer
+    /// (100 ms) bounds it.
     var e2eLatencyMs: EndToEndLatency?
     /// Sub-buffer size in bytes.
     var subbufSize: Int
@@ -102,6 +110,71 @@ struct BenchReport: Codable, Sendable, Equatable {
     var sinkStats: [SinkStats]
     /// The verification of the run's output, when it was verified.
     var verify: VerifyReport?
+    /// Overwrite mode: records the channel accepted but a writer overwrote before the shipper
+    /// copied them (written minus shipped); `nil` in other modes or when a sink's byte count
+    /// does not tell records (packets format).
+    var overwrittenRecords: UInt64?
+    /// How many records' costs went into ``producerNsPerRecord`` (about one in 64 is timed).
+    var producerSamples: UInt64?
+    /// What the shipper thread did, when a shipper ran.
+    var shipper: ShipperSummary?
+    /// The channel's own counters, when a channel ran.
+    var channel: ChannelSummary?
+
+    /// The relay channel's counters for a run (summed over buffers).
+    struct ChannelSummary: Codable, Sendable, Equatable {
+        /// Relay buffers (one per CPU by default).
+        var buffers: Int
+        /// Sub-buffers sealed.
+        var subbuffersProduced: UInt64
+        /// Times a producer waited for a free sub-buffer (block mode).
+        var writerWaits: UInt64
+        /// Episodes of every sub-buffer of a buffer being unconsumed.
+        var bufferFullEvents: UInt64
+        /// Partly filled sub-buffers sealed by flush or close.
+        var flushes: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case buffers
+            case subbuffersProduced = "subbuffers_produced"
+            case writerWaits = "writer_waits"
+            case bufferFullEvents = "buffer_full_events"
+            case flushes
+        }
+    }
+    /// Anything that makes the numbers suspect (e.g. the sinks did not finish draining).
+    var warnings: [String]?
+
+    /// The shipper's own counters for a run.
+    struct ShipperSummary: Codable, Sendable, Equatable {
+        /// Sub-buffers taken from the channel.
+        var subbuffersShipped: UInt64
+        /// Sub-buffers that switch timer or close sealed before they were full.
+        var timerFlushes: UInt64
+        /// CPU seconds (user + system) of the shipper thread.
+        var threadCPUSeconds: Double
+        /// Relay regions registered as io_uring fixed buffers.
+        var registeredBuffers: Int
+        /// Whether registration failed and unregistered operations were used.
+        var registrationFallback: Bool
+        /// The io_uring setup in use.
+        var ringSetup: String
+        /// Sub-buffers behind `e2e_latency_ms`.
+        var latencySamples: UInt64
+        /// The largest sub-buffer delay, in milliseconds.
+        var latencyMaxMs: Double
+
+        enum CodingKeys: String, CodingKey {
+            case subbuffersShipped = "subbuffers_shipped"
+            case timerFlushes = "timer_flushes"
+            case threadCPUSeconds = "thread_cpu_seconds"
+            case registeredBuffers = "registered_buffers"
+            case registrationFallback = "registration_fallback"
+            case ringSetup = "ring_setup"
+            case latencySamples = "latency_samples"
+            case latencyMaxMs = "latency_max_ms"
+        }
+    }
 
     /// Creates a report; the rates are derived from the counts and `elapsedSeconds`
     /// (`records_per_second` = written records / s, `bytes_per_second` = shipped bytes / s).
@@ -167,6 +240,11 @@ struct BenchReport: Codable, Sendable, Equatable {
         case config
         case sinkStats = "sink_stats"
         case verify
+        case overwrittenRecords = "overwritten_records"
+        case producerSamples = "producer_ns_samples"
+        case shipper
+        case channel
+        case warnings
     }
 
     /// The human-readable report: aligned `label  value` rows with units.
@@ -189,8 +267,18 @@ struct BenchReport: Codable, Sendable, Equatable {
             ("peak rss", BenchUnits.bytes(Double(self.peakRSSBytes))),
             ("producer ns/record", "p50 \(BenchUnits.fixed(self.producerNsPerRecord.p50, 0))  p99 \(BenchUnits.fixed(self.producerNsPerRecord.p99, 0))  p99.9 \(BenchUnits.fixed(self.producerNsPerRecord.p999, 0))"),
         ]
+        if let overwritten = self.overwrittenRecords {
+            rows.insert(("overwritten", "\(overwritten) records (accepted, then overwritten before shipping)"), at: 8)
+        }
         if let latency = self.e2eLatencyMs {
             rows.append(("end-to-end latency", "p50 \(BenchUnits.fixed(latency.p50, 3)) ms  p99 \(BenchUnits.fixed(latency.p99, 3)) ms"))
+        }
+        if let channel = self.channel {
+            rows.append(("channel", "\(channel.buffers) buffers, \(channel.subbuffersProduced) sub-buffers, \(channel.writerWaits) writer waits, \(channel.bufferFullEvents) buffer-full events"))
+        }
+        if let shipper = self.shipper {
+            rows.append(("shipper", "\(shipper.subbuffersShipped) sub-buffers, \(BenchUnits.fixed(shipper.threadCPUSeconds, 3)) s cpu, "
+                + (shipper.registrationFallback ? "unregistered buffers" : "\(shipper.registeredBuffers) registered buffers")))
         }
         for stats in self.sinkStats {
             var value = "\(BenchUnits.bytes(Double(stats.shippedBytes))) in \(stats.writes) writes"
@@ -200,6 +288,9 @@ struct BenchReport: Codable, Sendable, Equatable {
         }
         if let verify = self.verify {
             rows.append(("verify", verify.ok ? "OK (\(verify.distinctRecords) records, \(verify.missingRecords) missing)" : "FAILED: " + verify.problems.joined(separator: "; ")))
+        }
+        for warning in self.warnings ?? [] {
+            rows.append(("warning", warning))
         }
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { BenchUnits.pad($0.0, to: width) + "  " + $0.1 }.joined(separator: "\n")

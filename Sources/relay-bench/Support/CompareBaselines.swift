@@ -1,3 +1,4 @@
+import CRelayLinux
 import Glibc
 import Synchronization
 
@@ -49,8 +50,8 @@ struct BaselineResult: Codable, Sendable, Equatable {
 ///   pre-formatted buffer: the syscall/device limit, no formatting, no coordination;
 /// - ``memcpyLimit(_:chunkSize:)``: the same bytes copied in memory: the memory-bandwidth limit.
 ///
-/// Files are created (truncated) and preallocated with `posix_fallocate` (which uses
-/// `fallocate(2)`) before the clock starts; timing ends when the last byte was accepted by
+/// Files are created (truncated) and preallocated with `fallocate(2)` (`FALLOC_FL_KEEP_SIZE`,
+/// exactly as `compare` prepares swift-relay's file) before the clock starts; timing ends when the last byte was accepted by
 /// the page cache, not at `fsync`. On sockets the clock stops when the peer has closed after
 /// reading everything (see ``Destination``). The per-record and buffered variants write
 /// intact records that `verify` accepts; the raw limit repeats one buffer and is not verifiable.
@@ -122,7 +123,7 @@ enum CompareBaselines {
         let size = workload.recordSize
         let isSocket = target.isSocket
         let fd = target.fd
-        let measured = try Measurement.run { () throws(BenchError) in
+        let measured = try BaselineMeasurement.run { () throws(BenchError) in
             try BenchThread.runAll(count: workload.producers, name: "naive") { producer in
                 let record = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
                 defer { record.deallocate() }
@@ -175,7 +176,7 @@ enum CompareBaselines {
         let size = workload.recordSize
         let fd = target.fd
         let isSocket = target.isSocket
-        let measured = try Measurement.run { () throws(BenchError) in
+        let measured = try BaselineMeasurement.run { () throws(BenchError) in
             try BenchThread.runAll(count: workload.producers, name: "mutexbuf") { producer in
                 let record = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
                 defer { record.deallocate() }
@@ -228,7 +229,7 @@ enum CompareBaselines {
         let target = try OpenedDestination(destination, totalBytes: workload.totalBytes)
         defer { target.close() }
         let total = workload.totalBytes
-        let measured = try Measurement.run { () throws(BenchError) in
+        let measured = try BaselineMeasurement.run { () throws(BenchError) in
             var remaining = total
             while remaining > 0 {
                 let count = Int(min(UInt64(source.count), remaining))
@@ -265,7 +266,7 @@ enum CompareBaselines {
         memset(destination, 0, destinationSize)
         let total = workload.totalBytes
         var checksum: UInt8 = 0
-        let measured = try Measurement.run { () throws(BenchError) in
+        let measured = try BaselineMeasurement.run { () throws(BenchError) in
             var remaining = total
             var offset = 0
             while remaining > 0 {
@@ -299,22 +300,22 @@ enum CompareBaselines {
 private func keepObservable(_ value: UInt8) {}
 
 /// Wall-clock and process-CPU measurement of a block.
-private struct Measurement {
+struct BaselineMeasurement {
     var seconds: Double
     var cpuSeconds: Double
 
-    static func run(_ body: () throws(BenchError) -> Void) throws(BenchError) -> Measurement {
+    static func run(_ body: () throws(BenchError) -> Void) throws(BenchError) -> BaselineMeasurement {
         let cpuStart = ResourceUsage.process()
         let start = BenchClock.nanoseconds()
         try body()
         let end = BenchClock.nanoseconds()
         let cpu = ResourceUsage.process().since(cpuStart)
-        return Measurement(seconds: Double(end - start) / 1e9, cpuSeconds: cpu.cpuSeconds)
+        return BaselineMeasurement(seconds: Double(end - start) / 1e9, cpuSeconds: cpu.cpuSeconds)
     }
 }
 
 /// A baseline's open destination.
-private struct OpenedDestination {
+struct OpenedDestination {
     let fd: Int32
     let isSocket: Bool
     let ownsDescriptor: Bool
@@ -328,7 +329,9 @@ private struct OpenedDestination {
                 throw BenchError.system("cannot open '\(path)' for writing", errno: errno, fix: "pick a writable path")
             }
             if preallocate && totalBytes > 0 {
-                let rc = posix_fallocate(fd, 0, off_t(totalBytes))
+                // KEEP_SIZE, as for swift-relay's file: blocks are reserved, the size grows with
+                // the writes, so every variant writes into the same kind of file.
+                let rc = -CRelayLinux_fallocate(fd, 1, 0, Int64(clamping: totalBytes))
                 if rc == ENOSPC {
                     POSIXIO.closeQuietly(fd)
                     throw BenchError("not enough space for \(totalBytes) bytes at '\(path)': free space or lower --records")
@@ -382,7 +385,7 @@ private struct OpenedDestination {
 }
 
 /// The first errno any producer thread hit; producers stop when it is set.
-private final class FirstFailure: Sendable {
+final class FirstFailure: Sendable {
     private let code = Atomic<Int32>(0)
 
     /// Whether a failure was recorded. Relaxed: a late stop costs a few extra records, nothing else.

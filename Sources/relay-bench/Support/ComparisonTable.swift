@@ -17,6 +17,8 @@ struct ComparisonTable: Codable, Sendable, Equatable {
         var ratio: Double?
         /// Free text, e.g. "output verified" or "not verifiable (repeated buffer)".
         var note: String?
+        /// records/s of every measured repeat, in run order, when the row is a median of several.
+        var samples: [Double]?
 
         enum CodingKeys: String, CodingKey {
             case variant, records, bytes
@@ -25,6 +27,7 @@ struct ComparisonTable: Codable, Sendable, Equatable {
             case bytesPerSecond = "bytes_per_second"
             case cpuSeconds = "cpu_seconds"
             case ratio, note
+            case samples = "samples_records_per_second"
         }
     }
 
@@ -41,11 +44,13 @@ struct ComparisonTable: Codable, Sendable, Equatable {
     var destination: String
     /// One row per variant, in display order.
     var rows: [Row]
+    /// Measured repeats per variant when each row is a median (`compare --repeat N`).
+    var repeats: Int?
 
     enum CodingKeys: String, CodingKey {
         case producers
         case recordSize = "record_size"
-        case records, destination, rows
+        case records, destination, rows, repeats
     }
 
     /// Builds the table and fills in each row's ratio against ``referenceVariant``.
@@ -77,25 +82,40 @@ struct ComparisonTable: Codable, Sendable, Equatable {
         }
     }
 
-    /// The table as aligned text columns: variant, records/s, bytes/s, cpu s, ratio, note.
+    /// The table as aligned text columns: variant, records/s, bytes/s, cpu s, ratio, note; with
+    /// repeats, a `min-max` column of the repeats' records/s (in millions) follows the ratio.
     func render() -> String {
-        let header = ["variant", "records/s", "bytes/s", "cpu s", "vs swift-relay", "note"]
+        let showRange = self.rows.contains { ($0.samples?.count ?? 0) > 1 }
+        var header = ["variant", "records/s", "bytes/s", "cpu s", "vs swift-relay"]
+        if showRange { header.append("range M rec/s") }
+        header.append("note")
         var cells: [[String]] = [header]
         for row in self.rows {
-            cells.append([
+            var line = [
                 row.variant,
                 BenchUnits.recordRate(row.recordsPerSecond),
                 BenchUnits.byteRate(row.bytesPerSecond),
                 BenchUnits.fixed(row.cpuSeconds, 3),
                 row.ratio.map { "\(BenchUnits.fixed($0, 2))x" } ?? "-",
-                row.note ?? "",
-            ])
+            ]
+            if showRange {
+                if let samples = row.samples, let low = samples.min(), let high = samples.max() {
+                    line.append("\(ComparisonTable.millions(low))-\(ComparisonTable.millions(high))")
+                } else {
+                    line.append("-")
+                }
+            }
+            line.append(row.note ?? "")
+            cells.append(line)
         }
         var widths = [Int](repeating: 0, count: header.count)
         for line in cells {
             for (index, cell) in line.enumerated() { widths[index] = max(widths[index], cell.count) }
         }
-        let title = "\(self.producers) producers × \(self.records) records × \(self.recordSize) B → \(self.destination)"
+        var title = "\(self.producers) producers × \(self.records) records × \(self.recordSize) B → \(self.destination)"
+        if let repeats = self.repeats, repeats > 1 {
+            title += " (median of \(repeats) runs)"
+        }
         let lines = cells.map { line in
             line.enumerated().map { index, cell in
                 // The variant and note columns read left-aligned, numbers right-aligned.
@@ -111,5 +131,11 @@ struct ComparisonTable: Codable, Sendable, Equatable {
             return String(trimmed)
         }
         return output.joined(separator: "\n")
+    }
+
+    /// Records/s in millions with two significant decimals, e.g. `4.53`, `0.82`, `12.1`.
+    static func millions(_ perSecond: Double) -> String {
+        let value = perSecond / 1e6
+        return BenchUnits.fixed(value, value >= 10 ? 1 : 2)
     }
 }

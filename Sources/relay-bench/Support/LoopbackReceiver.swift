@@ -4,10 +4,11 @@ import Synchronization
 /// A TCP receiver on 127.0.0.1 that drains one connection as fast as it can, for the socket
 /// baselines and for `tcp:` sink runs without an external receiver.
 ///
-/// It listens on an ephemeral port (``port``), accepts one connection on its own thread, reads
-/// it in 1 MiB `recv` calls until end of stream, optionally writes the bytes to a file (so the
-/// output can be verified), then closes the connection. ``finish()`` joins the thread and
-/// returns the byte count.
+/// It listens on an ephemeral port (``port``) and, on its own thread, accepts connections one
+/// after the other, reads each in 1 MiB `recv` calls until end of stream, optionally writes the
+/// bytes to a file (so the output can be verified), then closes it (which tells a sender that
+/// everything was read). ``finish()`` waits for the current connection to end, joins the thread
+/// and returns the byte count of all connections.
 final class LoopbackReceiver: Sendable {
     /// What the receiver got.
     struct Result: Sendable, Equatable {
@@ -134,43 +135,58 @@ final class LoopbackReceiver: Sendable {
     }
 
     private static func serve(listener: Int32, output: Int32, state: State) {
-        // Accept: poll in short slices so finish() can stop a receiver nobody connected to.
-        var connection: Int32 = -1
-        while connection < 0 {
-            var descriptor = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, 50)
-            if ready > 0 {
-                connection = accept(listener, nil, nil)
-                if connection < 0 && errno != EINTR && errno != EAGAIN && errno != ECONNABORTED {
-                    state.failure.withLock { $0 = BenchError.system("accept on the loopback receiver failed", errno: errno, fix: "retry") }
-                    return
-                }
-            } else if state.stop.load(ordering: .relaxed) {
-                // Relaxed: see finishIgnoringErrors(); a pending connection was handled above first.
-                return
-            }
-        }
-        // Relaxed: published to finish() by the thread join.
-        state.accepted.store(true, ordering: .relaxed)
-        defer { POSIXIO.closeQuietly(connection) }
         let capacity = 1 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096)
         defer { buffer.deallocate() }
+        // Connections are served one after the other until finish(): a preflight probe that
+        // connects and closes at once is drained like any other connection.
+        while let connection = LoopbackReceiver.accept(listener: listener, state: state) {
+            // Relaxed: published to finish() by the thread join.
+            state.accepted.store(true, ordering: .relaxed)
+            let keepGoing = LoopbackReceiver.drain(connection, output: output, buffer: buffer, capacity: capacity, state: state)
+            POSIXIO.closeQuietly(connection)
+            if !keepGoing { return }
+        }
+    }
+
+    /// Waits for the next connection; `nil` once finish() was called and nobody is waiting.
+    private static func accept(listener: Int32, state: State) -> Int32? {
+        // Poll in short slices so finish() can stop a receiver nobody connects to.
+        while true {
+            var descriptor = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, 50)
+            if ready > 0 {
+                let connection = Glibc.accept(listener, nil, nil)
+                if connection >= 0 { return connection }
+                let code = errno
+                if code != EINTR && code != EAGAIN && code != ECONNABORTED {
+                    state.failure.withLock { $0 = BenchError.system("accept on the loopback receiver failed", errno: code, fix: "retry") }
+                    return nil
+                }
+            } else if state.stop.load(ordering: .relaxed) {
+                // Relaxed: see finishIgnoringErrors(); a pending connection was accepted above first.
+                return nil
+            }
+        }
+    }
+
+    /// Reads `connection` to its end; `false` after a failure that ends the receiver.
+    private static func drain(_ connection: Int32, output: Int32, buffer: UnsafeMutableRawPointer, capacity: Int, state: State) -> Bool {
         while true {
             let n = recv(connection, buffer, capacity, 0)
-            if n == 0 { return }
+            if n == 0 { return true }
             if n < 0 {
                 let code = errno
                 if code == EINTR { continue }
-                if code == ECONNRESET { return }
+                if code == ECONNRESET { return true }
                 state.failure.withLock { $0 = BenchError.system("receiving on the loopback receiver failed", errno: code, fix: "retry") }
-                return
+                return false
             }
             if output >= 0 {
                 let code = POSIXIO.writeAll(output, buffer, n)
                 if code != 0 {
                     state.failure.withLock { $0 = BenchError.system("writing received data failed", errno: code, fix: "free space or pick another output path") }
-                    return
+                    return false
                 }
             }
             // Relaxed: a counter read for progress and, after the join, for the total.

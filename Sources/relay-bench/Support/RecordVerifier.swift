@@ -224,8 +224,8 @@ final class RecordVerifier {
         if duplicateTotal > 0 {
             problems.append("\(duplicateTotal) duplicate record(s): some records were written more than once")
         }
-        if orderTotal > 0 {
-            problems.append("\(orderTotal) order violation(s): a producer's sequence went backwards within one file")
+        if orderTotal > 0 && !options.allowReorder {
+            problems.append("\(orderTotal) order violation(s): a producer's sequence went backwards within one file (pass --allow-reorder for a per-channel file of several per-CPU buffers)")
         }
         if unexpectedTotal > 0 {
             problems.append("\(unexpectedTotal) unexpected record(s): producer ids or sequences beyond the expected producers/records")

@@ -43,6 +43,10 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Require exactly N missing records (the dropped count of a drop-mode run); implies --allow-gaps.")
     var expectMissing: UInt64?
 
+    /// Whether order violations are acceptable.
+    @Flag(help: "Count but accept records whose sequence goes backwards within a file: a per-channel file interleaves per-CPU buffers, so a producer that migrated between CPUs can appear out of order.")
+    var allowReorder = false
+
     /// How many examples of each problem to list.
     @Option(help: "How many example locations and missing ranges to list per kind of problem.")
     var maxExamples: Int = 5
@@ -62,6 +66,7 @@ struct VerifyCommand: ParsableCommand {
             expectedRecords: self.expectRecords,
             allowGaps: self.allowGaps,
             expectedMissing: self.expectMissing,
+            allowReorder: self.allowReorder,
             maxExamples: self.maxExamples
         )
     }

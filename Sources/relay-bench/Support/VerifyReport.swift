@@ -20,6 +20,13 @@ struct VerifyOptions: Sendable, Equatable {
     /// drop-mode run); implies ``allowGaps``.
     var expectedMissing: UInt64?
 
+    /// Whether a producer's sequence may go backwards within one file (counted, not a failure).
+    ///
+    /// A per-channel file interleaves the per-CPU buffers at sub-buffer granularity, so a
+    /// producer thread that migrates between CPUs can have later records in an earlier shipped
+    /// sub-buffer. Each buffer on its own (`file-per-buffer:DIR`) stays in order.
+    var allowReorder: Bool = false
+
     /// How many example locations/ranges to keep per kind of problem.
     var maxExamples: Int = 5
 
@@ -33,9 +40,11 @@ struct VerifyOptions: Sendable, Equatable {
         expectedRecords: UInt64? = nil,
         allowGaps: Bool = false,
         expectedMissing: UInt64? = nil,
+        allowReorder: Bool = false,
         maxExamples: Int = 5,
         readSize: Int = 8 << 20
     ) {
+        self.allowReorder = allowReorder
         self.recordSize = recordSize
         self.expectedProducers = expectedProducers
         self.expectedRecords = expectedRecords

@@ -121,6 +121,13 @@ struct ConfigValidator {
                         + "(\(ByteSize.format(channel.subbufferSize))); use at least \(ByteSize.format(channel.subbufferSize)) or 0 to disable size rotation"
                 )
             }
+            if file.odirect {
+                self.report(
+                    "\(self.outputPaths[index]).odirect",
+                    "O_DIRECT needs whole, block-aligned sub-buffers with their headers (the shipper's packets format), which "
+                        + "is not a plain log file; set odirect = false"
+                )
+            }
             if file.rotateCount == 0, file.rotateSize != 0 || file.rotateAge != nil {
                 self.report(
                     "\(self.outputPaths[index]).rotate_count",

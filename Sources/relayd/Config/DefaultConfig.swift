@@ -28,7 +28,7 @@ enum DefaultConfig {
         # unless they set channel = "<name>".
         [channels.default]
         subbuf_size = "1MiB"       # power of two, >= 4KiB; a record must fit in one sub-buffer
-        subbufs = 8                # per CPU: a power of two >= 2
+        subbufs = 8                # per channel: a power of two >= 2
         mode = "block"             # block (backpressure, then drop after block_timeout) | drop | overwrite
         block_timeout = "100ms"
         switch_interval = "100ms"  # a partly filled sub-buffer ships after this long

@@ -1,5 +1,7 @@
 import SystemPackage
 
+import CRelayLinux
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -290,7 +290,7 @@ extension ConfigDecoder {
         if channel.subbufferSize * channel.subbufferCount > 1 << 30 {
             self.report(
                 table.path("subbufs"),
-                "subbuf_size × subbufs = \(ByteSize.format(channel.subbufferSize * channel.subbufferCount)) exceeds 1GiB per CPU buffer "
+                "subbuf_size × subbufs = \(ByteSize.format(channel.subbufferSize * channel.subbufferCount)) exceeds 1GiB per channel buffer "
                     + "(the io_uring fixed-buffer limit); use fewer or smaller sub-buffers"
             )
         }

@@ -83,7 +83,7 @@ struct ChannelConfig: Sendable, Equatable {
     var name: String
     /// `subbuf_size`: bytes per sub-buffer; a power of two ≥ 4096.
     var subbufferSize: Int = 1 << 20
-    /// `subbufs`: sub-buffers per CPU buffer; a power of two ≥ 2 (`subbuf_size × subbufs` ≤ 1 GiB).
+    /// `subbufs`: sub-buffers per channel buffer (relayd's channels have one buffer); a power of two ≥ 2 (`subbuf_size × subbufs` ≤ 1 GiB).
     var subbufferCount: Int = 8
     /// `mode`: what a writer does when every sub-buffer is full.
     var mode: OverflowMode = .block

@@ -1,6 +1,8 @@
 import Synchronization
 import SystemPackage
 
+import CRelayLinux
+
 #if canImport(Glibc)
 import Glibc
 #endif

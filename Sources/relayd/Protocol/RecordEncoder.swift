@@ -1,3 +1,5 @@
+import CRelayLinux
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

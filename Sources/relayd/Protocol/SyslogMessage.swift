@@ -92,6 +92,19 @@ struct SyslogMessage {
         return Self.parse3164(bytes, from: afterPRI, priority: priority)
     }
 
+    /// Wraps a frame without parsing it (trailing LF, CR and NUL removed; everything is MSG): for routes whose
+    /// outputs all pass records through (`format = "raw"`), which never look at the fields.
+    ///
+    /// - Parameter frame: One frame or datagram.
+    /// - Returns: An ``Format/unparsed`` message.
+    static func unparsed(_ frame: UnsafeRawBufferPointer) -> SyslogMessage {
+        var length = frame.count
+        while length > 0, frame[length - 1] == 0x0A || frame[length - 1] == 0x0D || frame[length - 1] == 0x00 {
+            length -= 1
+        }
+        return SyslogMessage(bytes: UnsafeRawBufferPointer(rebasing: frame[0..<length]), unparsedFrom: 0, priority: nil)
+    }
+
     private init(bytes: UnsafeRawBufferPointer, unparsedFrom start: Int, priority: Int?) {
         self.bytes = bytes
         self.format = .unparsed

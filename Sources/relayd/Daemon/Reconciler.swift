@@ -1,0 +1,132 @@
+import Relay
+import RelayShipper
+import Synchronization
+
+/// Moves records from "in flight" to "written" (or "dropped") on the output side, and mirrors the shipper's
+/// counters into relayd's metrics.
+///
+/// Called every 50 ms by ``AccountingService``, right before every scrape, and once more after the shipper stopped
+/// (``finish()``), when whatever is still in flight is counted as dropped at shutdown.
+final class Reconciler: Sendable {
+    /// Totals for the final log line.
+    struct Summary: Sendable {
+        /// Records read by all inputs.
+        var received: UInt64
+        /// Records written by all outputs.
+        var written: UInt64
+        /// Records dropped by all outputs, any reason.
+        var dropped: UInt64
+        /// Of ``dropped``, those still in flight when the drain ended.
+        var droppedAtShutdown: UInt64
+    }
+
+    private struct Published {
+        var sinks: [RelaySinkStats?]
+        /// Overwritten bytes already counted, per output (the ledger keeps one byte total for all reasons).
+        var overwrittenBytes: [UInt64]
+    }
+
+    private let outputs: [OutputPipeline]
+    private let metrics: RelaydMetrics
+    private let shipper: RelayShipper
+    private let published: Mutex<Published>
+
+    /// Creates a reconciler.
+    init(outputs: [OutputPipeline], metrics: RelaydMetrics, shipper: RelayShipper) {
+        self.outputs = outputs
+        self.metrics = metrics
+        self.shipper = shipper
+        self.published = Mutex(
+            Published(
+                sinks: [RelaySinkStats?](repeating: nil, count: outputs.count),
+                overwrittenBytes: [UInt64](repeating: 0, count: outputs.count)
+            )
+        )
+    }
+
+    /// One accounting pass. Thread-safe; passes are serialised.
+    func tick() {
+        self.published.withLock { published in
+            for (index, output) in self.outputs.enumerated() {
+                let consumed = output.channel.consumedCount(buffer: 0)
+                let name = output.config.name
+                let before = output.metrics.ledger.snapshot()
+                let totals = output.deliveries.account(consumed: consumed) { delay in
+                    self.metrics.recordDeliveryDelay(output: name, delay)
+                }
+                // The input ring adds admissions once per chunk, so a sub-buffer can be written before all of its
+                // records are admitted; never complete more than was admitted (the rest follows next tick).
+                let admitted = before.receivedRecords &- before.droppedTotal
+                let written = min(totals.writtenRecords, admitted)
+                if written > before.completedRecords {
+                    let admittedBytes = before.receivedBytes &- before.droppedBytes
+                    let writtenBytes = written == totals.writtenRecords ? totals.writtenBytes : min(totals.writtenBytes, admittedBytes)
+                    output.metrics.recordsWritten(
+                        Int(written - before.completedRecords),
+                        bytes: Int(writtenBytes &- before.completedBytes)
+                    )
+                }
+                let overwrittenIndex = OutputDropReason.overwritten.rawValue
+                let overwritten = before.droppedRecords[overwrittenIndex]
+                if totals.overwrittenRecords > overwritten {
+                    output.metrics.recordsDropped(
+                        Int(totals.overwrittenRecords - overwritten),
+                        bytes: Int(totals.overwrittenBytes &- published.overwrittenBytes[index]),
+                        reason: .overwritten
+                    )
+                    published.overwrittenBytes[index] = totals.overwrittenBytes
+                }
+            }
+            guard let stats = self.shipper.stats() else { return }
+            self.metrics.shipper.setBuffers(
+                registered: stats.registeredBuffers,
+                fallback: stats.registrationFallback ? self.outputs.count : 0
+            )
+            for (index, sink) in stats.sinks.enumerated() where index < self.outputs.count {
+                let metrics = self.outputs[index].metrics
+                let previous = published.sinks[index]
+                // Relaxed: exposition-only counters (see OutputMetrics).
+                let errors = sink.errors &- (previous?.errors ?? 0)
+                if errors > 0 { metrics.writeErrors.wrappingAdd(errors, ordering: .relaxed) }
+                let reconnects = sink.reconnects &- (previous?.reconnects ?? 0)
+                if reconnects > 0 { metrics.reconnects.wrappingAdd(reconnects, ordering: .relaxed) }
+                let rotations = (sink.rotations + sink.reopens) &- ((previous?.rotations ?? 0) + (previous?.reopens ?? 0))
+                if rotations > 0 { metrics.rotations.wrappingAdd(rotations, ordering: .relaxed) }
+                metrics.connected.store(sink.failing || self.shipper.hasExited ? 0 : 1, ordering: .relaxed)
+                let zeroCopy = sink.zeroCopySends &- (previous?.zeroCopySends ?? 0)
+                let copied = sink.zeroCopyCopied &- (previous?.zeroCopyCopied ?? 0)
+                if copied > 0 { self.metrics.shipper.zeroCopyCopied.wrappingAdd(copied, ordering: .relaxed) }
+                if zeroCopy > copied {
+                    self.metrics.shipper.zeroCopySends.wrappingAdd(zeroCopy - copied, ordering: .relaxed)
+                }
+                published.sinks[index] = sink
+            }
+        }
+    }
+
+    /// The last pass, after the shipper exited: what is still in flight was not written before the drain
+    /// deadline and is counted as dropped at shutdown.
+    ///
+    /// - Returns: Totals for the final log line.
+    @discardableResult
+    func finish() -> Summary {
+        self.tick()
+        var summary = Summary(received: 0, written: 0, dropped: 0, droppedAtShutdown: 0)
+        for input in self.metrics.inputs {
+            summary.received &+= input.ledger.snapshot().receivedRecords
+        }
+        for output in self.outputs {
+            let snapshot = output.metrics.ledger.snapshot()
+            let inFlight = snapshot.inFlightRecords
+            if inFlight > 0 {
+                let bytes = snapshot.receivedBytes &- snapshot.completedBytes &- snapshot.droppedBytes
+                output.metrics.recordsDropped(Int(inFlight), bytes: Int(truncatingIfNeeded: bytes), reason: .shutdown)
+                summary.droppedAtShutdown &+= inFlight
+            }
+            let final = output.metrics.ledger.snapshot()
+            summary.written &+= final.completedRecords
+            summary.dropped &+= final.droppedTotal
+        }
+        return summary
+    }
+}

@@ -1,0 +1,773 @@
+import CRelayLinux
+import Logging
+import RelayShipper
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Heap bytes with a stable address, for the borrowed buffers of ``RecordContext``.
+final class StableBytes {
+    /// The bytes.
+    let buffer: UnsafeRawBufferPointer
+
+    /// Copies `text`'s UTF-8.
+    init(_ text: String) {
+        let bytes = Array(text.utf8)
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
+        memory.copyBytes(from: bytes)
+        self.buffer = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(memory)[0..<bytes.count])
+        self.memory = memory
+    }
+
+    private let memory: UnsafeMutableRawBufferPointer
+
+    deinit {
+        self.memory.deallocate()
+    }
+}
+
+/// The io_uring input loop: one OS thread reads every input (TCP and Unix listeners with all their connections,
+/// Unix datagram sockets, stdin) through one ring, frames and routes records into the outputs' channels.
+///
+/// One operation is in flight per descriptor (an accept per listener, a recv per connection or datagram socket,
+/// a read on stdin), plus a read on the control `eventfd`. No thread per connection, no allocation per record;
+/// per connection there is one receive buffer and one frame decoder (with its `max_frame` reassembly buffer),
+/// allocated at accept, so memory is bounded by `max_connections × (64 KiB + max_frame)`.
+///
+/// ## Stopping
+/// On ``InputControl/requestStop(deadline:)`` the loop cancels its operations (a cancelled receive consumes
+/// nothing), then, with plain non-blocking system calls, accepts the connections still in the listen backlog and
+/// reads every socket and stdin until the kernel has nothing more (or the deadline passes). Frames cut short are
+/// delivered as incomplete. So everything the kernel accepted before the stop is routed.
+final class InputLoop {
+    /// Operation kinds in the `user_data` cookie.
+    private enum OpKind: UInt8 {
+        case wake = 1
+        case accept = 2
+        case receive = 3
+        case datagram = 4
+        case stdin = 5
+        case cancel = 6
+    }
+
+    /// Per configured input.
+    private final class InputState {
+        let index: Int
+        let config: InputConfig
+        let router: RecordRouter
+        let name: StableBytes
+        /// HOSTNAME for records without one from local (Unix, stdin) sources.
+        let localHost: StableBytes
+        let empty = StableBytes("")
+        var connections = 0
+        var ended = false
+        var lastWarning: UInt64 = 0
+        var maxConnections: Int {
+            switch self.config.kind {
+            case .tcp(_, let max), .unixStream(_, _, let max): return max
+            case .stdin, .unixDatagram: return 0
+            }
+        }
+
+        init(index: Int, config: InputConfig, router: RecordRouter, localHost: String) {
+            self.index = index
+            self.config = config
+            self.router = router
+            self.name = StableBytes(config.name)
+            self.localHost = StableBytes(localHost)
+        }
+    }
+
+    private final class Listener {
+        let fd: Int32
+        let input: Int
+        let isTCP: Bool
+        let unixPath: String?
+        let address = UnsafeMutableRawPointer.allocate(
+            byteCount: MemoryLayout<sockaddr_storage>.size,
+            alignment: MemoryLayout<sockaddr_storage>.alignment
+        )
+        let addressLength = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        var armed = false
+        var retryAt: UInt64?
+
+        init(fd: Int32, input: Int, isTCP: Bool, unixPath: String?) {
+            self.fd = fd
+            self.input = input
+            self.isTCP = isTCP
+            self.unixPath = unixPath
+        }
+
+        deinit {
+            self.address.deallocate()
+            self.addressLength.deallocate()
+        }
+    }
+
+    /// A stream connection (TCP, Unix stream, or stdin).
+    private final class Connection {
+        let fd: Int32
+        let input: Int
+        let generation: UInt64
+        var decoder: SyslogFrameDecoder
+        let buffer: UnsafeMutableRawBufferPointer
+        let peer: StableBytes
+        let host: StableBytes
+        var armed = false
+
+        init(fd: Int32, input: Int, generation: UInt64, config: InputConfig, bufferSize: Int, peer: String, host: String) {
+            self.fd = fd
+            self.input = input
+            self.generation = generation
+            self.decoder = SyslogFrameDecoder(
+                maxFrame: config.maxFrame,
+                mode: config.framing,
+                nulDelimiter: config.nulDelimiter
+            )
+            self.buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 64)
+            self.peer = StableBytes(peer)
+            self.host = StableBytes(host)
+        }
+
+        deinit {
+            self.buffer.deallocate()
+        }
+    }
+
+    private final class Datagram {
+        let fd: Int32
+        let input: Int
+        let unixPath: String?
+        let buffer: UnsafeMutableRawBufferPointer
+        var armed = false
+
+        init(fd: Int32, input: Int, unixPath: String?, maxFrame: Int) {
+            self.fd = fd
+            self.input = input
+            self.unixPath = unixPath
+            self.buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: maxFrame, alignment: 64)
+        }
+
+        deinit {
+            self.buffer.deallocate()
+        }
+    }
+
+    /// Receive buffer per connection.
+    static let receiveBufferSize = 64 * 1024
+
+    private var ring: IOURing
+    private var completions = CompletionBuffer(capacity: 256)
+    private let control: InputControl
+    private let logger: Logger
+    private let inputs: [InputState]
+    private var listeners: [Listener] = []
+    private var datagrams: [Datagram] = []
+    /// Connection slots; stdin, when configured, uses one too.
+    private var connections: [Connection?]
+    private var freeSlots: [Int]
+    private var nextGeneration: UInt64 = 1
+    private var stdinSlot: Int?
+    private var inFlight = 0
+    private var stopping = false
+    private var stopDeadline: ContinuousClock.Instant?
+    private let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private var wakeArmed = false
+    private var retry: [UInt64] = []
+
+    /// Creates the loop on the calling thread, which becomes the ring's owner.
+    ///
+    /// - Parameters:
+    ///   - config: The configuration.
+    ///   - bound: The inputs' descriptors (``InputSockets/bind(_:)``).
+    ///   - outputs: The outputs.
+    ///   - metrics: relayd's metrics.
+    ///   - control: The control block.
+    ///   - logger: Diagnostics (stderr).
+    /// - Throws: `Errno` when the ring cannot be created.
+    init(
+        config: RelaydConfig,
+        bound: [BoundInput],
+        outputs: [OutputPipeline],
+        metrics: RelaydMetrics,
+        control: InputControl,
+        logger: Logger
+    ) throws(Errno) {
+        let localHost = config.daemon.hostname ?? RecordContext.systemHostname()
+        var states: [InputState] = []
+        for (index, input) in config.inputs.enumerated() {
+            let routed = outputs.filter { $0.config.inputs.contains(input.name) }
+            let router = RecordRouter(metrics: metrics.inputs[index], outputs: routed)
+            states.append(InputState(index: index, config: input, router: router, localHost: localHost))
+        }
+        self.inputs = states
+        var slots = 0
+        for state in states {
+            slots += state.maxConnections
+            if state.config.kind == .stdin { slots += 1 }
+        }
+        slots = min(slots, Int(UInt16.max))
+        self.connections = [Connection?](repeating: nil, count: slots)
+        self.freeSlots = Array((0..<slots).reversed())
+        let operations = slots + bound.count + 8
+        var cq: UInt32 = 512
+        while Int(cq) < 2 * operations && cq < 65536 { cq <<= 1 }
+        self.ring = try IOURing(entries: 256, cqEntries: cq)
+        self.control = control
+        self.logger = logger
+        for input in bound {
+            switch input.kind {
+            case .listener:
+                let isTCP: Bool
+                if case .tcp = config.inputs[input.input].kind { isTCP = true } else { isTCP = false }
+                self.listeners.append(Listener(fd: input.fd, input: input.input, isTCP: isTCP, unixPath: input.unixPath))
+            case .datagram:
+                self.datagrams.append(
+                    Datagram(
+                        fd: input.fd,
+                        input: input.input,
+                        unixPath: input.unixPath,
+                        maxFrame: config.inputs[input.input].maxFrame
+                    )
+                )
+            case .stdin:
+                if let slot = self.freeSlots.popLast() {
+                    let state = self.inputs[input.input]
+                    self.connections[slot] = Connection(
+                        fd: STDIN_FILENO,
+                        input: input.input,
+                        generation: self.takeGeneration(),
+                        config: state.config,
+                        bufferSize: Self.receiveBufferSize,
+                        peer: "",
+                        host: state.localHost.string
+                    )
+                    self.stdinSlot = slot
+                }
+            }
+        }
+    }
+
+    deinit {
+        self.wakeBuffer.deallocate()
+    }
+
+    private func takeGeneration() -> UInt64 {
+        defer { self.nextGeneration = (self.nextGeneration + 1) & URingUserData.maxSequence }
+        return self.nextGeneration
+    }
+
+    // MARK: Running
+
+    /// Runs until stopped, then drains and closes every input. Call on the thread that created the loop.
+    func run() {
+        self.armWake()
+        for listener in self.listeners { self.armAccept(listener) }
+        for datagram in self.datagrams { self.armDatagram(datagram) }
+        if let slot = self.stdinSlot, let connection = self.connections[slot] { self.armReceive(connection, slot: slot) }
+        self.control.running.store(true, ordering: .releasing)
+        self.checkAllEnded()
+
+        while !(self.stopping && self.inFlight == 0) {
+            self.retryArming()
+            let timeout = self.nextTimeout()
+            do {
+                try self.ring.submitAndWait(minCompletions: 1, timeoutNanoseconds: timeout)
+            } catch {
+                self.logger.critical("input ring failed; stopping inputs", metadata: ["error": "\(error)"])
+                break
+            }
+            self.reapAll()
+            self.runTimers()
+        }
+        self.drainAndClose()
+    }
+
+    private func reapAll() {
+        while true {
+            let count: Int
+            do {
+                count = try self.ring.reap(into: &self.completions)
+            } catch {
+                self.logger.error("reaping input completions failed", metadata: ["error": "\(error)"])
+                return
+            }
+            for index in 0..<count {
+                self.handle(self.completions[index])
+            }
+            if count < self.completions.capacity { return }
+        }
+    }
+
+    private func handle(_ completion: Completion) {
+        let cookie = URingUserData(rawValue: completion.userData)
+        guard let kind = OpKind(rawValue: cookie.kind) else { return }
+        self.inFlight -= 1
+        switch kind {
+        case .wake:
+            self.wakeArmed = false
+            if self.control.requestedStop != nil {
+                self.beginStop()
+            } else if !self.stopping {
+                self.armWake()
+            }
+        case .accept:
+            self.accepted(listener: Int(cookie.index), result: completion.result)
+        case .receive, .stdin:
+            self.received(slot: Int(cookie.index), generation: cookie.sequence, result: completion.result)
+        case .datagram:
+            self.receivedDatagram(Int(cookie.index), result: completion.result)
+        case .cancel:
+            break
+        }
+    }
+
+    // MARK: Arming
+
+    @discardableResult
+    private func submit(_ cookie: URingUserData, _ body: (inout IOURing, UInt64) throws(IOURing.SubmitError) -> Void) -> Bool {
+        do {
+            try body(&self.ring, cookie.rawValue)
+            self.inFlight += 1
+            return true
+        } catch {
+            self.retry.append(cookie.rawValue)
+            return false
+        }
+    }
+
+    private func armWake() {
+        guard !self.wakeArmed else { return }
+        let buffer = UnsafeMutableRawBufferPointer(start: self.wakeBuffer, count: 8)
+        let fd = FileDescriptor(rawValue: self.control.eventFD)
+        if self.submit(URingUserData(kind: OpKind.wake.rawValue, index: 0, sequence: 0), { ring, data throws(IOURing.SubmitError) in
+            try ring.read(fd, into: buffer, at: 0, userData: data)
+        }) {
+            self.wakeArmed = true
+        }
+    }
+
+    private func armAccept(_ listener: Listener) {
+        guard !listener.armed, !self.stopping, let index = self.listeners.firstIndex(where: { $0 === listener }) else { return }
+        listener.addressLength.pointee = UInt32(MemoryLayout<sockaddr_storage>.size)
+        let fd = FileDescriptor(rawValue: listener.fd)
+        let cookie = URingUserData(kind: OpKind.accept.rawValue, index: UInt16(index), sequence: 0)
+        if self.submit(cookie, { ring, data throws(IOURing.SubmitError) in
+            try ring.accept(
+                fd,
+                address: listener.address,
+                addressLength: listener.addressLength,
+                acceptFlags: Int32(SOCK_CLOEXEC.rawValue),
+                userData: data
+            )
+        }) {
+            listener.armed = true
+        }
+    }
+
+    private func armReceive(_ connection: Connection, slot: Int) {
+        guard !connection.armed, !self.stopping else { return }
+        let fd = FileDescriptor(rawValue: connection.fd)
+        let buffer = connection.buffer
+        if slot == self.stdinSlot {
+            let cookie = URingUserData(kind: OpKind.stdin.rawValue, index: UInt16(slot), sequence: connection.generation)
+            if self.submit(cookie, { ring, data throws(IOURing.SubmitError) in
+                // Offset -1: the file position (pipes and terminals ignore it; redirected files advance).
+                try ring.read(fd, into: buffer, at: UInt64.max, userData: data)
+            }) {
+                connection.armed = true
+            }
+        } else {
+            let cookie = URingUserData(kind: OpKind.receive.rawValue, index: UInt16(slot), sequence: connection.generation)
+            if self.submit(cookie, { ring, data throws(IOURing.SubmitError) in
+                try ring.recv(fd, into: buffer, messageFlags: 0, userData: data)
+            }) {
+                connection.armed = true
+            }
+        }
+    }
+
+    private func armDatagram(_ datagram: Datagram) {
+        guard !datagram.armed, !self.stopping, let index = self.datagrams.firstIndex(where: { $0 === datagram }) else { return }
+        let fd = FileDescriptor(rawValue: datagram.fd)
+        let buffer = datagram.buffer
+        let cookie = URingUserData(kind: OpKind.datagram.rawValue, index: UInt16(index), sequence: 0)
+        if self.submit(cookie, { ring, data throws(IOURing.SubmitError) in
+            // MSG_TRUNC: the result is the datagram's real length, so truncation is detected and counted.
+            try ring.recv(fd, into: buffer, messageFlags: Int32(MSG_TRUNC), userData: data)
+        }) {
+            datagram.armed = true
+        }
+    }
+
+    /// Re-arms operations whose submission failed because the SQ was full.
+    private func retryArming() {
+        guard !self.retry.isEmpty else { return }
+        let pending = self.retry
+        self.retry.removeAll(keepingCapacity: true)
+        for raw in pending {
+            let cookie = URingUserData(rawValue: raw)
+            switch OpKind(rawValue: cookie.kind) {
+            case .wake: self.armWake()
+            case .accept: self.armAccept(self.listeners[Int(cookie.index)])
+            case .receive, .stdin:
+                if let connection = self.connections[Int(cookie.index)], connection.generation == cookie.sequence {
+                    self.armReceive(connection, slot: Int(cookie.index))
+                }
+            case .datagram: self.armDatagram(self.datagrams[Int(cookie.index)])
+            case .cancel, nil: break
+            }
+        }
+    }
+
+    private func nextTimeout() -> Int64? {
+        if !self.retry.isEmpty { return 1_000_000 }
+        var earliest: UInt64?
+        for listener in self.listeners {
+            if let at = listener.retryAt { earliest = min(earliest ?? at, at) }
+        }
+        guard let earliest else { return nil }
+        let now = CRelayLinux_monotonic_ns()
+        return earliest > now ? Int64(earliest - now) : 0
+    }
+
+    private func runTimers() {
+        let now = CRelayLinux_monotonic_ns()
+        for listener in self.listeners {
+            if let at = listener.retryAt, at <= now {
+                listener.retryAt = nil
+                self.armAccept(listener)
+            }
+        }
+    }
+
+    // MARK: Completions
+
+    private func accepted(listener index: Int, result: Int32) {
+        let listener = self.listeners[index]
+        listener.armed = false
+        if result >= 0 {
+            self.adopt(fd: result, listener: listener)
+            self.armAccept(listener)
+            return
+        }
+        let error = Errno(rawValue: -result)
+        switch error {
+        case .canceled:
+            return
+        case .interrupted, .resourceTemporarilyUnavailable, Errno(rawValue: ECONNABORTED):
+            self.armAccept(listener)
+        default:
+            // EMFILE/ENFILE/ENOBUFS: back off instead of spinning; connections wait in the backlog meanwhile.
+            self.warn(self.inputs[listener.input], "accept failed; retrying in 100ms", ["error": "\(error)"])
+            listener.retryAt = CRelayLinux_monotonic_ns() + 100_000_000
+        }
+    }
+
+    /// Takes ownership of an accepted descriptor: opens a connection slot or refuses it.
+    @discardableResult
+    private func adopt(fd: Int32, listener: Listener) -> Int? {
+        let input = self.inputs[listener.input]
+        let metrics = input.router.metrics
+        guard input.connections < input.maxConnections, let slot = self.freeSlots.popLast() else {
+            _ = close(fd)
+            metrics.connectionRejected()
+            self.warn(input, "connection refused: max_connections reached", ["max_connections": "\(input.maxConnections)"])
+            return nil
+        }
+        let peer: String
+        let host: String
+        if listener.isTCP, let described = InputSockets.describePeer(listener.address) {
+            peer = described.peer
+            host = described.host
+        } else {
+            peer = listener.isTCP ? "" : (InputSockets.peerCredentials(fd) ?? "")
+            host = input.localHost.string
+        }
+        let connection = Connection(
+            fd: fd,
+            input: input.index,
+            generation: self.takeGeneration(),
+            config: input.config,
+            bufferSize: Self.receiveBufferSize,
+            peer: peer,
+            host: host
+        )
+        self.connections[slot] = connection
+        input.connections += 1
+        metrics.connectionOpened()
+        self.armReceive(connection, slot: slot)
+        return slot
+    }
+
+    private func received(slot: Int, generation: UInt64, result: Int32) {
+        guard let connection = self.connections[slot], connection.generation == generation else { return }
+        connection.armed = false
+        if result > 0 {
+            let chunk = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(connection.buffer)[0..<Int(result)])
+            if self.process(chunk, connection: connection) {
+                self.armReceive(connection, slot: slot)
+            } else {
+                self.closeConnection(slot: slot, framingError: true)
+            }
+            return
+        }
+        if result == 0 {
+            self.closeConnection(slot: slot, framingError: false)
+            return
+        }
+        let error = Errno(rawValue: -result)
+        switch error {
+        case .canceled:
+            // Stopping: the drain reads what is left.
+            return
+        case .interrupted, .resourceTemporarilyUnavailable:
+            self.armReceive(connection, slot: slot)
+        default:
+            if error != .connectionReset {
+                self.warn(self.inputs[connection.input], "read failed; closing the connection", ["error": "\(error)"])
+            }
+            self.closeConnection(slot: slot, framingError: false)
+        }
+    }
+
+    /// Frames and routes one chunk. Returns false when the decoder asks to close the connection.
+    private func process(_ chunk: UnsafeRawBufferPointer, connection: Connection) -> Bool {
+        let input = self.inputs[connection.input]
+        let router = input.router
+        let context = RecordContext(
+            inputName: input.name.buffer,
+            peer: connection.peer.buffer,
+            receivedAt: .now(),
+            fallbackHostname: connection.host.buffer,
+            tags: input.config.tags
+        )
+        let outcome = connection.decoder.decode(chunk) { frame in
+            router.route(frame.bytes, context: context)
+        }
+        router.flush()
+        router.metrics.add(connection.decoder.takeCounters())
+        if outcome == .closeConnection {
+            self.warn(
+                input,
+                "closing connection: frame without a valid RFC 6587 length prefix (framing = \"octet-counting\")",
+                ["peer": "\(String(decoding: connection.peer.buffer, as: UTF8.self))"]
+            )
+            return false
+        }
+        return true
+    }
+
+    /// Delivers a frame cut short by the end of the stream, closes the descriptor and frees the slot.
+    private func closeConnection(slot: Int, framingError: Bool) {
+        guard let connection = self.connections[slot] else { return }
+        let input = self.inputs[connection.input]
+        let router = input.router
+        if !framingError {
+            let context = RecordContext(
+                inputName: input.name.buffer,
+                peer: connection.peer.buffer,
+                receivedAt: .now(),
+                fallbackHostname: connection.host.buffer,
+                tags: input.config.tags
+            )
+            connection.decoder.finish { frame in router.route(frame.bytes, context: context) }
+            router.flush()
+            router.metrics.add(connection.decoder.takeCounters())
+        }
+        self.connections[slot] = nil
+        if slot == self.stdinSlot {
+            self.stdinSlot = nil
+            input.ended = true
+            self.logger.info("stdin reached end of file", metadata: ["input": "\(input.config.name)"])
+            self.checkAllEnded()
+        } else {
+            _ = close(connection.fd)
+            input.connections -= 1
+            router.metrics.connectionClosed(framingError: framingError)
+        }
+        self.freeSlots.append(slot)
+    }
+
+    private func receivedDatagram(_ index: Int, result: Int32) {
+        let datagram = self.datagrams[index]
+        datagram.armed = false
+        if result >= 0 {
+            self.processDatagram(datagram, length: Int(result))
+            self.armDatagram(datagram)
+            return
+        }
+        let error = Errno(rawValue: -result)
+        if error == .canceled { return }
+        if error != .interrupted && error != .resourceTemporarilyUnavailable {
+            self.warn(self.inputs[datagram.input], "datagram receive failed", ["error": "\(error)"])
+        }
+        self.armDatagram(datagram)
+    }
+
+    private func processDatagram(_ datagram: Datagram, length: Int) {
+        let input = self.inputs[datagram.input]
+        let router = input.router
+        let kept = min(length, datagram.buffer.count)
+        if length > kept {
+            var counters = FrameDecoderCounters()
+            counters.truncated = 1
+            router.metrics.add(counters)
+        }
+        if kept == 0 {
+            var counters = FrameDecoderCounters()
+            counters.emptySkipped = 1
+            router.metrics.add(counters)
+            return
+        }
+        let context = RecordContext(
+            inputName: input.name.buffer,
+            peer: input.empty.buffer,
+            receivedAt: .now(),
+            fallbackHostname: input.localHost.buffer,
+            tags: input.config.tags
+        )
+        router.route(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(datagram.buffer)[0..<kept]), context: context)
+        router.flush()
+    }
+
+    // MARK: Stopping
+
+    /// Stops by itself when every input has ended (only stdin can end).
+    private func checkAllEnded() {
+        guard !self.stopping, !self.inputs.isEmpty, self.inputs.allSatisfy(\.ended) else { return }
+        self.control.endedByItself.store(true, ordering: .releasing)
+        self.beginStop()
+    }
+
+    private func beginStop() {
+        guard !self.stopping else { return }
+        self.stopping = true
+        self.stopDeadline = self.control.requestedStop
+        for (index, listener) in self.listeners.enumerated() where listener.armed {
+            self.cancel(URingUserData(kind: OpKind.accept.rawValue, index: UInt16(index), sequence: 0).rawValue)
+        }
+        for (index, datagram) in self.datagrams.enumerated() where datagram.armed {
+            self.cancel(URingUserData(kind: OpKind.datagram.rawValue, index: UInt16(index), sequence: 0).rawValue)
+        }
+        for (slot, connection) in self.connections.enumerated() {
+            guard let connection, connection.armed else { continue }
+            let kind = slot == self.stdinSlot ? OpKind.stdin : OpKind.receive
+            self.cancel(URingUserData(kind: kind.rawValue, index: UInt16(slot), sequence: connection.generation).rawValue)
+        }
+        if self.wakeArmed {
+            self.cancel(URingUserData(kind: OpKind.wake.rawValue, index: 0, sequence: 0).rawValue)
+        }
+    }
+
+    private func cancel(_ target: UInt64) {
+        // Cancel completions carry no information the loop needs; they only balance `inFlight`.
+        let cookie = URingUserData(kind: OpKind.cancel.rawValue, index: 0, wrappingSequence: target)
+        do {
+            try self.ring.cancel(target, userData: cookie.rawValue)
+            self.inFlight += 1
+        } catch {
+            // SQ full: submit what is queued and try once more; the loop retries otherwise.
+            _ = try? self.ring.submit()
+            if (try? self.ring.cancel(target, userData: cookie.rawValue)) != nil {
+                self.inFlight += 1
+            }
+        }
+    }
+
+    private var pastDeadline: Bool {
+        guard let deadline = self.stopDeadline else { return false }
+        return ContinuousClock.now >= deadline
+    }
+
+    /// After every operation completed: accept the backlog, read every socket and stdin until the kernel has
+    /// nothing more, deliver incomplete frames, close everything.
+    private func drainAndClose() {
+        for listener in self.listeners {
+            _ = fcntl(listener.fd, F_SETFL, fcntl(listener.fd, F_GETFL) | O_NONBLOCK)
+            while !self.pastDeadline {
+                listener.addressLength.pointee = UInt32(MemoryLayout<sockaddr_storage>.size)
+                let fd = accept(listener.fd, listener.address.assumingMemoryBound(to: sockaddr.self), listener.addressLength)
+                guard fd >= 0 else { break }
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                self.adopt(fd: fd, listener: listener)
+            }
+        }
+        for datagram in self.datagrams {
+            while !self.pastDeadline {
+                let count = recv(
+                    datagram.fd,
+                    datagram.buffer.baseAddress,
+                    datagram.buffer.count,
+                    Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC)
+                )
+                guard count >= 0 else { break }
+                self.processDatagram(datagram, length: count)
+            }
+        }
+        if let slot = self.stdinSlot {
+            let flags = fcntl(STDIN_FILENO, F_GETFL)
+            if flags >= 0 { _ = fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) }
+            self.drain(slot: slot)
+        }
+        for slot in self.connections.indices where self.connections[slot] != nil {
+            self.drain(slot: slot)
+        }
+        for listener in self.listeners {
+            _ = close(listener.fd)
+            if let path = listener.unixPath { _ = unlink(path) }
+        }
+        for datagram in self.datagrams {
+            _ = close(datagram.fd)
+            if let path = datagram.unixPath { _ = unlink(path) }
+        }
+        self.logger.debug("inputs drained and closed")
+    }
+
+    private func drain(slot: Int) {
+        guard let connection = self.connections[slot] else { return }
+        let isStdin = slot == self.stdinSlot
+        while !self.pastDeadline {
+            let count: Int
+            if isStdin {
+                count = read(connection.fd, connection.buffer.baseAddress, connection.buffer.count)
+            } else {
+                count = recv(connection.fd, connection.buffer.baseAddress, connection.buffer.count, Int32(MSG_DONTWAIT))
+            }
+            if count > 0 {
+                let chunk = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(connection.buffer)[0..<count])
+                if !self.process(chunk, connection: connection) {
+                    self.closeConnection(slot: slot, framingError: true)
+                    return
+                }
+                continue
+            }
+            if count < 0 && errno == EINTR { continue }
+            break
+        }
+        if isStdin {
+            // Closing stdin's slot must not look like an end of input that starts another stop.
+            self.inputs[connection.input].ended = true
+        }
+        self.closeConnection(slot: slot, framingError: false)
+    }
+
+    // MARK: Diagnostics
+
+    private func warn(_ input: InputState, _ message: String, _ metadata: Logger.Metadata) {
+        let now = CRelayLinux_monotonic_ns()
+        guard input.lastWarning == 0 || now - input.lastWarning >= 1_000_000_000 else { return }
+        input.lastWarning = now
+        var all = metadata
+        all["input"] = "\(input.config.name)"
+        self.logger.warning("\(message)", metadata: all)
+    }
+}
+
+extension StableBytes {
+    /// The bytes as a `String`.
+    var string: String { String(decoding: self.buffer, as: UTF8.self) }
+}

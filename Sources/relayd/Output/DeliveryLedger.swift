@@ -1,0 +1,192 @@
+import CRelayLinux
+import Relay
+import Synchronization
+
+/// Turns the sub-buffers an output's channel delivered and its shipper consumed into record counts.
+///
+/// The shipper releases sub-buffers in order once the destination accepted them (file write completed, TCP
+/// bytes acknowledged) and reports that as the channel's consumed count `C`: every sub-buffer with a sequence
+/// below `C` is done. The channel's `deliver` callback tells, per sub-buffer, how many records and bytes it holds;
+/// the ledger keeps the cumulative totals at the end of each of the last ``capacity`` sub-buffers, so
+/// `written = cumulative(C - 1)` is one table lookup, however far the accountant lags.
+///
+/// relayd writes each channel from one thread (the input ring) into one buffer, so sub-buffers are delivered
+/// in sequence order. In `overwrite` mode a sub-buffer that is reused before the shipper consumed it is
+/// counted as overwritten (dropped) instead of written; the check happens when the writer starts the
+/// sub-buffer that reuses its slot, so it can race with the shipper reading it (documented approximation).
+///
+/// All methods take a `Mutex`: they run once per sub-buffer or per accounting tick, never per record.
+final class DeliveryLedger: Sendable {
+    /// Totals the accountant publishes.
+    struct Totals: Equatable, Sendable {
+        /// Records in consumed, intact sub-buffers.
+        var writtenRecords: UInt64 = 0
+        /// Their bytes.
+        var writtenBytes: UInt64 = 0
+        /// Records in sub-buffers reused before they were consumed (`overwrite` mode).
+        var overwrittenRecords: UInt64 = 0
+        /// Their bytes.
+        var overwrittenBytes: UInt64 = 0
+    }
+
+    private struct Entry {
+        var sequence: UInt64 = .max
+        var records: UInt64 = 0
+        var bytes: UInt64 = 0
+        /// Cumulative records through this sub-buffer.
+        var cumulativeRecords: UInt64 = 0
+        /// Cumulative bytes through this sub-buffer.
+        var cumulativeBytes: UInt64 = 0
+        /// CLOCK_MONOTONIC ns when the sub-buffer started (≈ its first record).
+        var startNanoseconds: UInt64 = 0
+        var overwritten = false
+    }
+
+    private struct State {
+        var entries: [Entry]
+        /// Start times by sequence, recorded before delivery.
+        var starts: [(sequence: UInt64, nanoseconds: UInt64)]
+        var deliveredRecords: UInt64 = 0
+        var deliveredBytes: UInt64 = 0
+        /// Overwritten sub-buffers not yet passed by the consumed count.
+        var pendingOverwrites: [(sequence: UInt64, records: UInt64, bytes: UInt64)] = []
+        var totals = Totals()
+        /// The next sequence whose delivery delay has not been sampled.
+        var delaySequence: UInt64 = 0
+    }
+
+    /// Sub-buffers remembered.
+    let capacity: Int
+    /// Sub-buffers per buffer of the channel.
+    let subbufferCount: Int
+    /// Whether the channel is in overwrite mode.
+    let overwriteMode: Bool
+    private let state: Mutex<State>
+    /// The channel, for the consumed count in overwrite checks; set once after the channel exists.
+    ///
+    /// Unretained: the channel owns this ledger (through its callbacks), and the ``OutputPipeline`` owns both. Not
+    /// `weak`: a weak reference moves the channel's reference count to a side table, which makes every retain and
+    /// release of the channel (one pair per record on the write path) take the slow path.
+    private let channel = Mutex<UnmanagedChannel?>(nil)
+
+    private struct UnmanagedChannel: @unchecked Sendable {
+        // @unchecked: an unretained reference to a Sendable class.
+        let reference: Unmanaged<RelayChannel>
+    }
+
+    /// Creates a ledger for a channel with `subbufferCount` sub-buffers per buffer.
+    init(subbufferCount: Int, overwriteMode: Bool) {
+        self.subbufferCount = subbufferCount
+        self.overwriteMode = overwriteMode
+        self.capacity = max(64, 2 * subbufferCount + 2)
+        self.state = Mutex(
+            State(
+                entries: [Entry](repeating: Entry(), count: self.capacity),
+                starts: [(UInt64, UInt64)](repeating: (.max, 0), count: self.capacity)
+            )
+        )
+    }
+
+    /// Attaches the channel whose callbacks feed this ledger.
+    func attach(_ channel: RelayChannel) {
+        self.channel.withLock { $0 = UnmanagedChannel(reference: .passUnretained(channel)) }
+    }
+
+    /// The channel callbacks that feed this ledger.
+    var callbacks: RelayCallbacks {
+        RelayCallbacks(
+            subbufferStart: { start in self.started(sequence: start.sequence) },
+            deliver: { delivery in self.delivered(delivery) }
+        )
+    }
+
+    /// A sub-buffer started (writer thread).
+    func started(sequence: UInt64) {
+        let now = CRelayLinux_monotonic_ns()
+        var consumed: UInt64 = 0
+        if self.overwriteMode, sequence >= UInt64(self.subbufferCount) {
+            consumed = self.channel.withLock { $0?.reference.takeUnretainedValue().consumedCount(buffer: 0) } ?? 0
+        }
+        self.state.withLock { state in
+            state.starts[Int(sequence % UInt64(self.capacity))] = (sequence, now)
+            guard self.overwriteMode, sequence >= UInt64(self.subbufferCount) else { return }
+            // The slot of `reused` is taken over now; unless the shipper already consumed it, its records are lost.
+            let reused = sequence - UInt64(self.subbufferCount)
+            guard consumed <= reused else { return }
+            let slot = Int(reused % UInt64(self.capacity))
+            guard state.entries[slot].sequence == reused, !state.entries[slot].overwritten else { return }
+            state.entries[slot].overwritten = true
+            state.pendingOverwrites.append((reused, state.entries[slot].records, state.entries[slot].bytes))
+        }
+    }
+
+    /// A sub-buffer was delivered (writer or flushing thread).
+    func delivered(_ delivery: SubbufferDelivery) {
+        self.state.withLock { state in
+            state.deliveredRecords &+= UInt64(delivery.records)
+            state.deliveredBytes &+= UInt64(delivery.contentSize)
+            let slot = Int(delivery.sequence % UInt64(self.capacity))
+            let start = state.starts[slot]
+            state.entries[slot] = Entry(
+                sequence: delivery.sequence,
+                records: UInt64(delivery.records),
+                bytes: UInt64(delivery.contentSize),
+                cumulativeRecords: state.deliveredRecords,
+                cumulativeBytes: state.deliveredBytes,
+                startNanoseconds: start.sequence == delivery.sequence ? start.nanoseconds : CRelayLinux_monotonic_ns(),
+                overwritten: false
+            )
+        }
+    }
+
+    /// Records and bytes delivered so far (sealed and committed into sub-buffers).
+    var delivered: (records: UInt64, bytes: UInt64) {
+        self.state.withLock { ($0.deliveredRecords, $0.deliveredBytes) }
+    }
+
+    /// Updates the totals for consumed count `consumed` and reports the delivery delay of each sub-buffer
+    /// consumed since the last call.
+    ///
+    /// - Parameters:
+    ///   - consumed: The channel's consumed count.
+    ///   - delay: Called with the age of each newly consumed sub-buffer (start → now), under the ledger lock.
+    /// - Returns: The totals; monotonic across calls.
+    func account(consumed: UInt64, delay: (Duration) -> Void) -> Totals {
+        let now = CRelayLinux_monotonic_ns()
+        return self.state.withLock { state in
+            guard consumed > 0 else { return state.totals }
+            var index = 0
+            while index < state.pendingOverwrites.count {
+                let overwrite = state.pendingOverwrites[index]
+                if overwrite.sequence < consumed {
+                    state.totals.overwrittenRecords &+= overwrite.records
+                    state.totals.overwrittenBytes &+= overwrite.bytes
+                    state.pendingOverwrites.remove(at: index)
+                } else {
+                    index += 1
+                }
+            }
+            let last = consumed - 1
+            let entry = state.entries[Int(last % UInt64(self.capacity))]
+            if entry.sequence == last {
+                let records = entry.cumulativeRecords &- state.totals.overwrittenRecords
+                let bytes = entry.cumulativeBytes &- state.totals.overwrittenBytes
+                // Monotonic: an overwrite noticed before the consumer passes it can make the difference dip.
+                if records > state.totals.writtenRecords && records <= entry.cumulativeRecords {
+                    state.totals.writtenRecords = records
+                    state.totals.writtenBytes = max(state.totals.writtenBytes, bytes)
+                }
+            }
+            var sequence = max(state.delaySequence, consumed > UInt64(self.capacity) ? consumed - UInt64(self.capacity) : 0)
+            while sequence < consumed {
+                let sample = state.entries[Int(sequence % UInt64(self.capacity))]
+                if sample.sequence == sequence, !sample.overwritten, now >= sample.startNanoseconds {
+                    delay(.nanoseconds(Int64(now - sample.startNanoseconds)))
+                }
+                sequence += 1
+            }
+            state.delaySequence = consumed
+            return state.totals
+        }
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import Testing
+
+@testable import relayd
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(
+    "relayd framing over real sockets",
+    .enabled(if: RelaydTestEnvironment.canRunDaemon, "\(RelaydTestEnvironment.daemonProblem ?? "")"),
+    .timeLimit(.minutes(1))
+)
+struct DaemonFramingTests {
+    static func frame(_ message: String) -> [UInt8] {
+        Array("\(message.utf8.count) \(message)".utf8)
+    }
+
+    @Test("split frames, many frames per read, exactly max_frame, oversized, bad prefix: counted, connection survives")
+    func autoFramingEdgeCases() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "auto"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+            max_frame = 480
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/auto.log"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let fd = try RelaydTestSockets.connectTCP(port: try #require(relayd.tcpPorts["auto"]))
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+
+        var expected: [String] = []
+        // 1. One frame split into single bytes, each sent on its own (the prefix is split too).
+        let split = "<13>1 - - split - - - sent one byte at a time"
+        for byte in Self.frame(split) {
+            try RelaydTestSockets.sendAll(fd, [byte])
+            usleep(2_000)
+        }
+        expected.append(split)
+        // 2. 300 frames in one write.
+        var burst: [UInt8] = []
+        for index in 0..<300 {
+            let message = "<13>1 - - burst - - - frame \(index)"
+            burst += Self.frame(message)
+            expected.append(message)
+        }
+        try RelaydTestSockets.sendAll(fd, burst)
+        // 3. Exactly max_frame (480) bytes: kept whole.
+        let header = "<13>1 - - exact - - - "
+        let exact = header + String(repeating: "e", count: 480 - header.utf8.count)
+        try RelaydTestSockets.sendAll(fd, Self.frame(exact))
+        expected.append(exact)
+        // 4. One byte over: truncated to 480 bytes and counted; the rest of the frame is skipped.
+        let over = header.replacingOccurrences(of: "exact", with: "overx") + String(repeating: "o", count: 481 - header.utf8.count)
+        try RelaydTestSockets.sendAll(fd, Self.frame(over))
+        expected.append(String(over.prefix(480)))
+        // 5. A bad length prefix: read as an LF frame that keeps the digits.
+        try RelaydTestSockets.sendAll(fd, Array("12x this is not an octet count\n".utf8))
+        expected.append("12x this is not an octet count")
+        // 6. An LF-delimited frame, then a last octet-counted one: the connection is still in sync.
+        try RelaydTestSockets.sendAll(fd, Array("<13>1 - - lf - - - plain line\n".utf8))
+        expected.append("<13>1 - - lf - - - plain line")
+        let last = "<13>1 - - last - - - still connected"
+        try RelaydTestSockets.sendAll(fd, Self.frame(last))
+        expected.append(last)
+
+        let path = "\(directory)/auto.log"
+        #expect(Eventually.wait { Eventually.lines(path).count >= expected.count })
+        #expect(Eventually.lines(path) == expected)
+        var metrics: [String: Double] = [:]
+        #expect(
+            try Eventually.wait {
+                metrics = try relayd.metrics()
+                return metrics["relayd_output_written_records_total{output=\"files\"}"] == Double(expected.count)
+            }
+        )
+        #expect(metrics["relayd_input_frames_truncated_total{input=\"auto\"}"] == 1)
+        #expect(metrics["relayd_input_frames_bad_prefix_total{input=\"auto\"}"] == 1)
+        #expect(metrics["relayd_input_connections_closed_framing_error_total{input=\"auto\"}"] == 0)
+        #expect(metrics["relayd_input_connections{input=\"auto\"}"] == 1)
+        #expect(metrics["relayd_input_received_records_total{input=\"auto\"}"] == Double(expected.count))
+        expectReconciled(metrics, inputs: ["auto"], outputs: ["files": ["auto"]])
+        #expect(try relayd.stop() == 0)
+    }
+
+    @Test("strict octet counting: a bad prefix closes the connection with a log line; other connections continue")
+    func strictOctetCountingClosesOnBadPrefix() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "strict"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+            framing = "octet-counting"
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/strict.log"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let port = try #require(relayd.tcpPorts["strict"])
+        let bad = try RelaydTestSockets.connectTCP(port: port)
+        defer { close(bad) }
+        try RelaydTestSockets.sendAll(bad, Self.frame("<13>1 - - good - - - before the error") + Array("not a frame\n".utf8))
+        // relayd closes the connection: the read sees the end of the stream.
+        let rest = try RelaydTestSockets.readAll(bad)
+        #expect(rest.isEmpty)
+
+        let good = try RelaydTestSockets.connectTCP(port: port)
+        try RelaydTestSockets.sendAll(good, Self.frame("<13>1 - - other - - - other connection"))
+        close(good)
+
+        let path = "\(directory)/strict.log"
+        #expect(Eventually.wait { Eventually.lines(path).count >= 2 })
+        #expect(Eventually.lines(path) == ["<13>1 - - good - - - before the error", "<13>1 - - other - - - other connection"])
+        var metrics: [String: Double] = [:]
+        #expect(
+            try Eventually.wait {
+                metrics = try relayd.metrics()
+                return metrics["relayd_input_connections{input=\"strict\"}"] == 0
+            }
+        )
+        #expect(metrics["relayd_input_connections_closed_framing_error_total{input=\"strict\"}"] == 1)
+        #expect(metrics["relayd_input_frames_bad_prefix_total{input=\"strict\"}"] == 1)
+        #expect(metrics["relayd_input_connections_accepted_total{input=\"strict\"}"] == 2)
+        #expect(relayd.stderr.contains("closing connection: frame without a valid RFC 6587 length prefix"))
+        #expect(try relayd.stop() == 0)
+    }
+
+    @Test("A stalled destination: drop mode counts channel_full, overwrite mode counts overwritten, both reconcile")
+    func stalledDestinationDropsAndOverwritesAreCounted() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // A peer that accepts but never reads: once its receive queue and relayd's send queue are full, nothing
+        // more is acknowledged.
+        let (stalled, stalledPort) = try RelaydTestSockets.tcpListener()
+        defer { close(stalled) }
+        let config = daemonPreamble(directory) + """
+            [channels.small-drop]
+            subbuf_size = "4KiB"
+            subbufs = 2
+            mode = "drop"
+            switch_interval = "5ms"
+
+            [channels.small-overwrite]
+            subbuf_size = "4KiB"
+            subbufs = 2
+            mode = "overwrite"
+            switch_interval = "5ms"
+
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+            max_frame = 480
+
+            [[outputs]]
+            name = "dropper"
+            type = "tcp"
+            target = "127.0.0.1:\(stalledPort)"
+            channel = "small-drop"
+
+            [[outputs]]
+            name = "recorder"
+            type = "tcp"
+            target = "127.0.0.1:\(stalledPort)"
+            channel = "small-overwrite"
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/all.log"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let port = try #require(relayd.tcpPorts["tcp"])
+        let total = 40_000
+        let padding = String(repeating: "p", count: 200)
+        try DaemonLifecycleTests.send((0..<total).map { "<13>1 - - app - - - \($0) \(padding)" }, port: port)
+        #expect(Eventually.wait { Eventually.lines("\(directory)/all.log").count >= total })
+        var metrics: [String: Double] = [:]
+        #expect(
+            try Eventually.wait {
+                metrics = try relayd.metrics()
+                return metrics["relayd_output_written_records_total{output=\"files\"}"] == Double(total)
+            }
+        )
+        let dropped = metrics["relayd_output_dropped_records_total{output=\"dropper\",reason=\"channel_full\"}"] ?? 0
+        let overwritten = metrics["relayd_output_dropped_records_total{output=\"recorder\",reason=\"overwritten\"}"] ?? 0
+        #expect(dropped > 0)
+        #expect(overwritten > 0)
+        #expect((metrics["relayd_channel_records_dropped_full_total{channel=\"dropper\"}"] ?? 0) == dropped)
+        expectReconciled(
+            metrics,
+            inputs: ["tcp"],
+            outputs: ["dropper": ["tcp"], "recorder": ["tcp"], "files": ["tcp"]]
+        )
+        // The file output is unaffected by the stalled ones (they drop instead of blocking the input ring).
+        #expect(metrics["relayd_output_dropped_records_total{output=\"files\",reason=\"channel_full\"}"] == 0)
+        relayd.send(SIGKILL)
+        _ = try relayd.waitForExit()
+    }
+
+    @Test("Unix stream (NUL or LF delimited) and oversized datagrams")
+    func unixStreamAndDatagramLimits() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "stream"
+            type = "unix_stream"
+            path = "\(directory)/stream.sock"
+
+            [[inputs]]
+            name = "dgram"
+            type = "unix_dgram"
+            path = "\(directory)/dgram.sock"
+            max_frame = 480
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/local.log"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let stream = try RelaydTestSockets.connectUnixStream("\(directory)/stream.sock")
+        // glibc syslog(3) over a stream socket ends messages with NUL; other clients use LF.
+        try RelaydTestSockets.sendAll(stream, Array("<14>Nov  7 09:05:01 app[1]: first\0<14>Nov  7 09:05:02 app[1]: second\n".utf8))
+        close(stream)
+        #expect(Eventually.wait { Eventually.lines("\(directory)/local.log").count >= 2 })
+        try RelaydTestSockets.sendDatagram(Array(("<13>" + String(repeating: "d", count: 600)).utf8), to: "\(directory)/dgram.sock")
+        #expect(Eventually.wait { Eventually.lines("\(directory)/local.log").count >= 3 })
+        let lines = Eventually.lines("\(directory)/local.log")
+        #expect(lines.prefix(2) == ["<14>Nov  7 09:05:01 app[1]: first", "<14>Nov  7 09:05:02 app[1]: second"])
+        #expect(lines.last == "<13>" + String(repeating: "d", count: 476))
+        let metrics = try relayd.metrics()
+        #expect(metrics["relayd_input_frames_truncated_total{input=\"dgram\"}"] == 1)
+        #expect(try relayd.stop() == 0)
+    }
+}

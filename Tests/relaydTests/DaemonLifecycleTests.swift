@@ -1,0 +1,227 @@
+import Foundation
+import Testing
+
+@testable import relayd
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(
+    "relayd signals, stdin and start-up errors",
+    .enabled(if: RelaydTestEnvironment.canRunDaemon, "\(RelaydTestEnvironment.daemonProblem ?? "")"),
+    .timeLimit(.minutes(1))
+)
+struct DaemonLifecycleTests {
+    static func tcpToFileConfig(_ directory: String, switchInterval: String = "20ms", rotateSize: String = "0") -> String {
+        daemonPreamble(directory, switchInterval: switchInterval) + """
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/out.log"
+            rotate_size = \(rotateSize == "0" ? "0" : "\"\(rotateSize)\"")
+
+            """
+    }
+
+    static func send(_ messages: [String], port: UInt16) throws {
+        let fd = try RelaydTestSockets.connectTCP(port: port)
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        for message in messages { bytes += Array("\(message.utf8.count) \(message)".utf8) }
+        try RelaydTestSockets.sendAll(fd, bytes)
+    }
+
+    @Test("SIGHUP reopens the output file (logrotate): the renamed file keeps old data, the new file gets new data")
+    func sighupReopens() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let relayd = try RelaydProcess.start(config: Self.tcpToFileConfig(directory), directory: directory)
+        let port = try #require(relayd.tcpPorts["tcp"])
+        let path = "\(directory)/out.log"
+        let before = (0..<100).map { "<13>1 - - app - - - before \($0)" }
+        try Self.send(before, port: port)
+        #expect(Eventually.wait { Eventually.lines(path).count == before.count })
+        #expect(rename(path, path + ".1") == 0)
+        relayd.send(SIGHUP)
+        #expect(Eventually.wait { FileManager.default.fileExists(atPath: path) }, "relayd recreates the file on SIGHUP")
+        let after = (0..<100).map { "<13>1 - - app - - - after \($0)" }
+        try Self.send(after, port: port)
+        #expect(Eventually.wait { Eventually.lines(path).count == after.count })
+        #expect(Eventually.lines(path + ".1") == before)
+        #expect(Eventually.lines(path) == after)
+        #expect(relayd.stderr.contains("SIGHUP: reopening output files"))
+        #expect(try relayd.stop() == 0)
+    }
+
+    @Test("SIGTERM with data in flight: inputs drain, channels flush, nothing is lost, exit 0")
+    func sigtermDrainsEverything() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // A 60 s switch interval: without the drain, partly filled sub-buffers would sit in memory.
+        let relayd = try RelaydProcess.start(config: Self.tcpToFileConfig(directory, switchInterval: "60s"), directory: directory)
+        let port = try #require(relayd.tcpPorts["tcp"])
+        let connections = (0..<4).map { _ in try? RelaydTestSockets.connectTCP(port: port) }
+        var total = 0
+        for (index, fd) in connections.enumerated() {
+            let fd = try #require(fd)
+            var bytes: [UInt8] = []
+            for sequence in 0..<5000 {
+                let message = "<13>1 - - app - - - c\(index) s\(sequence)"
+                bytes += Array("\(message.utf8.count) \(message)".utf8)
+                total += 1
+            }
+            try RelaydTestSockets.sendAll(fd, bytes)
+        }
+        // Signal while the data is still in socket buffers, the ring and the channel.
+        relayd.send(SIGTERM)
+        for fd in connections { if let fd { close(fd) } }
+        #expect(try relayd.waitForExit() == 0)
+        let lines = Eventually.lines("\(directory)/out.log")
+        #expect(lines.count == total)
+        #expect(Set(lines).count == total)
+        #expect(relayd.stderr.contains("dropped=0 received=\(total) written=\(total)"))
+    }
+
+    @Test("The drain deadline bounds the stop; what could not be shipped is counted; a second SIGTERM hard-stops")
+    func drainDeadlineAndHardStop() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // Forward to a port nobody listens on: records stay in the channel.
+        let deadPort = try RelaydTestSockets.freePort()
+        func config(drain: String) -> String {
+            daemonPreamble(directory, drainTimeout: drain) + """
+                [[inputs]]
+                name = "tcp"
+                type = "tcp"
+                listen = "127.0.0.1:0"
+
+                [[outputs]]
+                name = "forward"
+                type = "tcp"
+                target = "127.0.0.1:\(deadPort)"
+
+                """
+        }
+        let messages = (0..<50).map { "<13>1 - - app - - - undeliverable \($0)" }
+
+        let bounded = try RelaydProcess.start(config: config(drain: "1s"), directory: directory)
+        try Self.send(messages, port: try #require(bounded.tcpPorts["tcp"]))
+        #expect(
+            try Eventually.wait {
+                try bounded.metrics()["relayd_input_received_records_total{input=\"tcp\"}"] == Double(messages.count)
+            }
+        )
+        let start = ContinuousClock.now
+        #expect(try bounded.stop() == 0)
+        #expect(ContinuousClock.now - start < .seconds(8))
+        #expect(bounded.stderr.contains("dropped_at_shutdown=\(messages.count)"))
+
+        let stuck = try RelaydProcess.start(config: config(drain: "60s"), directory: directory)
+        try Self.send(messages, port: try #require(stuck.tcpPorts["tcp"]))
+        #expect(
+            try Eventually.wait {
+                try stuck.metrics()["relayd_input_received_records_total{input=\"tcp\"}"] == Double(messages.count)
+            }
+        )
+        stuck.send(SIGTERM)
+        #expect(Eventually.wait { stuck.stderr.contains("stopping inputs and draining") })
+        stuck.send(SIGTERM)
+        #expect(try stuck.waitForExit(timeout: .seconds(10)) == 1)
+        #expect(stuck.stderr.contains("hard stop without draining"))
+    }
+
+    @Test("stdin: one record per line; relayd drains and exits 0 at end of input")
+    func stdinToFile() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "stdin"
+            type = "stdin"
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "rfc5424"
+            path = "\(directory)/stdin.log"
+
+            """
+        try config.write(toFile: "\(directory)/relayd.toml", atomically: true, encoding: .utf8)
+        var pipeFDs: [Int32] = [-1, -1]
+        #expect(pipe(&pipeFDs) == 0)
+        let relayd = try RelaydProcess(arguments: ["--config", "\(directory)/relayd.toml"], directory: directory, stdinFD: pipeFDs[0])
+        close(pipeFDs[0])
+        let lines = (0..<1000).map { "plain line \($0)" }
+        let text = Array((lines.joined(separator: "\n") + "\n").utf8)
+        #expect(text.withUnsafeBytes { write(pipeFDs[1], $0.baseAddress, $0.count) } == text.count)
+        close(pipeFDs[1])
+        #expect(try relayd.waitForExit() == 0)
+        let written = Eventually.lines("\(directory)/stdin.log")
+        #expect(written.count == lines.count)
+        for (line, original) in zip(written, lines) {
+            // rfc5424 with tags: `<13>1 TIMESTAMP HOST - - - [relayd@32473 input="stdin" received="…"] plain line N`.
+            #expect(line.hasPrefix("<13>1 "))
+            #expect(line.contains("[relayd@32473 input=\"stdin\" received=\""))
+            #expect(line.hasSuffix("] \(original)"))
+        }
+        #expect(relayd.stderr.contains("stdin reached end of file"))
+    }
+
+    @Test("Configuration errors: clear messages naming the key, exit status 2 (check-config and start)")
+    func configurationErrorsExitTwo() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let bad = """
+            [daemon]
+            drain_timeout = "soon"
+
+            [channels.default]
+            subbuf_sise = "1MiB"
+
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "0.0.0.0:5140"
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            path = "\(directory)/missing/dir/out.log"
+
+            """
+        try bad.write(toFile: "\(directory)/bad.toml", atomically: true, encoding: .utf8)
+
+        let check = try RelaydProcess(arguments: ["check-config", "\(directory)/bad.toml"], directory: directory)
+        #expect(try check.waitForExit() == 2)
+        let start = try RelaydProcess(arguments: ["--config", "\(directory)/bad.toml"], directory: directory)
+        #expect(try start.waitForExit() == 2)
+        for stderr in [check.stderr, start.stderr] {
+            #expect(stderr.contains("daemon.drain_timeout"))
+            #expect(stderr.contains("channels.default.subbuf_sise: unknown key; did you mean \"subbuf_size\"?"))
+            #expect(stderr.contains("inputs[0].listen: \"0.0.0.0:5140\" binds all interfaces"))
+            #expect(stderr.contains("outputs[0].path: directory \(directory)/missing/dir does not exist"))
+        }
+        #expect(start.stderr.contains("not started"))
+
+        // A valid file passes check-config.
+        try Self.tcpToFileConfig(directory).write(toFile: "\(directory)/good.toml", atomically: true, encoding: .utf8)
+        let good = try RelaydProcess(arguments: ["check-config", "\(directory)/good.toml"], directory: directory)
+        #expect(try good.waitForExit() == 0)
+
+        // A valid file whose listener is taken fails at start, naming the key.
+        let (busy, port) = try RelaydTestSockets.tcpListener()
+        defer { close(busy) }
+        let taken = Self.tcpToFileConfig(directory).replacingOccurrences(of: "\nlisten = \"127.0.0.1:0\"", with: "\nlisten = \"127.0.0.1:\(port)\"")
+        try taken.write(toFile: "\(directory)/taken.toml", atomically: true, encoding: .utf8)
+        let conflict = try RelaydProcess(arguments: ["--config", "\(directory)/taken.toml"], directory: directory)
+        #expect(try conflict.waitForExit() == 2)
+        #expect(conflict.stderr.contains("inputs[0].listen: cannot listen on 127.0.0.1:\(port)"))
+    }
+}
