@@ -185,3 +185,45 @@ struct ZeroCopyTests {
         #expect(shipper.stats()?.sinks[0].zeroCopySends == 0)
     }
 }
+
+@Suite("Connect timeout", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
+struct ConnectTimeoutTests {
+    @Test("a connect that hangs (peer's accept queue full) is cancelled after connectTimeout and retried")
+    func connectTimeout() throws {
+        // A listener whose accept queue is full: further SYNs are dropped, so connects hang.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(listen(listener, 0) == 0)
+        var bound = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let port = Int(UInt16(bigEndian: bound.sin_port))
+        var fillers: [Int32] = []
+        defer { for f in fillers { close(f) } }
+        for _ in 0..<4 {
+            let f = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            _ = withUnsafePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(f, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            fillers.append(f)
+        }
+        usleep(50_000)
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "cto", subbufferSize: 16384, subbufferCount: 4, buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(20)), logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "127.0.0.1", port: port),
+            reconnectDelay: .milliseconds(10)...(.milliseconds(20)),
+            connectTimeout: .milliseconds(150)))])
+        try shipper.start()
+        channel.write(Array("never delivered\n".utf8))
+        let deadline = monotonicSeconds() + 10
+        while (shipper.stats()?.sinks[0].errors ?? 0) < 2 && monotonicSeconds() < deadline { usleep(20_000) }
+        let errors = shipper.stats()?.sinks[0].errors ?? 0
+        #expect(errors >= 2, "two attempts timed out and were retried")
+        channel.close()
+        #expect(shipper.stop(timeout: .milliseconds(300)) == false, "the record could not be delivered")
+        #expect(shipper.hasExited)
+    }
+}

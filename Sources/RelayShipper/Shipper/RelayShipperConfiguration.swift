@@ -182,6 +182,8 @@ public struct RelaySocketSinkConfiguration: Sendable, Hashable {
     public var zeroCopyThreshold: Int
     /// First and longest reconnect delay (exponential backoff between them).
     public var reconnectDelay: ClosedRange<Duration>
+    /// How long one connection attempt may take before it is cancelled and retried.
+    public var connectTimeout: Duration
     /// SO_SNDBUF, if set.
     public var sendBufferSize: Int?
 
@@ -191,12 +193,14 @@ public struct RelaySocketSinkConfiguration: Sendable, Hashable {
         zeroCopy: ZeroCopy = .automatic,
         zeroCopyThreshold: Int = 64 << 10,
         reconnectDelay: ClosedRange<Duration> = .milliseconds(50)...(.seconds(5)),
+        connectTimeout: Duration = .seconds(5),
         sendBufferSize: Int? = nil
     ) {
         self.endpoint = endpoint
         self.zeroCopy = zeroCopy
         self.zeroCopyThreshold = zeroCopyThreshold
         self.reconnectDelay = reconnectDelay
+        self.connectTimeout = connectTimeout
         self.sendBufferSize = sendBufferSize
     }
 }

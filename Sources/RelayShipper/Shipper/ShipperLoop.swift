@@ -61,6 +61,8 @@ final class ShipperLoop {
     private var lastPublish: UInt64 = 0
     private var drainDeadline: UInt64?
     private var exitRequested = false
+    /// Set while the loop waits for its last completions.
+    private(set) var isShuttingDown = false
 
     /// Creates the ring on the calling thread and opens every sink.
     init(
@@ -535,8 +537,9 @@ final class ShipperLoop {
             let wakeData = URingUserData(kind: OpKind.wake.rawValue, index: 0, sequence: 0).rawValue
             try? self.ring.cancel(wakeData, all: true, userData: cancelData)
         }
+        self.isShuttingDown = true
         for entry in self.channels {
-            for case .socket(let s) in entry.sinks { s.close() }
+            for case .socket(let s) in entry.sinks { s.close(self) }
         }
         let deadline = Clock.now + 2_000_000_000
         while self.outstandingOps() > 0 && Clock.now < deadline {

@@ -55,6 +55,9 @@ final class SocketSink {
     var ackPollAt: UInt64? = nil
     var ackPollDelay: UInt64 = 200_000
 
+    /// When the pending connect is cancelled for taking too long.
+    var connectDeadline: UInt64? = nil
+    var connectCancelled = false
     var peerIsLocal = true
     var zeroCopyRecent: [Bool] = []
     var zeroCopyPausedUntilSend: UInt64 = 0
@@ -70,7 +73,11 @@ final class SocketSink {
     }
 
     var hasWork: Bool { !self.queue.isEmpty || self.sendInFlight || !self.pendingNotifications.isEmpty }
-    var inFlight: Int { (self.sendInFlight ? 1 : 0) + self.pendingNotifications.values.reduce(0, +) }
+    var inFlight: Int {
+        var n = (self.sendInFlight ? 1 : 0) + self.pendingNotifications.values.reduce(0, +)
+        if case .connecting = self.state { n += 1 }
+        return n
+    }
 
     func enqueue(_ item: ShipItem) {
         self.queue.append(Entry(id: self.nextEntryID, item: item, bytes: item.content, endOffset: nil))
@@ -89,7 +96,14 @@ final class SocketSink {
         case .disconnected:
             if let at = self.reconnectAt, now >= at { self.connect(loop, now: now) }
         case .connecting:
-            break
+            if let deadline = self.connectDeadline, now >= deadline, !self.connectCancelled {
+                // The CONNECT completes with -ECANCELED, which takes the failure path.
+                let target = self.userData(.socketConnect, entry: 0)
+                let cancelData = URingUserData(kind: ShipperLoop.OpKind.cancel.rawValue, index: UInt16(self.index), sequence: 0).rawValue
+                if (try? loop.ring.cancel(target, userData: cancelData)) != nil {
+                    self.connectCancelled = true
+                }
+            }
         case .connected(let fd):
             if let poll = self.ackPollAt, now >= poll {
                 self.ackPollAt = nil
@@ -127,14 +141,25 @@ final class SocketSink {
             return
         }
         self.state = .connecting(fd)
+        self.connectDeadline = now + self.configuration.connectTimeout.nanoseconds
+        self.connectCancelled = false
     }
 
     func connectCompleted(result: Int32, userData: URingUserData, loop: ShipperLoop, now: UInt64) {
         guard case .connecting(let fd) = self.state, (userData.sequence >> 32) == (self.generation & 0xFF) else { return }
+        self.connectDeadline = nil
+        if loop.isShuttingDown {
+            Files.close(fd)
+            self.state = .disconnected
+            return
+        }
         if result < 0 {
             Files.close(fd)
             self.state = .disconnected
-            self.fail(loop, now: now, reason: "connect to \(self.configuration.endpoint) failed: \(Errno(rawValue: -result))")
+            let reason = self.connectCancelled
+                ? "connect to \(self.configuration.endpoint) timed out after \(self.configuration.connectTimeout)"
+                : "connect to \(self.configuration.endpoint) failed: \(Errno(rawValue: -result))"
+            self.fail(loop, now: now, reason: reason)
             return
         }
         self.state = .connected(fd)
@@ -324,19 +349,27 @@ final class SocketSink {
     var nextDeadline: UInt64? {
         switch self.state {
         case .disconnected: return self.reconnectAt
-        case .connecting: return nil
+        case .connecting: return self.connectCancelled ? nil : self.connectDeadline
         case .connected: return self.ackPollAt
         }
     }
 
-    func close() {
+    /// Shuts the connection down. A pending connect is cancelled; its completion (which
+    /// the loop still waits for) closes the descriptor.
+    func close(_ loop: ShipperLoop) {
         switch self.state {
-        case .connected(let fd), .connecting(let fd):
+        case .connected(let fd):
             _ = shutdown(fd.rawValue, Int32(SHUT_WR))
             Files.close(fd)
+            self.state = .disconnected
+        case .connecting:
+            let target = self.userData(.socketConnect, entry: 0)
+            let cancelData = URingUserData(kind: ShipperLoop.OpKind.cancel.rawValue, index: UInt16(self.index), sequence: 0).rawValue
+            _ = try? loop.ring.cancel(target, userData: cancelData)
+            self.connectCancelled = true
+            self.reconnectAt = nil
         case .disconnected:
-            break
+            self.reconnectAt = nil
         }
-        self.state = .disconnected
     }
 }

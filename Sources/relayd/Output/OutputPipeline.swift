@@ -111,7 +111,8 @@ final class OutputPipeline: Sendable {
             return .socket(
                 RelaySocketSinkConfiguration(
                     endpoint: .tcp(host: tcp.target.host, port: Int(tcp.target.port)),
-                    reconnectDelay: tcp.reconnectBackoff
+                    reconnectDelay: tcp.reconnectBackoff,
+                    connectTimeout: tcp.connectTimeout
                 )
             )
         }
