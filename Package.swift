@@ -82,7 +82,6 @@ let package = Package(
             dependencies: [
                 "Relay",
                 "RelayShipper",
-                "RelayLogging",
                 "CRelayLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -98,7 +97,6 @@ let package = Package(
             dependencies: [
                 "Relay",
                 "RelayShipper",
-                "RelayLogging",
                 "CRelayLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -118,7 +116,8 @@ let package = Package(
         .testTarget(
             name: "RelayLoggingTests",
             dependencies: ["Relay", "RelayShipper", "RelayLogging", "RelayTestSupport",
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
         ),
         .testTarget(
             name: "relaydTests",

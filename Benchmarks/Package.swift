@@ -43,6 +43,32 @@ let package = Package(
             path: "Benchmarks/ShippingBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
+        // RelayLogging: ns and mallocs per logger.info call next to a no-op handler and
+        // StreamLogHandler; logging-bench-table prints the same comparison as a markdown table.
+        .target(
+            name: "LoggingBenchmarkSupport",
+            dependencies: [
+                .product(name: "Relay", package: relayPackage),
+                .product(name: "RelayLogging", package: relayPackage),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/LoggingBenchmarks/Support"
+        ),
+        .executableTarget(
+            name: "LoggingBenchmarks",
+            dependencies: [
+                "LoggingBenchmarkSupport",
+                .product(name: "Benchmark", package: "package-benchmark"),
+            ],
+            path: "Benchmarks/LoggingBenchmarks",
+            exclude: ["Support", "Table"],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+        .executableTarget(
+            name: "logging-bench-table",
+            dependencies: ["LoggingBenchmarkSupport"],
+            path: "Benchmarks/LoggingBenchmarks/Table"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

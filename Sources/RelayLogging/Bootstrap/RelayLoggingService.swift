@@ -1,0 +1,211 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the swift-relay open source project
+//
+// SPDX-License-Identifier: Apache-2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Glibc
+import Logging
+public import Relay
+public import RelayShipper
+public import ServiceLifecycle
+import Synchronization
+
+/// swift-log logging through a relay channel and an io_uring shipper, in one object.
+///
+/// ```swift
+/// let logging = try RelayLoggingService.bootstrap(
+///     RelayLoggingConfiguration(destination: .file(path: "/var/log/app.jsonl",
+///                                                  rotation: .init(maxBytes: 64 << 20, keep: 5))))
+/// let group = ServiceGroup(services: [logging, app], gracefulShutdownSignals: [.sigterm], logger: logger)
+/// try await group.run()
+/// ```
+///
+/// ``bootstrap(_:)`` opens a channel, starts a ``RelayShipper`` that writes its sub-buffers to the
+/// destination, and bootstraps `LoggingSystem` with ``RelayLogHandler``s. As a swift-service-lifecycle
+/// `Service`, it runs until graceful shutdown and then writes out everything logged before it: put it
+/// **first** in the `ServiceGroup`, so that it shuts down last, after the services that log. Without
+/// service-lifecycle, call ``shutdown()`` before the process exits.
+///
+/// Shutdown reports drops that were not reported yet, closes the channel (later log calls are
+/// counted as ``RelayLogStats/recordsRefusedClosed``), and waits until the shipper has written and
+/// acknowledged every sub-buffer, within ``RelayLoggingConfiguration/drainTimeout``.
+public final class RelayLoggingService: Service, Sendable {
+    /// The configuration.
+    public let configuration: RelayLoggingConfiguration
+    /// The writer every handler writes through.
+    public let writer: RelayLogWriter
+    /// The shipper.
+    public let shipper: RelayShipper
+
+    private enum Phase {
+        case running
+        case shuttingDown
+        case stopped(drained: Bool)
+    }
+
+    private let phase = Mutex<Phase>(.running)
+
+    /// The channel records are written into.
+    public var channel: RelayChannel { self.writer.channel }
+
+    /// Sets up a channel and a started shipper, without touching `LoggingSystem` (use
+    /// ``makeHandler(label:)`` for loggers, or ``bootstrap(_:)``).
+    ///
+    /// - Throws: ``RelayLoggingError`` when the channel cannot be opened (invalid sizes) or the
+    ///   shipper cannot start (io_uring unavailable, the file cannot be opened), with how to fix it.
+    public init(_ configuration: RelayLoggingConfiguration) throws(RelayLoggingError) {
+        self.configuration = configuration
+        let channel: RelayChannel
+        do {
+            channel = try RelayChannel(
+                RelayChannelConfiguration(
+                    name: configuration.channelName,
+                    subbufferSize: configuration.subbufferSize,
+                    subbufferCount: configuration.subbufferCount,
+                    mode: configuration.overload.mode,
+                    buffers: configuration.buffers,
+                    filler: .logLines
+                ))
+        } catch {
+            throw RelayLoggingError(message: "cannot open the logging channel: \(error)")
+        }
+        let shipper = RelayShipper(
+            configuration: RelayShipperConfiguration(switchInterval: configuration.switchInterval),
+            drainTimeout: configuration.drainTimeout,
+            logger: configuration.diagnostics
+        )
+        do {
+            try shipper.add(channel, sinks: configuration.destination.sinks)
+            try shipper.start()
+        } catch {
+            channel.close()
+            throw RelayLoggingError(message: "cannot start shipping logs: \(error.message)")
+        }
+        self.writer = RelayLogWriter(
+            channel: channel, format: configuration.format, sortsMetadataKeys: configuration.sortsMetadataKeys)
+        self.shipper = shipper
+    }
+
+    /// Sets up logging and bootstraps `LoggingSystem` with this service's handlers (and the
+    /// configuration's metadata provider). `LoggingSystem` can be bootstrapped once per process.
+    ///
+    /// - Returns: The service; run it in a `ServiceGroup`, or call ``shutdown()`` before exiting.
+    /// - Throws: ``RelayLoggingError`` (see ``init(_:)``).
+    public static func bootstrap(_ configuration: RelayLoggingConfiguration) throws(RelayLoggingError)
+        -> RelayLoggingService
+    {
+        let service = try RelayLoggingService(configuration)
+        let writer = service.writer
+        let level = configuration.logLevel
+        if let provider = configuration.metadataProvider {
+            LoggingSystem.bootstrap(
+                { label, provider in writer.makeHandler(label: label, metadataProvider: provider, logLevel: level) },
+                metadataProvider: provider)
+        } else {
+            LoggingSystem.bootstrap { label in writer.makeHandler(label: label, metadataProvider: nil, logLevel: level) }
+        }
+        return service
+    }
+
+    /// A handler writing through this service, for `Logger(label:factory:)` or your own bootstrap.
+    ///
+    /// - Parameter label: The logger's label.
+    public func makeHandler(label: String) -> RelayLogHandler {
+        self.writer.makeHandler(
+            label: label, metadataProvider: self.configuration.metadataProvider, logLevel: self.configuration.logLevel)
+    }
+
+    /// The writer's and channel's counters, and the shipper's latest.
+    public func stats() -> RelayLoggingStats {
+        RelayLoggingStats(log: self.writer.stats(), shipper: self.shipper.stats())
+    }
+
+    // MARK: - Service
+
+    /// Runs until graceful shutdown, then shuts down (see ``shutdown()``). When the task is cancelled
+    /// instead, it still writes out what it can, within a tenth of the drain timeout.
+    public func run() async throws {
+        var drainTimeout = self.configuration.drainTimeout
+        do {
+            try await gracefulShutdown()
+        } catch {
+            drainTimeout = drainTimeout / 10
+        }
+        guard self.beginShutdown() else {
+            await self.waitForShutdown()
+            return
+        }
+        let deadline = ContinuousClock.now + drainTimeout
+        while !self.writer.reportDrops(), ContinuousClock.now < deadline {
+            self.shipper.flush()
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        self.channel.close()
+        let remaining = deadline - ContinuousClock.now
+        if self.shipper.requestStop(timeout: remaining > .zero ? remaining : .zero) {
+            await self.shipper.waitUntilExited()
+        }
+        self.finishShutdown()
+    }
+
+    /// Writes out everything logged so far and stops: reports pending drops, closes the channel and
+    /// waits for the shipper to write and acknowledge every sub-buffer. Blocks the calling thread for
+    /// at most ``RelayLoggingConfiguration/drainTimeout``. Idempotent; later log calls are counted as
+    /// refused.
+    ///
+    /// - Returns: `true` when everything was shipped.
+    @discardableResult
+    public func shutdown() -> Bool {
+        guard self.beginShutdown() else {
+            while true {
+                if case .stopped(let drained) = self.phase.withLock({ $0 }) { return drained }
+                usleep(1000)
+            }
+        }
+        let timeout = self.configuration.drainTimeout
+        let deadline = ContinuousClock.now + timeout
+        while !self.writer.reportDrops(), ContinuousClock.now < deadline {
+            self.shipper.flush()
+            usleep(1000)
+        }
+        self.channel.close()
+        let remaining = deadline - ContinuousClock.now
+        self.shipper.stop(timeout: remaining > .zero ? remaining : .zero)
+        return self.finishShutdown()
+    }
+
+    /// Marks the start of shutdown; `false` when it already started.
+    private func beginShutdown() -> Bool {
+        self.phase.withLock { phase in
+            guard case .running = phase else { return false }
+            phase = .shuttingDown
+            return true
+        }
+    }
+
+    @discardableResult
+    private func finishShutdown() -> Bool {
+        let stats = self.shipper.stats()
+        let drained = stats.map { $0.subbuffersShipped == $0.subbuffersReleased } ?? true
+        self.phase.withLock { $0 = .stopped(drained: drained) }
+        return drained
+    }
+
+    private func waitForShutdown() async {
+        while true {
+            if case .stopped = self.phase.withLock({ $0 }) { return }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
+}
+
+/// The counters of a ``RelayLoggingService``.
+public struct RelayLoggingStats: Sendable {
+    /// The writer's and channel's counters.
+    public var log: RelayLogStats
+    /// The shipper's latest counters (`nil` before its first report).
+    public var shipper: RelayShipperStats?
+}

@@ -1,0 +1,560 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the swift-relay open source project
+//
+// SPDX-License-Identifier: Apache-2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Glibc
+public import Logging
+public import Relay
+import Synchronization
+
+/// Writes log records into one relay channel; every ``RelayLogHandler`` made from it shares it.
+///
+/// Each record is encoded **directly into a reservation** in the channel (no intermediate `String`
+/// or `Array`, no lock, no system call, no allocation in the common case; see ``RelayLogHandler``
+/// for the cases that allocate). JSON Lines records take the fast path: the writer locates every
+/// text of the record once (the event's, and the provider's and the call's metadata, collected into a
+/// table on the stack), reserves the record's worst-case size (each text byte counted as a 6-byte
+/// escape), renders the record escaping while it copies, and commits what it used; the channel
+/// takes the unused tail back (or, in the rare case that another record was reserved behind it,
+/// pads it with spaces before the newline, which JSON readers ignore). When the worst case exceeds
+/// the channel's largest record, the texts are measured first and exactly that many bytes are
+/// reserved. Other formats, `stringConvertible` metadata and records that must be truncated use the
+/// general encoder, which measures the record, then reserves exactly and writes it.
+///
+/// ## Overload
+///
+/// What happens when the channel has no free space is the channel's ``RelayMode``:
+/// - `.drop` (the default for logging): the call returns at once and the record is counted as
+///   dropped. The next record that finds space is followed by **one** record, at level `warning`
+///   with label `relay.logging`, that says how many records were dropped and since when (like
+///   LTTng's discarded-events accounting): `"1520 log records dropped since
+///   2026-11-27T16:00:00.123456Z: the relay channel was full"`, with the numbers also in its
+///   metadata (`relay.dropped`, `relay.dropped_since`). Every dropped record is reported exactly
+///   once; ``stats()`` counts the drops not yet reported.
+/// - `.block(timeout:)`: the call waits for space (back-pressure); a record that still finds no
+///   space within the timeout is dropped and reported as above.
+///
+/// ## Size limit
+///
+/// A record larger than the channel's ``RelayChannel/maxRecordSize`` is truncated to fit, with the
+/// marker `…[truncated N bytes]` after the message, and counted (``RelayLogStats/recordsTruncated``);
+/// it is never split and never dropped silently (see ``LogRecordEncoder``).
+///
+/// Because fast-path records reserve their worst-case size, a channel that is almost full may drop a
+/// record whose actual size would still have fit.
+///
+/// - Warning: The channel must stay open while handlers log; records logged after it is closed are
+///   counted as ``RelayLogStats/recordsRefusedClosed``.
+public final class RelayLogWriter: Sendable {
+    /// The channel records are written into.
+    public let channel: RelayChannel
+    /// The record format.
+    public let format: RecordFormat
+    /// Whether provider and per-call metadata keys are sorted in each record (see
+    /// ``RelayLogHandler``).
+    public let sortsMetadataKeys: Bool
+
+    let encoder: LogRecordEncoder
+    let maxRecordSize: Int
+    let isJSONLines: Bool
+    let sourceProbe = LogEventSourceProbe()
+    let timestampCache = TimestampCache()
+
+    // Counters of rare events only (a per-record counter would cost an atomic operation per call;
+    // records written are counted by the channel). Every access is relaxed: they are statistics that
+    // publish nothing, and each is a single atomic word, so no count is lost or counted twice.
+    let droppedCount = Atomic<UInt64>(0)
+    let truncatedCount = Atomic<UInt64>(0)
+    let refusedClosedCount = Atomic<UInt64>(0)
+    let summaryCount = Atomic<UInt64>(0)
+    let reportedCount = Atomic<UInt64>(0)
+    let blankCount = Atomic<UInt64>(0)
+
+    /// The drops not reported yet: `first` is their number, `second` the bit pattern of the wall-clock
+    /// time (ns) of the first of them.
+    let dropEpisode = Atomic<WordPair>(WordPair(first: 0, second: 0))
+    /// Non-zero when `dropEpisode` may hold drops: the one word every log call reads (a shared,
+    /// read-mostly cache line), so the common case never touches `dropEpisode`.
+    let dropHint = Atomic<UInt>(0)
+
+    /// Creates a writer.
+    ///
+    /// - Parameters:
+    ///   - channel: The channel to write into. Its ``RelayMode`` decides what happens when it is full.
+    ///   - format: The record format (JSON Lines by default).
+    ///   - sortsMetadataKeys: Sort the keys of provider and per-call metadata in every record (the
+    ///     handler's own metadata is always sorted, at no cost per record). Off by default: swift-log
+    ///     metadata is an unordered dictionary, JSON readers do not depend on member order, and sorting
+    ///     costs a few comparisons per key on every call.
+    public init(channel: RelayChannel, format: RecordFormat = .jsonLines, sortsMetadataKeys: Bool = false) {
+        self.channel = channel
+        self.format = format
+        self.sortsMetadataKeys = sortsMetadataKeys
+        self.encoder = LogRecordEncoder(format: format, sortsMetadataKeys: sortsMetadataKeys)
+        self.maxRecordSize = channel.maxRecordSize
+        if case .jsonLines = format {
+            self.isJSONLines = true
+        } else {
+            self.isJSONLines = false
+        }
+    }
+
+    /// Creates a handler that writes through this writer.
+    ///
+    /// - Parameters:
+    ///   - label: The logger's label.
+    ///   - metadataProvider: The metadata provider (`LoggingSystem.metadataProvider` by default).
+    ///   - logLevel: The initial level.
+    /// - Returns: The handler.
+    public func makeHandler(
+        label: String,
+        metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider,
+        logLevel: Logger.Level = .info
+    ) -> RelayLogHandler {
+        RelayLogHandler(label: label, writer: self, metadataProvider: metadataProvider, logLevel: logLevel)
+    }
+
+    /// The writer's counters, with the channel's.
+    ///
+    /// The channel counts a record as written when its sub-buffer is delivered, so
+    /// ``RelayLogStats/recordsWritten`` is exact after `flush()` (or shutdown) and may lag while
+    /// records are in flight.
+    public func stats() -> RelayLogStats {
+        let channel = self.channel.stats()
+        // relaxed (all loads): a snapshot of statistics (see the counters' declaration).
+        let episode = self.dropEpisode.load(ordering: .relaxed)
+        let summaries = self.summaryCount.load(ordering: .relaxed)
+        let blanks = self.blankCount.load(ordering: .relaxed)
+        let delivered = channel.total.recordsWritten
+        return RelayLogStats(
+            recordsWritten: delivered >= summaries + blanks ? delivered - summaries - blanks : 0,
+            recordsDropped: self.droppedCount.load(ordering: .relaxed),
+            recordsTruncated: self.truncatedCount.load(ordering: .relaxed),
+            recordsRefusedClosed: self.refusedClosedCount.load(ordering: .relaxed),
+            dropReports: summaries,
+            dropsReported: self.reportedCount.load(ordering: .relaxed),
+            dropsPending: UInt64(episode.first),
+            blankRecords: blanks,
+            channel: channel
+        )
+    }
+
+    // MARK: - Writing
+
+    /// Writes the record of one `log(event:)` call.
+    @inline(__always)
+    func write(
+        _ event: LogEvent,
+        header: RecordHeader,
+        handlerMetadata: borrowing PreEncodedMetadata,
+        provider: Logger.MetadataProvider?
+    ) {
+        let timestamp = WallClock.nanosecondsSinceEpoch
+        let provided = provider?.get()
+        var written: Bool? = nil
+        if self.isJSONLines, handlerMetadata.style == .json || handlerMetadata.isEmpty {
+            written = self.writeJSONLine(
+                event, timestamp: timestamp, header: header, handlerMetadata: handlerMetadata, provided: provided)
+        }
+        if written == nil {
+            written = self.writeGeneral(
+                event, timestamp: timestamp, label: header.label, handlerMetadata: handlerMetadata, provided: provided)
+        }
+        // The record found space, so the drops before it can be reported now (relaxed: a hint;
+        // `reportDrops` synchronises through `dropEpisode`).
+        if _slowPath(written == true && self.dropHint.load(ordering: .relaxed) != 0) {
+            self.reportDrops()
+        }
+    }
+
+    /// The fast path: JSON Lines, sized exactly, rendered straight into the reservation. Returns
+    /// whether the record was written, or `nil` (having done nothing) when it needs the general
+    /// encoder.
+    ///
+    /// Everything the passes need is taken out of the event first and no closure refers to the event:
+    /// a closure that captures it copies it, which costs a dozen reference-count operations.
+    @inline(__always)
+    private func writeJSONLine(
+        _ event: LogEvent,
+        timestamp: Int64,
+        header: RecordHeader,
+        handlerMetadata: borrowing PreEncodedMetadata,
+        provided: Logger.Metadata?
+    ) -> Bool? {
+        let call = event.metadata
+        let plan = MetadataMergePlan(
+            handlerOverridden: MetadataKeyFilter.collides(provided, with: handlerMetadata)
+                || MetadataKeyFilter.collides(call, with: handlerMetadata),
+            providerOverridden: (provided.map { !$0.isEmpty } ?? false)
+                && MetadataMerge.overridesAny(call, in: provided ?? [:]),
+            sortKeys: self.sortsMetadataKeys
+        )
+        let message = event.message.description
+        let file = event.file
+        let function = event.function
+        // The explicit source, or nil when it is the module part of `file`.
+        let explicitSource: String? =
+            self.sourceProbe.isAvailable && self.sourceProbe.hasNoExplicitSource(event) ? nil : event.source
+        let segment = header.jsonSegment(event.level)
+        let line = event.line
+        var errorMessage: String? = nil
+        var errorType = ""
+        if let error = event.error {
+            errorMessage = String(describing: error)
+            errorType = String(reflecting: type(of: error))
+        }
+        let layers = (provided?.count ?? 0) + (call?.count ?? 0)
+        let hasMetadata = !handlerMetadata.isEmpty || layers > 0
+        // The piece table and the bytes of small strings, on the stack (up to about 20 entries):
+        // 96 bytes for the event's small strings, 32 for the timestamp, then the pieces, then 16 bytes
+        // per piece.
+        let capacity = hasMetadata ? handlerMetadata.count + 2 * layers + 2 : 0
+        let pieceBytes = capacity * MemoryLayout<MetadataPiece>.stride
+        let byteCount = 128 + pieceBytes + capacity * 16
+        return withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 16) { scratch -> Bool? in
+            let slots = scratch.baseAddress!
+            self.timestampCache.write(timestamp, to: slots + 96)
+            guard let messageBytes = borrowUTF8(message, smallStringSlot: slots),
+                let fileBytes = borrowUTF8(file, smallStringSlot: slots + 16),
+                let functionBytes = borrowUTF8(function, smallStringSlot: slots + 32),
+                let sourceBytes = explicitSource.map({ borrowUTF8($0, smallStringSlot: slots + 48) })
+                    ?? moduleName(ofFileID: fileBytes),
+                let errorMessageBytes = borrowUTF8(errorMessage ?? "", smallStringSlot: slots + 64),
+                let errorTypeBytes = borrowUTF8(errorType, smallStringSlot: slots + 80)
+            else {
+                return nil
+            }
+            let text = JSONRecordText(
+                header: segment,
+                message: TextPiece(unmeasuredJSONText: messageBytes),
+                source: TextPiece(unmeasuredJSONText: sourceBytes),
+                file: TextPiece(unmeasuredJSONText: fileBytes),
+                function: TextPiece(unmeasuredJSONText: functionBytes),
+                error: errorMessage == nil
+                    ? nil
+                    : (TextPiece(unmeasuredJSONText: errorMessageBytes), TextPiece(unmeasuredJSONText: errorTypeBytes)),
+                timestamp: UnsafeRawBufferPointer(start: slots + 96, count: RFC3339.length),
+                line: line
+            )
+            if !hasMetadata {
+                return self.commitJSONLine(text, metadata: UnsafeMutableBufferPointer(start: nil, count: 0))
+            }
+            let table = (slots + 128).bindMemory(to: MetadataPiece.self, capacity: capacity)
+            var collector = JSONMetadataCollector(table: table, capacity: capacity, scratch: slots + 128 + pieceBytes)
+            if collector.collect(handler: handlerMetadata, provider: provided, call: call, plan: plan) {
+                return self.commitJSONLine(text, metadata: collector.mutablePieces)
+            }
+            if collector.unsupported {
+                return nil  // `stringConvertible`: the general encoder renders it.
+            }
+            // Nested arrays and dictionaries need more pieces than the stack table has.
+            return self.writeJSONLineWithNestedMetadata(
+                text, handlerMetadata: handlerMetadata, provided: provided, call: call, plan: plan)
+        }
+    }
+
+    /// The fast path for metadata with nested arrays and dictionaries: the piece table on the heap.
+    @inline(never)
+    private func writeJSONLineWithNestedMetadata(
+        _ text: JSONRecordText,
+        handlerMetadata: borrowing PreEncodedMetadata,
+        provided: Logger.Metadata?,
+        call: Logger.Metadata?,
+        plan: MetadataMergePlan
+    ) -> Bool? {
+        var capacity = 64
+        while capacity <= 1 << 20 {
+            let table = UnsafeMutablePointer<MetadataPiece>.allocate(capacity: capacity)
+            let strings = UnsafeMutableRawPointer.allocate(byteCount: capacity * 16, alignment: 16)
+            defer {
+                table.deallocate()
+                strings.deallocate()
+            }
+            var collector = JSONMetadataCollector(table: table, capacity: capacity, scratch: strings)
+            if collector.collect(handler: handlerMetadata, provider: provided, call: call, plan: plan) {
+                return self.commitJSONLine(text, metadata: collector.mutablePieces)
+            }
+            if collector.unsupported { return nil }
+            capacity *= 8
+        }
+        return nil
+    }
+
+    /// Sizes, reserves, writes and commits one JSON line. Returns whether it was written, or `nil`
+    /// (having done nothing) when it is too large for the channel (the general encoder truncates it).
+    ///
+    /// The texts are not scanned before writing: the reservation is the record's upper bound (every
+    /// text byte counted as a 6-byte escape), the writer escapes while it copies, and the unused
+    /// rest of the reservation goes back to the channel at commit. Only when that bound exceeds the
+    /// largest record are the texts measured first, for the exact size.
+    @inline(__always)
+    private func commitJSONLine(_ text: JSONRecordText, metadata: UnsafeMutableBufferPointer<MetadataPiece>) -> Bool? {
+        var sizer = RecordSizer()
+        emitJSONRecord(into: &sizer, text, metadata: UnsafeBufferPointer(metadata))
+        if _fastPath(sizer.count <= self.maxRecordSize) {
+            return self.writeJSONLine(text, metadata: UnsafeBufferPointer(metadata), reserving: sizer.count)
+        }
+        return self.commitMeasuredJSONLine(text, metadata: metadata)
+    }
+
+    /// A record whose upper bound exceeds the largest record: measured exactly first.
+    @inline(never)
+    private func commitMeasuredJSONLine(_ text: JSONRecordText, metadata: UnsafeMutableBufferPointer<MetadataPiece>) -> Bool? {
+        var text = text
+        text.measure()
+        for i in metadata.indices { metadata[i].text.measure() }
+        var sizer = RecordSizer()
+        emitJSONRecord(into: &sizer, text, metadata: UnsafeBufferPointer(metadata))
+        guard sizer.count <= self.maxRecordSize else { return nil }
+        return self.writeJSONLine(text, metadata: UnsafeBufferPointer(metadata), reserving: sizer.count)
+    }
+
+    @inline(__always)
+    private func writeJSONLine(
+        _ text: JSONRecordText, metadata: UnsafeBufferPointer<MetadataPiece>, reserving size: Int
+    ) -> Bool {
+        self.reserveAndWrite(atMost: size) { buffer in
+            var writer = RecordWriter(buffer)
+            emitJSONRecord(into: &writer, text, metadata: metadata)
+            return writer.written(since: buffer.baseAddress!)
+        }
+    }
+
+    /// Reserves `size` bytes, lets `render` write the record and return its length (at most `size`),
+    /// and commits that many. Returns whether the record was written (a loss is counted).
+    @inline(__always)
+    private func reserveAndWrite(atMost size: Int, _ render: (UnsafeMutableRawBufferPointer) -> Int) -> Bool {
+        let reservation: RelayReservation
+        do {
+            reservation = try self.channel.reserve(size)
+        } catch {
+            self.recordLost(error)
+            return false
+        }
+        let used = reservation.withUnsafeMutableBytes(render)
+        precondition(used >= 1 && used <= size, "a record of \(used) bytes in a reservation of \(size)")
+        if used == size {
+            reservation.commit()
+        } else {
+            // Hands the unused tail back (or, when another record was reserved after this one, pads it
+            // with spaces before the newline).
+            reservation.commit(usedBytes: used)
+        }
+        return true
+    }
+
+    /// The general path: any format, truncation, `stringConvertible` metadata. Returns whether the
+    /// record was written (a loss is counted).
+    @inline(never)
+    private func writeGeneral(
+        _ event: LogEvent,
+        timestamp: Int64,
+        label: String,
+        handlerMetadata: borrowing PreEncodedMetadata,
+        provided: Logger.Metadata?
+    ) -> Bool {
+        let explicitSource: String? =
+            self.sourceProbe.isAvailable && self.sourceProbe.hasNoExplicitSource(event) ? nil : event.source
+        let record = LogRecordFields(
+            event: event,
+            label: label,
+            timestampNanoseconds: timestamp,
+            handlerMetadata: copy handlerMetadata,
+            providerMetadata: provided,
+            explicitSource: .some(explicitSource)
+        )
+        switch self.write(record) {
+        case .written:
+            return true
+        case .truncated:
+            self.truncatedCount.add(1, ordering: .relaxed)
+            return true
+        case .lost(let error):
+            self.recordLost(error)
+            return false
+        case .unencodable:
+            // Not even a fully truncated record fits (a huge label, file or function name).
+            self.truncatedCount.add(1, ordering: .relaxed)
+            self.recordLost(.tooBig)
+            return false
+        }
+    }
+
+    /// What happened to a record written by the general encoder.
+    enum GeneralOutcome {
+        case written
+        case truncated
+        case lost(RelayReserveError)
+        case unencodable
+    }
+
+    /// Encodes `record` with the general encoder into an exactly sized reservation.
+    ///
+    /// The size is measured first. Only a `stringConvertible` description (or an error description)
+    /// that changes between the measuring and the writing pass can make the record not fit its
+    /// reservation; the reservation is then left uncommitted, which the channel fills with the
+    /// documented blank filler (spaces and a newline) and counts, and the record is encoded once
+    /// more into a reservation of the new size. ``RelayLogStats/blankRecords`` counts these.
+    func write(_ record: borrowing LogRecordFields) -> GeneralOutcome {
+        var measured = self.encoder.measure(record, maxBytes: self.maxRecordSize)
+        var attempts = 0
+        while attempts < 3 {
+            attempts += 1
+            if measured.isDropped { return .unencodable }
+            let size = measured.requiredCapacity
+            let reservation: RelayReservation
+            do {
+                reservation = try self.channel.reserve(size)
+            } catch {
+                return .lost(error)
+            }
+            let outcome = reservation.withUnsafeMutableBytes { raw in
+                var cursor = ByteCursor(raw)
+                return self.encoder.encode(record, into: &cursor, maxBytes: self.maxRecordSize)
+            }
+            if outcome.isComplete {
+                if outcome.bytesWritten == size {
+                    reservation.commit()
+                } else {
+                    reservation.commit(usedBytes: outcome.bytesWritten)
+                }
+                return outcome.truncated ? .truncated : .written
+            }
+            // The reservation is dropped here: the channel fills it with blanks and commits it.
+            _ = consume reservation
+            self.blankCount.add(1, ordering: .relaxed)
+            measured = outcome
+        }
+        return .lost(.dropped)
+    }
+
+    // MARK: - Losses and drop reports
+
+    /// Counts a record the channel did not take.
+    @inline(never)
+    func recordLost(_ error: RelayReserveError) {
+        switch error {
+        case .closed:
+            self.refusedClosedCount.add(1, ordering: .relaxed)
+        case .dropped, .timedOut, .tooBig, .emptyReservation:
+            self.droppedCount.add(1, ordering: .relaxed)
+            self.addPendingDrops(1, since: WallClock.nanosecondsSinceEpoch)
+        }
+    }
+
+    /// Adds `count` drops whose first happened at `since` to the unreported episode.
+    private func addPendingDrops(_ count: UInt, since: Int64) {
+        // sequentiallyConsistent (CAS and the hint load): pairs with `reportDrops`, which clears the
+        // hint before it takes the episode; either it takes these drops, or this load sees the cleared
+        // hint and sets it again.
+        // relaxed: only the first guess for the compare-exchange below, which validates it.
+        var current = self.dropEpisode.load(ordering: .relaxed)
+        while true {
+            let first = current.first == 0 ? since : Swift.min(since, Int64(bitPattern: UInt64(current.second)))
+            let desired = WordPair(first: current.first &+ count, second: UInt(UInt64(bitPattern: first)))
+            let (exchanged, original) = self.dropEpisode.compareExchange(
+                expected: current, desired: desired, ordering: .sequentiallyConsistent)
+            if exchanged { break }
+            current = original
+        }
+        if self.dropHint.load(ordering: .sequentiallyConsistent) == 0 {
+            self.dropHint.store(1, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Writes the record that reports the unreported drops, if there are any and the channel has
+    /// space. Log calls do this by themselves; call it to report drops without logging anything else
+    /// (shutdown does).
+    ///
+    /// - Returns: `true` when no drops remain unreported.
+    @discardableResult
+    @inline(never)
+    public func reportDrops() -> Bool {
+        // sequentiallyConsistent: see `addPendingDrops`.
+        self.dropHint.store(0, ordering: .sequentiallyConsistent)
+        let episode = self.dropEpisode.exchange(WordPair(first: 0, second: 0), ordering: .sequentiallyConsistent)
+        let count = episode.first
+        guard count > 0 else { return true }
+        let since = Int64(bitPattern: UInt64(episode.second))
+        let record = Self.dropReport(count: UInt64(count), since: since, timestamp: WallClock.nanosecondsSinceEpoch)
+        switch self.write(record) {
+        case .written, .truncated:
+            self.summaryCount.add(1, ordering: .relaxed)
+            self.reportedCount.add(UInt64(count), ordering: .relaxed)
+            return true
+        case .lost, .unencodable:
+            // Still no space: keep the drops (with their original start) for the next attempt.
+            self.addPendingDrops(count, since: since)
+            return false
+        }
+    }
+
+    /// The record reporting `count` drops since `since`.
+    static func dropReport(count: UInt64, since: Int64, timestamp: Int64) -> LogRecordFields {
+        let sinceText = WallClock.rfc3339(since)
+        return LogRecordFields(
+            timestampNanoseconds: timestamp,
+            level: .warning,
+            label: "relay.logging",
+            message: "\(count) log records dropped since \(sinceText): the relay channel was full",
+            callMetadata: ["relay.dropped": "\(count)", "relay.dropped_since": .string(sinceText)],
+            source: "RelayLogging",
+            file: #fileID,
+            function: #function,
+            line: #line
+        )
+    }
+}
+
+/// The counters of a ``RelayLogWriter``.
+///
+/// Every record offered to the writer ends up in exactly one of `recordsWritten`,
+/// `recordsDropped` and `recordsRefusedClosed` (truncated records are written). Each dropped record
+/// is reported exactly once by a drop report record, or still pending: `recordsDropped ==
+/// dropsReported + dropsPending`. (The channel's own counters also count report records that found
+/// no space; these counters do not.)
+public struct RelayLogStats: Sendable, Hashable {
+    /// Log records delivered by the channel (drop reports and blank records not included). Exact
+    /// once the channel is flushed; lags while sub-buffers are partly filled.
+    public var recordsWritten: UInt64
+    /// Records the channel had no space for (drop mode), or no space within the block timeout.
+    public var recordsDropped: UInt64
+    /// Records shortened to the channel's largest record (written, with a marker).
+    public var recordsTruncated: UInt64
+    /// Records logged after the channel was closed.
+    public var recordsRefusedClosed: UInt64
+    /// Drop report records written (`N log records dropped since …`).
+    public var dropReports: UInt64
+    /// The sum of the counts in those reports.
+    public var dropsReported: UInt64
+    /// Drops not reported yet (the next record that finds space reports them).
+    public var dropsPending: UInt64
+    /// Reservations committed blank because a `stringConvertible` or error description changed length
+    /// between measuring and writing (the record was written again after it).
+    public var blankRecords: UInt64
+    /// The channel's own counters.
+    public var channel: RelayChannelStats
+}
+
+/// The wall clock, read through the vDSO.
+enum WallClock {
+    /// CLOCK_REALTIME in nanoseconds since the Unix epoch.
+    @inline(__always)
+    static var nanosecondsSinceEpoch: Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
+    }
+
+    /// An RFC 3339 timestamp with microseconds.
+    static func rfc3339(_ nanosecondsSinceEpoch: Int64) -> String {
+        String(unsafeUninitializedCapacity: RFC3339.length) { buffer in
+            RFC3339.write(nanosecondsSinceEpoch, to: UnsafeMutableRawPointer(buffer.baseAddress!))
+            return RFC3339.length
+        }
+    }
+}

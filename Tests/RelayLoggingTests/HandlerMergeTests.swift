@@ -1,0 +1,127 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the swift-relay open source project
+//
+// SPDX-License-Identifier: Apache-2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Logging
+import Relay
+import Synchronization
+import Testing
+
+@testable import RelayLogging
+
+private enum TestContext {
+    @TaskLocal static var requestID: String?
+}
+
+@Suite("RelayLogHandler metadata merge and provider")
+struct HandlerMergeTests {
+    @Test("handler < provider < call, each key once, handler entries first and sorted", arguments: [false, true])
+    func mergeOrder(sorted: Bool) throws {
+        let channel = try makeTestChannel()
+        let writer = RelayLogWriter(channel: channel, sortsMetadataKeys: sorted)
+        var logger = makeTestLogger(
+            writer, metadataProvider: Logger.MetadataProvider { ["b": "provider", "d": "provider", "p": "provider"] })
+        logger[metadataKey: "c"] = "handler"
+        logger[metadataKey: "a"] = "handler"
+        logger[metadataKey: "b"] = "handler"
+        let call: Logger.Metadata = ["c": "call", "d": "call", "e": "call"]
+        logger.info("merge", metadata: call)
+
+        let line = try #require(splitLines(drainChannel(channel)).first)
+        let record = try #require(parseJSONLine(line))
+        let metadata = try #require(record["metadata"] as? [String: String])
+        #expect(
+            metadata == ["a": "handler", "b": "provider", "c": "call", "d": "call", "e": "call", "p": "provider"])
+        // Each key once, handler entries first in key order.
+        let text = String(decoding: line, as: UTF8.self)
+        for key in ["a", "b", "c", "d", "e", "p"] {
+            #expect(text.components(separatedBy: "\"\(key)\":").count == 2, "key \(key) must appear once")
+        }
+        #expect(text.contains(#""metadata":{"a":"handler","b":"provider""#) || text.contains(#""metadata":{"a":"handler","#))
+        if sorted {
+            #expect(text.contains(#""metadata":{"a":"handler","b":"provider","p":"provider","c":"call","d":"call","e":"call"}"#))
+        }
+    }
+
+    @Test("the provider is asked once per record and sees task-local values")
+    func providerPerRecord() async throws {
+        let channel = try makeTestChannel()
+        let writer = RelayLogWriter(channel: channel)
+        let calls = Atomic<Int>(0)
+        let provider = Logger.MetadataProvider {
+            calls.add(1, ordering: .relaxed)
+            guard let id = TestContext.requestID else { return [:] }
+            return ["request-id": .string(id)]
+        }
+        let logger = makeTestLogger(writer, metadataProvider: provider)
+        logger.info("outside")
+        await TestContext.$requestID.withValue("r-1") {
+            logger.info("inside")
+        }
+        logger.trace("also outside")
+        #expect(calls.load(ordering: .relaxed) == 3)
+
+        let records = splitLines(drainChannel(channel)).compactMap { parseJSONLine($0) }
+        #expect(records.count == 3)
+        #expect(records[0]["metadata"] == nil)
+        #expect((records[1]["metadata"] as? [String: String]) == ["request-id": "r-1"])
+        #expect(records[2]["metadata"] == nil)
+    }
+
+    @Test("event.error is encoded with its description and type")
+    func errorIsEncoded() throws {
+        let channel = try makeTestChannel()
+        let writer = RelayLogWriter(channel: channel)
+        let logger = makeTestLogger(writer)
+        logger.error("failed", error: EncodingTestError(description: "disk \"full\"\nretry"))
+        logger.info("fine")
+
+        let records = splitLines(drainChannel(channel)).compactMap { parseJSONLine($0) }
+        let error = try #require(records.first?["error"] as? [String: String])
+        #expect(error["message"] == "disk \"full\"\nretry")
+        #expect(error["type"]?.hasSuffix("EncodingTestError") == true)
+        #expect(records.last?["error"] == nil)
+    }
+
+    @Test("the source is the call site's, or the module of the file")
+    func source() throws {
+        let channel = try makeTestChannel()
+        let writer = RelayLogWriter(channel: channel)
+        #expect(writer.sourceProbe.isAvailable, "the LogEvent layout probe must find `_source`")
+        let logger = makeTestLogger(writer)
+        logger.info("derived")
+        logger.info("explicit", source: "CustomSource")
+        logger.info("explicit long", source: "AVeryLongExplicitSourceName")
+        logger.log(level: .info, "no module", file: "nofile", function: "f", line: 1)
+
+        let records = splitLines(drainChannel(channel)).compactMap { parseJSONLine($0) }
+        #expect(records.map { $0["source"] as? String } == ["RelayLoggingTests", "CustomSource", "AVeryLongExplicitSourceName", "n/a"])
+        #expect(records.first?["file"] as? String == "RelayLoggingTests/HandlerMergeTests.swift")
+        #expect(records.first?["function"] as? String == "source()")
+    }
+
+    @Test("nested and stringConvertible values from every layer")
+    func nestedAndConvertible() throws {
+        let channel = try makeTestChannel()
+        let writer = RelayLogWriter(channel: channel)
+        var logger = makeTestLogger(
+            writer,
+            metadataProvider: Logger.MetadataProvider {
+                ["prov": ["list": ["x", ["y": "z"]]], "conv": .stringConvertible(EncodingTestConvertible(description: "c"))]
+            })
+        logger[metadataKey: "h"] = .stringConvertible(EncodingTestConvertible(description: "frozen"))
+        logger.info("nested", metadata: ["call": ["a": ["1", "2"], "b": [:]], "empty": []])
+
+        let record = try #require(splitLines(drainChannel(channel)).first.flatMap { parseJSONLine($0) })
+        let expected: Logger.Metadata = [
+            "h": "frozen", "prov": ["list": ["x", ["y": "z"]]], "conv": "c",
+            "call": ["a": ["1", "2"], "b": [:]], "empty": [],
+        ]
+        #expect(encodingJSONObjectEquals(record["metadata"], expected))
+    }
+}

@@ -1,0 +1,195 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the swift-relay open source project
+//
+// SPDX-License-Identifier: Apache-2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Logging
+import Relay
+import RelayTestSupport
+import Synchronization
+import Testing
+
+@testable import RelayLogging
+
+/// The records of a drained channel, sorted into log records and drop reports.
+struct DrainedRecords {
+    var records: [[String: Any]] = []
+    var reports: [[String: Any]] = []
+    var blankLines = 0
+    var droppedReported: Int { self.reports.reduce(0) { $0 + (Int(($1["metadata"] as? [String: String])?["relay.dropped"] ?? "") ?? -1_000_000) } }
+
+    init(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
+        for line in splitLines(bytes) {
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x0A }) {
+                self.blankLines += 1
+                continue
+            }
+            guard let record = parseJSONLine(line, sourceLocation: sourceLocation) else { continue }
+            if record["label"] as? String == "relay.logging" {
+                self.reports.append(record)
+            } else {
+                self.records.append(record)
+            }
+        }
+    }
+}
+
+/// A description that is short the first time and long afterwards.
+final class ChangingDescription: CustomStringConvertible, Sendable {
+    let calls = Atomic<Int>(0)
+    var description: String {
+        self.calls.add(1, ordering: .relaxed).oldValue == 0 ? "short" : "a-much-longer-description-than-before"
+    }
+}
+
+@Suite("RelayLogHandler overload, drops and losses")
+struct HandlerOverloadTests {
+    @Test("drop mode: every dropped record is reported exactly once, after space returns")
+    func dropAccounting() throws {
+        let channel = try makeTestChannel(mode: .drop, subbufferSize: 4096, subbufferCount: 2, buffers: 2)
+        let writer = RelayLogWriter(channel: channel)
+        let threads = 4
+        let perThread = 3000
+        TestThreads.run(count: threads) { thread in
+            let logger = makeTestLogger(writer)
+            for i in 0..<perThread {
+                logger.info("record", metadata: ["thread": "\(thread)", "i": "\(i)"])
+            }
+        }
+        let during = writer.stats()
+        #expect(during.recordsDropped > 0, "a 16 KiB channel without a consumer must drop")
+        // While one CPU buffer is full another may still have room: records written there report
+        // the drops so far.
+        #expect(during.dropsPending + during.dropsReported == during.recordsDropped)
+
+        // Space returns: the next record is preceded by the report.
+        var bytes = drainChannel(channel)
+        makeTestLogger(writer).info("after")
+        bytes += drainChannel(channel)
+
+        let drained = DrainedRecords(bytes)
+        let stats = writer.stats()
+        #expect(drained.blankLines == 0)
+        #expect(drained.reports.count >= 1)
+        #expect(stats.dropReports == UInt64(drained.reports.count))
+        #expect(stats.dropsPending == 0)
+        #expect(drained.droppedReported == Int(stats.recordsDropped))
+        #expect(stats.dropsReported == stats.recordsDropped)
+        #expect(drained.records.count + drained.droppedReported == threads * perThread + 1)
+        #expect(drained.records.last?["message"] as? String == "after")
+        // Unique records: nothing written twice.
+        let keys = Set(drained.records.compactMap { ($0["metadata"] as? [String: String]).map { "\($0["thread"]!)/\($0["i"]!)" } })
+        #expect(keys.count == drained.records.count - 1)
+
+        for report in drained.reports {
+            #expect(report["level"] as? String == "warning")
+            let message = try #require(report["message"] as? String)
+            let metadata = try #require(report["metadata"] as? [String: String])
+            let count = try #require(metadata["relay.dropped"])
+            let since = try #require(metadata["relay.dropped_since"])
+            #expect(message == "\(count) log records dropped since \(since): the relay channel was full")
+            #expect(since <= (report["timestamp"] as? String ?? ""))
+        }
+    }
+
+    @Test("block mode: nothing is lost while a consumer frees space")
+    func blockModeLosesNothing() throws {
+        let channel = try makeTestChannel(mode: .block(timeout: nil), subbufferSize: 4096, subbufferCount: 2, buffers: 1)
+        let writer = RelayLogWriter(channel: channel)
+        let collected = Mutex<[UInt8]>([])
+        let stop = Atomic<Bool>(false)
+        let consumer = TestThreads.spawn {
+            while !stop.load(ordering: .acquiring) {
+                let bytes = drainChannel(channel, flush: false)
+                if bytes.isEmpty { usleep(200) } else { collected.withLock { $0 += bytes } }
+            }
+            let rest = drainChannel(channel)
+            collected.withLock { $0 += rest }
+        }
+        let threads = 4
+        let perThread = 2000
+        TestThreads.run(count: threads) { thread in
+            let logger = makeTestLogger(writer)
+            for i in 0..<perThread {
+                logger.info("record", metadata: ["thread": "\(thread)", "i": "\(i)"])
+            }
+        }
+        stop.store(true, ordering: .releasing)
+        TestThreads.join(consumer)
+
+        let drained = DrainedRecords(collected.withLock { $0 })
+        #expect(drained.records.count == threads * perThread)
+        #expect(drained.reports.isEmpty)
+        #expect(writer.stats().recordsDropped == 0)
+        #expect(channel.stats().total.writerWaits > 0, "the producers must have waited for space")
+    }
+
+    @Test("block mode with a timeout: records that time out are dropped and reported")
+    func blockTimeout() throws {
+        let channel = try makeTestChannel(
+            mode: .block(timeout: .milliseconds(2)), subbufferSize: 4096, subbufferCount: 2, buffers: 1)
+        let writer = RelayLogWriter(channel: channel)
+        let logger = makeTestLogger(writer)
+        for i in 0..<60 { logger.info("record \(i)", metadata: ["pad": .string(String(repeating: "x", count: 200))]) }
+        let dropped = writer.stats().recordsDropped
+        #expect(dropped > 0)
+        var bytes = drainChannel(channel)
+        logger.info("after")
+        bytes += drainChannel(channel)
+        let drained = DrainedRecords(bytes)
+        #expect(drained.droppedReported == Int(dropped))
+        #expect(drained.records.count + drained.droppedReported == 61)
+        #expect(channel.stats().total.blockTimeouts == dropped)
+    }
+
+    @Test("a report that finds no space keeps the drops for the next one")
+    func reportWithoutSpace() throws {
+        let channel = try makeTestChannel(mode: .drop, subbufferSize: 4096, subbufferCount: 2, buffers: 1)
+        let writer = RelayLogWriter(channel: channel)
+        let logger = makeTestLogger(writer)
+        for i in 0..<200 { logger.info("fill \(i)") }
+        let first = writer.stats().recordsDropped
+        #expect(first > 0)
+        // Still full: reporting fails and keeps the count; more drops join the same episode.
+        #expect(!writer.reportDrops())
+        logger.info("dropped too")
+        #expect(writer.stats().dropsPending == first + 1)
+        var bytes = drainChannel(channel)
+        #expect(writer.reportDrops())
+        bytes += drainChannel(channel)
+        let drained = DrainedRecords(bytes)
+        #expect(drained.reports.count == 1)
+        #expect(drained.droppedReported == Int(first) + 1)
+    }
+
+    @Test("records logged after the channel closed are counted as refused")
+    func closedChannel() throws {
+        let channel = try makeTestChannel()
+        let writer = RelayLogWriter(channel: channel)
+        let logger = makeTestLogger(writer)
+        logger.info("before")
+        channel.close()
+        for _ in 0..<3 { logger.info("after close", metadata: ["k": "v"]) }
+        let stats = writer.stats()
+        #expect(stats.recordsRefusedClosed == 3)
+        #expect(stats.recordsDropped == 0)
+        #expect(DrainedRecords(drainChannel(channel, flush: false)).records.count == 1)
+    }
+
+    @Test("a description that changes length between passes costs one blank line, which is counted")
+    func changingDescription() throws {
+        let channel = try makeTestChannel()
+        let writer = RelayLogWriter(channel: channel)
+        let logger = makeTestLogger(writer)
+        logger.info("flaky", metadata: ["v": .stringConvertible(ChangingDescription())])
+        let drained = DrainedRecords(drainChannel(channel))
+        #expect(drained.blankLines == 1)
+        #expect(writer.stats().blankRecords == 1)
+        #expect((drained.records.first?["metadata"] as? [String: String])?["v"] == "a-much-longer-description-than-before")
+        #expect(drained.records.count == 1)
+    }
+}

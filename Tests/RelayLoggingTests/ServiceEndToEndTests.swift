@@ -1,0 +1,269 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the swift-relay open source project
+//
+// SPDX-License-Identifier: Apache-2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Logging
+import Relay
+import RelayShipper
+import RelayTestSupport
+import ServiceLifecycle
+import Testing
+
+@testable import RelayLogging
+
+/// Why io_uring tests cannot run here, or `nil`.
+private let ioURingUnavailable = RelayShipper.probeIOURing()
+
+/// A logger for the shipper's diagnostics that discards them (tests check counters instead).
+private let quietDiagnostics = Logger(label: "relay.test.diagnostics") { _ in SwiftLogNoOpLogHandler() }
+
+/// Reads `path` and its rotated generations (`path.N` … `path.1`, then `path`), oldest first.
+private func readRotated(_ path: String) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var generation = 1
+    var generations: [String] = []
+    while FileManager.default.fileExists(atPath: "\(path).\(generation)") {
+        generations.append("\(path).\(generation)")
+        generation += 1
+    }
+    for file in generations.reversed() { bytes += readFileBytes(file) ?? [] }
+    bytes += readFileBytes(path) ?? []
+    return bytes
+}
+
+@Suite(
+    "RelayLoggingService end to end",
+    .serialized,
+    .enabled(if: ioURingUnavailable == nil, "io_uring is unavailable: \(ioURingUnavailable ?? "")")
+)
+struct ServiceEndToEndTests {
+    @Test("block mode: concurrent tasks log into a rotated file and nothing is lost")
+    func blockModeFile() async throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let path = directory.file("app.jsonl")
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: .file(path: path, rotation: .init(maxBytes: 256 << 10, keep: 1000)),
+                overload: .block(timeout: nil),
+                subbufferSize: 16 << 10, subbufferCount: 4,
+                switchInterval: .milliseconds(5),
+                diagnostics: quietDiagnostics))
+        let tasks = 8
+        let perTask = 2500
+        await withTaskGroup(of: Void.self) { group in
+            for task in 0..<tasks {
+                group.addTask {
+                    let logger = Logger(label: "task") { service.makeHandler(label: $0) }
+                    for i in 0..<perTask {
+                        logger.info("record", metadata: ["task": "\(task)", "i": "\(i)"])
+                        if i % 500 == 0 { await Task.yield() }
+                    }
+                }
+            }
+        }
+        #expect(service.shutdown())
+        let drained = DrainedRecords(readRotated(path))
+        #expect(drained.blankLines == 0)
+        #expect(drained.reports.isEmpty)
+        #expect(drained.records.count == tasks * perTask)
+        let keys = Set(drained.records.compactMap { ($0["metadata"] as? [String: String]).map { "\($0["task"]!)/\($0["i"]!)" } })
+        #expect(keys.count == tasks * perTask)
+        let stats = service.stats()
+        #expect(stats.log.recordsWritten == UInt64(tasks * perTask))
+        #expect(stats.log.recordsDropped == 0)
+        #expect((stats.shipper?.sinks.first?.rotations ?? 0) > 0, "the file must have rotated")
+    }
+
+    @Test("drop mode: written records plus reported drops equal the records logged")
+    func dropModeFile() throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let path = directory.file("app.jsonl")
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: .file(path: path),
+                overload: .drop,
+                subbufferSize: 4096, subbufferCount: 2,
+                switchInterval: .milliseconds(5),
+                diagnostics: quietDiagnostics))
+        let threads = 4
+        let perThread = 20_000
+        TestThreads.run(count: threads) { thread in
+            let logger = Logger(label: "thread") { service.makeHandler(label: $0) }
+            for i in 0..<perThread {
+                logger.info("record", metadata: ["thread": "\(thread)", "i": "\(i)"])
+            }
+        }
+        #expect(service.shutdown())
+        let drained = DrainedRecords(readFileBytes(path) ?? [])
+        let stats = service.stats().log
+        #expect(drained.blankLines == 0)
+        #expect(stats.dropsPending == 0, "shutdown reports the last drops")
+        #expect(drained.droppedReported == Int(stats.recordsDropped))
+        #expect(drained.reports.count == Int(stats.dropReports))
+        #expect(drained.records.count + drained.droppedReported == threads * perThread)
+        #expect(stats.recordsWritten == UInt64(drained.records.count))
+    }
+
+    @Test("shutdown drains everything logged before it; later records are refused")
+    func shutdownDrains() throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let path = directory.file("app.log")
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: .file(path: path), format: .logfmt, buffers: 1, switchInterval: .seconds(60),
+                diagnostics: quietDiagnostics))
+        let logger = Logger(label: "drain") { service.makeHandler(label: $0) }
+        for i in 0..<1234 { logger.info("line \(i)") }
+        #expect(service.shutdown())
+        #expect(service.shutdown(), "shutdown is idempotent")
+        logger.info("too late")
+        let lines = splitLines(readFileBytes(path) ?? [])
+        #expect(lines.count == 1234)
+        #expect(String(decoding: lines.last ?? [], as: UTF8.self).contains(#"msg="line 1233""#))
+        #expect(service.stats().log.recordsRefusedClosed == 1)
+    }
+
+    @Test("as a Service: graceful shutdown of the group drains the logs")
+    func serviceGroup() async throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let path = directory.file("app.jsonl")
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: .file(path: path), buffers: 1, switchInterval: .seconds(60),
+                diagnostics: quietDiagnostics))
+        let group = ServiceGroup(services: [service], logger: quietDiagnostics)
+        let logger = Logger(label: "svc") { service.makeHandler(label: $0) }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            for i in 0..<500 { logger.info("record \(i)") }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let drained = DrainedRecords(readFileBytes(path) ?? [])
+        #expect(drained.records.count == 500)
+        #expect(drained.records.last?["message"] as? String == "record 499")
+    }
+
+    @Test("TCP and Unix destinations receive every record", arguments: ["tcp", "unix"])
+    func socketDestinations(kind: String) throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let receiver =
+            kind == "tcp"
+            ? try StreamReceiver()
+            : try StreamReceiver(unixPath: directory.file("collector.sock"))
+        defer { receiver.stop() }
+        let destination: RelayLogDestination =
+            kind == "tcp" ? .tcp(host: "127.0.0.1", port: receiver.port) : .unix(path: directory.file("collector.sock"))
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: destination,
+                format: .rfc5424(RFC5424Options(hostname: "h", appName: "a", octetCounting: true)),
+                diagnostics: quietDiagnostics))
+        let logger = Logger(label: "net") { service.makeHandler(label: $0) }
+        for i in 0..<1000 { logger.info("frame \(i)") }
+        #expect(service.shutdown())
+        var bytes = receiver.received[...]
+        var frames = 0
+        while let space = bytes.firstIndex(of: 0x20), let length = Int(String(decoding: bytes[..<space], as: UTF8.self)) {
+            bytes = bytes[(space + 1 + length)...]
+            frames += 1
+        }
+        #expect(bytes.isEmpty)
+        #expect(frames == 1000)
+    }
+
+    /// `LoggingSystem.bootstrap` works once per process and changes logging for every test in it, so
+    /// the bootstrap test runs in a child process: this test binary again, filtered to
+    /// ``BootstrapProbe``.
+    @Test("bootstrap: LoggingSystem uses the relay handler (swift-log's value-semantics test, verbatim)")
+    func bootstrap() throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["--testing-library", "swift-testing", "--filter", "BootstrapProbe"]
+        var environment = ProcessInfo.processInfo.environment
+        environment[bootstrapProbeVariable] = directory.file("bootstrap.jsonl")
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "the bootstrap probe failed:\n\(output)")
+        #expect(output.contains("BOOTSTRAP-PROBE-PASSED"), "the probe did not run:\n\(output)")
+    }
+
+    @Test("setup errors say what to fix")
+    func setupErrors() {
+        #expect(throws: RelayLoggingError.self) {
+            _ = try RelayLoggingService(
+                RelayLoggingConfiguration(
+                    destination: .file(path: "/nonexistent-dir/x/app.log"), diagnostics: quietDiagnostics))
+        }
+        do {
+            _ = try RelayLoggingService(
+                RelayLoggingConfiguration(
+                    destination: .file(path: "/tmp/never-opened.log"), subbufferSize: 1000, diagnostics: quietDiagnostics))
+            Issue.record("an invalid sub-buffer size must be rejected")
+        } catch {
+            #expect(error.message.contains("power of two"))
+        }
+    }
+}
+
+private let bootstrapProbeVariable = "RELAY_LOGGING_BOOTSTRAP_PROBE"
+
+/// Runs only in the child process started by ``ServiceEndToEndTests/bootstrap()``.
+@Suite(
+    "BootstrapProbe",
+    .enabled(if: ProcessInfo.processInfo.environment[bootstrapProbeVariable] != nil && ioURingUnavailable == nil)
+)
+struct BootstrapProbe {
+    @Test("bootstrap in a fresh process")
+    func bootstrap() throws {
+        let path = try #require(ProcessInfo.processInfo.environment[bootstrapProbeVariable])
+        let service = try RelayLoggingService.bootstrap(
+            RelayLoggingConfiguration(
+                destination: .file(path: path), logLevel: .debug,
+                metadataProvider: Logger.MetadataProvider { ["provided": "yes"] }, buffers: 1,
+                diagnostics: quietDiagnostics))
+
+        // swift-log's LogHandler value-semantics test, verbatim.
+        var logger1 = Logger(label: "first logger")
+        logger1.logLevel = .debug
+        logger1[metadataKey: "only-on"] = "first"
+
+        var logger2 = logger1
+        logger2.logLevel = .error  // Must not affect logger1
+        logger2[metadataKey: "only-on"] = "second"  // Must not affect logger1
+
+        #expect(logger1.logLevel == .debug)
+        #expect(logger2.logLevel == .error)
+        #expect(logger1[metadataKey: "only-on"] == "first")
+        #expect(logger2[metadataKey: "only-on"] == "second")
+
+        #expect(logger1.handler is RelayLogHandler)
+        logger1.debug("from one")
+        logger2.error("from two")
+        logger2.debug("below logger2's level")
+        #expect(service.shutdown())
+        let drained = DrainedRecords(readFileBytes(path) ?? [])
+        #expect(drained.records.map { $0["message"] as? String } == ["from one", "from two"])
+        #expect(
+            drained.records.map { ($0["metadata"] as? [String: String]) }
+                == [["only-on": "first", "provided": "yes"], ["only-on": "second", "provided": "yes"]])
+        print("BOOTSTRAP-PROBE-PASSED")
+    }
+}
