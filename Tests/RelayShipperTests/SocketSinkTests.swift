@@ -148,6 +148,7 @@ struct SocketSinkTests {
         #expect(channel.stats().total.recordsDropped == 0)
     }
 }
+import CRelayLinux  // libc socket constants resolve through it once it is built with _GNU_SOURCE
 import Glibc
 
 @Suite("Zero-copy sends", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
