@@ -53,7 +53,7 @@ final class SocketSink {
     var acked: Int64 = 0
     var pendingNotifications: [UInt64: Int] = [:]
     var ackPollAt: UInt64? = nil
-    var ackPollDelay: UInt64 = 200_000
+    var ackPollDelay: UInt64 = SocketSink.firstAckPollDelay
 
     /// When the pending connect is cancelled for taking too long.
     var connectDeadline: UInt64? = nil
@@ -317,7 +317,14 @@ final class SocketSink {
     }
 
     /// Reads how much the peer acknowledged and finishes fully acknowledged entries.
+    ///
+    /// Acknowledgements have no completion of their own, so the sink polls `SIOCOUTQ`
+    /// (one cheap ioctl) after every send completion and, while bytes are unacknowledged,
+    /// on a short timer: 50 µs while acknowledgements keep coming (a loopback round
+    /// trip), backing off to 2 ms only while the peer stalls. Held sub-buffers are what
+    /// limits throughput, so noticing acknowledgements late costs directly.
     private func pollAcknowledged(_ fd: FileDescriptor, loop: ShipperLoop, now: UInt64) {
+        let before = self.acked
         switch Sockets.unacknowledged(fd) {
         case .success(let outstanding):
             self.acked = max(self.acked, self.streamSent - outstanding)
@@ -326,13 +333,20 @@ final class SocketSink {
         }
         self.finishAcknowledged(loop)
         if self.acked < self.streamSent {
+            if self.acked > before {
+                self.ackPollDelay = Self.firstAckPollDelay
+            } else {
+                self.ackPollDelay = min(self.ackPollDelay * 2, Self.longestAckPollDelay)
+            }
             self.ackPollAt = now + self.ackPollDelay
-            self.ackPollDelay = min(self.ackPollDelay * 2, 20_000_000)
         } else {
             self.ackPollAt = nil
-            self.ackPollDelay = 200_000
+            self.ackPollDelay = Self.firstAckPollDelay
         }
     }
+
+    static let firstAckPollDelay: UInt64 = 50_000
+    static let longestAckPollDelay: UInt64 = 2_000_000
 
     private func finishAcknowledged(_ loop: ShipperLoop) {
         while let first = self.queue.first, let end = first.endOffset, end <= self.acked,
