@@ -130,8 +130,8 @@
     }
 
     /// The handler cases whose log calls must not allocate: the fast path with 0, 3 and 10 entries,
-    /// all three layers with collisions and nesting, a module name longer than a small string, and the
-    /// general path (logfmt, RFC 5424).
+    /// all three layers with collisions and nesting, a module name of 15 bytes (the longest small
+    /// string), a long explicit source, and the general path (logfmt, RFC 5424).
     func handlerAllocationFreeCases() throws -> [(name: String, handler: RelayLogHandler, event: LogEvent)] {
         func channel() throws -> RelayChannel {
             try RelayChannel(
@@ -146,10 +146,14 @@
         var ten: Logger.Metadata = [:]
         for i in 0..<10 { ten["key-\(i)"] = .string("value number \(i) of ten") }
         let three: Logger.Metadata = ["request.id": "8f2c1a", "user": "alice", "path": "/api/v1/items/with/a/long/path"]
-        func event(_ metadata: Logger.Metadata?, file: String = #fileID) -> LogEvent {
+        // Not `#fileID`: this module's name (RelayLoggingTests) is longer than 15 bytes, so swift-log would
+        // allocate the derived source on every call (see `handlerLongModuleCase()`).
+        func event(
+            _ metadata: Logger.Metadata?, source: String? = nil, file: String = "AllocProbe/EncodingAllocationTests.swift"
+        ) -> LogEvent {
             LogEvent(
                 level: .info, message: "request handled in the benchmark loop with a \"typical\" message",
-                metadata: metadata, source: nil, file: file, function: #function, line: #line)
+                metadata: metadata, source: source, file: file, function: #function, line: #line)
         }
         let logfmt = RelayLogWriter(channel: try channel(), format: .logfmt)
         let syslog = RelayLogWriter(
@@ -159,10 +163,29 @@
             ("handler-json-3", json.makeHandler(label: "l"), event(three)),
             ("handler-json-10", json.makeHandler(label: "l"), event(ten)),
             ("handler-json-layers", layered, event(["span": "call", "list": ["x", ["y": "z"]]])),
-            ("handler-json-long-module", json.makeHandler(label: "l"), event(three, file: "AVeryLongModuleName/File.swift")),
+            ("handler-json-15-byte-module", json.makeHandler(label: "l"), event(three, file: "ModuleOf15Bytes/File.swift")),
+            (
+                "handler-json-explicit-source", json.makeHandler(label: "l"),
+                event(three, source: "AVeryLongExplicitSourceName", file: "AVeryLongModuleName/File.swift")
+            ),
             ("handler-logfmt-3", logfmt.makeHandler(label: "l"), event(three)),
             ("handler-rfc5424-3", syslog.makeHandler(label: "l"), event(three)),
         ]
+    }
+
+    /// A call without an explicit source from a module whose name is longer than 15 UTF-8 bytes: swift-log
+    /// builds `event.source` from `event.file` on every access, a heap string, so each call allocates
+    /// exactly once (swift-log's allocation, not the handler's).
+    func handlerLongModuleCase() throws -> (handler: RelayLogHandler, event: LogEvent) {
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(
+                name: "alloc-\(UInt32.random(in: 0...UInt32.max))", subbufferSize: 1 << 22, subbufferCount: 4,
+                mode: .overwrite, buffers: 1))
+        let handler = RelayLogWriter(channel: channel).makeHandler(label: "l")
+        let event = LogEvent(
+            level: .info, message: "m", metadata: ["user": "alice"], source: nil,
+            file: "AVeryLongModuleName/File.swift", function: #function, line: #line)
+        return (handler, event)
     }
 
     /// Runs only in the child process started by `EncodingAllocationTests`, with the counter preloaded.
@@ -225,7 +248,8 @@
             // The handler: whole log(event:) calls into a relay channel (overwrite mode, so it never fills).
             // The count of a window of 1000 calls minus that of a window of 500 is the count of 500 calls,
             // without the constant cost of the window itself (the loop's own boxes).
-            for (name, handler, event) in try handlerAllocationFreeCases() {
+            let longModule = try handlerLongModuleCase()
+            for (name, handler, event) in try handlerAllocationFreeCases() + [("handler-json-long-module", longModule.handler, longModule.event)] {
                 handler.log(event: event)  // warm up
                 var counts: [Int] = []
                 counts.reserveCapacity(2)
@@ -303,10 +327,13 @@
             #expect(try #require(counts["control"]) >= 10, "the counter must see allocations")
             #expect(try #require(counts["described"]) > 0)
             let cases = encodingAllocationFreeCases().map(\.name) + (try handlerAllocationFreeCases()).map(\.name)
-            #expect(cases.count == 19)
+            #expect(cases.count == 20)
             for name in cases {
                 #expect(counts[name] == 0, "\(name): \(counts[name].map(String.init) ?? "missing") mallocs\n\(output)")
             }
+            // swift-log's own allocation of a derived module name longer than 15 bytes: one per call (the
+            // window is 500 calls), none added by the handler.
+            #expect(counts["handler-json-long-module"] == 500, "\(output)")
         }
     }
 #endif

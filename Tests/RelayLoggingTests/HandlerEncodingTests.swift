@@ -65,8 +65,8 @@ struct HandlerEncodingTests {
         return metadata
     }
 
-    /// Large sub-buffers: every record is reserved at its upper bound. 4 KiB ones: many upper bounds
-    /// exceed the largest record, so records are measured first, and some are truncated.
+    /// Large sub-buffers: records up to 1 KiB take the fast path, larger ones the general encoder. 4 KiB
+    /// ones: some records are truncated (general encoder).
     @Test(
         "the fast path writes exactly what the general encoder writes",
         arguments: [false, true], [1 << 20, 4096])
@@ -234,7 +234,66 @@ struct HandlerEncodingTests {
         #expect(parseJSONLine(lines[1])?["message"] as? String == "small")
     }
 
-    @Test("records with more entries than fit the stack table, and deep nesting")
+    /// Every text length around the 16-byte blocks, with a byte that needs escaping at every position
+    /// (or none), in every field; records around the size of the fast path's stack buffer; and
+    /// `stringConvertible` values, which the fast path renders too.
+    @Test("the fast path matches the general encoder at every block boundary and buffer size")
+    func fastPathBoundaries() throws {
+        let channel = try makeTestChannel(subbufferSize: 1 << 20, subbufferCount: 2)
+        let writer = RelayLogWriter(channel: channel)
+        let handler = writer.makeHandler(label: "boundaries", logLevel: .trace)
+        func check(_ event: LogEvent, _ what: String) throws {
+            handler.log(event: event)
+            let written = splitLines(drainChannel(channel))
+            try #require(written.count == 1, "\(what): \(written.count) records")
+            let reference = referenceEncoding(
+                LogRecordFields(
+                    event: event, label: "boundaries", timestampNanoseconds: 0, handlerMetadata: PreEncodedMetadata(),
+                    providerMetadata: nil),
+                writer: writer)
+            #expect(
+                self.maskJSONTimestamp(written[0]) == self.maskJSONTimestamp(reference),
+                "\(what):\n\(String(decoding: written[0], as: UTF8.self))\n\(String(decoding: reference, as: UTF8.self))")
+            expectEncodedSingleLine(written[0])
+        }
+        let specials = ["\"", "\\", "\n", "\u{01}", "\u{7F}", "é", "\u{2028}", "😀"]
+        for length in 0...50 {
+            for position in -1..<length {
+                var bytes = Array(repeating: UInt8(ascii: "a"), count: length)
+                for i in bytes.indices { bytes[i] = UInt8(ascii: "a") + UInt8(i % 26) }
+                var text = String(decoding: bytes, as: UTF8.self)
+                if position >= 0 {
+                    let special = specials[(length + position) % specials.count]
+                    let index = text.index(text.startIndex, offsetBy: position)
+                    text.replaceSubrange(index...index, with: special)
+                }
+                let field = (length + position) % 4
+                let event = LogEvent(
+                    level: .info, message: field == 0 ? "\(text)" : "m",
+                    metadata: field == 1 ? [text: .string(text)] : (field == 3 ? ["k": .stringConvertible(text)] : nil),
+                    source: field == 2 ? text : nil,
+                    file: field == 3 ? "\(text)/File.swift" : "Module/File.swift",
+                    function: field == 2 ? text : "f()", line: UInt(length))
+                try check(event, "length \(length), special at \(position), field \(field)")
+            }
+        }
+        // Records of about 900 to 1150 bytes: the last ones do not fit the stack buffer.
+        for padding in stride(from: 800, through: 1050, by: 7) {
+            let event = LogEvent(
+                level: .warning, message: "\(String(repeating: "x", count: padding))", metadata: ["k": "v"],
+                source: nil, file: "Module/File.swift", function: "f()", line: 1)
+            try check(event, "message of \(padding) bytes")
+        }
+        // A long text with escapes every few bytes (the worst case of the room check).
+        let escapes = String(repeating: "\u{01}\"", count: 70)
+        try check(
+            LogEvent(
+                level: .error, message: "\(escapes)", metadata: ["e": .string(escapes)], source: nil,
+                file: "Module/File.swift", function: "f()", line: 2),
+            "escapes")
+    }
+
+    @Test("records with more entries than fit the stack buffer, and deep nesting")
     func manyEntries() throws {
         let channel = try makeTestChannel(subbufferSize: 1 << 20, subbufferCount: 2)
         let writer = RelayLogWriter(channel: channel)

@@ -66,6 +66,20 @@ extension SIMD16 where Scalar == UInt8 {
         return Self.loadCopying(from: pointer, count: remaining)
     }
 
+    /// ``load(from:remaining:)`` as two 8-byte loads. For bytes that were just stored 8 at a time (a
+    /// small string, which the standard library copies to the stack for `withContiguousStorage…`), a
+    /// 16-byte load would wait for both stores to reach the cache (no store-to-load forwarding across
+    /// two stores); two 8-byte loads are each forwarded.
+    @inline(__always)
+    static func loadWords(from pointer: UnsafeRawPointer, remaining: Int) -> ByteBlock {
+        if remaining >= 16 || (UInt(bitPattern: pointer) & 4095) <= 4096 - 16 {
+            let words = SIMD2<UInt64>(
+                pointer.loadUnaligned(as: UInt64.self), pointer.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            return unsafeBitCast(words, to: ByteBlock.self)
+        }
+        return Self.loadCopying(from: pointer, count: remaining)
+    }
+
     @inline(never)
     static func loadCopying(from pointer: UnsafeRawPointer, count: Int) -> ByteBlock {
         var block = ByteBlock(repeating: 0)
@@ -90,6 +104,13 @@ extension SIMD16 where Scalar == UInt8 {
     @inline(__always)
     func lanesDELOrNonASCII() -> ByteBlock {
         self | (self &+ ByteBlock(repeating: 1))
+    }
+
+    /// High bit set in lanes outside 0x20...0x7E: C0 controls, DEL and every non-ASCII byte
+    /// (`b + 1` has the high bit for 0x7F...0xFE, `b - 0x20` for 0x00...0x1F and 0xA0...0xFF).
+    @inline(__always)
+    func lanesOutsidePrintableASCII() -> ByteBlock {
+        (self &+ ByteBlock(repeating: 1)) | (self &- ByteBlock(repeating: 0x20))
     }
 }
 
@@ -123,7 +144,7 @@ extension ByteClass {
 internal enum JSONSpecialBytes: ByteClass {
     @inline(__always)
     static func candidates(_ block: ByteBlock) -> ByteBlock {
-        block.lanesBelow(0x20) | block.lanesEqual(to: 0x22) | block.lanesEqual(to: 0x5C) | block.lanesDELOrNonASCII()
+        block.lanesOutsidePrintableASCII() | block.lanesEqual(to: 0x22) | block.lanesEqual(to: 0x5C)
     }
 }
 

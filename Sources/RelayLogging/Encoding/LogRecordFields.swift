@@ -102,9 +102,9 @@ package struct LogRecordFields {
 
     /// Creates the fields of the record for a swift-log event.
     ///
-    /// Reading `event.source` derives the module name from `event.file` when the call site gave no
-    /// source; for module names longer than 15 UTF-8 bytes that creates a heap string. Pass
-    /// `explicitSource` (from ``LogEventSourceProbe``) to avoid reading it.
+    /// The source is `event.source` unless `explicitSource` is given. (swift-log derives
+    /// `event.source` from `event.file` on every access when the call site gave no source, which
+    /// allocates for module names longer than 15 UTF-8 bytes.)
     ///
     /// - Parameters:
     ///   - event: The event passed to `log(event:)`.
@@ -153,4 +153,18 @@ extension LogRecordFields {
             body(moduleName(ofFileID: UnsafeRawBufferPointer(file)).assumingMemoryBound(to: UInt8.self))
         }
     }
+}
+
+/// The module part of a `#fileID` (`Module/File.swift`), which is what swift-log reports as the
+/// source when a call site gives none; `n/a` when there is no `/`.
+internal func moduleName(ofFileID file: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+    var i = 0
+    while i < file.count {
+        if file[i] == UInt8(ascii: "/") {
+            return UnsafeRawBufferPointer(rebasing: file[0..<i])
+        }
+        i &+= 1
+    }
+    let unknown: StaticString = "n/a"
+    return UnsafeRawBufferPointer(start: unknown.utf8Start, count: unknown.utf8CodeUnitCount)
 }

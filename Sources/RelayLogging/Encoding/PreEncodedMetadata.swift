@@ -178,13 +178,32 @@ internal enum MetadataKeyFilter {
     /// The bit of `key`.
     @inline(__always)
     static func bit(of key: String) -> UInt64 {
-        withRawUTF8(of: key) { bytes in
+        withUTF8Bytes(of: key) { bytes in
             let count = bytes.count
             guard count > 0 else { return 1 }
-            let first = UInt64(bytes.load(fromByteOffset: 0, as: UInt8.self))
-            let last = UInt64(bytes.load(fromByteOffset: count - 1, as: UInt8.self))
+            let first = UInt64(bytes[0])
+            let last = UInt64(bytes[count &- 1])
             return 1 &<< ((UInt64(count) &* 7 &+ first &* 3 &+ last) & 63)
         }
+    }
+
+    /// The bits of every key of `layer` (0 for none).
+    @inline(__always)
+    static func filter(of layer: Logger.Metadata?) -> UInt64 {
+        guard let layer else { return 0 }
+        var filter: UInt64 = 0
+        for key in layer.keys {
+            filter |= Self.bit(of: key)
+        }
+        return filter
+    }
+
+    /// Whether `key` is a key of `layer`, whose keys `filter` summarises (exact: a filter hit is
+    /// confirmed with a hash lookup).
+    @inline(__always)
+    static func contains(_ key: String, filter: UInt64, in layer: Logger.Metadata?) -> Bool {
+        guard filter & Self.bit(of: key) != 0, let layer else { return false }
+        return layer[key] != nil
     }
 
     /// Whether some key of `layer` is a key of `handler` (exact: a filter hit is confirmed with a

@@ -11,10 +11,10 @@ public import Logging
 /// A swift-log `LogHandler` that writes records into a relay channel, from where a
 /// `RelayShipper` ships them to files and sockets with io_uring.
 ///
-/// A log call computes the record's exact size, reserves that many bytes in the channel's buffer
-/// for the current CPU and renders the record straight into them: no lock, no system call, no
-/// queue, and in the common case no allocation. It never blocks unless the channel is in
-/// `.block` mode (see ``RelayLogWriter`` for overload and size limits).
+/// A JSON Lines log call renders its record in one pass into a small buffer on the stack and copies
+/// it into the channel's buffer for the current CPU: no lock, no system call, no queue, and in the
+/// common case no allocation. It never blocks unless the channel is in `.block` mode (see
+/// ``RelayLogWriter`` for the fast path, overload and size limits).
 ///
 /// ```swift
 /// let writer = RelayLogWriter(channel: channel)                       // or RelayLoggingService
@@ -38,9 +38,17 @@ public import Logging
 ///
 /// ## Allocations
 ///
-/// None for records whose metadata values are strings, arrays and dictionaries. These allocate:
-/// a metadata provider that builds a dictionary, `stringConvertible` values (their `description`),
-/// an `error` (its description and type name), and records that must be truncated.
+/// The handler allocates nothing for records whose metadata values are strings, arrays and
+/// dictionaries. These allocate: a metadata provider that builds a dictionary, `stringConvertible`
+/// values (their `description`), an `error` (its description and type name), and records that must be
+/// truncated.
+///
+/// The record's source is `event.source`. When the call site passes no `source:`, swift-log derives it
+/// from `#fileID` on every access and builds a `String` for it, which **swift-log allocates when the
+/// module name is longer than 15 UTF-8 bytes** (shorter strings are stored inline). So a log call adds
+/// no allocation when the calling module's name has at most 15 bytes or the call passes an explicit
+/// `source:`; otherwise swift-log allocates once per call (as it does for every handler that writes the
+/// source, `StreamLogHandler` included).
 public struct RelayLogHandler: LogHandler {
     /// The writer records go through.
     public let writer: RelayLogWriter

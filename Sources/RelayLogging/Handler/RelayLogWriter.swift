@@ -13,17 +13,15 @@ import Synchronization
 
 /// Writes log records into one relay channel; every ``RelayLogHandler`` made from it shares it.
 ///
-/// Each record is encoded **directly into a reservation** in the channel (no intermediate `String`
-/// or `Array`, no lock, no system call, no allocation in the common case; see ``RelayLogHandler``
-/// for the cases that allocate). JSON Lines records take the fast path: the writer locates every
-/// text of the record once (the event's, and the provider's and the call's metadata, collected into a
-/// table on the stack), reserves the record's worst-case size (each text byte counted as a 6-byte
-/// escape), renders the record escaping while it copies, and commits what it used; the channel
-/// takes the unused tail back (or, in the rare case that another record was reserved behind it,
-/// pads it with spaces before the newline, which JSON readers ignore). When the worst case exceeds
-/// the channel's largest record, the texts are measured first and exactly that many bytes are
-/// reserved. Other formats, `stringConvertible` metadata and records that must be truncated use the
-/// general encoder, which measures the record, then reserves exactly and writes it.
+/// JSON Lines records take the fast path: the writer renders the record in one pass into a 1 KiB buffer
+/// on the stack (escaping while it copies; no intermediate `String` or `Array`, no lock, no system
+/// call, no allocation in the common case, see ``RelayLogHandler`` for the cases that allocate), then
+/// writes it into the channel with one copy (`RelayChannel.write`, an exact reservation). Metadata that
+/// is only per-call costs one pass over the call's dictionary and no hashing; handler and provider
+/// metadata rule key collisions out with a 64-bit key filter and hash only keys that may collide.
+/// Records that do not fit the stack buffer or the channel's largest record, and other formats, use the
+/// general encoder, which measures the record, reserves exactly that many bytes and encodes into the
+/// reservation.
 ///
 /// ## Overload
 ///
@@ -44,9 +42,6 @@ import Synchronization
 /// marker `…[truncated N bytes]` after the message, and counted (``RelayLogStats/recordsTruncated``);
 /// it is never split and never dropped silently (see ``LogRecordEncoder``).
 ///
-/// Because fast-path records reserve their worst-case size, a channel that is almost full may drop a
-/// record whose actual size would still have fit.
-///
 /// - Warning: The channel must stay open while handlers log; records logged after it is closed are
 ///   counted as ``RelayLogStats/recordsRefusedClosed``.
 public final class RelayLogWriter: Sendable {
@@ -61,7 +56,6 @@ public final class RelayLogWriter: Sendable {
     let encoder: LogRecordEncoder
     let maxRecordSize: Int
     let isJSONLines: Bool
-    let sourceProbe = LogEventSourceProbe()
     let timestampCache = TimestampCache()
 
     // Counters of rare events only (a per-record counter would cost an atomic operation per call;
@@ -145,10 +139,14 @@ public final class RelayLogWriter: Sendable {
 
     // MARK: - Writing
 
+    /// The size of the stack buffer of the fast path. At most 1 KiB: larger temporary allocations ask
+    /// the runtime whether the stack has room (a slow call) or go to the heap.
+    static let fastPathCapacity = 1024
+
     /// Writes the record of one `log(event:)` call.
     @inline(__always)
     func write(
-        _ event: LogEvent,
+        _ event: borrowing LogEvent,
         header: RecordHeader,
         handlerMetadata: borrowing PreEncodedMetadata,
         provider: Logger.MetadataProvider?
@@ -156,7 +154,7 @@ public final class RelayLogWriter: Sendable {
         let timestamp = WallClock.nanosecondsSinceEpoch
         let provided = provider?.get()
         var written: Bool? = nil
-        if self.isJSONLines, handlerMetadata.style == .json || handlerMetadata.isEmpty {
+        if self.isJSONLines, handlerMetadata.isEmpty || handlerMetadata.style == .json {
             written = self.writeJSONLine(
                 event, timestamp: timestamp, header: header, handlerMetadata: handlerMetadata, provided: provided)
         }
@@ -171,180 +169,75 @@ public final class RelayLogWriter: Sendable {
         }
     }
 
-    /// The fast path: JSON Lines, sized exactly, rendered straight into the reservation. Returns
-    /// whether the record was written, or `nil` (having done nothing) when it needs the general
-    /// encoder.
-    ///
-    /// Everything the passes need is taken out of the event first and no closure refers to the event:
-    /// a closure that captures it copies it, which costs a dozen reference-count operations.
+    /// The fast path: JSON Lines rendered in one pass into a buffer on the stack, then copied into the
+    /// channel. Returns whether the record was written, or `nil` (having written nothing) when it does
+    /// not fit the buffer or must be truncated: the general encoder handles it.
     @inline(__always)
     private func writeJSONLine(
-        _ event: LogEvent,
+        _ event: borrowing LogEvent,
         timestamp: Int64,
         header: RecordHeader,
         handlerMetadata: borrowing PreEncodedMetadata,
         provided: Logger.Metadata?
     ) -> Bool? {
         let call = event.metadata
-        let plan = MetadataMergePlan(
-            handlerOverridden: MetadataKeyFilter.collides(provided, with: handlerMetadata)
-                || MetadataKeyFilter.collides(call, with: handlerMetadata),
-            providerOverridden: (provided.map { !$0.isEmpty } ?? false)
-                && MetadataMerge.overridesAny(call, in: provided ?? [:]),
-            sortKeys: self.sortsMetadataKeys
-        )
+        let hasMetadata = !handlerMetadata.isEmpty || !(provided?.isEmpty ?? true) || !(call?.isEmpty ?? true)
+        let segment = header.jsonSegment(event.level)
         let message = event.message.description
+        let source = event.source
         let file = event.file
         let function = event.function
-        // The explicit source, or nil when it is the module part of `file`.
-        let explicitSource: String? =
-            self.sourceProbe.isAvailable && self.sourceProbe.hasNoExplicitSource(event) ? nil : event.source
-        let segment = header.jsonSegment(event.level)
         let line = event.line
-        var errorMessage: String? = nil
-        var errorType = ""
-        if let error = event.error {
-            errorMessage = String(describing: error)
-            errorType = String(reflecting: type(of: error))
-        }
-        let layers = (provided?.count ?? 0) + (call?.count ?? 0)
-        let hasMetadata = !handlerMetadata.isEmpty || layers > 0
-        // The piece table and the bytes of small strings, on the stack (up to about 20 entries):
-        // 96 bytes for the event's small strings, 32 for the timestamp, then the pieces, then 16 bytes
-        // per piece.
-        let capacity = hasMetadata ? handlerMetadata.count + 2 * layers + 2 : 0
-        let pieceBytes = capacity * MemoryLayout<MetadataPiece>.stride
-        let byteCount = 128 + pieceBytes + capacity * 16
-        return withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 16) { scratch -> Bool? in
-            let slots = scratch.baseAddress!
-            self.timestampCache.write(timestamp, to: slots + 96)
-            guard let messageBytes = borrowUTF8(message, smallStringSlot: slots),
-                let fileBytes = borrowUTF8(file, smallStringSlot: slots + 16),
-                let functionBytes = borrowUTF8(function, smallStringSlot: slots + 32),
-                let sourceBytes = explicitSource.map({ borrowUTF8($0, smallStringSlot: slots + 48) })
-                    ?? moduleName(ofFileID: fileBytes),
-                let errorMessageBytes = borrowUTF8(errorMessage ?? "", smallStringSlot: slots + 64),
-                let errorTypeBytes = borrowUTF8(errorType, smallStringSlot: slots + 80)
-            else {
-                return nil
+        let error = event.error
+        return withUnsafeTemporaryAllocation(byteCount: Self.fastPathCapacity, alignment: 16) { buffer -> Bool? in
+            var renderer = JSONLineRenderer(buffer)
+            renderer.literal("{\"timestamp\":\"")
+            self.timestampCache.write(timestamp, to: renderer.position)
+            renderer.advance(by: RFC3339.length)
+            guard renderer.raw(segment), renderer.string(message) else { return nil }
+            if hasMetadata {
+                renderer.literal("\",\"metadata\":{")
+                guard
+                    renderer.metadata(
+                        handler: handlerMetadata, provider: provided, call: call, sortKeys: self.sortsMetadataKeys)
+                else { return nil }
+                renderer.literal("},\"source\":\"")
+            } else {
+                renderer.literal("\",\"source\":\"")
             }
-            let text = JSONRecordText(
-                header: segment,
-                message: TextPiece(unmeasuredJSONText: messageBytes),
-                source: TextPiece(unmeasuredJSONText: sourceBytes),
-                file: TextPiece(unmeasuredJSONText: fileBytes),
-                function: TextPiece(unmeasuredJSONText: functionBytes),
-                error: errorMessage == nil
-                    ? nil
-                    : (TextPiece(unmeasuredJSONText: errorMessageBytes), TextPiece(unmeasuredJSONText: errorTypeBytes)),
-                timestamp: UnsafeRawBufferPointer(start: slots + 96, count: RFC3339.length),
-                line: line
-            )
-            if !hasMetadata {
-                return self.commitJSONLine(text, metadata: UnsafeMutableBufferPointer(start: nil, count: 0))
+            guard renderer.string(source) else { return nil }
+            renderer.literal("\",\"file\":\"")
+            guard renderer.string(file) else { return nil }
+            renderer.literal("\",\"function\":\"")
+            guard renderer.string(function), renderer.fits else { return nil }
+            renderer.literal("\",\"line\":")
+            renderer.decimal(line)
+            if let error {
+                guard renderer.detached({ $0.error(error) }) else { return nil }
             }
-            let table = (slots + 128).bindMemory(to: MetadataPiece.self, capacity: capacity)
-            var collector = JSONMetadataCollector(table: table, capacity: capacity, scratch: slots + 128 + pieceBytes)
-            if collector.collect(handler: handlerMetadata, provider: provided, call: call, plan: plan) {
-                return self.commitJSONLine(text, metadata: collector.mutablePieces)
-            }
-            if collector.unsupported {
-                return nil  // `stringConvertible`: the general encoder renders it.
-            }
-            // Nested arrays and dictionaries need more pieces than the stack table has.
-            return self.writeJSONLineWithNestedMetadata(
-                text, handlerMetadata: handlerMetadata, provided: provided, call: call, plan: plan)
+            renderer.literal("}\n")
+            let record = renderer.rendered
+            guard record.count <= self.maxRecordSize else { return nil }
+            return self.writeRendered(record)
         }
     }
 
-    /// The fast path for metadata with nested arrays and dictionaries: the piece table on the heap.
-    @inline(never)
-    private func writeJSONLineWithNestedMetadata(
-        _ text: JSONRecordText,
-        handlerMetadata: borrowing PreEncodedMetadata,
-        provided: Logger.Metadata?,
-        call: Logger.Metadata?,
-        plan: MetadataMergePlan
-    ) -> Bool? {
-        var capacity = 64
-        while capacity <= 1 << 20 {
-            let table = UnsafeMutablePointer<MetadataPiece>.allocate(capacity: capacity)
-            let strings = UnsafeMutableRawPointer.allocate(byteCount: capacity * 16, alignment: 16)
-            defer {
-                table.deallocate()
-                strings.deallocate()
-            }
-            var collector = JSONMetadataCollector(table: table, capacity: capacity, scratch: strings)
-            if collector.collect(handler: handlerMetadata, provider: provided, call: call, plan: plan) {
-                return self.commitJSONLine(text, metadata: collector.mutablePieces)
-            }
-            if collector.unsupported { return nil }
-            capacity *= 8
-        }
-        return nil
-    }
-
-    /// Sizes, reserves, writes and commits one JSON line. Returns whether it was written, or `nil`
-    /// (having done nothing) when it is too large for the channel (the general encoder truncates it).
-    ///
-    /// The texts are not scanned before writing: the reservation is the record's upper bound (every
-    /// text byte counted as a 6-byte escape), the writer escapes while it copies, and the unused
-    /// rest of the reservation goes back to the channel at commit. Only when that bound exceeds the
-    /// largest record are the texts measured first, for the exact size.
+    /// Copies a rendered record into the channel. Returns whether it was written (a loss is counted).
     @inline(__always)
-    private func commitJSONLine(_ text: JSONRecordText, metadata: UnsafeMutableBufferPointer<MetadataPiece>) -> Bool? {
-        var sizer = RecordSizer()
-        emitJSONRecord(into: &sizer, text, metadata: UnsafeBufferPointer(metadata))
-        if _fastPath(sizer.count <= self.maxRecordSize) {
-            return self.writeJSONLine(text, metadata: UnsafeBufferPointer(metadata), reserving: sizer.count)
+    private func writeRendered(_ record: UnsafeRawBufferPointer) -> Bool {
+        switch self.channel.write(record) {
+        case .written:
+            return true
+        case .dropped:
+            self.recordLost(.dropped)
+        case .timedOut:
+            self.recordLost(.timedOut)
+        case .tooBig:
+            self.recordLost(.tooBig)
+        case .closed:
+            self.recordLost(.closed)
         }
-        return self.commitMeasuredJSONLine(text, metadata: metadata)
-    }
-
-    /// A record whose upper bound exceeds the largest record: measured exactly first.
-    @inline(never)
-    private func commitMeasuredJSONLine(_ text: JSONRecordText, metadata: UnsafeMutableBufferPointer<MetadataPiece>) -> Bool? {
-        var text = text
-        text.measure()
-        for i in metadata.indices { metadata[i].text.measure() }
-        var sizer = RecordSizer()
-        emitJSONRecord(into: &sizer, text, metadata: UnsafeBufferPointer(metadata))
-        guard sizer.count <= self.maxRecordSize else { return nil }
-        return self.writeJSONLine(text, metadata: UnsafeBufferPointer(metadata), reserving: sizer.count)
-    }
-
-    @inline(__always)
-    private func writeJSONLine(
-        _ text: JSONRecordText, metadata: UnsafeBufferPointer<MetadataPiece>, reserving size: Int
-    ) -> Bool {
-        self.reserveAndWrite(atMost: size) { buffer in
-            var writer = RecordWriter(buffer)
-            emitJSONRecord(into: &writer, text, metadata: metadata)
-            return writer.written(since: buffer.baseAddress!)
-        }
-    }
-
-    /// Reserves `size` bytes, lets `render` write the record and return its length (at most `size`),
-    /// and commits that many. Returns whether the record was written (a loss is counted).
-    @inline(__always)
-    private func reserveAndWrite(atMost size: Int, _ render: (UnsafeMutableRawBufferPointer) -> Int) -> Bool {
-        let reservation: RelayReservation
-        do {
-            reservation = try self.channel.reserve(size)
-        } catch {
-            self.recordLost(error)
-            return false
-        }
-        let used = reservation.withUnsafeMutableBytes(render)
-        precondition(used >= 1 && used <= size, "a record of \(used) bytes in a reservation of \(size)")
-        if used == size {
-            reservation.commit()
-        } else {
-            // Hands the unused tail back (or, when another record was reserved after this one, pads it
-            // with spaces before the newline).
-            reservation.commit(usedBytes: used)
-        }
-        return true
+        return false
     }
 
     /// The general path: any format, truncation, `stringConvertible` metadata. Returns whether the
@@ -357,15 +250,12 @@ public final class RelayLogWriter: Sendable {
         handlerMetadata: borrowing PreEncodedMetadata,
         provided: Logger.Metadata?
     ) -> Bool {
-        let explicitSource: String? =
-            self.sourceProbe.isAvailable && self.sourceProbe.hasNoExplicitSource(event) ? nil : event.source
         let record = LogRecordFields(
             event: event,
             label: label,
             timestampNanoseconds: timestamp,
             handlerMetadata: copy handlerMetadata,
-            providerMetadata: provided,
-            explicitSource: .some(explicitSource)
+            providerMetadata: provided
         )
         switch self.write(record) {
         case .written:

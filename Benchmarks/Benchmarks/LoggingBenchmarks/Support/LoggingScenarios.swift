@@ -76,7 +76,9 @@ public let benchmarkDirectory: String = {
 public let metadataCounts = [0, 3, 10]
 
 /// One log call with `entries` metadata entries (0, 3 or 10). Out of line, so every scenario runs
-/// the same call site.
+/// the same call site. It passes no `source:`, so handlers that write the source read the one swift-log
+/// derives from `#fileID`: this module's name, `LogBenchSupport`, is 15 bytes, the longest that stays a
+/// small (inline) string; a longer one would cost a malloc per call in swift-log.
 @inline(never)
 public func logOnce(_ logger: Logger, entries: Int) {
     switch entries {
