@@ -13,6 +13,7 @@
 #include <linux/sockios.h>
 #include <linux/stat.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -107,4 +108,8 @@ int CRelayLinux_set_ipc_lock_effective(int enabled) {
         return -errno;
     }
     return 0;
+}
+
+uint32_t CRelayLinux_poll_peer_gone_mask(void) {
+    return POLLRDHUP | POLLHUP | POLLERR;
 }

@@ -112,10 +112,13 @@ struct ShipperLifecycleTests {
         let latencies = (0..<count).map { (arrived[$0] - starts[$0]) * 1000 }.sorted()
         let p99 = latencies[Int(Double(count - 1) * 0.99)]
         print("low-rate latency: p50 \(latencies[count / 2]) ms, p99 \(p99) ms, max \(latencies.last!) ms (switch interval \(interval) ms)")
-        // The bound: switch interval + 5 ms of shipping (+ our 1 ms polling); generous
-        // extra room for a loaded CI machine, reported in the failure message.
-        #expect(p99 <= interval + 5 + 45, "p99 \(p99) ms, max \(latencies.last!) ms")
-        #expect(latencies.last! <= interval + 100)
+        // The bound: the switch interval plus a few ms of shipping. Tests run in parallel
+        // on a 2-core machine, so a sample can include our own threads being starved; the
+        // bound must hold for nearly all records, and the tail must stay near it.
+        let bound = interval + 10
+        let within = latencies.filter { $0 <= bound }.count
+        #expect(within * 100 >= count * 95, "\(within)/\(count) within \(bound) ms; p99 \(p99) ms, max \(latencies.last!) ms")
+        #expect(latencies.last! <= interval + 150)
     }
 
     @Test("idle: an idle shipper sleeps (no busy loop)")

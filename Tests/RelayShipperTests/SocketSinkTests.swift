@@ -125,6 +125,30 @@ struct SocketSinkTests {
         #expect((minAfter..<perProducer).allSatisfy { seen.contains($0) }, "no gaps after the reconnect point")
     }
 
+    @Test("a peer that closes while idle is noticed at once: the next record goes to the restarted peer, not into a dead socket")
+    func peerClosesWhileIdle() throws {
+        let first = try StreamReceiver()
+        let port = first.port
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "fin", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "127.0.0.1", port: port), reconnectDelay: .milliseconds(20)...(.milliseconds(100))))])
+        try shipper.start()
+        channel.write(Array("one\n".utf8))
+        #expect(first.waitFor(bytes: 4, timeout: 5) == 4)
+        first.stop()  // a graceful close (FIN) while the shipper has nothing to send
+        let second = try StreamReceiver(tcpPort: port)
+        defer { second.stop() }
+        let deadline = monotonicSeconds() + 5
+        while (shipper.stats()?.sinks[0].reconnects ?? 0) == 0 && monotonicSeconds() < deadline { usleep(10_000) }
+        #expect(shipper.stats()?.sinks[0].reconnects == 1, "the close was noticed without sending anything")
+        channel.write(Array("two\n".utf8))
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        second.waitFor(bytes: 4, timeout: 5)
+        #expect(second.received == Array("two\n".utf8))
+    }
+
     @Test("fan-out: a file and a socket both get everything; sub-buffers are released only when both finish")
     func fanOut() throws {
         let dir = TemporaryDirectory()

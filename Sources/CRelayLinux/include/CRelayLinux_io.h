@@ -26,6 +26,10 @@ int64_t CRelayLinux_socket_unacked_bytes(int fd);
 /// The O_DIRECT flag value (needs _GNU_SOURCE to see).
 int CRelayLinux_O_DIRECT(void);
 
+/// POLLRDHUP | POLLHUP | POLLERR: the poll mask that reports a peer closing or
+/// resetting a stream socket (POLLRDHUP needs _GNU_SOURCE to see).
+uint32_t CRelayLinux_poll_peer_gone_mask(void);
+
 /// eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK. Returns the fd or -errno.
 int CRelayLinux_eventfd(void);
 

@@ -22,6 +22,7 @@ final class ShipperLoop {
         case socketSend = 5
         case eventRead = 6
         case cancel = 7
+        case socketPoll = 8
     }
 
     enum Sink {
@@ -59,6 +60,7 @@ final class ShipperLoop {
     private var iterations: UInt64 = 0
     private var sleeps: UInt64 = 0
     private var lastPublish: UInt64 = 0
+    private var publishedAtIteration: UInt64 = 0
     private var drainDeadline: UInt64?
     private var exitRequested = false
     /// Set while the loop waits for its last completions.
@@ -211,6 +213,11 @@ final class ShipperLoop {
             self.submitOnly()
             return
         }
+        if timeout == nil || timeout! > 50_000_000 {
+            // A long sleep: make the counters current first (stats() readers would
+            // otherwise see the state from before the last burst until the next wake-up).
+            self.publishStats(now: now, force: self.iterations != self.publishedAtIteration)
+        }
         self.sleeps += 1
         do {
             _ = try self.ring.submitAndWait(minCompletions: 1, timeoutNanoseconds: timeout)
@@ -286,6 +293,10 @@ final class ShipperLoop {
         case .socketSend:
             if case .socket(let sink) = self.sink(Int(data.index)) {
                 sink.sendCompleted(completion, loop: self, now: now)
+            }
+        case .socketPoll:
+            if case .socket(let sink) = self.sink(Int(data.index)) {
+                sink.pollCompleted(result: completion.result, userData: data, loop: self, now: now)
             }
         }
     }
@@ -585,6 +596,7 @@ final class ShipperLoop {
     func publishStats(now: UInt64, force: Bool) {
         guard force || now - self.lastPublish >= 50_000_000 else { return }
         self.lastPublish = now
+        self.publishedAtIteration = self.iterations
         var sinks: [RelaySinkStats] = []
         for entry in self.channels {
             for sink in entry.sinks {

@@ -55,6 +55,12 @@ final class SocketSink {
     var ackPollAt: UInt64? = nil
     var ackPollDelay: UInt64 = SocketSink.firstAckPollDelay
 
+    /// A poll for the peer closing or resetting the connection is armed. Without it a
+    /// connection that dies while we only wait for acknowledgements would go unnoticed:
+    /// nothing more is sent (every sub-buffer is held), so no send fails.
+    var peerPollsOutstanding = 0
+    /// The connection generation the armed poll watches, if any.
+    var peerPollGeneration: UInt64? = nil
     /// When the pending connect is cancelled for taking too long.
     var connectDeadline: UInt64? = nil
     var connectCancelled = false
@@ -76,6 +82,7 @@ final class SocketSink {
     var inFlight: Int {
         var n = (self.sendInFlight ? 1 : 0) + self.pendingNotifications.values.reduce(0, +)
         if case .connecting = self.state { n += 1 }
+        n += self.peerPollsOutstanding
         return n
     }
 
@@ -163,6 +170,7 @@ final class SocketSink {
             return
         }
         self.state = .connected(fd)
+        self.armPeerPoll(fd, loop: loop)
         self.peerIsLocal = Sockets.peerIsLocal(fd)
         if self.everConnected {
             self.stats.reconnects += 1
@@ -195,6 +203,7 @@ final class SocketSink {
 
     /// The connection broke: everything not acknowledged is sent again on the next one.
     private func disconnect(_ loop: ShipperLoop, now: UInt64, reason: String) {
+        self.cancelPeerPoll(loop)
         switch self.state {
         case .connected(let fd), .connecting(let fd):
             Files.close(fd)
@@ -216,6 +225,38 @@ final class SocketSink {
         self.ackPollAt = nil
         self.generation &+= 1
         self.fail(loop, now: now, reason: reason)
+    }
+
+    // MARK: Peer liveness
+
+    private func armPeerPoll(_ fd: FileDescriptor, loop: ShipperLoop) {
+        let userData = self.userData(.socketPoll, entry: 0)
+        do {
+            try loop.ring.pollAdd(fd, events: CRelayLinux_poll_peer_gone_mask(), userData: userData)
+            self.peerPollsOutstanding += 1
+            self.peerPollGeneration = self.generation
+        } catch {
+            // SQ full: a send error will still reveal a dead peer while data flows.
+        }
+    }
+
+    private func cancelPeerPoll(_ loop: ShipperLoop) {
+        guard self.peerPollGeneration == self.generation else { return }
+        self.peerPollGeneration = nil
+        let target = self.userData(.socketPoll, entry: 0)
+        let cancelData = URingUserData(kind: ShipperLoop.OpKind.cancel.rawValue, index: UInt16(self.index), sequence: 0).rawValue
+        _ = try? loop.ring.cancel(target, userData: cancelData)
+    }
+
+    /// The peer-liveness poll completed: the peer closed or reset the connection (or the
+    /// poll was cancelled because we disconnected first).
+    func pollCompleted(result: Int32, userData: URingUserData, loop: ShipperLoop, now: UInt64) {
+        self.peerPollsOutstanding -= 1
+        let current = (userData.sequence >> 32) == (self.generation & 0xFF) && self.peerPollGeneration == self.generation
+        guard current else { return }
+        self.peerPollGeneration = nil
+        guard result > 0, case .connected = self.state, !loop.isShuttingDown else { return }
+        self.disconnect(loop, now: now, reason: "the peer closed or reset the connection")
     }
 
     // MARK: Sending
@@ -371,6 +412,7 @@ final class SocketSink {
     /// Shuts the connection down. A pending connect is cancelled; its completion (which
     /// the loop still waits for) closes the descriptor.
     func close(_ loop: ShipperLoop) {
+        self.cancelPeerPoll(loop)
         switch self.state {
         case .connected(let fd):
             _ = shutdown(fd.rawValue, Int32(SHUT_WR))
