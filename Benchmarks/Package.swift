@@ -23,9 +23,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
     ],
     targets: [
+        // Helpers shared by the benchmark targets.
+        .target(name: "BenchSupport", path: "Benchmarks/BenchSupport"),
         .executableTarget(
             name: "RelayBenchmarks",
             dependencies: [
+                "BenchSupport",
                 .product(name: "Benchmark", package: "package-benchmark"),
                 .product(name: "Relay", package: relayPackage),
             ],
@@ -35,6 +38,7 @@ let package = Package(
         .executableTarget(
             name: "ShippingBenchmarks",
             dependencies: [
+                "BenchSupport",
                 .product(name: "Benchmark", package: "package-benchmark"),
                 .product(name: "Relay", package: relayPackage),
                 .product(name: "RelayShipper", package: relayPackage),
@@ -50,6 +54,7 @@ let package = Package(
         .target(
             name: "LogBenchSupport",
             dependencies: [
+                "BenchSupport",
                 .product(name: "Relay", package: relayPackage),
                 .product(name: "RelayLogging", package: relayPackage),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import Benchmark
+import BenchSupport
 import Relay
 import Synchronization
 
@@ -29,29 +30,6 @@ func makeChannel(buffers: Int, exclusive: Int) -> RelayChannel {
         ))
 }
 
-/// Runs `body(thread, iterations)` on `threads` pthreads and waits for them.
-func onThreads(_ threads: Int, iterations: Int, _ body: @escaping @Sendable (Int, Int) -> Void) {
-    if threads == 1 {
-        body(0, iterations)
-        return
-    }
-    final class Box: @unchecked Sendable {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
-    var handles: [pthread_t] = []
-    for t in 0..<threads {
-        let share = iterations / threads + (t < iterations % threads ? 1 : 0)
-        let box = Unmanaged.passRetained(Box { body(t, share) }).toOpaque()
-        var handle = pthread_t()
-        pthread_create(&handle, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().run()
-            return nil
-        }, box)
-        handles.append(handle)
-    }
-    for handle in handles { pthread_join(handle, nil) }
-}
 
 let benchmarks: @Sendable () -> Void = {
     let config = Benchmark.Configuration(
@@ -88,7 +66,7 @@ let benchmarks: @Sendable () -> Void = {
                 let channel = makeChannel(buffers: 2, exclusive: 0)
                 let iterations = benchmark.scaledIterations.count
                 benchmark.startMeasurement()
-                onThreads(threads, iterations: iterations) { _, count in
+                onThreads(threads, total: iterations) { _, count in
                     let record = [UInt8](repeating: 0x61, count: size)
                     record.withUnsafeBytes { bytes in
                         for _ in 0..<count { channel.write(bytes) }
@@ -103,7 +81,7 @@ let benchmarks: @Sendable () -> Void = {
                 let channel = makeChannel(buffers: 1, exclusive: 2)
                 let iterations = benchmark.scaledIterations.count
                 benchmark.startMeasurement()
-                onThreads(threads, iterations: iterations) { thread, count in
+                onThreads(threads, total: iterations) { thread, count in
                     let writer = try! channel.makeExclusiveWriter(buffer: 1 + thread)
                     let record = [UInt8](repeating: 0x61, count: size)
                     record.withUnsafeBytes { bytes in

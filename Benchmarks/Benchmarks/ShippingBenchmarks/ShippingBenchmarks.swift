@@ -1,4 +1,5 @@
 import Benchmark
+import BenchSupport
 import Glibc
 import Logging
 import Relay
@@ -79,25 +80,6 @@ func writeLoop(mebibytes: Int, path: String) {
     block.deallocate()
 }
 
-/// Runs `body(thread, count)` on `threads` pthreads, splitting `total` between them.
-func onThreads(_ threads: Int, total: Int, _ body: @escaping @Sendable (Int, Int) -> Void) {
-    final class Box: @unchecked Sendable {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
-    var handles: [pthread_t] = []
-    for t in 0..<threads {
-        let share = total / threads + (t < total % threads ? 1 : 0)
-        let box = Unmanaged.passRetained(Box { body(t, share) }).toOpaque()
-        var handle = pthread_t()
-        pthread_create(&handle, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().run()
-            return nil
-        }, box)
-        handles.append(handle)
-    }
-    for handle in handles { pthread_join(handle, nil) }
-}
 
 let benchmarks: @Sendable () -> Void = {
     let size = 256

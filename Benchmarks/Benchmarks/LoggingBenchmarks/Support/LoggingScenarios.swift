@@ -9,6 +9,7 @@
 // The scenarios of the RelayLogging benchmarks, shared by the package-benchmark target
 // (LoggingBenchmarks) and the markdown table tool (logging-bench-table).
 
+import BenchSupport
 import Glibc
 import Logging
 import Relay
@@ -99,31 +100,6 @@ public func logOnce(_ logger: Logger, entries: Int) {
     }
 }
 
-/// Runs `body(thread, count)` on `threads` OS threads, splitting `total` calls between them.
-public func onThreads(_ threads: Int, total: Int, _ body: @escaping @Sendable (Int, Int) -> Void) {
-    if threads == 1 {
-        body(0, total)
-        return
-    }
-    final class Box: @unchecked Sendable {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
-    var handles: [pthread_t] = []
-    for t in 0..<threads {
-        let share = total / threads + (t < total % threads ? 1 : 0)
-        let box = Unmanaged.passRetained(Box { body(t, share) }).toOpaque()
-        var handle = pthread_t()
-        pthread_create(
-            &handle, nil,
-            { raw in
-                Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().run()
-                return nil
-            }, box)
-        handles.append(handle)
-    }
-    for handle in handles { pthread_join(handle, nil) }
-}
 
 /// A quiet logger for the shipper's own diagnostics.
 let quietLogger = Logger(label: "bench") { _ in NoOpLogHandler() }
