@@ -1,4 +1,4 @@
-public import Relay
+import Relay
 
 /// One delivered sub-buffer handed to a sink.
 struct ShipItem {
