@@ -9,20 +9,23 @@
 import Logging
 
 /// The parts of a handler's records that only depend on its label and the level, rendered once when
-/// the handler is created.
+/// the handler is created, and the handler's writer.
 ///
 /// For JSON Lines that is `","level":"info","label":"<label>","message":"`, one segment per level,
 /// so a record copies one block instead of escaping the label every time.
 internal final class RecordHeader: @unchecked Sendable {
     /// The logger's label.
     let label: String
+    /// The writer the handler's records go through (kept here so a handler holds one reference).
+    let writer: RelayLogWriter
     /// The segments, back to back (immutable after `init`).
     private let storage: UnsafeMutableRawBufferPointer
     /// `offsets[i]..<offsets[i + 1]` is the segment of the level with index `i`.
     private let offsets: UnsafeMutablePointer<Int>
 
-    init(label: String) {
+    init(label: String, writer: RelayLogWriter) {
         self.label = label
+        self.writer = writer
         var bytes: [UInt8] = []
         var offsets: [Int] = [0]
         for level in Logger.Level.allCases {

@@ -51,7 +51,10 @@ public import Logging
 /// source, `StreamLogHandler` included).
 public struct RelayLogHandler: LogHandler {
     /// The writer records go through.
-    public let writer: RelayLogWriter
+    public var writer: RelayLogWriter { self.header.writer }
+    /// The label, the pre-rendered record heads and the writer, behind one reference: swift-log copies
+    /// the handler on every call, and each reference the copy holds costs an atomic retain and
+    /// release (contended when threads share a logger).
     let header: RecordHeader
     var encodedMetadata: PreEncodedMetadata
 
@@ -74,8 +77,7 @@ public struct RelayLogHandler: LogHandler {
         metadataProvider: Logger.MetadataProvider? = nil,
         logLevel: Logger.Level = .info
     ) {
-        self.writer = writer
-        self.header = RecordHeader(label: label)
+        self.header = RecordHeader(label: label, writer: writer)
         self.encodedMetadata = PreEncodedMetadata()
         self.logLevel = logLevel
         self.metadataProvider = metadataProvider
@@ -102,7 +104,7 @@ public struct RelayLogHandler: LogHandler {
 
     /// Writes one record into the relay channel.
     public func log(event: LogEvent) {
-        self.writer.write(
+        self.header.writer.write(
             event, header: self.header, handlerMetadata: self.encodedMetadata, provider: self.metadataProvider)
     }
 }
