@@ -71,6 +71,17 @@ let package = Package(
             exclude: ["Support", "Table"],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
+        // Resident memory of the engine and shipper under load, next to the buffers' size.
+        .executableTarget(
+            name: "relay-resident-memory",
+            dependencies: [
+                "BenchSupport",
+                .product(name: "Relay", package: relayPackage),
+                .product(name: "RelayShipper", package: relayPackage),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/ResidentMemory"
+        ),
         .executableTarget(
             name: "logging-bench-table",
             dependencies: ["LogBenchSupport"],
