@@ -156,35 +156,18 @@ enum ProducerLoop {
         control: ProducerControl,
         result: inout ProducerResult
     ) {
-        var random = SplitMix64(seed: UInt64(writer.producer) &+ 0x5EED)
-        var nextSample = random.next() & 63
+        var writes = SampledWrites(producer: writer.producer, clockOverhead: clockOverhead)
         var sequence: UInt64 = 0
-        var written: UInt64 = 0
-        var dropped: UInt64 = 0
-        var closed: UInt64 = 0
         let timed = limit == UInt64.max
         while sequence < limit {
             // Relaxed: the flag only ends the loop; no data is published with it. Count-bound
             // runs never set it, so they skip the load.
             if timed && control.stop.load(ordering: .relaxed) { break }
-            if sequence == nextSample {
-                let start = BenchClock.nanoseconds()
-                writer.write(sequence, written: &written, dropped: &dropped, closed: &closed)
-                let end = BenchClock.nanoseconds()
-                let cost = end &- start
-                result.latency.record(cost > clockOverhead ? cost - clockOverhead : 0)
-                nextSample = sequence &+ 32 &+ (random.next() & 63)
-            } else {
-                writer.write(sequence, written: &written, dropped: &dropped, closed: &closed)
-            }
+            let open = writes.write(writer, sequence, latency: &result.latency)
             sequence &+= 1
-            // A closed channel (a stalled run that was stopped) refuses everything from now on.
-            if closed != 0 { break }
+            if !open { break }
         }
-        result.offered = sequence
-        result.written = written
-        result.dropped = dropped + closed
-        result.refusedClosed = closed
+        writes.report(offered: sequence, into: &result)
     }
 
     /// Open loop: record `n` is due at `start + n / rate`; a producer that falls behind writes
@@ -199,12 +182,8 @@ enum ProducerLoop {
         control: ProducerControl,
         result: inout ProducerResult
     ) {
-        var random = SplitMix64(seed: UInt64(writer.producer) &+ 0x5EED)
-        var nextSample = random.next() & 63
+        var writes = SampledWrites(producer: writer.producer, clockOverhead: clockOverhead)
         var sequence: UInt64 = 0
-        var written: UInt64 = 0
-        var dropped: UInt64 = 0
-        var closed: UInt64 = 0
         // Relaxed: written by the main thread before it opened the gate (a semaphore, which
         // orders it before this load).
         let start = control.startNanoseconds.load(ordering: .relaxed)
@@ -232,23 +211,11 @@ enum ProducerLoop {
                 }
                 allowed = due
             }
-            if sequence == nextSample {
-                let begin = BenchClock.nanoseconds()
-                writer.write(sequence, written: &written, dropped: &dropped, closed: &closed)
-                let cost = BenchClock.nanoseconds() &- begin
-                result.latency.record(cost > clockOverhead ? cost - clockOverhead : 0)
-                nextSample = sequence &+ 32 &+ (random.next() & 63)
-            } else {
-                writer.write(sequence, written: &written, dropped: &dropped, closed: &closed)
-            }
+            let open = writes.write(writer, sequence, latency: &result.latency)
             sequence &+= 1
-            // A closed channel (a stalled run that was stopped) refuses everything from now on.
-            if closed != 0 { break }
+            if !open { break }
         }
-        result.offered = sequence
-        result.written = written
-        result.dropped = dropped + closed
-        result.refusedClosed = closed
+        writes.report(offered: sequence, into: &result)
     }
 
     /// Sleeps until `BenchClock` time `deadline` (absolute, `CLOCK_MONOTONIC`).
@@ -263,6 +230,49 @@ enum ProducerLoop {
 
 /// Writes one record per call and counts the outcome; the producer loops are generic over it
 /// (specialized, no existentials).
+/// The write step both loops share: writes one record, times about one record in 64 (at a
+/// random offset, so the samples do not beat with sub-buffer boundaries), and counts outcomes.
+struct SampledWrites {
+    private var random: SplitMix64
+    private var nextSample: UInt64
+    private let clockOverhead: UInt64
+    private var written: UInt64 = 0
+    private var dropped: UInt64 = 0
+    private var closed: UInt64 = 0
+
+    init(producer: Int, clockOverhead: UInt64) {
+        self.random = SplitMix64(seed: UInt64(producer) &+ 0x5EED)
+        self.nextSample = self.random.next() & 63
+        self.clockOverhead = clockOverhead
+    }
+
+    /// Writes record `sequence`. Returns `false` once the channel is closed (a stalled run
+    /// that was stopped): it refuses everything from then on.
+    @inline(__always)
+    mutating func write<Writer: ProducerWriter & ~Copyable>(
+        _ writer: borrowing Writer, _ sequence: UInt64, latency: inout LatencyRecorder
+    ) -> Bool {
+        if sequence == self.nextSample {
+            let begin = BenchClock.nanoseconds()
+            writer.write(sequence, written: &self.written, dropped: &self.dropped, closed: &self.closed)
+            let cost = BenchClock.nanoseconds() &- begin
+            latency.record(cost > self.clockOverhead ? cost - self.clockOverhead : 0)
+            self.nextSample = sequence &+ 32 &+ (self.random.next() & 63)
+        } else {
+            writer.write(sequence, written: &self.written, dropped: &self.dropped, closed: &self.closed)
+        }
+        return self.closed == 0
+    }
+
+    /// Stores the counts in `result`.
+    func report(offered: UInt64, into result: inout ProducerResult) {
+        result.offered = offered
+        result.written = self.written
+        result.dropped = self.dropped + self.closed
+        result.refusedClosed = self.closed
+    }
+}
+
 protocol ProducerWriter: ~Copyable {
     /// The producer id.
     var producer: Int { get }
