@@ -9,21 +9,10 @@
 import Foundation
 import Logging
 import Relay
+import RelayTestSupport
 import Testing
 
 @testable import RelayLogging
-
-/// A deterministic random generator (SplitMix64), so failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite("RelayLogHandler encoding")
 struct HandlerEncodingTests {

@@ -1,4 +1,5 @@
 import Foundation
+import RelayTestSupport
 import Testing
 
 @testable import relayd
@@ -422,7 +423,7 @@ struct SyslogEncodingTests {
         #expect(utc(4_102_444_799) == "2099-12-31T23:59:59.000000Z")
         #expect(utc(-1) == "1969-12-31T23:59:59.000000Z")
         // Cross-check against gmtime_r for a spread of instants.
-        var random = RelaydTestRandom(state: 42)
+        var random = SplitMix64(state: 42)
         for _ in 0..<1000 {
             let seconds = Int64.random(in: 0...4_102_444_799, using: &random)
             var t = time_t(seconds)

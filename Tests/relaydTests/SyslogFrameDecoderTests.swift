@@ -1,3 +1,4 @@
+import RelayTestSupport
 import Testing
 
 @testable import relayd
@@ -304,24 +305,12 @@ struct SyslogFrameDecoderTests {
     }
 }
 
-/// RelaydTestRandom: a tiny deterministic generator, so failures reproduce.
-struct RelaydTestRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite("RFC 6587 frame decoder, randomized")
 struct SyslogFrameDecoderRandomizedTests {
     /// Random streams of valid, oversized, empty and bad-prefix frames decode identically however they are split.
     @Test(arguments: [InputFraming.auto, .lf], [false, true])
     func splittingNeverChangesTheResult(mode: InputFraming, nul: Bool) {
-        var random = RelaydTestRandom(state: 0x5EED)
+        var random = SplitMix64(state: 0x5EED)
         for round in 0..<200 {
             var stream: [UInt8] = []
             for _ in 0..<Int.random(in: 1...12, using: &random) {

@@ -22,17 +22,7 @@ enum POSIXIO {
     /// - Returns: 0 on success, otherwise the `errno` of the failing call.
     @inline(__always)
     static func writeAll(_ fd: Int32, _ base: UnsafeRawPointer, _ count: Int) -> Int32 {
-        var done = 0
-        while done < count {
-            let n = write(fd, base + done, count - done)
-            if n < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                return code
-            }
-            done += n
-        }
-        return 0
+        transferAll(count) { done in write(fd, base + done, count - done) }
     }
 
     /// Writes all of `count` bytes at `base` to `fd` at `offset` with `pwrite(2)`.
@@ -40,17 +30,7 @@ enum POSIXIO {
     /// - Returns: 0 on success, otherwise the `errno` of the failing call.
     @inline(__always)
     static func pwriteAll(_ fd: Int32, _ base: UnsafeRawPointer, _ count: Int, at offset: Int64) -> Int32 {
-        var done = 0
-        while done < count {
-            let n = pwrite(fd, base + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                return code
-            }
-            done += n
-        }
-        return 0
+        transferAll(count) { done in pwrite(fd, base + done, count - done, off_t(offset) + off_t(done)) }
     }
 
     /// Sends all of `count` bytes at `base` on the stream socket `fd` with blocking `send(2)`
@@ -59,9 +39,18 @@ enum POSIXIO {
     /// - Returns: 0 on success, otherwise the `errno` of the failing call.
     @inline(__always)
     static func sendAll(_ fd: Int32, _ base: UnsafeRawPointer, _ count: Int) -> Int32 {
+        transferAll(count) { done in send(fd, base + done, count - done, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Calls `transfer(done)` (one `write`/`pwrite`/`send` of the bytes from `done` on) until
+    /// `count` bytes have moved, retrying `EINTR`.
+    ///
+    /// - Returns: 0 on success, otherwise the `errno` of the failing call.
+    @inline(__always)
+    private static func transferAll(_ count: Int, _ transfer: (_ done: Int) -> Int) -> Int32 {
         var done = 0
         while done < count {
-            let n = send(fd, base + done, count - done, Int32(MSG_NOSIGNAL))
+            let n = transfer(done)
             if n < 0 {
                 let code = errno
                 if code == EINTR { continue }
