@@ -15,12 +15,11 @@ struct FileSinkTests {
         let shipper = RelayShipper(logger: testLogger())
         try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.log")))])
         try shipper.start()
-        var expected: [UInt8] = []
-        for i in 0..<20_000 {
-            let line = Array("line \(i) \(String(repeating: "z", count: i % 50))\n".utf8)
-            expected += line
-            #expect(channel.write(line) == .written)
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 20_000, refused: &refused) { i in
+            "line \(i) \(String(repeating: "z", count: i % 50))\n"
         }
+        #expect(refused == 0)
         channel.close()
         #expect(shipper.stop(timeout: .seconds(20)))
         let bytes = try #require(readFileBytes(dir.file("out.log")))
@@ -127,20 +126,14 @@ struct FileSinkTests {
         let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 64 * 1024, keep: 100)
         try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("app.log"), rotation: rotation))])
         try shipper.start()
-        var expected: [UInt8] = []
-        for i in 0..<10_000 {
-            let line = Array("rotating line \(i)\n".utf8)
-            expected += line
-            channel.write(line)
-        }
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 10_000, refused: &refused) { i in "rotating line \(i)\n" }
+        #expect(refused == 0)
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
-        var files: [[UInt8]] = []
-        var n = 1
-        while let bytes = readFileBytes(dir.file("app.log.\(n)")) {
+        let files = readRotatedFiles(dir.file("app.log"))
+        for bytes in files {
             #expect(bytes.count <= 64 * 1024, "rotated at the size limit")
-            files.append(bytes)
-            n += 1
         }
         #expect(files.count >= 2)
         let current = try #require(readFileBytes(dir.file("app.log")))
@@ -158,20 +151,12 @@ struct FileSinkTests {
         let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 32 * 1024, keep: 100)
         try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("s.log"), fsync: .interval(.milliseconds(5)), rotation: rotation))])
         try shipper.start()
-        var expected: [UInt8] = []
-        for i in 0..<4000 {
-            let line = Array("synced rotating line \(i)\n".utf8)
-            expected += line
-            channel.write(line)
-        }
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 4000, refused: &refused) { i in "synced rotating line \(i)\n" }
+        #expect(refused == 0)
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
-        var files: [[UInt8]] = []
-        var n = 1
-        while let bytes = readFileBytes(dir.file("s.log.\(n)")) {
-            files.append(bytes)
-            n += 1
-        }
+        let files = readRotatedFiles(dir.file("s.log"))
         #expect(files.count >= 2)
         #expect(files.reversed().flatMap { $0 } + (readFileBytes(dir.file("s.log")) ?? []) == expected)
         let stats = try #require(shipper.stats())

@@ -13,6 +13,28 @@ func testLogger() -> Logger {
     return logger
 }
 
+/// Writes `count` lines `line(i)` from this thread and returns their bytes concatenated: what
+/// the destination must hold afterwards. Counts the writes the channel did not take.
+@discardableResult
+func writeSequentialLines(_ channel: RelayChannel, count: Int, refused: inout Int, _ line: (Int) -> String) -> [UInt8] {
+    var expected: [UInt8] = []
+    for i in 0..<count {
+        let bytes = Array(line(i).utf8)
+        expected += bytes
+        if channel.write(bytes) != .written { refused += 1 }
+    }
+    return expected
+}
+
+/// The rotated files of `path` (`path.1`, `path.2`, …), newest first, until one is missing.
+func readRotatedFiles(_ path: String) -> [[UInt8]] {
+    var files: [[UInt8]] = []
+    while let bytes = readFileBytes("\(path).\(files.count + 1)") {
+        files.append(bytes)
+    }
+    return files
+}
+
 /// Writes `lines` text lines "p<producer> <seq> <padding>\n" from `producers` threads.
 func writeLines(_ channel: RelayChannel, producers: Int, perProducer: Int, width: Int = 60) {
     TestThreads.run(count: producers) { producer in

@@ -15,12 +15,11 @@ struct SocketSinkTests {
         let shipper = RelayShipper(logger: testLogger())
         try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port)))])
         try shipper.start()
-        var expected: [UInt8] = []
-        for i in 0..<30_000 {
-            let line = Array("tcp line \(i) \(String(repeating: "q", count: i % 40))\n".utf8)
-            expected += line
-            channel.write(line)
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 30_000, refused: &refused) { i in
+            "tcp line \(i) \(String(repeating: "q", count: i % 40))\n"
         }
+        #expect(refused == 0)
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
         receiver.waitFor(bytes: expected.count, timeout: 5)
