@@ -89,6 +89,35 @@ struct ModeTests {
         #expect(stats.blockTimeouts == 1)
     }
 
+    @Test("block with a timeout: after one timed-out wait, writes fail at once until the consumer frees space, then wait again")
+    func blockStallFailsFastUntilSpaceReturns() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .milliseconds(200)))
+        for _ in 0..<4 { #expect(channel.write(Self.record) == .written) }
+        #expect(channel.write(Self.record) == .timedOut, "the first writer waits the whole timeout")
+        let start = ContinuousClock.now
+        for _ in 0..<20 { #expect(channel.write(Self.record) == .timedOut) }
+        // Waiting each time would take 20 × 200 ms = 4 s.
+        #expect(ContinuousClock.now - start < .seconds(2), "the stalled buffer fails writes at once")
+        var stats = channel.stats().total
+        #expect(stats.recordsDropped == 21, "every refused record is counted")
+        #expect(stats.blockTimeouts == 1, "only the first one waited")
+
+        // The consumer frees a sub-buffer: writes are taken again.
+        guard case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in () }) else {
+            Issue.record("sub-buffer 0 was not delivered")
+            return
+        }
+        #expect(channel.write(Self.record) == .written)
+        #expect(channel.write(Self.record) == .written)
+        // Full again: a new stall waits the timeout again before failing fast.
+        let second = ContinuousClock.now
+        #expect(channel.write(Self.record) == .timedOut)
+        #expect(ContinuousClock.now - second >= .milliseconds(180), "a new stall waits again")
+        stats = channel.stats().total
+        #expect(stats.blockTimeouts == 2)
+        #expect(stats.recordsDropped == 22)
+    }
+
     @Test("block: close wakes blocked writers, which fail with .closed")
     func closeWakesBlocked() throws {
         let channel = try smallChannel(subbufferCount: 2, mode: .block())

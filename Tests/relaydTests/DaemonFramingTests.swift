@@ -143,7 +143,7 @@ struct DaemonFramingTests {
         #expect(try relayd.stop() == 0)
     }
 
-    @Test("A stalled destination: drop mode counts channel_full, overwrite mode counts overwritten, both reconcile")
+    @Test("A stalled destination: drop counts channel_full, overwrite counts overwritten, block waits once then drops; all reconcile")
     func stalledDestinationDropsAndOverwritesAreCounted() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }
@@ -162,6 +162,13 @@ struct DaemonFramingTests {
             subbuf_size = "4KiB"
             subbufs = 2
             mode = "overwrite"
+            switch_interval = "5ms"
+
+            [channels.small-block]
+            subbuf_size = "4KiB"
+            subbufs = 2
+            mode = "block"
+            block_timeout = "100ms"
             switch_interval = "5ms"
 
             [[inputs]]
@@ -183,6 +190,12 @@ struct DaemonFramingTests {
             channel = "small-overwrite"
 
             [[outputs]]
+            name = "blocker"
+            type = "tcp"
+            target = "127.0.0.1:\(stalledPort)"
+            channel = "small-block"
+
+            [[outputs]]
             name = "files"
             type = "file"
             format = "raw"
@@ -191,6 +204,8 @@ struct DaemonFramingTests {
             """
         let relayd = try RelaydProcess.start(config: config, directory: directory)
         let port = try #require(relayd.tcpPorts["tcp"])
+        // If every record for the stalled block-mode output waited its 100 ms timeout, the shared input ring
+        // would take over an hour for these; it waits once per stall, so the file output gets them at full speed.
         let total = 40_000
         let padding = String(repeating: "p", count: 200)
         try DaemonLifecycleTests.send((0..<total).map { "<13>1 - - app - - - \($0) \(padding)" }, port: port)
@@ -204,13 +219,15 @@ struct DaemonFramingTests {
         )
         let dropped = metrics["relayd_output_dropped_records_total{output=\"dropper\",reason=\"channel_full\"}"] ?? 0
         let overwritten = metrics["relayd_output_dropped_records_total{output=\"recorder\",reason=\"overwritten\"}"] ?? 0
+        let blockedDrops = metrics["relayd_output_dropped_records_total{output=\"blocker\",reason=\"channel_full\"}"] ?? 0
         #expect(dropped > 0)
         #expect(overwritten > 0)
+        #expect(blockedDrops > 0)
         #expect((metrics["relayd_channel_records_dropped_full_total{channel=\"dropper\"}"] ?? 0) == dropped)
         expectReconciled(
             metrics,
             inputs: ["tcp"],
-            outputs: ["dropper": ["tcp"], "recorder": ["tcp"], "files": ["tcp"]]
+            outputs: ["dropper": ["tcp"], "recorder": ["tcp"], "blocker": ["tcp"], "files": ["tcp"]]
         )
         // The file output is unaffected by the stalled ones (they drop instead of blocking the input ring).
         #expect(metrics["relayd_output_dropped_records_total{output=\"files\",reason=\"channel_full\"}"] == 0)

@@ -85,6 +85,7 @@ struct BufferCore: @unchecked Sendable {
         self.word(RegionLayout.exclusiveOwnerOffset)
     }
     @inline(__always) var fullFlag: UnsafeMutablePointer<Atomic<UInt64>> { self.word(RegionLayout.fullFlagOffset) }
+    @inline(__always) var blockStalled: UnsafeMutablePointer<Atomic<UInt64>> { self.word(RegionLayout.blockStalledOffset) }
     @inline(__always) var consumed: UnsafeMutablePointer<Atomic<UInt64>> { self.word(RegionLayout.consumedOffset) }
     @inline(__always) var waiters: UnsafeMutablePointer<Atomic<UInt64>> { self.word(RegionLayout.waitersOffset) }
     @inline(__always) var spaceFutex: UnsafeMutablePointer<Atomic<UInt32>> {

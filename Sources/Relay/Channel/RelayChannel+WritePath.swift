@@ -360,6 +360,12 @@ extension RelayChannel {
 
     /// Wakes writers blocked on buffer `b` (space freed, or closing).
     func wakeBlockedWriters(_ b: BufferCore) {
+        // relaxed: `blockStalled` only decides whether a writer that found the buffer full
+        // waits or fails at once; a writer that still sees the old 1 drops one record it
+        // could have waited for, and counts it.
+        if b.blockStalled.pointee.load(ordering: .relaxed) != 0 {
+            b.blockStalled.pointee.store(0, ordering: .relaxed)
+        }
         // sequentiallyConsistent: see `waitForSpace`.
         b.spaceFutex.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
         if b.waiters.pointee.load(ordering: .sequentiallyConsistent) > 0 {
@@ -395,6 +401,15 @@ extension RelayChannel {
                     self.countLoss(b, RegionLayout.droppedFullOffset)
                     return .full
                 }
+                // relaxed: see `wakeBlockedWriters`. A writer already waited the whole
+                // timeout in this full episode and the consumer has freed nothing since:
+                // fail at once, so a stalled consumer costs writers one timeout, not one
+                // per record (a daemon's input thread or a service's request path keeps
+                // moving, and the drops are counted).
+                if b.blockStalled.pointee.load(ordering: .relaxed) != 0 {
+                    self.countLoss(b, RegionLayout.droppedFullOffset)
+                    return .timedOut
+                }
                 if !deadlineComputed {
                     deadlineComputed = true
                     if b.blockTimeoutNanoseconds >= 0 {
@@ -402,6 +417,8 @@ extension RelayChannel {
                     }
                 }
                 if !self.waitForSpace(b, deadline: deadline) {
+                    // relaxed: see `wakeBlockedWriters`.
+                    b.blockStalled.pointee.store(1, ordering: .relaxed)
                     self.countLoss(b, RegionLayout.droppedFullOffset)
                     b.count(RegionLayout.blockTimeoutsOffset)
                     return .timedOut

@@ -12,7 +12,8 @@ public struct RelayBufferStats: Sendable, Hashable {
     /// Records dropped because every sub-buffer was unconsumed (drop mode, and block-mode
     /// timeouts).
     public var recordsDropped: UInt64 = 0
-    /// Of `recordsDropped`, those that waited the full block timeout.
+    /// Of `recordsDropped`, those that waited the full block timeout (the later drops of the
+    /// same stall fail at once and are only in `recordsDropped`; see ``RelayMode/block(timeout:)``).
     public var blockTimeouts: UInt64 = 0
     /// Records rejected for being larger than `maxRecordSize`.
     public var recordsTooBig: UInt64 = 0

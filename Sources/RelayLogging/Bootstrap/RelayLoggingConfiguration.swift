@@ -71,7 +71,8 @@ public enum RelayLogOverload: Sendable, Hashable {
     /// request.
     case drop
     /// Wait for space (back-pressure), at most `timeout` (`nil`: forever); a record that still finds no
-    /// space is dropped and reported like in ``drop``.
+    /// space is dropped and reported like in ``drop``. After a timeout, calls drop at once until the
+    /// shipper frees space (one timeout per stall, not one per call).
     case block(timeout: Duration?)
 
     var mode: RelayMode {

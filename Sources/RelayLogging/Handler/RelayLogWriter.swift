@@ -34,7 +34,9 @@ import Synchronization
 ///   metadata (`relay.dropped`, `relay.dropped_since`). Every dropped record is reported exactly
 ///   once; ``stats()`` counts the drops not yet reported.
 /// - `.block(timeout:)`: the call waits for space (back-pressure); a record that still finds no
-///   space within the timeout is dropped and reported as above.
+///   space within the timeout is dropped and reported as above, and until the shipper frees
+///   space later calls drop at once instead of each waiting again (``RelayMode/block(timeout:)``),
+///   so a dead destination costs a request path one timeout, not one per log call.
 ///
 /// ## Size limit
 ///

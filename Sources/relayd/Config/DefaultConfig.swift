@@ -30,7 +30,8 @@ enum DefaultConfig {
         subbuf_size = "1MiB"       # power of two, >= 4KiB; a record must fit in one sub-buffer
         subbufs = 8                # per channel: a power of two >= 2
         mode = "block"             # block (backpressure, then drop after block_timeout) | drop | overwrite
-        block_timeout = "100ms"
+        block_timeout = "100ms"    # waited once per stall: then records for a stalled output drop at once
+                                   # (counted) until it frees space, so it never slows the inputs
         switch_interval = "100ms"  # a partly filled sub-buffer ships after this long
 
         # TCP syslog (RFC 6587): octet-counted and LF-delimited frames, detected per frame.
