@@ -172,6 +172,16 @@ struct CommandLineTests {
         #expect(result.text?.contains("\n") == false)
     }
 
+    @Test("load: counts and rates take the same k/M/G suffixes as run")
+    func loadCounts() throws {
+        let load = try LoadCommand.parse(["--count", "3M", "--rate", "200k", "--connections", "8"])
+        #expect(load.count?.value == 3_000_000)
+        #expect(load.rate.value == 200_000)
+        #expect(try LoadCommand.parse([]).rate.value == 0, "full speed by default")
+        #expect(throws: (any Error).self) { try LoadCommand.parse(["--count", "0"]) }
+        #expect(throws: (any Error).self) { try LoadCommand.parse(["--count", "3M", "--duration", "2"]) }
+    }
+
     @Test("sweep: the listed parameter is swept, the others fixed")
     func sweepPlan() throws {
         let (parameter, values, plans) = try SweepCommand.parse([

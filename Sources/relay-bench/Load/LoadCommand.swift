@@ -35,14 +35,14 @@ struct LoadCommand: ParsableCommand {
     @Option(help: "Concurrent TCP connections.")
     var connections = 4
 
-    @Option(help: "Total messages per second over all connections; 0 sends at full speed.")
-    var rate = 0
+    @Option(help: "Total messages per second over all connections (e.g. 200k); 0 sends at full speed.")
+    var rate = CountArgument(0)
 
     @Option(help: "Bytes per syslog message, without framing (at least \(LoadMessageLayout.minimumSize)).")
     var size = 256
 
-    @Option(help: "Messages to send in total (default 1000000 unless --duration is given).")
-    var count: Int?
+    @Option(help: "Messages to send in total, e.g. 3M (k/M/G are powers of ten; default 1M unless --duration is given).")
+    var count: CountArgument?
 
     @Option(help: "Send for this many seconds instead of a count.")
     var duration: Double?
@@ -63,8 +63,10 @@ struct LoadCommand: ParsableCommand {
         guard self.size >= LoadMessageLayout.minimumSize && self.size <= 1 << 20 else {
             throw ValidationError("--size must be \(LoadMessageLayout.minimumSize)...1048576 bytes")
         }
-        guard self.rate >= 0 else { throw ValidationError("--rate must not be negative") }
-        if let count = self.count, count < 1 { throw ValidationError("--count must be at least 1") }
+        guard self.rate.value <= UInt64(Int.max) else { throw ValidationError("--rate is too large") }
+        if let count = self.count, count.value < 1 || count.value > UInt64(Int.max) {
+            throw ValidationError("--count must be at least 1")
+        }
         if let duration = self.duration, !(duration > 0) { throw ValidationError("--duration must be positive") }
         if self.count != nil && self.duration != nil {
             throw ValidationError("give either --count or --duration, not both")
@@ -77,14 +79,14 @@ struct LoadCommand: ParsableCommand {
     func run() throws {
         let endpoint = try LoadEndpoint.resolve(self.target)
         let layout = LoadMessageLayout(size: self.size, hostname: self.hostname, framing: self.framing)
-        let total = self.duration == nil ? (self.count ?? 1_000_000) : nil
+        let total = self.duration == nil ? Int(self.count?.value ?? 1_000_000) : nil
         let plan = LoadPlan(
             endpoint: endpoint,
             layout: layout,
             connections: self.connections,
             totalMessages: total,
             duration: self.duration.map { Duration.nanoseconds(Int64($0 * 1e9)) },
-            rate: self.rate
+            rate: Int(self.rate.value)
         )
         let result = try plan.run()
         if self.json {
