@@ -168,7 +168,7 @@ struct DaemonFramingTests {
             subbuf_size = "4KiB"
             subbufs = 2
             mode = "block"
-            block_timeout = "100ms"
+            block_timeout = "20ms"
             switch_interval = "5ms"
 
             [[inputs]]
@@ -204,8 +204,8 @@ struct DaemonFramingTests {
             """
         let relayd = try RelaydProcess.start(config: config, directory: directory)
         let port = try #require(relayd.tcpPorts["tcp"])
-        // If every record for the stalled block-mode output waited its 100 ms timeout, the shared input ring
-        // would take over an hour for these; it waits once per stall, so the file output gets them at full speed.
+        // If every record for the stalled block-mode output waited its 20 ms timeout, the shared input ring
+        // would take over 10 minutes for these; it waits once per stall, so the file output gets them at full speed.
         let total = 40_000
         let padding = String(repeating: "p", count: 200)
         try DaemonLifecycleTests.send((0..<total).map { "<13>1 - - app - - - \($0) \(padding)" }, port: port)
