@@ -113,3 +113,27 @@ int CRelayLinux_set_ipc_lock_effective(int enabled) {
 uint32_t CRelayLinux_poll_peer_gone_mask(void) {
     return POLLRDHUP | POLLHUP | POLLERR;
 }
+
+int CRelayLinux_enable_passcred(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) == 0 ? 0 : -errno;
+}
+
+uint64_t CRelayLinux_credentials_control_space(void) {
+    return CMSG_SPACE(sizeof(struct ucred));
+}
+
+int CRelayLinux_received_credentials(const void *message, int32_t *pid, uint32_t *uid) {
+    const struct msghdr *msg = (const struct msghdr *)message;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS
+            && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred credentials;
+            memcpy(&credentials, CMSG_DATA(c), sizeof(credentials));
+            *pid = credentials.pid;
+            *uid = credentials.uid;
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -235,7 +235,7 @@ struct DaemonFramingTests {
         _ = try relayd.waitForExit()
     }
 
-    @Test("Unix stream (NUL or LF delimited) and oversized datagrams")
+    @Test("Unix stream (NUL or LF delimited) and oversized datagrams; datagrams are tagged with the sender's pid and uid")
     func unixStreamAndDatagramLimits() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }
@@ -250,12 +250,20 @@ struct DaemonFramingTests {
             type = "unix_dgram"
             path = "\(directory)/dgram.sock"
             max_frame = 480
+            tag = { input_name = false, peer = true, received_at = false }
 
             [[outputs]]
             name = "files"
             type = "file"
             format = "raw"
             path = "\(directory)/local.log"
+
+            [[outputs]]
+            name = "tagged"
+            type = "file"
+            format = "jsonl"
+            inputs = ["dgram"]
+            path = "\(directory)/tagged.jsonl"
 
             """
         let relayd = try RelaydProcess.start(config: config, directory: directory)
@@ -271,6 +279,10 @@ struct DaemonFramingTests {
         #expect(lines.last == "<13>" + String(repeating: "d", count: 476))
         let metrics = try relayd.metrics()
         #expect(metrics["relayd_input_frames_truncated_total{input=\"dgram\"}"] == 1)
+        // SCM_CREDENTIALS: the kernel vouches for the sending process.
+        #expect(Eventually.wait { Eventually.lines("\(directory)/tagged.jsonl").count >= 1 })
+        let tagged = try #require(Eventually.lines("\(directory)/tagged.jsonl").first)
+        #expect(tagged.contains("\"peer\":\"pid=\(getpid()) uid=\(getuid())\""), "\(tagged)")
         #expect(try relayd.stop() == 0)
     }
 }

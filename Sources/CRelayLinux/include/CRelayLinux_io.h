@@ -42,6 +42,19 @@ int CRelayLinux_peer_is_local(int fd);
 /// RLIMIT_MEMLOCK fallback as root. Returns 0 or -errno.
 int CRelayLinux_set_ipc_lock_effective(int enabled);
 
+/// Asks the kernel to attach the sender's credentials (SCM_CREDENTIALS) to every
+/// message received on the Unix socket `fd` (SO_PASSCRED). Returns 0 or -errno.
+int CRelayLinux_enable_passcred(int fd);
+
+/// Bytes of control buffer that hold one SCM_CREDENTIALS message
+/// (CMSG_SPACE(sizeof(struct ucred))).
+uint64_t CRelayLinux_credentials_control_space(void);
+
+/// Finds SCM_CREDENTIALS in the control data of a received `struct msghdr *`
+/// (`message`, typed as `void *` so that Swift need not see `struct msghdr`). Returns 1
+/// and fills `pid` and `uid`, or 0 when there is none.
+int CRelayLinux_received_credentials(const void *message, int32_t *pid, uint32_t *uid);
+
 #ifdef __cplusplus
 }
 #endif

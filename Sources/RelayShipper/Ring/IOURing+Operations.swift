@@ -237,6 +237,26 @@ extension IOURing {
         self.finish(sqe, userData: userData, flags: flags)
     }
 
+    /// Queues `recvmsg(fd, message, flags)` on a socket. `message` points at a `struct
+    /// msghdr` (raw, so callers need not share this module's C imports): the data goes to
+    /// its iovecs, ancillary data (e.g. SCM_CREDENTIALS) to its control buffer, whose
+    /// length the kernel updates. Completes with the bytes received or `-errno`.
+    /// - Warning: `message` and every buffer it points to must stay valid and untouched
+    ///   until the completion is reaped.
+    /// - Throws: ``SubmitError``.
+    package mutating func recvmsg(
+        _ fd: FileDescriptor,
+        message: UnsafeMutableRawPointer,
+        messageFlags: Int32,
+        userData: UInt64,
+        flags: SQEFlags = []
+    ) throws(SubmitError) {
+        let sqe = try self.nextSQE()
+        io_uring_prep_recvmsg(
+            sqe, fd.rawValue, message.assumingMemoryBound(to: msghdr.self), UInt32(bitPattern: messageFlags))
+        self.finish(sqe, userData: userData, flags: flags)
+    }
+
     /// Queues `fsync(fd)` (or `fdatasync` with `datasync`). Completes with 0
     /// or `-errno`.
     ///

@@ -137,11 +137,20 @@ final class InputLoop {
         }
     }
 
+    /// A Unix datagram socket with its receive message: one `struct msghdr` whose iovec is `buffer` and whose
+    /// control buffer takes the sender's SCM_CREDENTIALS (the socket has SO_PASSCRED), all allocated once and
+    /// valid until the final completion of the receive that uses them (the object outlives the ring).
     private final class Datagram {
         let fd: Int32
         let input: Int
         let unixPath: String?
         let buffer: UnsafeMutableRawBufferPointer
+        private let message: UnsafeMutablePointer<msghdr>
+        private let vector: UnsafeMutablePointer<iovec>
+        private let control: UnsafeMutableRawBufferPointer
+        /// The `peer` tag of the last datagram, `pid=<pid> uid=<uid>`, rendered without allocating.
+        private let peerStorage: UnsafeMutableRawBufferPointer
+        private(set) var peer: UnsafeRawBufferPointer
         var armed = false
 
         init(fd: Int32, input: Int, unixPath: String?, maxFrame: Int) {
@@ -149,10 +158,64 @@ final class InputLoop {
             self.input = input
             self.unixPath = unixPath
             self.buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: maxFrame, alignment: 64)
+            self.vector = .allocate(capacity: 1)
+            self.vector.initialize(to: iovec(iov_base: self.buffer.baseAddress, iov_len: self.buffer.count))
+            self.control = .allocate(byteCount: Int(CRelayLinux_credentials_control_space()), alignment: 16)
+            self.message = .allocate(capacity: 1)
+            self.message.initialize(to: msghdr())
+            self.peerStorage = .allocate(byteCount: 40, alignment: 8)
+            self.peer = UnsafeRawBufferPointer(start: self.peerStorage.baseAddress, count: 0)
         }
 
         deinit {
             self.buffer.deallocate()
+            self.vector.deallocate()
+            self.control.deallocate()
+            self.message.deallocate()
+            self.peerStorage.deallocate()
+        }
+
+        /// The message to receive into, reset for the next datagram.
+        func prepareMessage() -> UnsafeMutableRawPointer {
+            self.message.pointee = msghdr()
+            self.message.pointee.msg_iov = self.vector
+            self.message.pointee.msg_iovlen = 1
+            self.message.pointee.msg_control = self.control.baseAddress
+            self.message.pointee.msg_controllen = self.control.count
+            return UnsafeMutableRawPointer(self.message)
+        }
+
+        /// Reads the sender's credentials from the message just received into ``peer``.
+        func takeCredentials() {
+            var pid: Int32 = 0
+            var uid: UInt32 = 0
+            guard CRelayLinux_received_credentials(self.message, &pid, &uid) == 1, pid > 0 else {
+                self.peer = UnsafeRawBufferPointer(start: self.peerStorage.baseAddress, count: 0)
+                return
+            }
+            var cursor = 0
+            func append(_ text: StaticString) {
+                text.withUTF8Buffer { bytes in
+                    UnsafeMutableRawBufferPointer(rebasing: self.peerStorage[cursor...]).copyMemory(from: UnsafeRawBufferPointer(bytes))
+                    cursor += bytes.count
+                }
+            }
+            func append(_ value: UInt64) {
+                var digits = 1
+                var rest = value
+                while rest >= 10 { rest /= 10; digits += 1 }
+                rest = value
+                for index in stride(from: cursor + digits - 1, through: cursor, by: -1) {
+                    self.peerStorage[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                }
+                cursor += digits
+            }
+            append("pid=")
+            append(UInt64(pid))
+            append(" uid=")
+            append(UInt64(uid))
+            self.peer = UnsafeRawBufferPointer(start: self.peerStorage.baseAddress, count: cursor)
         }
     }
 
@@ -393,11 +456,11 @@ final class InputLoop {
     private func armDatagram(_ datagram: Datagram) {
         guard !datagram.armed, !self.stopping, let index = self.datagrams.firstIndex(where: { $0 === datagram }) else { return }
         let fd = FileDescriptor(rawValue: datagram.fd)
-        let buffer = datagram.buffer
         let cookie = URingUserData(kind: OpKind.datagram.rawValue, index: UInt16(index), sequence: 0)
+        let message = datagram.prepareMessage()
         if self.submit(cookie, { ring, data throws(IOURing.SubmitError) in
             // MSG_TRUNC: the result is the datagram's real length, so truncation is detected and counted.
-            try ring.recv(fd, into: buffer, messageFlags: Int32(MSG_TRUNC), userData: data)
+            try ring.recvmsg(fd, message: message, messageFlags: Int32(MSG_TRUNC), userData: data)
         }) {
             datagram.armed = true
         }
@@ -609,6 +672,7 @@ final class InputLoop {
     }
 
     private func processDatagram(_ datagram: Datagram, length: Int) {
+        datagram.takeCredentials()
         let input = self.inputs[datagram.input]
         let router = input.router
         let kept = min(length, datagram.buffer.count)
@@ -625,7 +689,7 @@ final class InputLoop {
         }
         let context = RecordContext(
             inputName: input.name.buffer,
-            peer: input.empty.buffer,
+            peer: datagram.peer,
             receivedAt: .now(),
             fallbackHostname: input.localHost.buffer,
             tags: input.config.tags
@@ -698,12 +762,8 @@ final class InputLoop {
         }
         for datagram in self.datagrams {
             while !self.pastDeadline {
-                let count = recv(
-                    datagram.fd,
-                    datagram.buffer.baseAddress,
-                    datagram.buffer.count,
-                    Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC)
-                )
+                let message = datagram.prepareMessage().assumingMemoryBound(to: msghdr.self)
+                let count = Glibc.recvmsg(datagram.fd, message, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
                 guard count >= 0 else { break }
                 self.processDatagram(datagram, length: count)
             }

@@ -89,6 +89,8 @@ enum InputSockets {
             if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
                 _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
             }
+            // The sender's pid and uid come with every datagram (SCM_CREDENTIALS): the input's `peer` tag.
+            _ = CRelayLinux_enable_passcred(fd)
             return BoundInput(input: index, fd: fd, kind: .datagram, description: "unix_dgram \(path)", unixPath: path)
         }
     }
