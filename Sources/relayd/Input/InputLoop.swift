@@ -194,28 +194,33 @@ final class InputLoop {
                 return
             }
             var cursor = 0
-            func append(_ text: StaticString) {
-                text.withUTF8Buffer { bytes in
-                    UnsafeMutableRawBufferPointer(rebasing: self.peerStorage[cursor...]).copyMemory(from: UnsafeRawBufferPointer(bytes))
-                    cursor += bytes.count
-                }
-            }
-            func append(_ value: UInt64) {
-                var digits = 1
-                var rest = value
-                while rest >= 10 { rest /= 10; digits += 1 }
-                rest = value
-                for index in stride(from: cursor + digits - 1, through: cursor, by: -1) {
-                    self.peerStorage[index] = UInt8(ascii: "0") + UInt8(rest % 10)
-                    rest /= 10
-                }
-                cursor += digits
-            }
-            append("pid=")
-            append(UInt64(pid))
-            append(" uid=")
-            append(UInt64(uid))
+            Self.append("pid=", to: self.peerStorage, at: &cursor)
+            Self.append(UInt64(pid), to: self.peerStorage, at: &cursor)
+            Self.append(" uid=", to: self.peerStorage, at: &cursor)
+            Self.append(UInt64(uid), to: self.peerStorage, at: &cursor)
             self.peer = UnsafeRawBufferPointer(start: self.peerStorage.baseAddress, count: cursor)
+        }
+
+        private static func append(_ text: StaticString, to storage: UnsafeMutableRawBufferPointer, at cursor: inout Int) {
+            text.withUTF8Buffer { bytes in
+                UnsafeMutableRawBufferPointer(rebasing: storage[cursor...]).copyMemory(from: UnsafeRawBufferPointer(bytes))
+            }
+            cursor += text.utf8CodeUnitCount
+        }
+
+        private static func append(_ value: UInt64, to storage: UnsafeMutableRawBufferPointer, at cursor: inout Int) {
+            var digits = 1
+            var rest = value
+            while rest >= 10 {
+                rest /= 10
+                digits += 1
+            }
+            rest = value
+            for index in stride(from: cursor + digits - 1, through: cursor, by: -1) {
+                storage[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            }
+            cursor += digits
         }
     }
 
