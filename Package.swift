@@ -82,6 +82,7 @@ let package = Package(
             dependencies: [
                 "Relay",
                 "RelayShipper",
+                "RelayLogging",
                 "CRelayLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,5 @@
+import RelayLogging
+
 /// RFC 3339 validation and allocation-free formatting.
 enum RFC3339 {
     /// Whether `bytes` is an RFC 5424 TIMESTAMP: `YYYY-MM-DDTHH:MM:SS[.1-6 digits](Z|±HH:MM)`.
@@ -36,14 +38,12 @@ enum RFC3339 {
 
     /// Writes `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds; 27 bytes).
     static func writeUTC<Sink: ByteSink>(_ timestamp: WallClockTimestamp, into sink: inout Sink) {
-        let days = Int(timestamp.seconds.floorDivided(by: 86_400))
-        let secondOfDay = Int(timestamp.seconds - Int64(days) * 86_400)
-        let (year, month, day) = CivilDate.fromDays(days)
-        Self.writeDate(year: year, month: month, day: day, into: &sink)
+        let t = CivilTime(nanosecondsSinceEpoch: timestamp.seconds * 1_000_000_000 + Int64(timestamp.nanoseconds))
+        Self.writeDate(year: Int(t.year), month: Int(t.month), day: Int(t.day), into: &sink)
         sink.append(UInt8(ascii: "T"))
-        Self.writeTime(hour: secondOfDay / 3600, minute: secondOfDay / 60 % 60, second: secondOfDay % 60, into: &sink)
+        Self.writeTime(hour: Int(t.hour), minute: Int(t.minute), second: Int(t.second), into: &sink)
         sink.append(UInt8(ascii: "."))
-        sink.appendZeroPadded(Int(timestamp.nanoseconds) / 1000, width: 6)
+        sink.appendZeroPadded(Int(t.microsecond), width: 6)
         sink.append(UInt8(ascii: "Z"))
     }
 
@@ -57,11 +57,10 @@ enum RFC3339 {
         utcOffsetSeconds: Int,
         into sink: inout Sink
     ) {
-        let localSeconds = reference.seconds + Int64(utcOffsetSeconds)
-        let (referenceYear, referenceMonth, _) = CivilDate.fromDays(Int(localSeconds.floorDivided(by: 86_400)))
-        var year = referenceYear
-        if bsd.month == 12 && referenceMonth == 1 { year -= 1 }
-        if bsd.month == 1 && referenceMonth == 12 { year += 1 }
+        let local = CivilTime(nanosecondsSinceEpoch: (reference.seconds + Int64(utcOffsetSeconds)) * 1_000_000_000)
+        var year = Int(local.year)
+        if bsd.month == 12 && local.month == 1 { year -= 1 }
+        if bsd.month == 1 && local.month == 12 { year += 1 }
         Self.writeDate(year: year, month: bsd.month, day: bsd.day, into: &sink)
         sink.append(UInt8(ascii: "T"))
         Self.writeTime(hour: bsd.hour, minute: bsd.minute, second: bsd.second, into: &sink)
@@ -95,29 +94,5 @@ enum RFC3339 {
         sink.appendZeroPadded(minute, width: 2)
         sink.append(UInt8(ascii: ":"))
         sink.appendZeroPadded(second, width: 2)
-    }
-}
-
-/// Proleptic Gregorian calendar arithmetic (Howard Hinnant's `civil_from_days`).
-enum CivilDate {
-    /// The date of `days` since 1970-01-01.
-    static func fromDays(_ days: Int) -> (year: Int, month: Int, day: Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
-    }
-}
-
-extension Int64 {
-    /// Division rounding toward negative infinity.
-    func floorDivided(by divisor: Int64) -> Int64 {
-        let quotient = self / divisor
-        return (self % divisor != 0 && (self < 0) != (divisor < 0)) ? quotient - 1 : quotient
     }
 }
