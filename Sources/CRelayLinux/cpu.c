@@ -58,6 +58,16 @@ int CRelayLinux_membarrier(void) {
     return r < 0 ? -errno : 0;
 }
 
+int CRelayLinux_membarrier_rseq_register(void) {
+    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+    return r < 0 ? -errno : 0;
+}
+
+int CRelayLinux_membarrier_rseq(void) {
+    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+    return r < 0 ? -errno : 0;
+}
+
 int CRelayLinux_memfd_create(const char *name) {
     int fd = memfd_create(name, MFD_CLOEXEC);
     return fd < 0 ? -errno : fd;
@@ -70,6 +80,20 @@ int CRelayLinux_filesystem_type(const char *path, int64_t *type) {
     }
     *type = (int64_t)fs.f_type;
     return 0;
+}
+
+int CRelayLinux_pin_current_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (cpu < 0) {
+        long n = sysconf(_SC_NPROCESSORS_CONF);
+        for (long i = 0; i < n && i < CPU_SETSIZE; i++) {
+            CPU_SET((int)i, &set);
+        }
+    } else {
+        CPU_SET(cpu, &set);
+    }
+    return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : -errno;
 }
 
 void CRelayLinux_set_thread_name(const char *name) {

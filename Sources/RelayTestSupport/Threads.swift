@@ -1,4 +1,5 @@
 internal import Glibc
+internal import CRelayLinux
 
 /// Runs closures on real OS threads (pthreads), so tests exercise migration and
 /// preemption the way production writers do, and waits for all of them.
@@ -42,4 +43,21 @@ public enum TestThreads {
     public static func join(_ handle: Handle) {
         pthread_join(handle.thread, nil)
     }
+}
+
+/// CPU affinity for tests that need a thread on a given CPU (to force a migration
+/// between two steps of a write, for example).
+public enum CPUAffinity {
+    /// The number of CPUs the host has online.
+    public static var onlineCount: Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+    /// Moves the calling thread to `cpu` (it runs there when this returns), or lets it
+    /// run anywhere again with `nil`.
+    public static func pin(to cpu: Int?) {
+        let result = CRelayLinux_pin_current_thread(Int32(cpu ?? -1))
+        precondition(result == 0, "sched_setaffinity(\(cpu.map(String.init) ?? "all")) failed: errno \(-result)")
+    }
+
+    /// The CPU the calling thread runs on.
+    public static var current: Int { Int(CRelayLinux_sched_getcpu()) }
 }

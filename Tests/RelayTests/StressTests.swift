@@ -4,8 +4,10 @@ import Synchronization
 import Testing
 
 /// Multi-threaded stress of the engine: more writer threads than cores, a concurrent
-/// consumer, self-checking records. Sizes come from RELAY_STRESS_RECORDS (records per
-/// mode, default 3.5 M, so a CI run checks over 10 M records across the three modes).
+/// consumer, self-checking records. Every mode runs twice: per-CPU buffers moved with
+/// restartable sequences (where the host has them) and with locked instructions. Sizes
+/// come from RELAY_STRESS_RECORDS (records per mode and path, default 2 M, so a CI run
+/// checks 12 M records).
 @Suite("Concurrency stress", .serialized)
 struct StressTests {
     static let producers = 6
@@ -13,7 +15,7 @@ struct StressTests {
         if let text = getenv("RELAY_STRESS_RECORDS"), let value = Int(String(cString: text)), value > 0 {
             return value
         }
-        return 3_500_000
+        return 2_000_000
     }
 
     struct Outcome {
@@ -30,11 +32,17 @@ struct StressTests {
 
     /// Runs producers against a channel in `mode` with a consumer thread reading and
     /// acknowledging, and returns what everyone saw.
-    static func run(mode: RelayMode, subbufferSize: Int = 16384, subbufferCount: Int = 8, consumerDelay: UInt32 = 0) throws -> Outcome {
+    static func run(
+        mode: RelayMode, perCPU: Bool, subbufferSize: Int = 16384, subbufferCount: Int = 8, consumerDelay: UInt32 = 0
+    ) throws -> Outcome {
+        // One buffer per CPU (the default), so the per-CPU path is used where available.
         let channel = try RelayChannel(
             RelayChannelConfiguration(
                 name: "stress-\(UInt32.random(in: 0...UInt32.max))",
-                subbufferSize: subbufferSize, subbufferCount: subbufferCount, mode: mode, buffers: 2))
+                subbufferSize: subbufferSize, subbufferCount: subbufferCount, mode: mode, perCPUFastPath: perCPU))
+        #if arch(x86_64)
+        #expect(channel.usesRestartableSequences == perCPU)
+        #endif
         let perProducer = Self.recordsPerMode / Self.producers
         let done = Atomic<Bool>(false)
         let results = Mutex<Outcome>(Outcome())
@@ -123,9 +131,9 @@ struct StressTests {
         return outcome
     }
 
-    @Test("block mode: every record arrives intact, exactly once, in per-producer order")
-    func blockMode() throws {
-        let o = try Self.run(mode: .block())
+    @Test("block mode: every record arrives intact, exactly once, in per-producer order", arguments: [true, false])
+    func blockMode(perCPU: Bool) throws {
+        let o = try Self.run(mode: .block(), perCPU: perCPU)
         #expect(o.torn == 0)
         #expect(o.dropped == 0)
         #expect(o.stats.recordsDropped == 0)
@@ -140,9 +148,9 @@ struct StressTests {
         }
     }
 
-    @Test("drop mode: written + dropped == offered, and the gaps the reader sees are the drops")
-    func dropMode() throws {
-        let o = try Self.run(mode: .drop, subbufferSize: 4096, subbufferCount: 4, consumerDelay: 20)
+    @Test("drop mode: written + dropped == offered, and the gaps the reader sees are the drops", arguments: [true, false])
+    func dropMode(perCPU: Bool) throws {
+        let o = try Self.run(mode: .drop, perCPU: perCPU, subbufferSize: 4096, subbufferCount: 4, consumerDelay: 20)
         #expect(o.torn == 0)
         #expect(o.written + o.dropped == o.offered)
         #expect(o.dropped > 0, "the slow consumer must force drops for this test to mean anything")
@@ -157,9 +165,9 @@ struct StressTests {
         }
     }
 
-    @Test("overwrite mode: writers never wait, the reader never accepts a torn record")
-    func overwriteMode() throws {
-        let o = try Self.run(mode: .overwrite, subbufferSize: 4096, subbufferCount: 4, consumerDelay: 20)
+    @Test("overwrite mode: writers never wait, the reader never accepts a torn record", arguments: [true, false])
+    func overwriteMode(perCPU: Bool) throws {
+        let o = try Self.run(mode: .overwrite, perCPU: perCPU, subbufferSize: 4096, subbufferCount: 4, consumerDelay: 20)
         #expect(o.torn == 0, "no accepted sub-buffer contained a torn record")
         #expect(o.stats.writerWaits == 0)
         #expect(o.stats.subbuffersOverwritten > 0, "the slow consumer must be lapped for this test to mean anything")

@@ -42,6 +42,173 @@ static inline uint32_t CRelayLinux_current_cpu(void) {
     return CRelayLinux_sched_getcpu();
 }
 
+//===----------------------------------------------------------------------===//
+// Restartable sequences: per-CPU compare-and-store and add without a locked
+// instruction (x86-64). The technique of librseq's rseq_cmpeqv_storev and
+// rseq_addv, specialised for the relay engine's buffer words.
+//
+// A critical section runs from label 1 to label 2 (the single committing store).
+// If the thread is preempted, migrated or signalled inside it, the kernel moves it
+// to the abort label 4 (preceded by glibc's x86 RSEQ_SIG), so the section either
+// completes on `cpu` without interruption or has no effect. It is atomic against
+// every other thread that runs on `cpu`; threads on other CPUs must announce
+// themselves in `*remote` and issue MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ first
+// (which aborts sections in flight), and every section fails while `*remote` != 0.
+//
+// Results: 0 done, 1 failed (the word differs, or `*remote` != 0), -1 aborted
+// (not on `cpu`, or interrupted: retry or take the remote path).
+//===----------------------------------------------------------------------===//
+
+/// Whether this build has the restartable-sequence primitives below.
+#if defined(__x86_64__)
+#define CRELAYLINUX_HAS_RSEQ_OPS 1
+#else
+#define CRELAYLINUX_HAS_RSEQ_OPS 0
+#endif
+
+/// 1 if the primitives exist and glibc registered an rseq area for this thread.
+static inline int CRelayLinux_rseq_available(void) {
+#if CRELAYLINUX_HAS_RSEQ_OPS
+    return __rseq_size >= 20 ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+/// The raw `cpu_id` of the calling thread's rseq area: (uint32_t)-1 when glibc did
+/// not register one (then there is no per-CPU path).
+static inline uint32_t CRelayLinux_rseq_cpu_id(void) {
+    if (__rseq_size < 8) {
+        return UINT32_MAX;
+    }
+    return *(const volatile uint32_t *)((const char *)__builtin_thread_pointer() + __rseq_offset + 4);
+}
+
+#if CRELAYLINUX_HAS_RSEQ_OPS
+// The descriptor (struct rseq_cs: version, flags, start_ip, post_commit_offset,
+// abort_ip) in section __rseq_cs; the abort handler in __rseq_failure.
+#define CRELAYLINUX_RSEQ_TABLE                                                  \
+    ".pushsection __rseq_cs, \"aw\"\n\t"                                     \
+    ".balign 32\n\t"                                                          \
+    "3:\n\t"                                                                  \
+    ".long 0x0, 0x0\n\t"                                                      \
+    ".quad 1f, (2f - 1f), 4f\n\t"                                             \
+    ".popsection\n\t"                                                         \
+    "leaq 3b(%%rip), %%rax\n\t"                                               \
+    "movq %%rax, %%fs:8(%[rseq_offset])\n\t"                                  \
+    "1:\n\t"                                                                  \
+    "cmpl %[cpu], %%fs:4(%[rseq_offset])\n\t"                                 \
+    "jnz 4f\n\t"                                                              \
+    "cmpq $0, %[remote]\n\t"                                                  \
+    "jnz %l[failed]\n\t"
+
+#define CRELAYLINUX_RSEQ_ABORT                                                  \
+    ".pushsection __rseq_failure, \"ax\"\n\t"                                \
+    ".byte 0x0f, 0xb9, 0x3d\n\t"                                              \
+    ".long 0x53053053\n\t"                                                    \
+    "4:\n\t"                                                                  \
+    "jmp %l[aborted]\n\t"                                                     \
+    ".popsection\n\t"
+#endif
+
+/// On `cpu`: if `*remote` == 0 and `*word` == `expected`, stores `desired`.
+static inline __attribute__((always_inline)) int CRelayLinux_rseq_compare_store(
+    void *word, uint64_t expected, uint64_t desired, const void *remote, uint32_t cpu) {
+#if CRELAYLINUX_HAS_RSEQ_OPS
+    __asm__ __volatile__ goto(
+        CRELAYLINUX_RSEQ_TABLE
+        "cmpq %[word], %[expected]\n\t"
+        "jnz %l[failed]\n\t"
+        "movq %[desired], %[word]\n\t"
+        "2:\n\t"
+        CRELAYLINUX_RSEQ_ABORT
+        :
+        : [cpu] "r"(cpu), [rseq_offset] "r"(__rseq_offset), [word] "m"(*(uint64_t *)word),
+          [expected] "r"(expected), [desired] "r"(desired), [remote] "m"(*(const uint64_t *)remote)
+        : "memory", "cc", "rax"
+        : aborted, failed);
+    return 0;
+aborted:
+    return -1;
+failed:
+    return 1;
+#else
+    (void)word; (void)expected; (void)desired; (void)remote; (void)cpu;
+    return -1;
+#endif
+}
+
+/// On `cpu`: if `*remote` == 0, adds `amount` to `*word` and stores the sum in `*sum`.
+static inline __attribute__((always_inline)) int CRelayLinux_rseq_add(
+    void *word, uint64_t amount, const void *remote, uint32_t cpu, uint64_t *sum) {
+#if CRELAYLINUX_HAS_RSEQ_OPS
+    __asm__ __volatile__ goto(
+        CRELAYLINUX_RSEQ_TABLE
+        "movq %[word], %%rax\n\t"
+        "addq %[amount], %%rax\n\t"
+        "movq %%rax, %[word]\n\t"
+        "2:\n\t"
+        "movq %%rax, %[sum]\n\t"
+        CRELAYLINUX_RSEQ_ABORT
+        :
+        : [cpu] "r"(cpu), [rseq_offset] "r"(__rseq_offset), [word] "m"(*(uint64_t *)word),
+          [amount] "r"(amount), [remote] "m"(*(const uint64_t *)remote), [sum] "m"(*sum)
+        : "memory", "cc", "rax"
+        : aborted, failed);
+    return 0;
+aborted:
+    return -1;
+failed:
+    return 1;
+#else
+    (void)word; (void)amount; (void)remote; (void)cpu; (void)sum;
+    return -1;
+#endif
+}
+
+/// Registers the process for MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ. 0 or -errno.
+int CRelayLinux_membarrier_rseq_register(void);
+
+/// MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ: a full barrier on every CPU running a
+/// thread of this process, and every restartable sequence in flight there is
+/// aborted. 0 or -errno.
+int CRelayLinux_membarrier_rseq(void);
+
+/// Copies a record of `n` bytes into a reserved (non-overlapping) range. Records of at
+/// most 256 bytes are copied inline with overlapping 8/16-byte moves (no call, no size
+/// dispatch through the PLT); longer ones go to memcpy.
+static inline __attribute__((always_inline)) void CRelayLinux_copy_record(
+    void *restrict dst, const void *restrict src, size_t n) {
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    if (n > 256) {
+        __builtin_memcpy(d, s, n);
+        return;
+    }
+    if (n >= 16) {
+        // 16-byte blocks, then one final block that ends exactly at n (it may overlap).
+        size_t i = 0;
+        for (; i + 16 < n; i += 16) {
+            __builtin_memcpy(d + i, s + i, 16);
+        }
+        __builtin_memcpy(d + n - 16, s + n - 16, 16);
+        return;
+    }
+    if (n >= 8) {
+        __builtin_memcpy(d, s, 8);
+        __builtin_memcpy(d + n - 8, s + n - 8, 8);
+        return;
+    }
+    if (n >= 4) {
+        __builtin_memcpy(d, s, 4);
+        __builtin_memcpy(d + n - 4, s + n - 4, 4);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        d[i] = s[i];
+    }
+}
+
 /// Number of configured ("possible") CPUs, at least 1.
 uint32_t CRelayLinux_possible_cpus(void);
 
@@ -74,6 +241,10 @@ int CRelayLinux_memfd_create(const char *name);
 /// statfs(2) f_type of the filesystem holding `path` (0x01021994 is tmpfs).
 /// Returns 0 and stores the type, or -errno.
 int CRelayLinux_filesystem_type(const char *path, int64_t *type);
+
+/// Restricts the calling thread to CPU `cpu` (sched_setaffinity), or to every CPU
+/// when `cpu` < 0. Returns 0 or -errno. Tests use it to force migrations.
+int CRelayLinux_pin_current_thread(int cpu);
 
 /// Names the calling thread (pthread_setname_np; at most 15 characters).
 void CRelayLinux_set_thread_name(const char *name);

@@ -31,6 +31,9 @@ struct BufferCore: @unchecked Sendable {
     /// Whether membarrier(2) carries the heavy side of exclusive-writer handshakes
     /// (cached here so the record path does not touch a lazily initialized global).
     let expeditedFence: Bool
+    /// The CPU whose threads move this buffer's words with restartable sequences, or
+    /// `PerCPU.noOwner` (locked instructions for every writer). See `PerCPU`.
+    let ownerCPU: UInt32
 
     enum ModeCode: UInt32 {
         case overwrite = 0
@@ -38,7 +41,8 @@ struct BufferCore: @unchecked Sendable {
         case block = 2
     }
 
-    init(region: MappedRegion, index: Int, geometry: Geometry, mode: RelayMode) {
+    init(region: MappedRegion, index: Int, geometry: Geometry, mode: RelayMode, ownerCPU: UInt32 = PerCPU.noOwner) {
+        self.ownerCPU = ownerCPU
         self.base = region.base
         self.data = region.base + geometry.dataOffset
         self.index = index
@@ -77,6 +81,7 @@ struct BufferCore: @unchecked Sendable {
     }
 
     @inline(__always) var position: UnsafeMutablePointer<Atomic<UInt64>> { self.word(RegionLayout.positionOffset) }
+    @inline(__always) var remote: UnsafeMutablePointer<Atomic<UInt64>> { self.word(RegionLayout.remoteOffset) }
     @inline(__always) var busy: UnsafeMutablePointer<Atomic<UInt64>> { self.word(RegionLayout.busyOffset) }
     @inline(__always) var flushRequest: UnsafeMutablePointer<Atomic<UInt64>> {
         self.word(RegionLayout.flushRequestOffset)

@@ -13,8 +13,7 @@ extension RelayChannel {
     ///   in ``stats()``).
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer) -> RelayWriteResult {
-        let b = self.currentSharedCore()
-        return self.write(bytes, into: b.pointee)
+        return self.write(bytes, into: self.currentSharedCore())
     }
 
     /// Writes one record from a contiguous collection of bytes (`[UInt8]`, a
@@ -29,15 +28,16 @@ extension RelayChannel {
     }
 
     @inline(__always)
-    func write(_ bytes: UnsafeRawBufferPointer, into b: BufferCore) -> RelayWriteResult {
+    func write(_ bytes: UnsafeRawBufferPointer, into b: UnsafeMutablePointer<BufferCore>) -> RelayWriteResult {
         let length = UInt64(bytes.count)
         // `length - 1 < maxRecord` rejects 0 and anything too big in one comparison.
-        guard _fastPath(length &- 1 < b.maxRecord) else {
-            return self.rejectLength(b, length: length)
+        guard _fastPath(length &- 1 < b.pointee.maxRecord) else {
+            return self.rejectLength(b.pointee, length: length)
         }
         switch self.reserveHandlingMode(b, length: length) {
         case .reserved(let position):
-            b.address(of: position).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped, byteCount: Int(length))
+            RecordCopy.copy(
+                b.pointee.address(of: position), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
             self.commitRecord(b, position: position, length: length)
             return .written
         case .full, .lapped:
@@ -64,21 +64,20 @@ extension RelayChannel {
     /// - Throws: ``RelayReserveError`` (each counted in ``stats()`` except `.emptyReservation`).
     /// - Warning: The channel must outlive the reservation.
     public func reserve(_ length: Int) throws(RelayReserveError) -> RelayReservation {
-        let b = self.currentSharedCore()
-        return try self.reserve(length, in: b.pointee)
+        return try self.reserve(length, in: self.currentSharedCore())
     }
 
     @inline(__always)
-    func reserve(_ length: Int, in b: BufferCore) throws(RelayReserveError) -> RelayReservation {
+    func reserve(_ length: Int, in b: UnsafeMutablePointer<BufferCore>) throws(RelayReserveError) -> RelayReservation {
         let size = UInt64(length)
-        guard _fastPath(size &- 1 < b.maxRecord) else {
+        guard _fastPath(size &- 1 < b.pointee.maxRecord) else {
             if length <= 0 { throw .emptyReservation }
-            self.countLoss(b, RegionLayout.tooBigOffset)
+            self.countLoss(b.pointee, RegionLayout.tooBigOffset)
             throw .tooBig
         }
         switch self.reserveHandlingMode(b, length: size) {
         case .reserved(let position):
-            return RelayReservation(channel: self, core: b, position: position, length: size)
+            return RelayReservation(channel: self, core: b.pointee, position: position, length: size)
         case .full, .lapped:
             throw .dropped
         case .timedOut:
@@ -138,8 +137,7 @@ extension RelayChannel {
                 desired |= RegionLayout.closedBit
             }
             if desired == p { return }
-            let (exchanged, current) = b.position.pointee.compareExchange(
-                expected: p, desired: desired, ordering: .acquiringAndReleasing)
+            let (exchanged, current) = b.compareExchangePosition(expected: p, desired: desired)
             if !exchanged {
                 p = current
                 continue

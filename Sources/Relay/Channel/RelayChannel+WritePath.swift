@@ -11,6 +11,8 @@ import Synchronization
 // - A writer commits with one atomic add on the slot's commit word
 //   (acquiringAndReleasing: releases the record bytes; acquires every other committer's
 //   bytes if this add completes the sub-buffer).
+// - On a per-CPU buffer both are restartable sequences on the owner CPU instead of
+//   locked instructions, with the same effect (BufferCore+PerCPU.swift).
 // - The committer whose add brings the commit word to `subbufSize` delivers: it
 //   resets the commit word and stores the state word `sequence << 2 | delivered`
 //   (sequentiallyConsistent: releases the whole sub-buffer to readers, and is the
@@ -33,24 +35,26 @@ extension RelayChannel {
     // MARK: Reserve
 
     /// Reserves `length` bytes (1...maxRecord) in buffer `b`. Lock-free.
+    ///
+    /// The record path's first attempt: it reads the few fields it needs through the
+    /// table pointer instead of copying the `BufferCore` (the record copy that follows
+    /// writes through raw pointers, so a copy could not be elided).
     @inline(__always)
-    func reserve(_ b: BufferCore, length: UInt64) -> Reserve {
-        // relaxed: only a first guess of the position; the CAS validates it.
-        let p = b.position.pointee.load(ordering: .relaxed)
-        let offset = p & b.offsetMask
+    func reserve(_ b: UnsafeMutablePointer<BufferCore>, length: UInt64) -> Reserve {
+        // relaxed: only a first guess of the position; the compare-exchange validates it.
+        let p = b.pointee.position.pointee.load(ordering: .relaxed)
+        let offset = p & b.pointee.offsetMask
         // One comparison covers "open sub-buffer, not closed, fits": a closed position
         // has bit 63 set, which makes `p & offsetMask` meaningless, so check it too.
-        if _fastPath(offset != 0 && offset &+ length <= b.subbufSize && p & RegionLayout.closedBit == 0) {
-            let (exchanged, _) = b.position.pointee.compareExchange(
-                expected: p, desired: p &+ length, ordering: .acquiringAndReleasing)
-            if _fastPath(exchanged) {
-                if _slowPath(offset == b.headerSize || offset &+ length == b.subbufSize) {
-                    self.reservedAtEdge(b, position: p, length: length)
+        if _fastPath(offset != 0 && offset &+ length <= b.pointee.subbufSize && p & RegionLayout.closedBit == 0) {
+            if _fastPath(b.pointee.compareExchangePosition(expected: p, desired: p &+ length).exchanged) {
+                if _slowPath(offset == b.pointee.headerSize || offset &+ length == b.pointee.subbufSize) {
+                    self.reservedAtEdge(b.pointee, position: p, length: length)
                 }
                 return .reserved(position: p)
             }
         }
-        return self.reserveSlow(b, length: length)
+        return self.reserveSlow(b.pointee, length: length)
     }
 
     /// A reservation that is the first record of its sub-buffer, or fills it exactly.
@@ -68,7 +72,7 @@ extension RelayChannel {
         }
     }
 
-    /// The CAS retry loop plus sub-buffer switches and full handling.
+    /// The CAS retry loop plus sub-buffer switches and full handling (a whole reserve).
     @inline(never)
     func reserveSlow(_ b: BufferCore, length: UInt64) -> Reserve {
         var p = b.position.pointee.load(ordering: .relaxed)
@@ -79,8 +83,7 @@ extension RelayChannel {
             let offset = p & b.offsetMask
             let sequence = p &>> b.shift
             if offset != 0 && offset &+ length <= b.subbufSize {
-                let (exchanged, current) = b.position.pointee.compareExchange(
-                    expected: p, desired: p &+ length, ordering: .acquiringAndReleasing)
+                let (exchanged, current) = b.compareExchangePosition(expected: p, desired: p &+ length)
                 if exchanged {
                     if offset == b.headerSize || offset &+ length == b.subbufSize {
                         self.reservedAtEdge(b, position: p, length: length)
@@ -118,8 +121,7 @@ extension RelayChannel {
                 return .full
             }
             let desired = (next &<< b.shift) &+ b.headerSize &+ length  // + not |: an exact fill carries into the sequence
-            let (exchanged, current) = b.position.pointee.compareExchange(
-                expected: p, desired: desired, ordering: .acquiringAndReleasing)
+            let (exchanged, current) = b.compareExchangePosition(expected: p, desired: desired)
             if !exchanged {
                 p = current
                 continue
@@ -177,8 +179,7 @@ extension RelayChannel {
         let offset = p & b.offsetMask
         let sequence = p &>> b.shift
         let sealed = ((sequence &+ 1) &<< b.shift) | (p & RegionLayout.closedBit)
-        let (exchanged, _) = b.position.pointee.compareExchange(
-            expected: p, desired: sealed, ordering: .acquiringAndReleasing)
+        let (exchanged, _) = b.compareExchangePosition(expected: p, desired: sealed)
         if exchanged {
             self.seal(b, sequence: sequence, padding: b.subbufSize &- offset, flags: flags)
         }
@@ -263,11 +264,9 @@ extension RelayChannel {
     /// Adds committed bytes and records to a slot; delivers if that completes it.
     @inline(__always)
     func commitBytes(_ b: BufferCore, slot: UInt64, bytes: UInt64, records: UInt64) {
-        // acquiringAndReleasing: releases this thread's record bytes (or header/seal
-        // fields); acquires every other committer's when this add completes the slot.
-        let updated = b.commitWord(slot: slot).pointee.wrappingAdd(
-            bytes | (records << 32), ordering: .acquiringAndReleasing
-        ).newValue
+        // Releases this thread's record bytes (or header/seal fields); acquires every
+        // other committer's when this add completes the slot (see `addToCommitWord`).
+        let updated = b.addToCommitWord(slot: slot, bytes | (records << 32))
         if _slowPath(updated & 0xFFFF_FFFF == b.subbufSize) {
             self.deliver(b, slot: slot, records: updated >> 32)
         }
@@ -277,6 +276,16 @@ extension RelayChannel {
     @inline(__always)
     func commitRecord(_ b: BufferCore, position: UInt64, length: UInt64) {
         self.commitBytes(b, slot: (position &>> b.shift) & b.slotMask, bytes: length, records: 1)
+    }
+
+    /// `commitRecord` for the record path: fields read through the table pointer.
+    @inline(__always)
+    func commitRecord(_ b: UnsafeMutablePointer<BufferCore>, position: UInt64, length: UInt64) {
+        let slot = (position &>> b.pointee.shift) & b.pointee.slotMask
+        let updated = b.pointee.addToCommitWord(slot: slot, length | (1 << 32))
+        if _slowPath(updated & 0xFFFF_FFFF == b.pointee.subbufSize) {
+            self.deliver(b.pointee, slot: slot, records: updated >> 32)
+        }
     }
 
     /// The sub-buffer in `slot` is complete: this thread delivers it.
@@ -375,10 +384,10 @@ extension RelayChannel {
 
     /// Reserves in `b`, handling full buffers according to the mode. Counts losses.
     @inline(__always)
-    func reserveHandlingMode(_ b: BufferCore, length: UInt64) -> Reserve {
+    func reserveHandlingMode(_ b: UnsafeMutablePointer<BufferCore>, length: UInt64) -> Reserve {
         let first = self.reserve(b, length: length)
         if case .reserved = first { return first }
-        return self.reserveFailed(b, length: length, first: first)
+        return self.reserveFailed(b.pointee, length: length, first: first)
     }
 
     @inline(never)
@@ -423,7 +432,7 @@ extension RelayChannel {
                     b.count(RegionLayout.blockTimeoutsOffset)
                     return .timedOut
                 }
-                outcome = self.reserve(b, length: length)
+                outcome = self.reserveSlow(b, length: length)
             }
         }
     }

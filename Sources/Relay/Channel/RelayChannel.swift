@@ -82,16 +82,22 @@ public final class RelayChannel: @unchecked Sendable {
             throw error
         }
 
-        let cores = UnsafeMutablePointer<BufferCore>.allocate(capacity: total)
-        for index in 0..<total {
-            let core = BufferCore(region: regions[index], index: index, geometry: geometry, mode: configuration.mode)
-            Self.initializeRegion(core, geometry: geometry, mode: core.mode)
-            (cores + index).initialize(to: core)
-        }
         let cpuCount = max(CPU.possibleCount, 1)
         let cpuMap = UnsafeMutablePointer<UInt32>.allocate(capacity: cpuCount)
         for cpu in 0..<cpuCount {
             cpuMap[cpu] = UInt32(cpu % shared)
+        }
+        // One buffer per CPU: buffer i belongs to CPU i alone, and its writers can use
+        // restartable sequences (see PerCPU). Fewer buffers than CPUs: every writer uses
+        // locked instructions.
+        let perCPU = shared == cpuCount && configuration.perCPUFastPath && PerCPU.isAvailable
+        let cores = UnsafeMutablePointer<BufferCore>.allocate(capacity: total)
+        for index in 0..<total {
+            let core = BufferCore(
+                region: regions[index], index: index, geometry: geometry, mode: configuration.mode,
+                ownerCPU: perCPU && index < shared ? UInt32(index) : PerCPU.noOwner)
+            Self.initializeRegion(core, geometry: geometry, mode: core.mode)
+            (cores + index).initialize(to: core)
         }
         let cursors = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: total)
         for index in 0..<total {
@@ -180,6 +186,14 @@ public final class RelayChannel: @unchecked Sendable {
 
     /// Bytes at the start of each sub-buffer before the first record (engine + client header).
     public var subbufferHeaderSize: Int { self.geometry.headerSize }
+
+    /// Whether the shared write path uses restartable sequences (rseq(2)) instead of
+    /// locked instructions: true when the channel has one shared buffer per possible CPU,
+    /// ``RelayChannelConfiguration/perCPUFastPath`` is on, and the host supports it
+    /// (x86-64, glibc's rseq registration, `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`).
+    public var usesRestartableSequences: Bool {
+        self.cores[0].ownerCPU != PerCPU.noOwner
+    }
 
     /// Whether ``close()`` was called.
     public var isClosed: Bool { self.closedState.load(ordering: .acquiring) }

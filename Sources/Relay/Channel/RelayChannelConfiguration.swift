@@ -24,6 +24,12 @@ public struct RelayChannelConfiguration: Sendable, Hashable {
     public var prefault: Bool
     /// What fills the unused tail of a shrunk or abandoned reservation.
     public var filler: RelayFiller
+    /// Let writers of per-CPU buffers reserve and commit with restartable sequences
+    /// (rseq(2)) instead of locked instructions when the host supports it and there is
+    /// one shared buffer per possible CPU (see ``RelayChannel/usesRestartableSequences``).
+    /// The semantics are the same either way; turn it off to compare, or under a
+    /// seccomp policy that forbids membarrier(2).
+    public var perCPUFastPath: Bool
 
     /// Creates a configuration.
     public init(
@@ -36,7 +42,8 @@ public struct RelayChannelConfiguration: Sendable, Hashable {
         clientHeaderSize: Int = 0,
         backing: RelayMemoryBacking = .anonymous,
         prefault: Bool = true,
-        filler: RelayFiller = .logLines
+        filler: RelayFiller = .logLines,
+        perCPUFastPath: Bool = true
     ) {
         self.name = name
         self.subbufferSize = subbufferSize
@@ -48,6 +55,7 @@ public struct RelayChannelConfiguration: Sendable, Hashable {
         self.backing = backing
         self.prefault = prefault
         self.filler = filler
+        self.perCPUFastPath = perCPUFastPath
     }
 
     /// The largest record a channel with this configuration accepts.

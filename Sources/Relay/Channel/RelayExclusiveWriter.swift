@@ -61,8 +61,9 @@ public struct RelayExclusiveWriter: ~Copyable {
         let fits = offset != 0 && offset &+ length <= b.pointee.subbufSize
         if _fastPath(fits && p & RegionLayout.closedBit == 0) {
             position.pointee.store(p &+ length, ordering: .relaxed)
-            (b.pointee.data + Int(p & b.pointee.dataMask)).copyMemory(
-                from: bytes.baseAddress.unsafelyUnwrapped, byteCount: Int(length))
+            RecordCopy.copy(
+                b.pointee.data + Int(p & b.pointee.dataMask), from: bytes.baseAddress.unsafelyUnwrapped,
+                count: Int(length))
             let atEdge = offset == b.pointee.headerSize || offset &+ length == b.pointee.subbufSize
             if _slowPath(atEdge) {
                 self.withChannel { $0.reservedAtEdge(b.pointee, position: p, length: length) }
@@ -99,7 +100,7 @@ public struct RelayExclusiveWriter: ~Copyable {
 
     private func writeSlow(_ bytes: UnsafeRawBufferPointer, length: UInt64, channel: RelayChannel) -> RelayWriteResult {
         let b = self.core
-        var outcome = channel.reserve(b, length: length)
+        var outcome = channel.reserveSlow(b, length: length)
         if case .full = outcome, b.mode == .block {
             // Never wait for space while marked busy: the consumer may need to flush us.
             self.leave()
@@ -112,7 +113,7 @@ public struct RelayExclusiveWriter: ~Copyable {
         let result: RelayWriteResult
         switch outcome {
         case .reserved(let position):
-            b.address(of: position).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped, byteCount: Int(length))
+            RecordCopy.copy(b.address(of: position), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
             channel.commitRecord(b, position: position, length: length)
             result = .written
         case .full, .lapped:

@@ -112,10 +112,8 @@ extension RelayChannel {
         // An end on a sub-buffer boundary means the reservation filled it exactly and
         // sealed it; the seal fields are written, so the position must not move back.
         if end & b.offsetMask == 0 { return false }
-        // acquiringAndReleasing: same as a reserve (it moves the same word).
-        return b.position.pointee.compareExchange(
-            expected: end, desired: position &+ used, ordering: .acquiringAndReleasing
-        ).exchanged
+        // Same as a reserve (it moves the same word).
+        return b.compareExchangePosition(expected: end, desired: position &+ used).exchanged
     }
 
     /// Fills bytes `used..<length` of a reservation with the filler, keeping a final

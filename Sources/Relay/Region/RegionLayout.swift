@@ -12,7 +12,7 @@ import Synchronization
 ///  region base (page aligned)
 ///  ┌──────────────────────────────────────────────────────────────────────────┐
 ///  │ 0x000 identity line   magic, version, geometry, mode (read-only)         │
-///  │ 0x040 writer line     position  (the reserve word: CAS by writers)       │
+///  │ 0x040 writer line     position  (the reserve word), remote (see PerCPU)  │
 ///  │ 0x080 exclusive line  busy      (exclusive writer only)                  │
 ///  │ 0x0C0 control line    flushRequest, exclusiveOwner, fullFlag             │
 ///  │ 0x100 consumer line   consumed, spaceFutex, waiters                      │
@@ -67,6 +67,9 @@ enum RegionLayout {
 
     // Writer line.
     static let positionOffset = 0x040
+    /// Threads currently moving this buffer's position or commit words with locked
+    /// instructions while its writers use restartable sequences (see `PerCPU`).
+    static let remoteOffset = 0x048
     // Exclusive-writer line.
     static let busyOffset = 0x080
     // Control line.
@@ -96,6 +99,7 @@ enum RegionLayout {
     static let abandonedOffset = 0x1D8
     static let flushesOffset = 0x1E0
     static let flushSkipsOffset = 0x1E8
+    static let remoteOperationsOffset = 0x1F0  // per-CPU buffers: operations that took the remote path
 
     static let slotTableOffset = 0x200
     static let slotStride = 32

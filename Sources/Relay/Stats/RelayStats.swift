@@ -42,6 +42,10 @@ public struct RelayBufferStats: Sendable, Hashable {
     public var flushes: UInt64 = 0
     /// Flushes skipped because an exclusive writer stayed inside a write for over 2 ms.
     public var flushSkips: UInt64 = 0
+    /// Per-CPU buffers (``RelayChannel/usesRestartableSequences``): reserves, commits and
+    /// seals made from another CPU (a writer that migrated in the middle of a write,
+    /// `flush()` from a timer, `close()`), each paid with one membarrier(2).
+    public var remoteOperations: UInt64 = 0
 
     /// Sub-buffers sealed but not yet consumed: how full the buffer is.
     public var unconsumedSubbuffers: UInt64 {
@@ -69,6 +73,7 @@ public struct RelayBufferStats: Sendable, Hashable {
         self.reservationsAbandoned += other.reservationsAbandoned
         self.flushes += other.flushes
         self.flushSkips += other.flushSkips
+        self.remoteOperations += other.remoteOperations
     }
 }
 
@@ -105,6 +110,7 @@ extension RelayChannel {
         s.reservationsAbandoned = b.counter(RegionLayout.abandonedOffset)
         s.flushes = b.counter(RegionLayout.flushesOffset)
         s.flushSkips = b.counter(RegionLayout.flushSkipsOffset)
+        s.remoteOperations = b.counter(RegionLayout.remoteOperationsOffset)
         return s
     }
 
