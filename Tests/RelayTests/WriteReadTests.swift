@@ -14,6 +14,34 @@ struct WriteReadTests {
         #expect(channel.drainLines() == (0..<30).map { "line \($0)" })
     }
 
+    @Test("records of every length from 1 to 300 bytes come back byte for byte, on every write path")
+    func everyLength() throws {
+        // The shared path with restartable sequences (one buffer per CPU) and with locked
+        // instructions, and the exclusive path: each copies records with its own inline copy.
+        defer { CPUAffinity.pin(to: nil) }
+        CPUAffinity.pin(to: 0)
+        for perCPU in [true, false] {
+            let channel = try RelayChannel(
+                RelayChannelConfiguration(
+                    name: "lengths-\(UInt32.random(in: 0...UInt32.max))", subbufferSize: 65536, subbufferCount: 4,
+                    mode: .drop, exclusiveBuffers: 1, perCPUFastPath: perCPU))
+            let exclusive = channel.sharedBuffers
+            let writer = try channel.makeExclusiveWriter(buffer: exclusive)
+            // Each record's bytes differ from their neighbours', so a misplaced block shows.
+            func record(_ length: Int) -> [UInt8] { (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ length) } }
+            for length in 1...300 {
+                #expect(channel.write(record(length)) == .written)
+                #expect(writer.write(record(length)) == .written)
+            }
+            channel.flush()
+            for buffer in [0, exclusive] {
+                var bytes: [UInt8] = []
+                while case .read = channel.withNextSubbuffer(buffer: buffer, consume: true, { bytes += $0.content }) {}
+                #expect(bytes == (1...300).flatMap(record), "buffer \(buffer), perCPU \(perCPU)")
+            }
+        }
+    }
+
     @Test("records never span sub-buffers; the tail is padding")
     func paddingRecorded() throws {
         let channel = try smallChannel(subbufferSize: 4096, subbufferCount: 4)

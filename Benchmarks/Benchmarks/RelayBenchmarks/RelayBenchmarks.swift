@@ -9,7 +9,9 @@ import Glibc
 
 // Engine benchmarks: ns per record for the shared (multi-producer-safe) and exclusive
 // (`__relay_write`) paths, 16/128/1024-byte records, 1 and 2 threads, next to a
-// memcpy-only baseline measured in the same run.
+// memcpy-only baseline measured in the same run. The shared path runs twice: per-CPU
+// buffers with restartable sequences (the default), and with locked instructions
+// (`perCPUFastPath: false`, what hosts without rseq get).
 //
 // Channels run in overwrite mode so no consumer is needed and every write succeeds
 // (the sub-buffer switch costs are included). Each benchmark iteration is one record;
@@ -18,7 +20,7 @@ import Glibc
 
 let recordSizes = [16, 128, 1024]
 
-func makeChannel(buffers: Int, exclusive: Int) -> RelayChannel {
+func makeChannel(buffers: Int?, exclusive: Int, perCPU: Bool = true) -> RelayChannel {
     try! RelayChannel(
         RelayChannelConfiguration(
             name: "bench-\(UInt32.random(in: 0...UInt32.max))",
@@ -26,7 +28,8 @@ func makeChannel(buffers: Int, exclusive: Int) -> RelayChannel {
             subbufferCount: 8,
             mode: .overwrite,
             buffers: buffers,
-            exclusiveBuffers: exclusive
+            exclusiveBuffers: exclusive,
+            perCPUFastPath: perCPU
         ))
 }
 
@@ -61,19 +64,22 @@ let benchmarks: @Sendable () -> Void = {
         }
 
         for threads in [1, 2] {
-            Benchmark("shared write \(size)B \(threads) thread\(threads == 1 ? "" : "s")", configuration: config) {
-                benchmark in
-                let channel = makeChannel(buffers: 2, exclusive: 0)
-                let iterations = benchmark.scaledIterations.count
-                benchmark.startMeasurement()
-                onThreads(threads, total: iterations) { _, count in
-                    let record = [UInt8](repeating: 0x61, count: size)
-                    record.withUnsafeBytes { bytes in
-                        for _ in 0..<count { channel.write(bytes) }
+            for (label, perCPU) in [("shared write", true), ("shared write locked", false)] {
+                Benchmark("\(label) \(size)B \(threads) thread\(threads == 1 ? "" : "s")", configuration: config) {
+                    benchmark in
+                    // One buffer per CPU (the default): each thread writes its own CPU's buffer.
+                    let channel = makeChannel(buffers: nil, exclusive: 0, perCPU: perCPU)
+                    let iterations = benchmark.scaledIterations.count
+                    benchmark.startMeasurement()
+                    onThreads(threads, total: iterations) { _, count in
+                        let record = [UInt8](repeating: 0x61, count: size)
+                        record.withUnsafeBytes { bytes in
+                            for _ in 0..<count { channel.write(bytes) }
+                        }
                     }
+                    benchmark.stopMeasurement()
+                    blackHole(channel.stats().total.recordsLost)
                 }
-                benchmark.stopMeasurement()
-                blackHole(channel.stats().total.recordsLost)
             }
 
             Benchmark("exclusive write \(size)B \(threads) thread\(threads == 1 ? "" : "s")", configuration: config) {

@@ -84,6 +84,18 @@ static inline uint32_t CRelayLinux_rseq_cpu_id(void) {
     return *(const volatile uint32_t *)((const char *)__builtin_thread_pointer() + __rseq_offset + 4);
 }
 
+/// glibc's `__rseq_offset` (the rseq area's offset from the thread pointer), for
+/// callers that cache it next to their hot data instead of loading it through the GOT.
+static inline ptrdiff_t CRelayLinux_rseq_offset(void) {
+    return __rseq_offset;
+}
+
+/// The rseq `cpu_id` at `rseq_offset` (from `CRelayLinux_rseq_offset`); only valid when
+/// `CRelayLinux_rseq_available()`. (uint32_t)-1 on a thread without an rseq area.
+static inline uint32_t CRelayLinux_rseq_cpu_id_at(ptrdiff_t rseq_offset) {
+    return *(const volatile uint32_t *)((const char *)__builtin_thread_pointer() + rseq_offset + 4);
+}
+
 #if CRELAYLINUX_HAS_RSEQ_OPS
 // The descriptor (struct rseq_cs: version, flags, start_ip, post_commit_offset,
 // abort_ip) in section __rseq_cs; the abort handler in __rseq_failure.
@@ -111,9 +123,10 @@ static inline uint32_t CRelayLinux_rseq_cpu_id(void) {
     ".popsection\n\t"
 #endif
 
-/// On `cpu`: if `*remote` == 0 and `*word` == `expected`, stores `desired`.
+/// On `cpu`: if `*remote` == 0 and `*word` == `expected`, stores `desired`. `rseq_offset`
+/// is `CRelayLinux_rseq_offset()`.
 static inline __attribute__((always_inline)) int CRelayLinux_rseq_compare_store(
-    void *word, uint64_t expected, uint64_t desired, const void *remote, uint32_t cpu) {
+    void *word, uint64_t expected, uint64_t desired, const void *remote, uint32_t cpu, ptrdiff_t rseq_offset) {
 #if CRELAYLINUX_HAS_RSEQ_OPS
     __asm__ __volatile__ goto(
         CRELAYLINUX_RSEQ_TABLE
@@ -123,7 +136,7 @@ static inline __attribute__((always_inline)) int CRelayLinux_rseq_compare_store(
         "2:\n\t"
         CRELAYLINUX_RSEQ_ABORT
         :
-        : [cpu] "r"(cpu), [rseq_offset] "r"(__rseq_offset), [word] "m"(*(uint64_t *)word),
+        : [cpu] "r"(cpu), [rseq_offset] "r"(rseq_offset), [word] "m"(*(uint64_t *)word),
           [expected] "r"(expected), [desired] "r"(desired), [remote] "m"(*(const uint64_t *)remote)
         : "memory", "cc", "rax"
         : aborted, failed);
@@ -133,37 +146,65 @@ aborted:
 failed:
     return 1;
 #else
-    (void)word; (void)expected; (void)desired; (void)remote; (void)cpu;
+    (void)word; (void)expected; (void)desired; (void)remote; (void)cpu; (void)rseq_offset;
     return -1;
 #endif
 }
 
-/// On `cpu`: if `*remote` == 0, adds `amount` to `*word` and stores the sum in `*sum`.
-static inline __attribute__((always_inline)) int CRelayLinux_rseq_add(
-    void *word, uint64_t amount, const void *remote, uint32_t cpu, uint64_t *sum) {
+/// The outcome of `CRelayLinux_rseq_add`: `status` as above, and the new value.
+typedef struct {
+    uint64_t sum;
+    int64_t status;
+} CRelayLinux_rseq_add_result;
+
+/// On `cpu`: if `*remote` == 0, adds `amount` to `*word`; returns the new value. (Plain
+/// asm with outputs rather than asm goto, so the sum comes back in a register.)
+static inline __attribute__((always_inline)) CRelayLinux_rseq_add_result CRelayLinux_rseq_add(
+    void *word, uint64_t amount, const void *remote, uint32_t cpu, ptrdiff_t rseq_offset) {
+    CRelayLinux_rseq_add_result out;
 #if CRELAYLINUX_HAS_RSEQ_OPS
-    __asm__ __volatile__ goto(
-        CRELAYLINUX_RSEQ_TABLE
-        "movq %[word], %%rax\n\t"
-        "addq %[amount], %%rax\n\t"
-        "movq %%rax, %[word]\n\t"
+    uint64_t sum;
+    int64_t status;
+    __asm__ __volatile__(
+        ".pushsection __rseq_cs, \"aw\"\n\t"
+        ".balign 32\n\t"
+        "3:\n\t"
+        ".long 0x0, 0x0\n\t"
+        ".quad 1f, (2f - 1f), 4f\n\t"
+        ".popsection\n\t"
+        "leaq 3b(%%rip), %%rax\n\t"
+        "movq %%rax, %%fs:8(%[rseq_offset])\n\t"
+        "1:\n\t"
+        "movq $1, %[status]\n\t"
+        "cmpl %[cpu], %%fs:4(%[rseq_offset])\n\t"
+        "jnz 4f\n\t"
+        "cmpq $0, %[remote]\n\t"
+        "jnz 5f\n\t"
+        "movq %[word], %[sum]\n\t"
+        "addq %[amount], %[sum]\n\t"
+        "movq %[sum], %[word]\n\t"
         "2:\n\t"
-        "movq %%rax, %[sum]\n\t"
-        CRELAYLINUX_RSEQ_ABORT
-        :
-        : [cpu] "r"(cpu), [rseq_offset] "r"(__rseq_offset), [word] "m"(*(uint64_t *)word),
-          [amount] "r"(amount), [remote] "m"(*(const uint64_t *)remote), [sum] "m"(*sum)
-        : "memory", "cc", "rax"
-        : aborted, failed);
-    return 0;
-aborted:
-    return -1;
-failed:
-    return 1;
+        "xorl %k[status], %k[status]\n\t"
+        "5:\n\t"
+        ".pushsection __rseq_failure, \"ax\"\n\t"
+        ".byte 0x0f, 0xb9, 0x3d\n\t"
+        ".long 0x53053053\n\t"
+        "4:\n\t"
+        "movq $-1, %[status]\n\t"
+        "jmp 5b\n\t"
+        ".popsection\n\t"
+        : [sum] "=&r"(sum), [status] "=&r"(status), [word] "+m"(*(uint64_t *)word)
+        : [cpu] "r"(cpu), [rseq_offset] "r"(rseq_offset), [amount] "r"(amount),
+          [remote] "m"(*(const uint64_t *)remote)
+        : "memory", "cc", "rax");
+    out.sum = sum;
+    out.status = status;
 #else
-    (void)word; (void)amount; (void)remote; (void)cpu; (void)sum;
-    return -1;
+    (void)word; (void)amount; (void)remote; (void)cpu; (void)rseq_offset;
+    out.sum = 0;
+    out.status = -1;
 #endif
+    return out;
 }
 
 /// Registers the process for MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ. 0 or -errno.
@@ -175,8 +216,8 @@ int CRelayLinux_membarrier_rseq_register(void);
 int CRelayLinux_membarrier_rseq(void);
 
 /// Copies a record of `n` bytes into a reserved (non-overlapping) range. Records of at
-/// most 256 bytes are copied inline with overlapping 8/16-byte moves (no call, no size
-/// dispatch through the PLT); longer ones go to memcpy.
+/// most 256 bytes are copied inline with (possibly overlapping) 4-, 8- and 16-byte moves:
+/// no call, no size dispatch through the PLT. Longer ones go to memcpy.
 static inline __attribute__((always_inline)) void CRelayLinux_copy_record(
     void *restrict dst, const void *restrict src, size_t n) {
     unsigned char *d = (unsigned char *)dst;
@@ -186,12 +227,21 @@ static inline __attribute__((always_inline)) void CRelayLinux_copy_record(
         return;
     }
     if (n >= 16) {
-        // 16-byte blocks, then one final block that ends exactly at n (it may overlap).
-        size_t i = 0;
-        for (; i + 16 < n; i += 16) {
-            __builtin_memcpy(d + i, s + i, 16);
+        // 16-byte blocks in pairs from both ends towards the middle: after k rounds
+        // [0, front) and [back + 16, n) are copied; one more block closes a gap of at
+        // most 16 bytes (front + 16 <= n holds whenever that gap is not empty).
+        ptrdiff_t front = 0;
+        ptrdiff_t back = (ptrdiff_t)n - 16;
+        #pragma clang loop unroll(disable)
+        while (front < back) {
+            __builtin_memcpy(d + front, s + front, 16);
+            __builtin_memcpy(d + back, s + back, 16);
+            front += 16;
+            back -= 16;
         }
-        __builtin_memcpy(d + n - 16, s + n - 16, 16);
+        if (front < back + 16) {
+            __builtin_memcpy(d + front, s + front, 16);
+        }
         return;
     }
     if (n >= 8) {

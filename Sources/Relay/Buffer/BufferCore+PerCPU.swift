@@ -59,6 +59,10 @@ enum PerCPU {
         return CRelayLinux_membarrier_rseq_register() == 0
     }()
 
+    /// glibc's offset of the rseq area from the thread pointer (process-wide), cached in
+    /// each `BufferCore` and channel so the record path does not load it through the GOT.
+    static let rseqOffset: Int = CRelayLinux_rseq_offset()
+
     /// The `cpu_id` field of the calling thread's rseq area (negative if unregistered).
     @inline(__always)
     static var rseqCPU: Int32 {
@@ -73,14 +77,17 @@ extension BufferCore {
     /// On failure `original` is a recent value of the word (the caller retries with it).
     @inline(__always)
     func compareExchangePosition(expected: UInt64, desired: UInt64) -> (exchanged: Bool, original: UInt64) {
-        PerCPU.compareExchange(self.position, expected: expected, desired: desired, base: self.base, owner: self.ownerCPU)
+        PerCPU.compareExchange(
+            self.position, expected: expected, desired: desired, base: self.base, owner: self.ownerCPU,
+            rseqOffset: self.rseqOffset)
     }
 
     /// Adds `amount` to commit word `slot` and returns the sum: a restartable sequence on
     /// the owner CPU, else a locked add.
     @inline(__always)
     func addToCommitWord(slot: UInt64, _ amount: UInt64) -> UInt64 {
-        PerCPU.add(amount, to: self.commitWord(slot: slot), base: self.base, owner: self.ownerCPU)
+        PerCPU.add(
+            amount, to: self.commitWord(slot: slot), base: self.base, owner: self.ownerCPU, rseqOffset: self.rseqOffset)
     }
 
     /// Runs `body` (locked instructions on this buffer's words) as a remote operation.
@@ -100,11 +107,12 @@ extension PerCPU {
     @inline(__always)
     static func compareExchange(
         _ word: UnsafeMutablePointer<Atomic<UInt64>>, expected: UInt64, desired: UInt64,
-        base: UnsafeMutableRawPointer, owner: UInt32
+        base: UnsafeMutableRawPointer, owner: UInt32, rseqOffset: Int
     ) -> (exchanged: Bool, original: UInt64) {
         if owner != Self.noOwner {
             let result = CRelayLinux_rseq_compare_store(
-                UnsafeMutableRawPointer(word), expected, desired, UnsafeRawPointer(Self.remoteWord(base)), owner)
+                UnsafeMutableRawPointer(word), expected, desired, UnsafeRawPointer(Self.remoteWord(base)), owner,
+                rseqOffset)
             if _fastPath(result == 0) {
                 return (true, expected)
             }
@@ -136,7 +144,7 @@ extension PerCPU {
             // Aborted: interrupted on the owner CPU (retry), or not on it (remote).
             if Self.rseqCPU != Int32(bitPattern: owner) { break }
             result = CRelayLinux_rseq_compare_store(
-                UnsafeMutableRawPointer(word), expected, desired, UnsafeRawPointer(remote), owner)
+                UnsafeMutableRawPointer(word), expected, desired, UnsafeRawPointer(remote), owner, Self.rseqOffset)
             if result == 0 { return (true, expected) }
         }
         return Self.asRemote(base: base, owner: owner) {
@@ -147,16 +155,16 @@ extension PerCPU {
 
     @inline(__always)
     static func add(
-        _ amount: UInt64, to word: UnsafeMutablePointer<Atomic<UInt64>>, base: UnsafeMutableRawPointer, owner: UInt32
+        _ amount: UInt64, to word: UnsafeMutablePointer<Atomic<UInt64>>, base: UnsafeMutableRawPointer, owner: UInt32,
+        rseqOffset: Int
     ) -> UInt64 {
         if owner != Self.noOwner {
-            var sum: UInt64 = 0
             let result = CRelayLinux_rseq_add(
-                UnsafeMutableRawPointer(word), amount, UnsafeRawPointer(Self.remoteWord(base)), owner, &sum)
-            if _fastPath(result == 0) {
-                return sum
+                UnsafeMutableRawPointer(word), amount, UnsafeRawPointer(Self.remoteWord(base)), owner, rseqOffset)
+            if _fastPath(result.status == 0) {
+                return result.sum
             }
-            return Self.addContended(amount, to: word, base: base, owner: owner, result: result)
+            return Self.addContended(amount, to: word, base: base, owner: owner, result: Int32(result.status))
         }
         // acquiringAndReleasing: releases this thread's record bytes (or header/seal
         // fields); acquires every other committer's when this add completes the slot.
@@ -171,10 +179,10 @@ extension PerCPU {
         var result = result
         // A failed add (1) means a remote operation is in progress: join it.
         while result == -1 && Self.rseqCPU == Int32(bitPattern: owner) {
-            var sum: UInt64 = 0
-            result = CRelayLinux_rseq_add(
-                UnsafeMutableRawPointer(word), amount, UnsafeRawPointer(Self.remoteWord(base)), owner, &sum)
-            if result == 0 { return sum }
+            let retry = CRelayLinux_rseq_add(
+                UnsafeMutableRawPointer(word), amount, UnsafeRawPointer(Self.remoteWord(base)), owner, Self.rseqOffset)
+            if retry.status == 0 { return retry.sum }
+            result = Int32(retry.status)
         }
         return Self.asRemote(base: base, owner: owner) {
             // acquiringAndReleasing: as the locked path in `add`.

@@ -34,6 +34,8 @@ struct BufferCore: @unchecked Sendable {
     /// The CPU whose threads move this buffer's words with restartable sequences, or
     /// `PerCPU.noOwner` (locked instructions for every writer). See `PerCPU`.
     let ownerCPU: UInt32
+    /// `PerCPU.rseqOffset`, next to the fields the record path reads.
+    let rseqOffset: Int
 
     enum ModeCode: UInt32 {
         case overwrite = 0
@@ -43,6 +45,7 @@ struct BufferCore: @unchecked Sendable {
 
     init(region: MappedRegion, index: Int, geometry: Geometry, mode: RelayMode, ownerCPU: UInt32 = PerCPU.noOwner) {
         self.ownerCPU = ownerCPU
+        self.rseqOffset = ownerCPU == PerCPU.noOwner ? 0 : PerCPU.rseqOffset
         self.base = region.base
         self.data = region.base + geometry.dataOffset
         self.index = index

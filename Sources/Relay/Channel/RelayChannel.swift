@@ -33,9 +33,12 @@ public final class RelayChannel: @unchecked Sendable {
     let cores: UnsafeMutablePointer<BufferCore>
     let bufferCount: Int
     let sharedBufferCount: Int
-    /// CPU number → shared buffer index, for every possible CPU.
-    let cpuMap: UnsafeMutablePointer<UInt32>
+    /// For every possible CPU, its shared buffer's `BufferCore` (a pointer into `cores`):
+    /// the record path finds its buffer with one load.
+    let cpuMap: UnsafeMutablePointer<UnsafeMutablePointer<BufferCore>>
     let cpuMapCount: Int
+    /// `PerCPU.rseqOffset` when the channel uses restartable sequences.
+    let rseqOffset: Int?
     /// Address of the attached consumer's wake-up storage (0: none). Read on
     /// delivery and at the first record of each sub-buffer, without ARC traffic.
     let consumerWakeupAddress = Atomic<UInt>(0)
@@ -83,10 +86,6 @@ public final class RelayChannel: @unchecked Sendable {
         }
 
         let cpuCount = max(CPU.possibleCount, 1)
-        let cpuMap = UnsafeMutablePointer<UInt32>.allocate(capacity: cpuCount)
-        for cpu in 0..<cpuCount {
-            cpuMap[cpu] = UInt32(cpu % shared)
-        }
         // One buffer per CPU: buffer i belongs to CPU i alone, and its writers can use
         // restartable sequences (see PerCPU). Fewer buffers than CPUs: every writer uses
         // locked instructions.
@@ -98,6 +97,10 @@ public final class RelayChannel: @unchecked Sendable {
                 ownerCPU: perCPU && index < shared ? UInt32(index) : PerCPU.noOwner)
             Self.initializeRegion(core, geometry: geometry, mode: core.mode)
             (cores + index).initialize(to: core)
+        }
+        let cpuMap = UnsafeMutablePointer<UnsafeMutablePointer<BufferCore>>.allocate(capacity: cpuCount)
+        for cpu in 0..<cpuCount {
+            cpuMap[cpu] = cores + cpu % shared
         }
         let cursors = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: total)
         for index in 0..<total {
@@ -113,6 +116,7 @@ public final class RelayChannel: @unchecked Sendable {
         self.sharedBufferCount = shared
         self.cpuMap = cpuMap
         self.cpuMapCount = cpuCount
+        self.rseqOffset = perCPU ? PerCPU.rseqOffset : nil
         self.readCursors = cursors
 
         // relayfs calls subbuf_start for the first sub-buffer of every buffer at open.
@@ -210,14 +214,12 @@ public final class RelayChannel: @unchecked Sendable {
     /// The shared buffer of the CPU the caller runs on.
     @inline(__always)
     func currentSharedCore() -> UnsafeMutablePointer<BufferCore> {
-        let cpu = CPU.current
-        let index: Int
+        // Per-CPU channels: glibc registered rseq, so read `cpu_id` at the cached offset.
+        let cpu = self.rseqOffset.map { CPU.current(rseqOffset: $0) } ?? CPU.current
         if _fastPath(cpu < self.cpuMapCount) {
-            index = Int(self.cpuMap[cpu])
-        } else {
-            index = cpu % self.sharedBufferCount
+            return self.cpuMap[cpu]
         }
-        return self.cores + index
+        return self.cores + cpu % self.sharedBufferCount
     }
 
     // MARK: Consumer attachment

@@ -11,6 +11,13 @@ enum CPU {
         Int(CRelayLinux_current_cpu())
     }
 
+    /// The CPU the calling thread runs on, read from its rseq area at `rseqOffset`
+    /// (`PerCPU.rseqOffset`, valid once rseq is known to be registered): one load.
+    @inline(__always)
+    static func current(rseqOffset: Int) -> Int {
+        Int(CRelayLinux_rseq_cpu_id_at(rseqOffset))
+    }
+
     /// The number of possible CPUs (configured, not only online), at least 1.
     static var possibleCount: Int {
         Int(CRelayLinux_possible_cpus())
