@@ -11,9 +11,13 @@
 // threads writing 128-byte records as fast as they can, shipped by the io_uring shipper to
 // `null` (consumed without I/O) or to a file. Prints the process's peak RSS (VmHWM) before the
 // channel exists (the Swift runtime and libraries) and after shipping, and the difference
-// minus the buffers: what the engine and the shipper themselves keep resident.
+// minus the buffers: what the engine and the shipper themselves keep resident. Then the
+// kinds of resident pages at the end: the buffers (shared memory), code and read-only data
+// mapped from the executable and libraries (file-backed, shared with the page cache), and
+// anonymous memory (heap, stacks, the ring's bookkeeping).
 //
 //   swift run -c release relay-resident-memory [null|FILE] [records]
+//   swift run -c release --static-swift-stdlib relay-resident-memory …   (as deployed: one binary)
 
 import BenchSupport
 import Glibc
@@ -76,3 +80,8 @@ print("peak RSS after shipping:                       \(mebibytes(peak))")
 print("relay buffers:                                 \(mebibytes(buffers))")
 print("peak − buffers:                                \(mebibytes(peak - buffers))")
 print("peak − buffers − start (engine + shipper):     \(mebibytes(peak - buffers - atStart))")
+let shmem = statusBytes("RssShmem:")
+let file = statusBytes("RssFile:")
+let anonymous = statusBytes("RssAnon:")
+print("resident now: \(mebibytes(shmem + file + anonymous)) = \(mebibytes(shmem)) shared memory (buffers) + "
+    + "\(mebibytes(file)) file-backed (code, read-only data) + \(mebibytes(anonymous)) anonymous (heap, stacks)")
