@@ -17,14 +17,18 @@ import Synchronization
 /// concurrently (it is not `Sendable`; moving it to another thread between writes is
 /// fine). Releasing it (deinit) frees the buffer for another claim.
 public struct RelayExclusiveWriter: ~Copyable {
-    /// The channel, unretained (the writer must not outlive it); used through
-    /// `_withUnsafeGuaranteedRef` so no reference counting happens per record.
+    /// Keeps the channel (and so the buffer memory `corePointer` points into) alive for as
+    /// long as the writer exists: a writer can outlive the caller's last use of the channel.
+    let channel: RelayChannel
+    /// The same channel, used through `_withUnsafeGuaranteedRef` on slow paths so no
+    /// reference counting happens per record.
     let unmanagedChannel: Unmanaged<RelayChannel>
     /// The buffer's `BufferCore`, inside the channel's table (valid while the channel
     /// lives). Read through the pointer so the record path never copies the struct.
     let corePointer: UnsafeMutablePointer<BufferCore>
 
     init(channel: RelayChannel, core: UnsafeMutablePointer<BufferCore>) {
+        self.channel = channel
         self.unmanagedChannel = Unmanaged.passUnretained(channel)
         self.corePointer = core
     }
