@@ -53,6 +53,9 @@ enum PerCPU {
     /// `ownerCPU` of a buffer without an owner.
     static let noOwner = UInt32.max
 
+    /// Aborted sections retried on the owner CPU before an operation goes remote.
+    static let maximumRetries = 8
+
     /// Whether restartable sequences can carry per-CPU buffers in this process.
     static let isAvailable: Bool = {
         guard CRelayLinux_rseq_available() != 0 else { return false }
@@ -132,7 +135,9 @@ extension PerCPU {
     ) -> (exchanged: Bool, original: UInt64) {
         let remote = Self.remoteWord(base)
         var result = result
+        var attempts = 0
         while true {
+            attempts += 1
             if result == 1 {
                 // acquiring: pairs with the remote thread's releasing decrement.
                 if remote.pointee.load(ordering: .acquiring) == 0 {
@@ -141,8 +146,10 @@ extension PerCPU {
                 }
                 break
             }
-            // Aborted: interrupted on the owner CPU (retry), or not on it (remote).
-            if Self.rseqCPU != Int32(bitPattern: owner) { break }
+            // Aborted: interrupted on the owner CPU (retry a few times: a section that
+            // keeps aborting, say under a debugger's single-step, goes remote), or not on
+            // it (remote).
+            if Self.rseqCPU != Int32(bitPattern: owner) || attempts > Self.maximumRetries { break }
             result = CRelayLinux_rseq_compare_store(
                 UnsafeMutableRawPointer(word), expected, desired, UnsafeRawPointer(remote), owner, Self.rseqOffset)
             if result == 0 { return (true, expected) }
@@ -177,8 +184,11 @@ extension PerCPU {
         owner: UInt32, result: Int32
     ) -> UInt64 {
         var result = result
-        // A failed add (1) means a remote operation is in progress: join it.
-        while result == -1 && Self.rseqCPU == Int32(bitPattern: owner) {
+        var attempts = 0
+        // A failed add (1) means a remote operation is in progress: join it. Aborted on
+        // the owner CPU: retry a few times, as in `compareExchangeContended`.
+        while result == -1 && Self.rseqCPU == Int32(bitPattern: owner) && attempts < Self.maximumRetries {
+            attempts += 1
             let retry = CRelayLinux_rseq_add(
                 UnsafeMutableRawPointer(word), amount, UnsafeRawPointer(Self.remoteWord(base)), owner, Self.rseqOffset)
             if retry.status == 0 { return retry.sum }
