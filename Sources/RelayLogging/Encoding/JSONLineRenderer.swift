@@ -276,14 +276,20 @@ extension JSONLineRenderer {
                 $0.sortedMembers(of: layer, skipping: skipping, skipFilter: skipFilter, first: &first)
             }
         }
-        // `for in` with `switch consume`: the value is copied out of the dictionary once (swift-log's
-        // `MetadataValue` is copied through its value witness) and its string is used in place.
-        for (key, value) in layer {
+        // By index, not `for (key, value) in`: the iterator returns each element as an optional tuple,
+        // which the compiler moved between stack slots after the value witness copied it (41 bytes,
+        // reloaded in 16-byte pieces right after narrower stores: a store-forwarding stall per entry).
+        // `switch layer.values[index]` copies the value once, through the witness, and matches it there.
+        var index = layer.startIndex
+        let end = layer.endIndex
+        while index != end {
+            defer { layer.formIndex(after: &index) }
+            let key = layer.keys[index]
             if _slowPath(skipFilter != 0), MetadataKeyFilter.contains(key, filter: skipFilter, in: skipping) {
                 continue
             }
             guard self.memberKey(key, first: first) else { return false }
-            switch consume value {
+            switch layer.values[index] {
             case .string(let string):
                 guard self.stringValue(string) else { return false }
             case let other:
