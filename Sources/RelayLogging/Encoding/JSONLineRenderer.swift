@@ -80,6 +80,24 @@ internal struct JSONLineRenderer {
         return true
     }
 
+    /// Bytes copied as they are, in 16-byte blocks (inline, no `memmove` call): it reads up to 15
+    /// bytes past the end of `bytes`, which must be readable (``RecordHeader`` pads its segments), and
+    /// stores up to 15 bytes past the copy (within the slack; the next write overwrites them).
+    @inline(always)
+    mutating func padded(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let count = bytes.count
+        guard count <= self.limit - self.position else { return false }
+        guard let base = bytes.baseAddress else { return true }
+        var i = 0
+        while i < count {
+            (self.position + i).storeBytes(
+                of: base.loadUnaligned(fromByteOffset: i, as: ByteBlock.self), as: ByteBlock.self)
+            i &+= 16
+        }
+        self.position += count
+        return true
+    }
+
     /// An unsigned integer in decimal (at most 20 bytes, unchecked).
     @inline(always)
     mutating func decimal(_ value: UInt) {

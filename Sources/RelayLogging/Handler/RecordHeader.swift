@@ -39,11 +39,17 @@ internal final class RecordHeader: @unchecked Sendable {
             }
             offsets.append(bytes.count)
         }
-        self.storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        // `padding` zero bytes after the last segment: the renderer copies segments in 16-byte blocks,
+        // reading up to 15 bytes past a segment's end (see `JSONLineRenderer.padded(_:)`).
+        self.storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count + Self.padding, alignment: 16)
         self.storage.copyBytes(from: bytes)
+        (self.storage.baseAddress! + bytes.count).initializeMemory(as: UInt8.self, repeating: 0, count: Self.padding)
         self.offsets = UnsafeMutablePointer<Int>.allocate(capacity: offsets.count)
         self.offsets.initialize(from: offsets, count: offsets.count)
     }
+
+    /// Readable bytes after every segment's end (at least 15).
+    static let padding = 16
 
     deinit {
         self.storage.deallocate()
@@ -58,7 +64,8 @@ internal final class RecordHeader: @unchecked Sendable {
         cursor.append("\",\"message\":\"")
     }
 
-    /// The JSON segment of `level` (valid while the header is alive).
+    /// The JSON segment of `level` (valid while the header is alive), followed by at least
+    /// ``padding`` readable bytes.
     @inline(__always)
     func jsonSegment(_ level: Logger.Level) -> UnsafeRawBufferPointer {
         let index = level.index

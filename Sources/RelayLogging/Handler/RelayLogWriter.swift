@@ -196,7 +196,7 @@ public final class RelayLogWriter: Sendable {
             renderer.literal("{\"timestamp\":\"")
             self.timestampCache.write(timestamp, to: renderer.position)
             renderer.advance(by: RFC3339.length)
-            guard renderer.raw(segment), renderer.string(message) else { return nil }
+            guard renderer.padded(segment), renderer.string(message) else { return nil }
             if hasMetadata {
                 renderer.literal("\",\"metadata\":{")
                 guard
