@@ -8,10 +8,11 @@
 
 /// Sixteen bytes scanned at once, for finding the bytes of a string that need escaping.
 ///
-/// Swift's SIMD comparison operators (`.==`, `.<`) compile to one branch per lane on this
-/// toolchain, so the lane tests here use wrapping arithmetic and bit operations only, which
-/// LLVM lowers to a handful of SSE2 instructions per block. Each test leaves the high bit of a
-/// lane set when the lane matches; ``Flags`` reduces a block of such lanes to two words.
+/// The lane tests use wrapping arithmetic and bit operations, which LLVM lowers to a handful of
+/// SSE2 instructions per block (SSE2 has no unsigned byte comparison, so ordered tests stay
+/// arithmetic); equality uses `.==`, which lowers to one `pcmpeqb` on Swift 6.3 (older toolchains
+/// emitted a branch per lane for SIMD comparisons). Each test leaves the high bit of a lane set when
+/// the lane matches; ``BlockFlags`` reduces a block of such lanes to two words.
 internal typealias ByteBlock = SIMD16<UInt8>
 
 /// The match bits of one ``ByteBlock``: the high bit of each byte of `low` (lanes 0–7) and `high`
