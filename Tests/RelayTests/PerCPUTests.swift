@@ -1,3 +1,4 @@
+import Foundation
 import Relay
 import RelayTestSupport
 import Synchronization
@@ -48,6 +49,11 @@ struct PerCPUTests {
     func whenUsed() throws {
         let perCPU = try Self.channel("percpu-when")
         #expect(perCPU.usesRestartableSequences == Self.perCPUHost, "x86-64 hosts with glibc rseq must use it")
+        // Opening (and resetting) a channel starts every buffer's first sub-buffer without
+        // remote operations: no thread can race it there.
+        #expect(perCPU.stats().total.remoteOperations == 0)
+        try perCPU.reset()
+        #expect(perCPU.stats().total.remoteOperations == 0)
         let off = try Self.channel("percpu-off", perCPU: false)
         #expect(!off.usesRestartableSequences)
         if Self.cpus >= 2 {
@@ -75,8 +81,9 @@ struct PerCPUTests {
         reservation.commit()
         #expect(channel.stats(buffer: 0).remoteOperations == before + 1, "the commit ran on CPU 1: remote")
         // A write on CPU 1 goes to buffer 1 without any remote operation.
+        let before1 = channel.stats(buffer: 1).remoteOperations
         channel.write(record)
-        #expect(channel.stats(buffer: 1).remoteOperations == 0)
+        #expect(channel.stats(buffer: 1).remoteOperations == before1)
         channel.flush()
         var seen: [UInt64: Int] = [:]
         var torn = 0
@@ -182,5 +189,64 @@ struct PerCPUTests {
         let stats = channel.stats().total
         #expect(stats.recordsWritten == UInt64(expected))
         #expect(stats.remoteOperations >= UInt64(hoppers * hops), "every migrated commit went remote")
+    }
+}
+
+/// Without restartable sequences the engine must notice and use locked instructions: the
+/// child process this test starts has glibc's rseq registration switched off
+/// (`GLIBC_TUNABLES=glibc.pthread.rseq=0`) and runs ``PerCPUFallbackProbe``.
+@Suite("Per-CPU fallback")
+struct PerCPUFallbackTests {
+    @Test("with glibc's rseq switched off, one buffer per CPU falls back to locked instructions and loses nothing")
+    func fallbackWithoutRseq() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["--testing-library", "swift-testing", "--filter", "PerCPUFallbackProbe"]
+        var environment = ProcessInfo.processInfo.environment
+        environment[perCPUFallbackProbeVariable] = "1"
+        environment["GLIBC_TUNABLES"] = "glibc.pthread.rseq=0"
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "the fallback probe failed:\n\(output)")
+        #expect(output.contains("PER-CPU-FALLBACK-PROBE-PASSED"), "the probe did not run:\n\(output)")
+    }
+}
+
+private let perCPUFallbackProbeVariable = "RELAY_PER_CPU_FALLBACK_PROBE"
+
+/// Runs only in the child process started by ``PerCPUFallbackTests/fallbackWithoutRseq()``.
+@Suite("PerCPUFallbackProbe", .enabled(if: ProcessInfo.processInfo.environment[perCPUFallbackProbeVariable] != nil))
+struct PerCPUFallbackProbe {
+    @Test("locked instructions without rseq")
+    func probe() throws {
+        // 2 MiB per buffer holds every record even if all threads share one CPU: no consumer needed.
+        let channel = try PerCPUTests.channel("percpu-fallback", subbufferSize: 65536, subbufferCount: 32)
+        #expect(!channel.usesRestartableSequences, "glibc registered no rseq area: the per-CPU path must be off")
+        let producers = 4
+        let perProducer = 5000
+        TestThreads.run(count: producers) { producer in
+            var scratch = [UInt8](repeating: 0, count: 64)
+            for sequence in 0..<perProducer {
+                let written = scratch.withUnsafeMutableBytes { raw -> RelayWriteResult in
+                    StressRecord.encode(producer: UInt32(producer), sequence: UInt64(sequence), size: 64, into: raw)
+                    return channel.write(UnsafeRawBufferPointer(raw))
+                }
+                if written != .written { Issue.record("producer \(producer): \(written)") }
+            }
+        }
+        channel.flush()
+        var seen: [UInt64: Int] = [:]
+        var torn = 0
+        PerCPUTests.drain(channel, into: &seen, torn: &torn)
+        #expect(torn == 0)
+        #expect(seen.count == producers * perProducer)
+        #expect(seen.values.allSatisfy { $0 == 1 })
+        #expect(channel.stats().total.remoteOperations == 0)
+        print("PER-CPU-FALLBACK-PROBE-PASSED")
     }
 }

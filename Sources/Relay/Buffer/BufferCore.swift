@@ -33,9 +33,18 @@ struct BufferCore: @unchecked Sendable {
     let expeditedFence: Bool
     /// The CPU whose threads move this buffer's words with restartable sequences, or
     /// `PerCPU.noOwner` (locked instructions for every writer). See `PerCPU`.
-    let ownerCPU: UInt32
+    private(set) var ownerCPU: UInt32
     /// `PerCPU.rseqOffset`, next to the fields the record path reads.
     let rseqOffset: Int
+
+    /// This core without an owner CPU: its words are moved with locked instructions only.
+    /// For a region no other thread can touch yet (open) or must not touch (`reset()` of
+    /// an idle channel), where the remote path's membarrier would be wasted.
+    var withoutOwner: BufferCore {
+        var core = self
+        core.ownerCPU = PerCPU.noOwner
+        return core
+    }
 
     enum ModeCode: UInt32 {
         case overwrite = 0

@@ -209,7 +209,8 @@ extension RelayChannel {
             let b = self.cores[index]
             Self.initializeRegion(b, geometry: self.geometry, mode: b.mode)
             self.readCursors[index].store(0, ordering: .relaxed)
-            self.startSubbuffer(b, sequence: 0, previousPadding: nil, overwriting: false)
+            // Idle channel (the caller's promise): locked instructions, no remote path.
+            self.startSubbuffer(b.withoutOwner, sequence: 0, previousPadding: nil, overwriting: false)
         }
         self.closedState.store(false, ordering: .releasing)
     }
