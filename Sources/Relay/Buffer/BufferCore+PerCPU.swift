@@ -46,9 +46,11 @@ import Synchronization
 ///   process registered for the RSEQ membarrier; otherwise `ownerCPU == noOwner`.
 /// - Outside this file nothing mutates `position` or a commit word of a shared buffer
 ///   except through `compareExchangePosition` and `addToCommitWord`, with two
-///   exceptions: `reset()` and region initialization (idle channel), and the deliverer's
-///   store of 0 into a completed commit word (no writer can touch a completed slot
-///   until the deliverer's state store lets it restart).
+///   exceptions: region initialization at open and in `reset()` (private or idle
+///   regions; the first sub-buffer is started through `BufferCore.withoutOwner`, so with
+///   locked instructions and no membarrier), and the deliverer's store of 0 into a
+///   completed commit word (no writer can touch a completed slot until the deliverer's
+///   state store lets it restart).
 enum PerCPU {
     /// `ownerCPU` of a buffer without an owner.
     static let noOwner = UInt32.max
