@@ -116,6 +116,9 @@ public final class StreamReceiver: @unchecked Sendable {
                 var cfd = pollfd(fd: conn, events: Int16(POLLIN), revents: 0)
                 if poll(&cfd, 1, 50) <= 0 { continue }
                 let n = chunk.withUnsafeMutableBytes { recv(conn, $0.baseAddress, $0.count, 0) }
+                // A signal (Foundation's SIGCHLD handling for child processes of other tests)
+                // interrupts the call: not the peer's doing, so read again.
+                if n < 0 && errno == EINTR { continue }
                 if n <= 0 { break }
                 self.state.withLock { $0.bytes.append(contentsOf: chunk[0..<n]) }
                 if self.readDelayMicroseconds > 0 { usleep(self.readDelayMicroseconds) }

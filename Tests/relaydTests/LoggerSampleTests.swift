@@ -41,7 +41,7 @@ struct LoggerSampleTests {
         }
         thread.start()
         RelaydTestSockets.setReceiveTimeout(listener, seconds: 10)
-        let connection = accept(listener, nil, nil)
+        let connection = Int32(RelaydTestSockets.retryingEINTR { Int(accept(listener, nil, nil)) })
         guard connection >= 0 else { throw RelaydTestSockets.Failure("accept") }
         defer { close(connection) }
         RelaydTestSockets.setReceiveTimeout(connection, seconds: 10)

@@ -93,9 +93,19 @@ enum RelaydTestSockets {
 
     static func receiveDatagram(_ fd: Int32) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: 65536)
-        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        let count = Self.retryingEINTR { buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }
         guard count >= 0 else { throw Failure("recv") }
         return Array(buffer[0..<count])
+    }
+
+    /// Repeats a system call interrupted by a signal (EINTR). Foundation's `Process`, which
+    /// several tests use to run children, handles SIGCHLD, and its delivery can interrupt a
+    /// blocking call on any thread of the test process.
+    static func retryingEINTR(_ call: () -> Int) -> Int {
+        while true {
+            let result = call()
+            if result >= 0 || errno != EINTR { return result }
+        }
     }
 
     /// Reads until EOF.
@@ -103,7 +113,7 @@ enum RelaydTestSockets {
         var result: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let count = Self.retryingEINTR { buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }
             guard count >= 0 else { throw Failure("recv") }
             if count == 0 { return result }
             result += buffer[0..<count]
@@ -113,7 +123,9 @@ enum RelaydTestSockets {
     static func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = Self.retryingEINTR {
+                bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
             guard sent > 0 else { throw Failure("send") }
             offset += sent
         }
