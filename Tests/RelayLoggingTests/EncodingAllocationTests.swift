@@ -22,6 +22,7 @@
     import Glibc
     import Logging
     import Relay
+    import RelayTestSupport
     import Testing
 
     @testable import RelayLogging
@@ -64,13 +65,10 @@
     }()
 
     /// Runs a program and returns its exit status and combined output.
-    private func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (
-        Int32, String
-    ) {
+    private func run(_ executable: String, _ arguments: [String]) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        if let environment { process.environment = environment }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -303,16 +301,10 @@
             )
             try #require(compileStatus == 0, "compiling the counter failed: \(compileOutput)")
 
-            var environment = ProcessInfo.processInfo.environment
-            environment["LD_PRELOAD"] = [library.path, environment["LD_PRELOAD"]].compactMap { $0 }.joined(
-                separator: ":")
-            environment[probeEnvironmentVariable] = "1"
-            let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-            let (status, output) = try run(
-                executable,
-                ["--testing-library", "swift-testing", "--filter", "EncodingAllocationProbe"],
-                environment: environment
-            )
+            let preload = [library.path, ProcessInfo.processInfo.environment["LD_PRELOAD"]].compactMap { $0 }
+            let (status, output) = try ChildTestProcess.run(
+                filter: "EncodingAllocationProbe",
+                environment: ["LD_PRELOAD": preload.joined(separator: ":"), probeEnvironmentVariable: "1"])
             #expect(status == 0, "probe failed:\n\(output)")
 
             var counts: [String: Int] = [:]

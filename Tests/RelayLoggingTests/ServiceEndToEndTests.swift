@@ -189,19 +189,9 @@ struct ServiceEndToEndTests {
     func bootstrap() throws {
         let directory = TemporaryDirectory(prefix: "relay-logging")
         defer { directory.remove() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["--testing-library", "swift-testing", "--filter", "BootstrapProbe"]
-        var environment = ProcessInfo.processInfo.environment
-        environment[bootstrapProbeVariable] = directory.file("bootstrap.jsonl")
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "the bootstrap probe failed:\n\(output)")
+        let (status, output) = try ChildTestProcess.run(
+            filter: "BootstrapProbe", environment: [bootstrapProbeVariable: directory.file("bootstrap.jsonl")])
+        #expect(status == 0, "the bootstrap probe failed:\n\(output)")
         #expect(output.contains("BOOTSTRAP-PROBE-PASSED"), "the probe did not run:\n\(output)")
     }
 

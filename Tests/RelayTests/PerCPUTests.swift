@@ -199,20 +199,10 @@ struct PerCPUTests {
 struct PerCPUFallbackTests {
     @Test("with glibc's rseq switched off, one buffer per CPU falls back to locked instructions and loses nothing")
     func fallbackWithoutRseq() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["--testing-library", "swift-testing", "--filter", "PerCPUFallbackProbe"]
-        var environment = ProcessInfo.processInfo.environment
-        environment[perCPUFallbackProbeVariable] = "1"
-        environment["GLIBC_TUNABLES"] = "glibc.pthread.rseq=0"
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "the fallback probe failed:\n\(output)")
+        let (status, output) = try ChildTestProcess.run(
+            filter: "PerCPUFallbackProbe",
+            environment: [perCPUFallbackProbeVariable: "1", "GLIBC_TUNABLES": "glibc.pthread.rseq=0"])
+        #expect(status == 0, "the fallback probe failed:\n\(output)")
         #expect(output.contains("PER-CPU-FALLBACK-PROBE-PASSED"), "the probe did not run:\n\(output)")
     }
 }
