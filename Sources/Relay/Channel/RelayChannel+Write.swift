@@ -77,7 +77,7 @@ extension RelayChannel {
         }
         switch self.reserveHandlingMode(b, length: size) {
         case .reserved(let position):
-            return RelayReservation(channel: self, core: b.pointee, position: position, length: size)
+            return RelayReservation(channel: self, core: b, position: position, length: size)
         case .full, .lapped:
             throw .dropped
         case .timedOut:

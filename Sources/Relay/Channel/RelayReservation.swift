@@ -20,11 +20,13 @@ public struct RelayReservation: ~Copyable {
     /// The channel, unretained: the reservation must not outlive it. Used through
     /// `_withUnsafeGuaranteedRef`, so committing costs no reference counting.
     let channel: Unmanaged<RelayChannel>
-    let core: BufferCore
+    /// The buffer's `BufferCore` in the channel's table (valid while the channel lives), so a
+    /// reservation carries one pointer instead of a copy of the struct.
+    let core: UnsafeMutablePointer<BufferCore>
     let position: UInt64
     let length: UInt64
 
-    init(channel: RelayChannel, core: BufferCore, position: UInt64, length: UInt64) {
+    init(channel: RelayChannel, core: UnsafeMutablePointer<BufferCore>, position: UInt64, length: UInt64) {
         self.channel = Unmanaged.passUnretained(channel)
         self.core = core
         self.position = position
@@ -35,10 +37,10 @@ public struct RelayReservation: ~Copyable {
     public var count: Int { Int(self.length) }
 
     /// The buffer (CPU) index the reservation lives in.
-    public var buffer: Int { self.core.index }
+    public var buffer: Int { self.core.pointee.index }
 
     /// The sequence number of the sub-buffer the reservation lives in.
-    public var subbufferSequence: UInt64 { self.position >> self.core.shift }
+    public var subbufferSequence: UInt64 { self.position >> self.core.pointee.shift }
 
     /// Calls `body` with the reserved bytes, to write the record.
     ///
@@ -52,7 +54,7 @@ public struct RelayReservation: ~Copyable {
 
     @usableFromInline
     var mutableBytes: UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(start: self.core.address(of: self.position), count: Int(self.length))
+        UnsafeMutableRawBufferPointer(start: self.core.pointee.address(of: self.position), count: Int(self.length))
     }
 
     /// Commits the whole reservation (relayfs `relay_commit`). If this completes the
@@ -83,11 +85,11 @@ public struct RelayReservation: ~Copyable {
         discard self
         let used = UInt64(usedBytes)
         channel._withUnsafeGuaranteedRef { channel in
-            if used == length || channel.giveBack(core, position: position, length: length, used: used) {
+            if used == length || channel.giveBack(core.pointee, position: position, length: length, used: used) {
                 channel.commitRecord(core, position: position, length: used)
                 return
             }
-            channel.fillTail(core, position: position, length: length, used: used)
+            channel.fillTail(core.pointee, position: position, length: length, used: used)
             channel.commitRecord(core, position: position, length: length)
         }
     }
@@ -98,8 +100,8 @@ public struct RelayReservation: ~Copyable {
         let position = self.position
         let length = self.length
         self.channel._withUnsafeGuaranteedRef { channel in
-            channel.fillTail(core, position: position, length: length, used: 0)
-            core.count(RegionLayout.abandonedOffset)
+            channel.fillTail(core.pointee, position: position, length: length, used: 0)
+            core.pointee.count(RegionLayout.abandonedOffset)
             channel.commitRecord(core, position: position, length: length)
         }
     }
