@@ -22,6 +22,15 @@ extern const unsigned int __rseq_size;
 /// Slow path of `CRelayLinux_current_cpu`: sched_getcpu(3), or 0 if it fails.
 uint32_t CRelayLinux_sched_getcpu(void);
 
+/// The `cpu_id` of the calling thread's rseq area at `rseq_offset` (glibc's
+/// `__rseq_offset`, see `CRelayLinux_rseq_offset`): one load, no syscall. Only valid
+/// when glibc registered rseq (`__rseq_size` >= 8); (uint32_t)-1 on a thread without
+/// an rseq area.
+static inline uint32_t CRelayLinux_rseq_cpu_id_at(ptrdiff_t rseq_offset) {
+    // struct rseq { u32 cpu_id_start; u32 cpu_id; ... }: cpu_id is at offset 4.
+    return *(const volatile uint32_t *)((const char *)__builtin_thread_pointer() + rseq_offset + 4);
+}
+
 /// The CPU the calling thread runs on right now.
 ///
 /// Reads `cpu_id` from the thread's rseq area (kernel-maintained, one load, no
@@ -31,10 +40,7 @@ uint32_t CRelayLinux_sched_getcpu(void);
 /// buffer, never for mutual exclusion.
 static inline uint32_t CRelayLinux_current_cpu(void) {
     if (__rseq_size >= 8) {
-        // struct rseq { u32 cpu_id_start; u32 cpu_id; ... }: cpu_id is at offset 4.
-        const volatile uint32_t *cpu_id =
-            (const volatile uint32_t *)((const char *)__builtin_thread_pointer() + __rseq_offset + 4);
-        uint32_t cpu = *cpu_id;
+        uint32_t cpu = CRelayLinux_rseq_cpu_id_at(__rseq_offset);
         if ((int32_t)cpu >= 0) {
             return cpu;
         }
@@ -75,25 +81,10 @@ static inline int CRelayLinux_rseq_available(void) {
 #endif
 }
 
-/// The raw `cpu_id` of the calling thread's rseq area: (uint32_t)-1 when glibc did
-/// not register one (then there is no per-CPU path).
-static inline uint32_t CRelayLinux_rseq_cpu_id(void) {
-    if (__rseq_size < 8) {
-        return UINT32_MAX;
-    }
-    return *(const volatile uint32_t *)((const char *)__builtin_thread_pointer() + __rseq_offset + 4);
-}
-
 /// glibc's `__rseq_offset` (the rseq area's offset from the thread pointer), for
 /// callers that cache it next to their hot data instead of loading it through the GOT.
 static inline ptrdiff_t CRelayLinux_rseq_offset(void) {
     return __rseq_offset;
-}
-
-/// The rseq `cpu_id` at `rseq_offset` (from `CRelayLinux_rseq_offset`); only valid when
-/// `CRelayLinux_rseq_available()`. (uint32_t)-1 on a thread without an rseq area.
-static inline uint32_t CRelayLinux_rseq_cpu_id_at(ptrdiff_t rseq_offset) {
-    return *(const volatile uint32_t *)((const char *)__builtin_thread_pointer() + rseq_offset + 4);
 }
 
 #if CRELAYLINUX_HAS_RSEQ_OPS

@@ -69,9 +69,10 @@ enum PerCPU {
     static let rseqOffset: Int = CRelayLinux_rseq_offset()
 
     /// The `cpu_id` field of the calling thread's rseq area (negative if unregistered).
+    /// Only used once `isAvailable` holds, so glibc registered the area.
     @inline(__always)
     static var rseqCPU: Int32 {
-        Int32(bitPattern: CRelayLinux_rseq_cpu_id())
+        Int32(truncatingIfNeeded: CPU.current(rseqOffset: Self.rseqOffset))
     }
 }
 
@@ -95,10 +96,6 @@ extension BufferCore {
             amount, to: self.commitWord(slot: slot), base: self.base, owner: self.ownerCPU, rseqOffset: self.rseqOffset)
     }
 
-    /// Runs `body` (locked instructions on this buffer's words) as a remote operation.
-    func asRemote<R>(_ body: () -> R) -> R {
-        PerCPU.asRemote(base: self.base, owner: self.ownerCPU, body)
-    }
 }
 
 // The primitives take the region base and the owner instead of a `BufferCore`, so the

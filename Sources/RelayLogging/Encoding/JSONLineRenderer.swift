@@ -162,8 +162,11 @@ internal struct JSONLineRenderer {
     /// the inlined common path takes the renderer's address.
     @inline(never)
     static func longText(_ base: UnsafeRawPointer, count: Int, to out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        // Blocks at 0, 16, 32, … and finally at `count - 16`. Bytes before a block's start were
+        // checked, so a candidate found in the overlapping last block lies at or after them.
+        let last = count &- 16
         var i = 0
-        while i &+ 16 <= count {
+        while true {
             let block = base.loadUnaligned(fromByteOffset: i, as: ByteBlock.self)
             (out + i).storeBytes(of: block, as: ByteBlock.self)
             let flags = BlockFlags(JSONSpecialBytes.candidates(block))
@@ -171,20 +174,9 @@ internal struct JSONLineRenderer {
                 let plain = i &+ flags.first
                 return Self.escapeRest(base, count: count, from: plain, to: out + plain)
             }
-            i &+= 16
+            if i == last { return out + count }
+            i = min(i &+ 16, last)
         }
-        if i < count {
-            // Bytes before `i` were checked, so a candidate found here lies at or after `i`.
-            let last = count &- 16
-            let block = base.loadUnaligned(fromByteOffset: last, as: ByteBlock.self)
-            (out + last).storeBytes(of: block, as: ByteBlock.self)
-            let flags = BlockFlags(JSONSpecialBytes.candidates(block))
-            if _slowPath(!flags.isEmpty) {
-                let plain = last &+ flags.first
-                return Self.escapeRest(base, count: count, from: plain, to: out + plain)
-            }
-        }
-        return out + count
     }
 
     /// Escapes `base[start..<count]`, where `base[start]` is a candidate, at `out` (room was checked by
