@@ -207,34 +207,44 @@ int CRelayLinux_membarrier_rseq_register(void);
 int CRelayLinux_membarrier_rseq(void);
 
 /// Copies a record of `n` bytes into a reserved (non-overlapping) range. Records of at
-/// most 256 bytes are copied inline with (possibly overlapping) 4-, 8- and 16-byte moves:
-/// no call, no size dispatch through the PLT. Longer ones go to memcpy.
+/// most 128 bytes are copied inline with straight-line (possibly overlapping) 16-, 8- and
+/// 4-byte moves, the way libc's memcpy handles small sizes, minus its call and size
+/// dispatch; longer ones go to memcpy. (A loop of 16-byte moves was ~2 ns slower than
+/// memcpy at 128 bytes on this project's benchmark host; straight-line moves match it.)
 static inline __attribute__((always_inline)) void CRelayLinux_copy_record(
     void *restrict dst, const void *restrict src, size_t n) {
     unsigned char *d = (unsigned char *)dst;
     const unsigned char *s = (const unsigned char *)src;
-    if (n > 256) {
+#define CRELAYLINUX_MOVE16(offset) __builtin_memcpy(d + (offset), s + (offset), 16)
+    if (n > 128) {
         __builtin_memcpy(d, s, n);
         return;
     }
-    if (n >= 16) {
-        // 16-byte blocks in pairs from both ends towards the middle: after k rounds
-        // [0, front) and [back + 16, n) are copied; one more block closes a gap of at
-        // most 16 bytes (front + 16 <= n holds whenever that gap is not empty).
-        ptrdiff_t front = 0;
-        ptrdiff_t back = (ptrdiff_t)n - 16;
-        #pragma clang loop unroll(disable)
-        while (front < back) {
-            __builtin_memcpy(d + front, s + front, 16);
-            __builtin_memcpy(d + back, s + back, 16);
-            front += 16;
-            back -= 16;
-        }
-        if (front < back + 16) {
-            __builtin_memcpy(d + front, s + front, 16);
-        }
+    if (n >= 64) {
+        // [0, 64) and [n - 64, n) cover [0, n) for 64 <= n <= 128.
+        CRELAYLINUX_MOVE16(0);
+        CRELAYLINUX_MOVE16(16);
+        CRELAYLINUX_MOVE16(32);
+        CRELAYLINUX_MOVE16(48);
+        CRELAYLINUX_MOVE16(n - 64);
+        CRELAYLINUX_MOVE16(n - 48);
+        CRELAYLINUX_MOVE16(n - 32);
+        CRELAYLINUX_MOVE16(n - 16);
         return;
     }
+    if (n >= 32) {
+        CRELAYLINUX_MOVE16(0);
+        CRELAYLINUX_MOVE16(16);
+        CRELAYLINUX_MOVE16(n - 32);
+        CRELAYLINUX_MOVE16(n - 16);
+        return;
+    }
+    if (n >= 16) {
+        CRELAYLINUX_MOVE16(0);
+        CRELAYLINUX_MOVE16(n - 16);
+        return;
+    }
+#undef CRELAYLINUX_MOVE16
     if (n >= 8) {
         __builtin_memcpy(d, s, 8);
         __builtin_memcpy(d + n - 8, s + n - 8, 8);
