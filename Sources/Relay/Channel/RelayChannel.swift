@@ -217,7 +217,12 @@ public final class RelayChannel: @unchecked Sendable {
     func currentSharedCore() -> UnsafeMutablePointer<BufferCore> {
         // Per-CPU channels: glibc registered rseq, so read `cpu_id` at the cached offset.
         let cpu = self.rseqOffset.map { CPU.current(rseqOffset: $0) } ?? CPU.current
-        if _fastPath(cpu < self.cpuMapCount) {
+        // CPU i < shared buffers writes buffer i (every CPU, with one buffer per CPU): an
+        // address computation, no dependent load from the map.
+        if _fastPath(cpu < self.sharedBufferCount) {
+            return self.cores + cpu
+        }
+        if cpu < self.cpuMapCount {
             return self.cpuMap[cpu]
         }
         return self.cores + cpu % self.sharedBufferCount
