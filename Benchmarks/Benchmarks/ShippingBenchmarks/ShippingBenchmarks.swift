@@ -13,10 +13,12 @@ import RelayShipper
 // counts 256 MiB units per second; read the wall-clock p50 (256 MiB / p50 = GB/s). A relay
 // sample closes the channel and waits until the shipper has written everything (the drain
 // is inside the measurement; opening the channel and starting the shipper, once-per-process
-// costs, are not). Every variant empties the same file and then reserves 256 MiB
-// of blocks (the file sink uses fallocate(FALLOC_FL_KEEP_SIZE), the loop posix_fallocate), so both
-// sides write into allocated, page-cache-warm extents and the baseline is not slowed down by
-// block allocation (this VM's fresh page cache is ~8× slower than a warm one).
+// costs, are not). Every variant empties the same file (truncation frees its blocks and drops
+// its cached pages) and then reserves 256 MiB of blocks before writing (the file sink with
+// fallocate(FALLOC_FL_KEEP_SIZE), the loop with posix_fallocate), so neither side pays for block
+// allocation during the write and both allocate page-cache pages the same way. This VM's
+// freshly allocated page cache can be several times slower than recently freed pages, so
+// compare variants of one run (package-benchmark runs them one after another) and repeat.
 
 let mib = 1 << 20
 let recordSize = 128
@@ -30,7 +32,7 @@ enum ProcessInfoLite {
     }
 }
 
-/// Creates (or reuses) a file of `bytes` and truncates nothing: warm, preallocated pages.
+/// Creates (or reuses) the benchmark file with `bytes` of blocks reserved.
 func prepareFile(_ path: String, bytes: Int) {
     let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
     precondition(fd >= 0, "cannot create \(path)")
@@ -44,8 +46,7 @@ func prepareFile(_ path: String, bytes: Int) {
 /// once per process in production; the drain (close, then wait until everything is
 /// written) is inside it.
 func shipToFile(subbufferSize: Int, producers: Int, mebibytes: Int, path: String, measured: (() -> Void) -> Void) {
-    // The shipper appends at the file's end; start from an empty file with warm pages
-    // by truncating to 0 after the preallocation above (the pages stay cached).
+    // The shipper appends at the file's end: start from an empty file.
     let fd = open(path, O_WRONLY | O_CLOEXEC)
     ftruncate(fd, 0)
     close(fd)
