@@ -34,6 +34,37 @@ func makeChannel(buffers: Int?, exclusive: Int, perCPU: Bool = true) -> RelayCha
 }
 
 
+/// The speed-up of 2 threads over 1 on the same path, ×100, measured back to back inside one
+/// benchmark iteration (1 thread then 2, or 2 then 1, alternating), so both sides of the ratio
+/// come from the same few milliseconds of this drifting host.
+let twoThreadSpeedUp = BenchmarkMetric.custom("2-thread speed-up ×100", polarity: .prefersLarger, useScalingFactor: false)
+
+/// Wall-clock nanoseconds of `body`.
+func nanoseconds(_ body: () -> Void) -> UInt64 {
+    var start = timespec()
+    var end = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &start)
+    body()
+    clock_gettime(CLOCK_MONOTONIC, &end)
+    return UInt64(end.tv_sec - start.tv_sec) * 1_000_000_000 + UInt64(end.tv_nsec) - UInt64(start.tv_nsec)
+}
+
+/// Writes `records` 128-byte records on `threads` threads into `channel`, through the shared
+/// path or (with `exclusive`) each thread through its own exclusive buffer.
+func writeRecords(_ channel: RelayChannel, threads: Int, records: Int, exclusive: Bool) {
+    onThreads(threads, total: records) { thread, count in
+        let record = [UInt8](repeating: 0x61, count: 128)
+        record.withUnsafeBytes { bytes in
+            if exclusive {
+                let writer = try! channel.makeExclusiveWriter(buffer: 1 + thread)
+                for _ in 0..<count { writer.write(bytes) }
+            } else {
+                for _ in 0..<count { channel.write(bytes) }
+            }
+        }
+    }
+}
+
 let benchmarks: @Sendable () -> Void = {
     let config = Benchmark.Configuration(
         metrics: [.wallClock, .throughput, .mallocCountTotal, .instructions],
@@ -97,6 +128,34 @@ let benchmarks: @Sendable () -> Void = {
                 benchmark.stopMeasurement()
                 blackHole(channel.stats().total.recordsLost)
             }
+        }
+    }
+
+    // Scaling: 2 threads vs 1 on 128-byte records, each iteration timing both back to back.
+    let scalingConfig = Benchmark.Configuration(
+        metrics: [twoThreadSpeedUp],
+        warmupIterations: 1,
+        scalingFactor: .one,
+        maxDuration: .seconds(10),
+        maxIterations: 21
+    )
+    for (label, exclusive) in [("shared write", false), ("exclusive write", true)] {
+        Benchmark("\(label) 128B, 2 threads vs 1", configuration: scalingConfig) { benchmark in
+            let channel = exclusive ? makeChannel(buffers: 1, exclusive: 2) : makeChannel(buffers: nil, exclusive: 0)
+            let records = 2_000_000
+            for iteration in benchmark.scaledIterations {
+                var one: UInt64 = 0
+                var two: UInt64 = 0
+                if iteration % 2 == 0 {
+                    one = nanoseconds { writeRecords(channel, threads: 1, records: records, exclusive: exclusive) }
+                    two = nanoseconds { writeRecords(channel, threads: 2, records: records, exclusive: exclusive) }
+                } else {
+                    two = nanoseconds { writeRecords(channel, threads: 2, records: records, exclusive: exclusive) }
+                    one = nanoseconds { writeRecords(channel, threads: 1, records: records, exclusive: exclusive) }
+                }
+                benchmark.measurement(twoThreadSpeedUp, Int(one * 100 / max(two, 1)))
+            }
+            blackHole(channel.stats().total.recordsLost)
         }
     }
 }
