@@ -20,6 +20,10 @@ public enum LoggingScenario: String, CaseIterable, Sendable {
     /// A handler whose `log(event:)` does nothing: what swift-log itself costs (building the event,
     /// the metadata dictionary, the level check).
     case noop
+    /// A handler that only reads `event.source` (and touches its bytes): the part of every
+    /// source-writing handler's cost that swift-log itself adds, since it derives the source from
+    /// `#fileID` and builds a `String` on every access when the call site passes no `source:`.
+    case noopReadingSource = "noop-source"
     /// `RelayLogHandler` into an overwrite-mode channel nobody reads: the handler alone, encoding
     /// and the channel's write path, without I/O.
     case relay
@@ -44,6 +48,26 @@ public struct NoOpLogHandler: LogHandler {
     }
     public func log(event: LogEvent) {}
 }
+
+/// A handler that does nothing but read `event.source`. See ``LoggingScenario/noopReadingSource``.
+public struct SourceReadingLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+    public init() {}
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+    public func log(event: LogEvent) {
+        var source = event.source
+        source.withUTF8 { consume($0.count) }
+    }
+}
+
+/// Keeps the optimizer from dropping a computation whose result is otherwise unused.
+@_optimize(none)
+func consume(_ value: Int) {}
 
 /// `StdioOutputStream` (what `StreamLogHandler.standardOutput` uses) for a file: lock, `fwrite`,
 /// unlock, `fflush`.
@@ -110,6 +134,11 @@ public func runScenario(_ scenario: LoggingScenario, entries: Int, threads: Int,
     switch scenario {
     case .noop:
         let logger = Logger(label: "bench") { _ in NoOpLogHandler() }
+        onThreads(threads, total: calls) { _, count in
+            for _ in 0..<count { logOnce(logger, entries: entries) }
+        }
+    case .noopReadingSource:
+        let logger = Logger(label: "bench") { _ in SourceReadingLogHandler() }
         onThreads(threads, total: calls) { _, count in
             for _ in 0..<count { logOnce(logger, entries: entries) }
         }
