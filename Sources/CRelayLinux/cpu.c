@@ -48,24 +48,26 @@ int CRelayLinux_futex_wake(uint32_t *word, int count, int shared) {
     return r < 0 ? -errno : (int)r;
 }
 
-int CRelayLinux_membarrier_register(void) {
-    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
+/// membarrier(2) with `command` and no flags: 0 or -errno.
+static int membarrier_command(int command) {
+    long r = syscall(SYS_membarrier, command, 0, 0);
     return r < 0 ? -errno : 0;
+}
+
+int CRelayLinux_membarrier_register(void) {
+    return membarrier_command(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
 }
 
 int CRelayLinux_membarrier(void) {
-    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-    return r < 0 ? -errno : 0;
+    return membarrier_command(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
 }
 
 int CRelayLinux_membarrier_rseq_register(void) {
-    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0);
-    return r < 0 ? -errno : 0;
+    return membarrier_command(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ);
 }
 
 int CRelayLinux_membarrier_rseq(void) {
-    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0);
-    return r < 0 ? -errno : 0;
+    return membarrier_command(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ);
 }
 
 int CRelayLinux_memfd_create(const char *name) {

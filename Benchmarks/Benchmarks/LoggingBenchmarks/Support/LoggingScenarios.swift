@@ -36,32 +36,25 @@ public enum LoggingScenario: String, CaseIterable, Sendable {
 }
 
 /// A handler that does nothing, logging at `.info` (swift-log's `SwiftLogNoOpLogHandler` logs at
-/// `.critical`, so `Logger` would skip building the event and be no baseline).
+/// `.critical`, so `Logger` would skip building the event and be no baseline). With `readsSource`
+/// it only reads `event.source` (see ``LoggingScenario/noopReadingSource``).
 public struct NoOpLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
-    public init() {}
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { self.metadata[key] }
-        set { self.metadata[key] = newValue }
+    let readsSource: Bool
+    public init(readsSource: Bool = false) {
+        self.readsSource = readsSource
     }
-    public func log(event: LogEvent) {}
-}
-
-/// A handler that does nothing but read `event.source`. See ``LoggingScenario/noopReadingSource``.
-public struct SourceReadingLogHandler: LogHandler {
-    public var logLevel: Logger.Level = .info
-    public var metadata: Logger.Metadata = [:]
-    public var metadataProvider: Logger.MetadataProvider?
-    public init() {}
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { self.metadata[key] }
         set { self.metadata[key] = newValue }
     }
     public func log(event: LogEvent) {
-        var source = event.source
-        source.withUTF8 { consume($0.count) }
+        if self.readsSource {
+            var source = event.source
+            source.withUTF8 { consume($0.count) }
+        }
     }
 }
 
@@ -138,7 +131,7 @@ public func runScenario(_ scenario: LoggingScenario, entries: Int, threads: Int,
             for _ in 0..<count { logOnce(logger, entries: entries) }
         }
     case .noopReadingSource:
-        let logger = Logger(label: "bench") { _ in SourceReadingLogHandler() }
+        let logger = Logger(label: "bench") { _ in NoOpLogHandler(readsSource: true) }
         onThreads(threads, total: calls) { _, count in
             for _ in 0..<count { logOnce(logger, entries: entries) }
         }
