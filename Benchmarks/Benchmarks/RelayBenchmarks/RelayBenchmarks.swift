@@ -49,11 +49,11 @@ func nanoseconds(_ body: () -> Void) -> UInt64 {
     return UInt64(end.tv_sec - start.tv_sec) * 1_000_000_000 + UInt64(end.tv_nsec) - UInt64(start.tv_nsec)
 }
 
-/// Writes `records` 128-byte records on `threads` threads into `channel`, through the shared
-/// path or (with `exclusive`) each thread through its own exclusive buffer.
-func writeRecords(_ channel: RelayChannel, threads: Int, records: Int, exclusive: Bool) {
+/// Writes `records` records of `size` bytes on `threads` threads into `channel`, through the
+/// shared path or (with `exclusive`) thread t through exclusive buffer 1 + t.
+func writeRecords(_ channel: RelayChannel, size: Int = 128, threads: Int, records: Int, exclusive: Bool) {
     onThreads(threads, total: records) { thread, count in
-        let record = [UInt8](repeating: 0x61, count: 128)
+        let record = [UInt8](repeating: 0x61, count: size)
         record.withUnsafeBytes { bytes in
             if exclusive {
                 let writer = try! channel.makeExclusiveWriter(buffer: 1 + thread)
@@ -102,12 +102,7 @@ let benchmarks: @Sendable () -> Void = {
                     let channel = makeChannel(buffers: nil, exclusive: 0, perCPU: perCPU)
                     let iterations = benchmark.scaledIterations.count
                     benchmark.startMeasurement()
-                    onThreads(threads, total: iterations) { _, count in
-                        let record = [UInt8](repeating: 0x61, count: size)
-                        record.withUnsafeBytes { bytes in
-                            for _ in 0..<count { channel.write(bytes) }
-                        }
-                    }
+                    writeRecords(channel, size: size, threads: threads, records: iterations, exclusive: false)
                     benchmark.stopMeasurement()
                     blackHole(channel.stats().total.recordsLost)
                 }
@@ -118,13 +113,7 @@ let benchmarks: @Sendable () -> Void = {
                 let channel = makeChannel(buffers: 1, exclusive: 2)
                 let iterations = benchmark.scaledIterations.count
                 benchmark.startMeasurement()
-                onThreads(threads, total: iterations) { thread, count in
-                    let writer = try! channel.makeExclusiveWriter(buffer: 1 + thread)
-                    let record = [UInt8](repeating: 0x61, count: size)
-                    record.withUnsafeBytes { bytes in
-                        for _ in 0..<count { writer.write(bytes) }
-                    }
-                }
+                writeRecords(channel, size: size, threads: threads, records: iterations, exclusive: true)
                 benchmark.stopMeasurement()
                 blackHole(channel.stats().total.recordsLost)
             }
