@@ -1,5 +1,5 @@
 # Installs the Debian packages swift-relay needs, when missing.
-# Sourced by scripts/test and scripts/relayd.
+# Sourced by scripts/test, scripts/relayd and scripts/build-static.
 
 relay_ensure_packages() {
     local missing=()

@@ -17,7 +17,10 @@
 // anonymous memory (heap, stacks, the ring's bookkeeping).
 //
 //   swift run -c release relay-resident-memory [null|FILE] [records]
-//   swift run -c release --static-swift-stdlib relay-resident-memory …   (as deployed: one binary)
+//   swift run -c release --scratch-path .build-static -Xswiftc -static-executable \
+//       relay-resident-memory …      (fully static, as relayd deploys: scripts/build-static)
+//   swift run -c release --scratch-path .build-staticstdlib --static-swift-stdlib \
+//       relay-resident-memory …      (static Swift runtime, dynamic glibc)
 
 import BenchSupport
 import Glibc
