@@ -24,7 +24,9 @@ let package = Package(
     ],
     targets: [
         // Helpers shared by the benchmark targets.
-        .target(name: "BenchSupport", path: "Benchmarks/BenchSupport"),
+        .target(name: "BenchSupport", dependencies: ["CBenchSupport"], path: "Benchmarks/BenchSupport"),
+        // sched_setaffinity for pinned producer threads (not exported by Glibc's Swift overlay).
+        .target(name: "CBenchSupport", path: "Benchmarks/CBenchSupport"),
         .executableTarget(
             name: "RelayBenchmarks",
             dependencies: [

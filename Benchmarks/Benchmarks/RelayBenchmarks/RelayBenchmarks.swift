@@ -50,9 +50,12 @@ func nanoseconds(_ body: () -> Void) -> UInt64 {
 }
 
 /// Writes `records` records of `size` bytes on `threads` threads into `channel`, through the
-/// shared path or (with `exclusive`) thread t through exclusive buffer 1 + t.
-func writeRecords(_ channel: RelayChannel, size: Int = 128, threads: Int, records: Int, exclusive: Bool) {
-    onThreads(threads, total: records) { thread, count in
+/// shared path or (with `exclusive`) thread t through exclusive buffer 1 + t; with `pinned`,
+/// thread t runs on CPU t (see `onThreads`).
+func writeRecords(
+    _ channel: RelayChannel, size: Int = 128, threads: Int, records: Int, exclusive: Bool, pinned: Bool = false
+) {
+    onThreads(threads, total: records, pinned: pinned) { thread, count in
         let record = [UInt8](repeating: 0x61, count: size)
         record.withUnsafeBytes { bytes in
             if exclusive {
@@ -128,23 +131,34 @@ let benchmarks: @Sendable () -> Void = {
         maxDuration: .seconds(10),
         maxIterations: 21
     )
+    // Floating: threads go wherever the scheduler puts them, the 1-thread side on the benchmark's
+    // own (main) thread. Pinned: thread t on CPU t, the 1-thread side on a new thread on CPU 0, so
+    // the ratio compares thread counts only (see `onThreads`).
     for (label, exclusive) in [("shared write", false), ("exclusive write", true)] {
-        Benchmark("\(label) 128B, 2 threads vs 1", configuration: scalingConfig) { benchmark in
-            let channel = exclusive ? makeChannel(buffers: 1, exclusive: 2) : makeChannel(buffers: nil, exclusive: 0)
-            let records = 2_000_000
-            for iteration in benchmark.scaledIterations {
-                var one: UInt64 = 0
-                var two: UInt64 = 0
-                if iteration % 2 == 0 {
-                    one = nanoseconds { writeRecords(channel, threads: 1, records: records, exclusive: exclusive) }
-                    two = nanoseconds { writeRecords(channel, threads: 2, records: records, exclusive: exclusive) }
-                } else {
-                    two = nanoseconds { writeRecords(channel, threads: 2, records: records, exclusive: exclusive) }
-                    one = nanoseconds { writeRecords(channel, threads: 1, records: records, exclusive: exclusive) }
+        for pinned in [false, true] {
+            Benchmark("\(label) 128B, 2 threads vs 1\(pinned ? ", pinned" : "")", configuration: scalingConfig) {
+                benchmark in
+                let channel = exclusive ? makeChannel(buffers: 1, exclusive: 2) : makeChannel(buffers: nil, exclusive: 0)
+                let records = 2_000_000
+                func timed(_ threads: Int) -> UInt64 {
+                    nanoseconds {
+                        writeRecords(channel, threads: threads, records: records, exclusive: exclusive, pinned: pinned)
+                    }
                 }
-                benchmark.measurement(twoThreadSpeedUp, Int(one * 100 / max(two, 1)))
+                for iteration in benchmark.scaledIterations {
+                    var one: UInt64 = 0
+                    var two: UInt64 = 0
+                    if iteration % 2 == 0 {
+                        one = timed(1)
+                        two = timed(2)
+                    } else {
+                        two = timed(2)
+                        one = timed(1)
+                    }
+                    benchmark.measurement(twoThreadSpeedUp, Int(one * 100 / max(two, 1)))
+                }
+                blackHole(channel.stats().total.recordsLost)
             }
-            blackHole(channel.stats().total.recordsLost)
         }
     }
 }
