@@ -206,68 +206,8 @@ int CRelayLinux_membarrier_rseq_register(void);
 /// aborted. 0 or -errno.
 int CRelayLinux_membarrier_rseq(void);
 
-/// Copies a record of `n` bytes into a reserved (non-overlapping) range. Records of at
-/// most 128 bytes are copied inline with straight-line (possibly overlapping) 16-, 8- and
-/// 4-byte moves, the way libc's memcpy handles small sizes, minus its call and size
-/// dispatch; longer ones go to memcpy. (A loop of 16-byte moves was ~2 ns slower than
-/// memcpy at 128 bytes on this project's benchmark host; straight-line moves match it.)
-static inline __attribute__((always_inline)) void CRelayLinux_copy_record(
-    void *restrict dst, const void *restrict src, size_t n) {
-    unsigned char *d = (unsigned char *)dst;
-    const unsigned char *s = (const unsigned char *)src;
-#define CRELAYLINUX_MOVE16(offset) __builtin_memcpy(d + (offset), s + (offset), 16)
-    if (n > 128) {
-        __builtin_memcpy(d, s, n);
-        return;
-    }
-    if (n >= 64) {
-        // [0, 64) and [n - 64, n) cover [0, n) for 64 <= n <= 128.
-        CRELAYLINUX_MOVE16(0);
-        CRELAYLINUX_MOVE16(16);
-        CRELAYLINUX_MOVE16(32);
-        CRELAYLINUX_MOVE16(48);
-        CRELAYLINUX_MOVE16(n - 64);
-        CRELAYLINUX_MOVE16(n - 48);
-        CRELAYLINUX_MOVE16(n - 32);
-        CRELAYLINUX_MOVE16(n - 16);
-        return;
-    }
-    if (n >= 32) {
-        CRELAYLINUX_MOVE16(0);
-        CRELAYLINUX_MOVE16(16);
-        CRELAYLINUX_MOVE16(n - 32);
-        CRELAYLINUX_MOVE16(n - 16);
-        return;
-    }
-    if (n >= 16) {
-        CRELAYLINUX_MOVE16(0);
-        CRELAYLINUX_MOVE16(n - 16);
-        return;
-    }
-#undef CRELAYLINUX_MOVE16
-    if (n >= 8) {
-        __builtin_memcpy(d, s, 8);
-        __builtin_memcpy(d + n - 8, s + n - 8, 8);
-        return;
-    }
-    if (n >= 4) {
-        __builtin_memcpy(d, s, 4);
-        __builtin_memcpy(d + n - 4, s + n - 4, 4);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        d[i] = s[i];
-    }
-}
-
 /// Number of configured ("possible") CPUs, at least 1.
 uint32_t CRelayLinux_possible_cpus(void);
-
-/// A compiler-only barrier: the compiler may not move memory accesses across it.
-/// Used with membarrier(2) for the asymmetric handshake of exclusive writers.
-static inline void CRelayLinux_compiler_barrier(void) {
-    __asm__ __volatile__("" ::: "memory");
-}
 
 /// FUTEX_WAIT on a 32-bit word. `shared` selects a process-shared futex (for
 /// words inside memory another process may map). `timeout_ns` < 0 waits forever.

@@ -1,4 +1,4 @@
-import Synchronization
+public import Synchronization
 
 /// A writer that owns one buffer: the `__relay_write` analogue.
 ///
@@ -17,20 +17,28 @@ import Synchronization
 /// concurrently (it is not `Sendable`; moving it to another thread between writes is
 /// fine). Releasing it (deinit) frees the buffer for another claim.
 public struct RelayExclusiveWriter: ~Copyable {
-    /// Keeps the channel (and so the buffer memory `corePointer` points into) alive for as
-    /// long as the writer exists: a writer can outlive the caller's last use of the channel.
+    /// Keeps the channel (and so the buffer memory `corePointer` and `fast` point into)
+    /// alive for as long as the writer exists: a writer can outlive the caller's last use
+    /// of the channel.
     let channel: RelayChannel
     /// The same channel, used through `_withUnsafeGuaranteedRef` on slow paths so no
     /// reference counting happens per record.
     let unmanagedChannel: Unmanaged<RelayChannel>
     /// The buffer's `BufferCore`, inside the channel's table (valid while the channel
-    /// lives). Read through the pointer so the record path never copies the struct.
+    /// lives). Read through the pointer so slow paths never copy the struct.
     let corePointer: UnsafeMutablePointer<BufferCore>
+    /// What the record path reads, copied out of the `BufferCore` when the buffer is
+    /// claimed: ``write(_:)-(UnsafeRawBufferPointer)`` is `@inlinable`, so callers in other
+    /// modules compile the fast path into their own loops, where these fields stay in
+    /// registers.
+    @usableFromInline
+    let fast: ExclusiveFastPath
 
     init(channel: RelayChannel, core: UnsafeMutablePointer<BufferCore>) {
         self.channel = channel
         self.unmanagedChannel = Unmanaged.passUnretained(channel)
         self.corePointer = core
+        self.fast = ExclusiveFastPath(core.pointee)
     }
 
     var core: BufferCore { self.corePointer.pointee }
@@ -49,45 +57,80 @@ public struct RelayExclusiveWriter: ~Copyable {
     }
 
     /// Writes one record. Same results and accounting as ``RelayChannel/write(_:)-(UnsafeRawBufferPointer)``.
+    ///
+    /// The common case (the record fits the current sub-buffer) is inlined into the caller:
+    /// plain loads and stores of this buffer's words, the record copy and no call. Anything
+    /// else (a full sub-buffer, a sub-buffer's first or last record, a flusher holding the
+    /// buffer, a record too big) continues out of line.
+    @inlinable
+    @inline(__always)
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer) -> RelayWriteResult {
-        let b = self.corePointer
+        let f = self.fast
         let length = UInt64(bytes.count)
-        guard _fastPath(length &- 1 < b.pointee.maxRecord) else {
-            return self.withChannel { $0.rejectLength(b.pointee, length: length) }
+        guard _fastPath(length &- 1 < f.maxRecord) else {
+            return self.rejectLength(length)
         }
         self.enter()
         // relaxed: while we are busy, only this thread moves the position or commits
         // into this buffer (flushers wait for us to leave).
-        let position = b.pointee.position
-        let p = position.pointee.load(ordering: .relaxed)
-        let offset = p & b.pointee.offsetMask
-        let fits = offset != 0 && offset &+ length <= b.pointee.subbufSize
-        if _fastPath(fits && p & RegionLayout.closedBit == 0) {
-            position.pointee.store(p &+ length, ordering: .relaxed)
-            RecordCopy.copy(
-                b.pointee.data + Int(p & b.pointee.dataMask), from: bytes.baseAddress.unsafelyUnwrapped,
-                count: Int(length))
-            let atEdge = offset == b.pointee.headerSize || offset &+ length == b.pointee.subbufSize
-            if _slowPath(atEdge) {
-                self.withChannel { $0.reservedAtEdge(b.pointee, position: p, length: length) }
-            }
-            let slot = (p &>> b.pointee.shift) & b.pointee.slotMask
-            let commit = b.pointee.commitWord(slot: slot)
-            let updated = commit.pointee.load(ordering: .relaxed) &+ (length | (1 << 32))
-            // releasing: orders the record bytes before the commit for any reader of
-            // the word (the deliverer below is this thread).
-            commit.pointee.store(updated, ordering: .releasing)
-            if _slowPath(updated & 0xFFFF_FFFF == b.pointee.subbufSize) {
-                self.withChannel { $0.deliver(b.pointee, slot: slot, records: updated &>> 32) }
-            }
-            self.leave()
-            return .written
+        let p = f.position.pointee.load(ordering: .relaxed)
+        // One range check: the record lies strictly inside the current sub-buffer, after its
+        // first record and before its last byte. With the closed bit kept in `offset`, a
+        // closed buffer's offset is at least 2^63 and never passes.
+        let offset = p & (ExclusiveFastPath.closedBit | f.offsetMask)
+        guard _fastPath(offset > f.headerSize && offset &+ length < f.subbufSize) else {
+            return self.writeAtEdge(bytes, length: length)
         }
-        return self.writeSlow(bytes, length: length)
+        f.position.pointee.store(p &+ length, ordering: .relaxed)
+        RecordCopy.copy(
+            f.data + Int(p & f.dataMask), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
+        self.commit(position: p, length: length)
+        self.leave()
+        return .written
+    }
+
+    /// Counts the record written at `position` in its sub-buffer's commit word, and delivers
+    /// the sub-buffer if that completed it.
+    @inlinable
+    @inline(__always)
+    func commit(position p: UInt64, length: UInt64) {
+        let f = self.fast
+        let slot = (p &>> f.shift) & f.slotMask
+        let commit = f.commitWord(slot: slot)
+        let updated = commit.pointee.load(ordering: .relaxed) &+ (length | (1 << 32))
+        // releasing: orders the record bytes before the commit for any reader of
+        // the word (the deliverer below is this thread).
+        commit.pointee.store(updated, ordering: .releasing)
+        if _slowPath(updated & 0xFFFF_FFFF == f.subbufSize) {
+            self.deliver(slot: slot, records: updated &>> 32)
+        }
+    }
+
+    /// The record path's other cases, while busy: a sub-buffer's first record (after its
+    /// header) or last one (ending exactly at its end), or (``writeSlow(_:length:)``) a
+    /// record that does not fit, a closed buffer. Returns having left.
+    @usableFromInline
+    @inline(never)
+    func writeAtEdge(_ bytes: UnsafeRawBufferPointer, length: UInt64) -> RelayWriteResult {
+        let f = self.fast
+        // relaxed: as in `write` (we are busy).
+        let p = f.position.pointee.load(ordering: .relaxed)
+        let offset = p & f.offsetMask
+        guard offset != 0 && offset &+ length <= f.subbufSize && p & ExclusiveFastPath.closedBit == 0 else {
+            return self.writeSlow(bytes, length: length)
+        }
+        f.position.pointee.store(p &+ length, ordering: .relaxed)
+        RecordCopy.copy(
+            f.data + Int(p & f.dataMask), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
+        self.reservedAtEdge(position: p, length: length)
+        self.commit(position: p, length: length)
+        self.leave()
+        return .written
     }
 
     /// Writes one record from a contiguous collection of bytes.
+    @inlinable
     @discardableResult
     public func write<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> RelayWriteResult {
         if let result = bytes.withContiguousStorageIfAvailable({ self.write(UnsafeRawBufferPointer($0)) }) {
@@ -96,7 +139,31 @@ public struct RelayExclusiveWriter: ~Copyable {
         return Array(bytes).withUnsafeBytes { self.write($0) }
     }
 
+    /// A record longer than the largest record: rejected and counted.
+    @usableFromInline
+    @inline(never)
+    func rejectLength(_ length: UInt64) -> RelayWriteResult {
+        self.withChannel { $0.rejectLength(self.corePointer.pointee, length: length) }
+    }
+
+    /// The first or last record of a sub-buffer was reserved at `position` (headers,
+    /// timestamps, the client's sub-buffer start callback).
+    @usableFromInline
+    @inline(never)
+    func reservedAtEdge(position: UInt64, length: UInt64) {
+        self.withChannel { $0.reservedAtEdge(self.corePointer.pointee, position: position, length: length) }
+    }
+
+    /// The commit that completed sub-buffer `slot`: deliver it.
+    @usableFromInline
+    @inline(never)
+    func deliver(slot: UInt64, records: UInt64) {
+        self.withChannel { $0.deliver(self.corePointer.pointee, slot: slot, records: records) }
+    }
+
     /// Switches, full buffers and block-mode waits: the shared algorithm (atomics).
+    /// Called while busy; returns having left.
+    @usableFromInline
     @inline(never)
     func writeSlow(_ bytes: UnsafeRawBufferPointer, length: UInt64) -> RelayWriteResult {
         self.withChannel { self.writeSlow(bytes, length: length, channel: $0) }
@@ -132,39 +199,97 @@ public struct RelayExclusiveWriter: ~Copyable {
     }
 
     /// Marks the writer busy, waiting while a flusher holds the buffer.
+    @inlinable
     @inline(__always)
     func enter() {
-        let b = self.corePointer
-        while true {
-            // relaxed + light fence: the asymmetric Dekker store (see AsymmetricFence).
-            b.pointee.busy.pointee.store(1, ordering: .relaxed)
-            AsymmetricFence.light(expedited: b.pointee.expeditedFence)
-            // acquiring: pairs with the flusher's releasing clear of the request, so its
-            // seal is visible before we touch the position.
-            if _fastPath(b.pointee.flushRequest.pointee.load(ordering: .acquiring) == 0) {
-                return
-            }
-            self.yieldToFlusher()
+        let f = self.fast
+        // relaxed + light fence: the asymmetric Dekker store (see AsymmetricFence); the
+        // requester's membarrier orders it before our load below.
+        f.busy.pointee.store(1, ordering: .relaxed)
+        AsymmetricFence.light(expedited: f.expeditedFence)
+        // acquiring: pairs with the flusher's releasing clear of the request, so its
+        // seal is visible before we touch the position.
+        if _slowPath(f.flushRequest.pointee.load(ordering: .acquiring) != 0) {
+            self.enterAfterFlush()
         }
     }
 
+    /// A flusher holds the buffer: step aside until it is done, then enter again.
+    @usableFromInline
     @inline(never)
-    func yieldToFlusher() {
+    func enterAfterFlush() {
         let b = self.core
-        // releasing: pairs with the flusher's acquiring load of `busy`.
-        b.busy.pointee.store(0, ordering: .releasing)
-        var spins = 0
-        while b.flushRequest.pointee.load(ordering: .acquiring) != 0 {
-            spins += 1
-            if spins > 64 { sched_yield_() }
+        while true {
+            // releasing: pairs with the flusher's acquiring load of `busy`.
+            b.busy.pointee.store(0, ordering: .releasing)
+            var spins = 0
+            // acquiring: pairs with the flusher's releasing clear of the request.
+            while b.flushRequest.pointee.load(ordering: .acquiring) != 0 {
+                spins += 1
+                if spins > 64 { sched_yield_() }
+            }
+            // As in `enter()`: relaxed store + light fence, then the acquiring check.
+            b.busy.pointee.store(1, ordering: .relaxed)
+            AsymmetricFence.light(expedited: b.expeditedFence)
+            if b.flushRequest.pointee.load(ordering: .acquiring) == 0 { return }
         }
     }
 
+    @inlinable
     @inline(__always)
     func leave() {
         // releasing: pairs with the flusher's acquiring load of `busy`: our position,
         // commit and record bytes happen before its seal.
-        self.corePointer.pointee.busy.pointee.store(0, ordering: .releasing)
+        self.fast.busy.pointee.store(0, ordering: .releasing)
+    }
+}
+
+/// The part of a `BufferCore` the exclusive writer's inlined record path reads: pointers
+/// to the buffer's words inside its region and the geometry, all fixed while the channel
+/// lives (see `BufferCore` for the region's invariants).
+@usableFromInline
+struct ExclusiveFastPath: @unchecked Sendable {
+    @usableFromInline let position: UnsafeMutablePointer<Atomic<UInt64>>
+    @usableFromInline let busy: UnsafeMutablePointer<Atomic<UInt64>>
+    @usableFromInline let flushRequest: UnsafeMutablePointer<Atomic<UInt64>>
+    /// Slot 0's commit word; slot s's is `slotStride × s` bytes further.
+    @usableFromInline let commitWords: UnsafeMutableRawPointer
+    @usableFromInline let data: UnsafeMutableRawPointer
+    @usableFromInline let subbufSize: UInt64
+    @usableFromInline let shift: UInt64
+    @usableFromInline let offsetMask: UInt64
+    @usableFromInline let dataMask: UInt64
+    @usableFromInline let slotMask: UInt64
+    @usableFromInline let headerSize: UInt64
+    @usableFromInline let maxRecord: UInt64
+    @usableFromInline let expeditedFence: Bool
+
+    /// `RegionLayout.slotStride` and `.closedBit`, as literals the inlined path can fold
+    /// (checked against the layout in `init`).
+    @inlinable static var slotStride: Int { 32 }
+    @inlinable static var closedBit: UInt64 { 1 << 63 }
+
+    init(_ b: BufferCore) {
+        precondition(Self.slotStride == RegionLayout.slotStride && Self.closedBit == RegionLayout.closedBit)
+        self.position = b.position
+        self.busy = b.busy
+        self.flushRequest = b.flushRequest
+        self.commitWords = UnsafeMutableRawPointer(b.commitWord(slot: 0))
+        self.data = b.data
+        self.subbufSize = b.subbufSize
+        self.shift = b.shift
+        self.offsetMask = b.offsetMask
+        self.dataMask = b.dataMask
+        self.slotMask = b.slotMask
+        self.headerSize = b.headerSize
+        self.maxRecord = b.maxRecord
+        self.expeditedFence = b.expeditedFence
+    }
+
+    @inlinable
+    @inline(__always)
+    func commitWord(slot: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        (self.commitWords + Int(slot) &* Self.slotStride).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 }
 

@@ -1,5 +1,5 @@
 internal import CRelayLinux
-import Synchronization
+public import Synchronization
 
 /// The heavy side of an asymmetric memory fence (membarrier(2)).
 ///
@@ -15,16 +15,27 @@ import Synchronization
 ///
 /// When membarrier is unavailable (old kernels, seccomp), `isExpedited` is false and
 /// writers must use a real full fence on their side instead (`light()`).
+@usableFromInline
 enum AsymmetricFence {
     /// Whether the process registered for private expedited membarrier.
     static let isExpedited: Bool = CRelayLinux_membarrier_register() == 0
 
     /// The writer side: a compiler barrier when membarrier is available (`expedited`,
     /// the cached value of ``isExpedited``), else a full fence.
+    ///
+    /// The compiler barrier is an acquire-release fence. Its release half keeps the
+    /// compiler from sinking the writer's earlier "busy" store below it, and its acquire
+    /// half keeps it from hoisting the later flush-request load above it, so the two stay
+    /// in program order; the processor may still reorder them (store buffer), which is
+    /// what the requester's membarrier covers. On x86-64 the fence emits no instruction
+    /// (the C equivalent is `asm volatile("" ::: "memory")`); on arm64 it is a `dmb ish`,
+    /// more than needed but correct. Pure Swift, so the writer's `@inlinable` fast path
+    /// can use it from other modules.
+    @inlinable
     @inline(__always)
     static func light(expedited: Bool) {
         if expedited {
-            CRelayLinux_compiler_barrier()
+            atomicMemoryFence(ordering: .acquiringAndReleasing)
         } else {
             atomicMemoryFence(ordering: .sequentiallyConsistent)
         }

@@ -1,11 +1,60 @@
-internal import CRelayLinux
-
 /// Copies record bytes into a reservation.
+///
+/// Pure Swift and `@inlinable`, so the exclusive writer's fast path, which is inlined into
+/// callers in other modules, can use it (C shims are not visible there).
+@usableFromInline
 enum RecordCopy {
+    /// Sixteen bytes, moved with one unaligned vector load and store.
+    @usableFromInline
+    typealias Block = SIMD16<UInt8>
+
     /// Copies `count` bytes from `source` to `destination` (the ranges do not overlap).
-    /// Records of up to 128 bytes are copied inline, without a call into libc.
+    ///
+    /// Records of at most 128 bytes are copied with straight-line, possibly overlapping
+    /// 16-, 8- and 4-byte moves, the way libc's memcpy handles small sizes, minus its call
+    /// and size dispatch; longer ones go to memcpy. (A loop of 16-byte moves was ~2 ns
+    /// slower than memcpy at 128 bytes on this project's benchmark host; straight-line moves
+    /// match it.)
+    @inlinable
     @inline(__always)
     static func copy(_ destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, count: Int) {
-        CRelayLinux_copy_record(destination, source, count)
+        @inline(__always)
+        func move<T>(_ offset: Int, _: T.Type) {
+            (destination + offset).storeBytes(of: source.loadUnaligned(fromByteOffset: offset, as: T.self), as: T.self)
+        }
+        let n = count
+        if n > 128 {
+            destination.copyMemory(from: source, byteCount: n)
+        } else if n >= 64 {
+            // [0, 64) and [n - 64, n) cover [0, n) for 64 <= n <= 128.
+            move(0, Block.self)
+            move(16, Block.self)
+            move(32, Block.self)
+            move(48, Block.self)
+            move(n &- 64, Block.self)
+            move(n &- 48, Block.self)
+            move(n &- 32, Block.self)
+            move(n &- 16, Block.self)
+        } else if n >= 32 {
+            move(0, Block.self)
+            move(16, Block.self)
+            move(n &- 32, Block.self)
+            move(n &- 16, Block.self)
+        } else if n >= 16 {
+            move(0, Block.self)
+            move(n &- 16, Block.self)
+        } else if n >= 8 {
+            move(0, UInt64.self)
+            move(n &- 8, UInt64.self)
+        } else if n >= 4 {
+            move(0, UInt32.self)
+            move(n &- 4, UInt32.self)
+        } else {
+            var i = 0
+            while i < n {
+                move(i, UInt8.self)
+                i &+= 1
+            }
+        }
     }
 }
