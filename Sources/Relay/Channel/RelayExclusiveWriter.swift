@@ -25,7 +25,7 @@ public struct RelayExclusiveWriter: ~Copyable {
     /// reference counting happens per record.
     let unmanagedChannel: Unmanaged<RelayChannel>
     /// The buffer's `BufferCore`, inside the channel's table (valid while the channel
-    /// lives). Read through the pointer so slow paths never copy the struct.
+    /// lives), for the out-of-line paths, which hand it to the channel's shared algorithm.
     let corePointer: UnsafeMutablePointer<BufferCore>
     /// What the record path reads, copied out of the `BufferCore` when the buffer is
     /// claimed: ``write(_:)-(UnsafeRawBufferPointer)`` is `@inlinable`, so callers in other
@@ -58,10 +58,10 @@ public struct RelayExclusiveWriter: ~Copyable {
 
     /// Writes one record. Same results and accounting as ``RelayChannel/write(_:)-(UnsafeRawBufferPointer)``.
     ///
-    /// The common case (the record fits the current sub-buffer) is inlined into the caller:
-    /// plain loads and stores of this buffer's words, the record copy and no call. Anything
-    /// else (a full sub-buffer, a sub-buffer's first or last record, a flusher holding the
-    /// buffer, a record too big) continues out of line.
+    /// The common case (the record lies strictly inside the current sub-buffer) is inlined
+    /// into the caller: plain loads and stores of this buffer's words, the record copy and
+    /// no call. Anything else (a full sub-buffer, a sub-buffer's first or last record, a
+    /// flusher holding the buffer, a record too big) continues out of line.
     @inlinable
     @inline(__always)
     @discardableResult
