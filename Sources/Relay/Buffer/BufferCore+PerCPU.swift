@@ -95,7 +95,6 @@ extension BufferCore {
         PerCPU.add(
             amount, to: self.commitWord(slot: slot), base: self.base, owner: self.ownerCPU, rseqOffset: self.rseqOffset)
     }
-
 }
 
 // The primitives take the region base and the owner instead of a `BufferCore`, so the
