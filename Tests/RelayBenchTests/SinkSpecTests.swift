@@ -19,6 +19,7 @@ struct SinkSpecTests {
                 "file:/x,rotate-size=1GiB,rotate-count=4",
                 .file(path: "/x", options: FileSinkOptions(rotateSize: 1 << 30, rotateCount: 4))
             ),
+            ("file:/x,fixed-writes", .file(path: "/x", options: FileSinkOptions(fixedWrites: true))),
             ("file-per-buffer:/data/out", .filePerBuffer(directory: "/data/out", options: FileSinkOptions())),
             ("file-per-buffer:/d,odirect,fsync=8M", .filePerBuffer(directory: "/d", options: FileSinkOptions(direct: true, fsync: .bytes(8 << 20)))),
             ("tcp:127.0.0.1:9000", .tcp(host: "127.0.0.1", port: 9000, format: .plain)),
@@ -53,7 +54,7 @@ struct SinkSpecTests {
             ("file:/x,format=json", "unknown format 'json' in sink 'file:/x,format=json': use format=plain or format=packets"),
             ("file:/x,rotate-count=3", "rotate-count in sink 'file:/x,rotate-count=3' needs a rotate-size: add e.g. rotate-size=1GiB"),
             ("file:/x,rotate-count=0,rotate-size=1M", "invalid rotate-count '0' in sink 'file:/x,rotate-count=0,rotate-size=1M': use a whole number of files, 1 or more"),
-            ("file:/x,compress", "unknown option 'compress' in sink 'file:/x,compress': file sinks accept odirect, fsync=DURATION|SIZE, format=plain|packets, rotate-size=SIZE, rotate-count=N"),
+            ("file:/x,compress", "unknown option 'compress' in sink 'file:/x,compress': file sinks accept odirect, fsync=DURATION|SIZE, format=plain|packets, rotate-size=SIZE, rotate-count=N, fixed-writes"),
         ]
     )
     func rejects(text: String, message: String) {

@@ -7,13 +7,15 @@ import Testing
 
 @Suite("File sink", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
 struct FileSinkTests {
-    @Test("plain format: one buffer, records arrive byte-identical and in order")
-    func plainSingleBuffer() throws {
+    @Test(
+        "plain format: one buffer, records arrive byte-identical and in order, with WRITE (automatic) or WRITE_FIXED (always)",
+        arguments: [RelayFileSinkConfiguration.FixedBufferWrites.automatic, .always])
+    func plainSingleBuffer(fixedBufferWrites: RelayFileSinkConfiguration.FixedBufferWrites) throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let channel = try RelayChannel(RelayChannelConfiguration(name: "plain1", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
         let shipper = RelayShipper(logger: testLogger())
-        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.log")))])
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.log"), fixedBufferWrites: fixedBufferWrites))])
         try shipper.start()
         var refused = 0
         let expected = writeSequentialLines(channel, count: 20_000, refused: &refused) { i in
@@ -26,8 +28,17 @@ struct FileSinkTests {
         #expect(bytes.count == expected.count)
         #expect(bytes == expected)
         let stats = try #require(shipper.stats())
-        #expect(stats.registeredBuffers == 1, "the region is registered and WRITE_FIXED is used")
+        #expect(stats.registeredBuffers == 1, "the region is registered")
         #expect(stats.sinks[0].bytes == UInt64(expected.count))
+        // A buffered file gets plain WRITE unless asked; then every write is WRITE_FIXED
+        // (at least one per sub-buffer: a short write is resubmitted).
+        let sink = stats.sinks[0]
+        #expect(sink.subbuffers > 2)
+        if fixedBufferWrites == .always {
+            #expect(sink.fixedWrites >= sink.subbuffers)
+        } else {
+            #expect(sink.fixedWrites == 0)
+        }
     }
 
     @Test("plain format: many producers, many buffers, every record exactly once", arguments: [true, false])
@@ -73,6 +84,14 @@ struct FileSinkTests {
         let parsed = parseLines(content)
         #expect(parsed.malformed == 0)
         expectExactlyOnce(parsed.records, producers: 3, perProducer: 10_000)
+        // O_DIRECT writes come from the registered regions; buffered ones are plain WRITE.
+        let stats = try #require(shipper.stats())
+        #expect(stats.registeredBuffers == 2)
+        if directIO {
+            #expect(stats.sinks[0].fixedWrites >= UInt64(packets))
+        } else {
+            #expect(stats.sinks[0].fixedWrites == 0)
+        }
     }
 
     @Test("O_DIRECT with the plain format is refused with a clear error")

@@ -4,10 +4,15 @@ import Glibc
 import Logging
 import Relay
 import RelayShipper
+import Synchronization
 
 // Ring-path benchmarks: producer → relay channel → io_uring shipper → file, for 64 KiB
 // and 1 MiB sub-buffers, next to a plain write(2) loop of 1 MiB blocks writing the same
-// number of bytes to the same disk, in the same run.
+// number of bytes to the same disk, in the same run. Also in the run:
+// - the pipeline bound: one thread copies the same records into 1 MiB blocks, another
+//   write(2)s them (what any two-thread design pays for handing bytes across cores);
+// - the 1 MiB rows with exclusive writers (is the producer's per-record cost the limit?)
+//   and with WRITE_FIXED for these buffered writes (what the default plain WRITE saves).
 //
 // One benchmark iteration writes 256 MiB (2 Mi records of 128 B), so "Throughput (# / s)"
 // counts 256 MiB units per second; read the wall-clock p50 (256 MiB / p50 = GB/s). A relay
@@ -45,7 +50,10 @@ func prepareFile(_ path: String, bytes: Int) {
 /// starting the shipper (ring, registration) happen before `measured` starts, as they do
 /// once per process in production; the drain (close, then wait until everything is
 /// written) is inside it.
-func shipToFile(subbufferSize: Int, producers: Int, mebibytes: Int, path: String, measured: (() -> Void) -> Void) {
+func shipToFile(
+    subbufferSize: Int, producers: Int, exclusive: Bool = false, fixedWrites: Bool = false, mebibytes: Int, path: String,
+    measured: (() -> Void) -> Void
+) {
     // The shipper appends at the file's end: start from an empty file.
     let fd = open(path, O_WRONLY | O_CLOEXEC)
     ftruncate(fd, 0)
@@ -55,17 +63,26 @@ func shipToFile(subbufferSize: Int, producers: Int, mebibytes: Int, path: String
             name: "shipbench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
             subbufferSize: subbufferSize,
             subbufferCount: max(8, (8 * mib) / subbufferSize),
-            mode: .block()))
+            mode: .block(),
+            // Exclusive writers get a buffer each; the one shared buffer stays empty.
+            buffers: exclusive ? 1 : nil,
+            exclusiveBuffers: exclusive ? producers : 0))
     var logger = Logger(label: "bench")
     logger.logLevel = .error
     let shipper = RelayShipper(logger: logger)
-    try! shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: path))])
+    try! shipper.add(
+        channel, sinks: [.file(RelayFileSinkConfiguration(path: path, fixedBufferWrites: fixedWrites ? .always : .automatic))])
     try! shipper.start()
     measured {
-        onThreads(producers, total: mebibytes * recordsPerMiB) { _, count in
+        onThreads(producers, total: mebibytes * recordsPerMiB) { producer, count in
             let record = [UInt8](repeating: 0x61, count: recordSize - 1) + [0x0A]
             record.withUnsafeBytes { bytes in
-                for _ in 0..<count { channel.write(bytes) }
+                if exclusive {
+                    let writer = try! channel.makeExclusiveWriter(buffer: channel.sharedBuffers + producer)
+                    for _ in 0..<count { writer.write(bytes) }
+                } else {
+                    for _ in 0..<count { channel.write(bytes) }
+                }
             }
         }
         channel.close()
@@ -103,6 +120,72 @@ func writeLoop(mebibytes: Int, path: String, measured: (() -> Void) -> Void) {
     block.deallocate()
 }
 
+/// The hand-off between ``pipelineLoop(mebibytes:path:measured:)``'s two threads: how many
+/// blocks the producer filled and how many the writer wrote.
+final class PipelineCounters: Sendable {
+    let filled = Atomic<Int>(0)
+    let written = Atomic<Int>(0)
+}
+
+/// The best a two-thread design can do on this machine: one thread fills 1 MiB blocks with the
+/// same 128-byte record copies as the relay producers (no reservation, no shared word per
+/// record), another writes each full block with `write(2)`, 8 blocks in rotation (8 MiB, as a
+/// relay buffer). Cross-core hand-off of every byte, no per-record bookkeeping: the bound that
+/// the relay rows are measured against next to the single-threaded loop.
+func pipelineLoop(mebibytes: Int, path: String, measured: (() -> Void) -> Void) {
+    let fd = open(path, O_WRONLY | O_CLOEXEC)
+    ftruncate(fd, 0)
+    reserveBlocks(fd, bytes: mebibytes * mib)
+    let blocks = 8
+    let base = UnsafeMutableRawPointer.allocate(byteCount: blocks * mib, alignment: 4096)
+    base.initializeMemory(as: UInt8.self, repeating: 0, count: blocks * mib)
+    let region = UnsafeSendableAddress(base)
+    let counters = PipelineCounters()
+    measured {
+        onThreads(2, total: 2) { role, _ in
+            let base = region.pointer
+            if role == 0 {
+                // Producer. acquiring: pairs with the writer's releasing store of `written`,
+                // so a block is refilled only after write(2) has copied it.
+                let record = [UInt8](repeating: 0x61, count: recordSize - 1) + [0x0A]
+                record.withUnsafeBytes { bytes in
+                    for block in 0..<mebibytes {
+                        while block - counters.written.load(ordering: .acquiring) >= blocks { sched_yield() }
+                        let start = base + (block % blocks) * mib
+                        for r in 0..<recordsPerMiB {
+                            (start + r * recordSize).copyMemory(from: bytes.baseAddress!, byteCount: recordSize)
+                        }
+                        // releasing: pairs with the writer's acquiring load; publishes the block's bytes.
+                        counters.filled.store(block + 1, ordering: .releasing)
+                    }
+                }
+            } else {
+                // Writer. acquiring: pairs with the producer's releasing store of `filled`.
+                for block in 0..<mebibytes {
+                    while counters.filled.load(ordering: .acquiring) <= block { sched_yield() }
+                    let start = base + (block % blocks) * mib
+                    var done = 0
+                    while done < mib {
+                        let n = write(fd, start + done, mib - done)
+                        precondition(n > 0, "write failed")
+                        done += n
+                    }
+                    // releasing: pairs with the producer's acquiring load; the block is free.
+                    counters.written.store(block + 1, ordering: .releasing)
+                }
+            }
+        }
+    }
+    close(fd)
+    base.deallocate()
+}
+
+/// A raw address handed to benchmark threads (the memory outlives them).
+struct UnsafeSendableAddress: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
+}
+
 /// Runs `body` between the benchmark's start and stop of measurement.
 func measuring(_ benchmark: Benchmark) -> (() -> Void) -> Void {
     { body in
@@ -127,6 +210,33 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("write(2) loop, 1 MiB blocks, 256 MiB", configuration: config) { benchmark in
         for _ in 0..<(benchmark.scaledIterations.count) {
             writeLoop(mebibytes: size, path: path, measured: measuring(benchmark))
+        }
+    }
+    Benchmark("pipeline bound: 1 producer thread + 1 write(2) thread, 1 MiB blocks, 256 MiB", configuration: config) { benchmark in
+        for _ in 0..<(benchmark.scaledIterations.count) {
+            pipelineLoop(mebibytes: size, path: path, measured: measuring(benchmark))
+        }
+    }
+    for producers in [1, 2] {
+        Benchmark(
+            "relay → file, 1024 KiB sub-buffers, \(producers) producer\(producers == 1 ? "" : "s"), WRITE_FIXED, 256 MiB",
+            configuration: config
+        ) { benchmark in
+            for _ in 0..<(benchmark.scaledIterations.count) {
+                shipToFile(
+                    subbufferSize: mib, producers: producers, fixedWrites: true, mebibytes: size, path: path,
+                    measured: measuring(benchmark))
+            }
+        }
+        Benchmark(
+            "relay → file, 1024 KiB sub-buffers, \(producers) exclusive writer\(producers == 1 ? "" : "s"), 256 MiB",
+            configuration: config
+        ) { benchmark in
+            for _ in 0..<(benchmark.scaledIterations.count) {
+                shipToFile(
+                    subbufferSize: mib, producers: producers, exclusive: true, mebibytes: size, path: path,
+                    measured: measuring(benchmark))
+            }
         }
     }
     for subbufferSize in [64 * 1024, mib] {

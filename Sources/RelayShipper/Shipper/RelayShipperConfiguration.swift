@@ -6,9 +6,11 @@ public struct RelayShipperConfiguration: Sendable, Hashable {
     public var switchInterval: Duration
     /// Submission queue entries of the ring.
     public var ringEntries: Int
-    /// Register every relay buffer region as an io_uring fixed buffer (zero-copy
-    /// `WRITE_FIXED` / `SEND_ZC` from relay memory). Falls back to unregistered ops,
-    /// with one log line, when registration fails (RLIMIT_MEMLOCK).
+    /// Register every relay buffer region as an io_uring fixed buffer: `WRITE_FIXED` for
+    /// O_DIRECT files (and buffered ones that ask, see
+    /// ``RelayFileSinkConfiguration/FixedBufferWrites``) and `SEND_ZC` from relay memory.
+    /// Falls back to unregistered ops, with one log line, when registration fails
+    /// (RLIMIT_MEMLOCK).
     public var registerBuffers: Bool
     /// Writes in flight per file (explicit offsets keep them ordered on disk).
     public var fileQueueDepth: Int
@@ -80,6 +82,23 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
         case packets
     }
 
+    /// Which io_uring write a file sink issues when the relay regions are registered.
+    ///
+    /// Registration saves pinning the pages of every I/O, which is what O_DIRECT writes
+    /// pay. A buffered write copies into the page cache either way (the kernel's copy, never
+    /// a user-space one), and the kernel copies from a registered buffer's page vector one
+    /// 4 KiB page at a time, more slowly than from the user mapping: on kernel 6.18 here,
+    /// `WRITE_FIXED` of 1 MiB sub-buffers into ext4's page cache took 10–20 % longer than
+    /// `WRITE` of the same memory (ShippingBenchmarks, "unregistered" rows; a C loop of 1 MiB
+    /// io_uring writes at queue depth 8 showed the same).
+    public enum FixedBufferWrites: Sendable, Hashable {
+        /// `WRITE_FIXED` for O_DIRECT files, `WRITE` for buffered ones. The default.
+        case automatic
+        /// `WRITE_FIXED` for every write (to measure, or where a kernel copies faster from
+        /// a registered buffer).
+        case always
+    }
+
     /// When data is made durable.
     public enum FsyncPolicy: Sendable, Hashable {
         /// Never (the page cache decides).
@@ -123,6 +142,8 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
     public var preallocate: Int
     /// File mode for new files.
     public var permissions: UInt32
+    /// Which writes use the registered buffers (when registration succeeded).
+    public var fixedBufferWrites: FixedBufferWrites
 
     /// Creates a file sink configuration.
     public init(
@@ -133,7 +154,8 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
         fsync: FsyncPolicy = .none,
         rotation: Rotation? = nil,
         preallocate: Int = 64 << 20,
-        permissions: UInt32 = 0o640
+        permissions: UInt32 = 0o640,
+        fixedBufferWrites: FixedBufferWrites = .automatic
     ) {
         self.path = path
         self.layout = layout
@@ -143,6 +165,7 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
         self.rotation = rotation
         self.preallocate = preallocate
         self.permissions = permissions
+        self.fixedBufferWrites = fixedBufferWrites
     }
 }
 

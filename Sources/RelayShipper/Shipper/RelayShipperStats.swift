@@ -26,6 +26,9 @@ public struct RelaySinkStats: Sendable, Hashable {
     /// Zero-copy sends, and how many of them the kernel reported as copied anyway.
     public var zeroCopySends: UInt64 = 0
     public var zeroCopyCopied: UInt64 = 0
+    /// File writes issued as `WRITE_FIXED` from a registered region (see
+    /// ``RelayFileSinkConfiguration/FixedBufferWrites``); the others were plain `WRITE`.
+    public var fixedWrites: UInt64 = 0
     /// fsyncs completed.
     public var fsyncs: UInt64 = 0
     /// File rotations and reopens.

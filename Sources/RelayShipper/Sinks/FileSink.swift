@@ -65,6 +65,13 @@ final class FileSink {
 
     let subbufferSize: Int
 
+    /// Whether writes use `WRITE_FIXED` when the regions are registered: always for
+    /// O_DIRECT; for buffered files only when asked (see
+    /// ``RelayFileSinkConfiguration/FixedBufferWrites``).
+    var writesFixed: Bool {
+        self.configuration.directIO || self.configuration.fixedBufferWrites == .always
+    }
+
     init(
         index: Int, position: Int, configuration: RelayFileSinkConfiguration, buffers: Int, subbufferSize: Int,
         queueDepth: Int, label: String
@@ -202,8 +209,9 @@ final class FileSink {
         let remaining = UnsafeRawBufferPointer(rebasing: op.bytes[op.written...])
         let userData = URingUserData(kind: ShipperLoop.OpKind.fileWrite.rawValue, index: UInt16(self.index), sequence: UInt64(opIndex)).rawValue
         do {
-            if let fixed = op.item.fixedIndex, loop.buffersRegistered {
+            if let fixed = op.item.fixedIndex, loop.buffersRegistered, self.writesFixed {
                 try loop.ring.writeFixed(fd, remaining, at: UInt64(op.offset + Int64(op.written)), bufferIndex: fixed, userData: userData)
+                self.stats.fixedWrites += 1
             } else {
                 try loop.ring.write(fd, remaining, at: UInt64(op.offset + Int64(op.written)), userData: userData)
             }

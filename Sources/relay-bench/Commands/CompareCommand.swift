@@ -87,7 +87,7 @@ struct CompareCommand: ParsableCommand {
     var verify = false
 
     /// Registered buffers off.
-    @Flag(help: "Ship swift-relay with plain io_uring WRITE/SEND instead of registered fixed buffers.")
+    @Flag(help: "Ship swift-relay without registering its regions as io_uring fixed buffers (no WRITE_FIXED, no SEND_ZC from registered memory).")
     var unregistered = false
 
     /// swift-relay's write API.

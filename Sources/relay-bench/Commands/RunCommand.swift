@@ -16,7 +16,8 @@ struct RunCommand: ParsableCommand {
             Sinks (--sink, repeat it to fan out): null | file:PATH | file-per-buffer:DIR (buffer i \
             writes DIR/relay-bench.i) | tcp:HOST:PORT | unix:PATH. File options follow commas: \
             odirect (needs format=packets), fsync=100ms or fsync=64MiB, format=plain|packets, \
-            rotate-size=1GiB, rotate-count=N. Output files are truncated first. A tcp/unix receiver \
+            rotate-size=1GiB, rotate-count=N, fixed-writes (buffered writes as WRITE_FIXED from the \
+            registered buffers; by default only O_DIRECT writes are). Output files are truncated first. A tcp/unix receiver \
             sees one short probe connection before the run.
 
             Report: offered = written + dropped; throughput over the time from releasing the \
@@ -72,7 +73,7 @@ struct RunCommand: ParsableCommand {
     var api: WriteAPI = .reserve
 
     /// Registered buffers off.
-    @Flag(help: "Ship with plain io_uring WRITE/SEND instead of registered fixed buffers (to measure what registration buys).")
+    @Flag(help: "Do not register the relay regions as io_uring fixed buffers: O_DIRECT and fixed-writes files then use WRITE, sockets never use SEND_ZC from registered memory (to measure what registration buys).")
     var unregistered = false
 
     /// Sinks.

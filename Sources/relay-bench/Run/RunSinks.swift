@@ -77,7 +77,8 @@ enum RunSinks {
             format: options.format == .packets ? .packets : .plain,
             directIO: options.direct,
             fsync: fsync,
-            rotation: rotation
+            rotation: rotation,
+            fixedBufferWrites: options.fixedWrites ? .always : .automatic
         )
     }
 

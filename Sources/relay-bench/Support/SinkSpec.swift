@@ -198,14 +198,20 @@ struct FileSinkOptions: Hashable, Sendable {
     var rotateSize: UInt64?
     /// How many rotated files to keep.
     var rotateCount: Int?
+    /// Buffered writes from the registered regions too (`WRITE_FIXED`), not only O_DIRECT ones.
+    var fixedWrites = false
 
-    /// Creates default options: buffered, no fsync, plain, no rotation.
-    init(direct: Bool = false, fsync: FsyncPolicy = .never, format: SinkFormat = .plain, rotateSize: UInt64? = nil, rotateCount: Int? = nil) {
+    /// Creates default options: buffered, no fsync, plain, no rotation, `WRITE_FIXED` only for O_DIRECT.
+    init(
+        direct: Bool = false, fsync: FsyncPolicy = .never, format: SinkFormat = .plain, rotateSize: UInt64? = nil,
+        rotateCount: Int? = nil, fixedWrites: Bool = false
+    ) {
         self.direct = direct
         self.fsync = fsync
         self.format = format
         self.rotateSize = rotateSize
         self.rotateCount = rotateCount
+        self.fixedWrites = fixedWrites
     }
 
     /// `,opt,...` in canonical order, empty for the defaults.
@@ -220,6 +226,7 @@ struct FileSinkOptions: Hashable, Sendable {
         if self.format != .plain { parts.append("format=\(self.format.rawValue)") }
         if let size = self.rotateSize { parts.append("rotate-size=\(SizeParser.formatSize(size))") }
         if let count = self.rotateCount { parts.append("rotate-count=\(count)") }
+        if self.fixedWrites { parts.append("fixed-writes") }
         return parts.isEmpty ? "" : "," + parts.joined(separator: ",")
     }
 
@@ -231,6 +238,8 @@ struct FileSinkOptions: Hashable, Sendable {
             switch (key, value) {
             case ("odirect", nil):
                 result.direct = true
+            case ("fixed-writes", nil):
+                result.fixedWrites = true
             case ("fsync", let value?):
                 if let duration = SizeParser.parseDuration(value) {
                     guard duration > .zero else {
@@ -259,7 +268,7 @@ struct FileSinkOptions: Hashable, Sendable {
                 result.rotateCount = count
             default:
                 throw BenchError(
-                    "unknown option '\(option)' in sink '\(sink)': file sinks accept odirect, fsync=DURATION|SIZE, format=plain|packets, rotate-size=SIZE, rotate-count=N"
+                    "unknown option '\(option)' in sink '\(sink)': file sinks accept odirect, fsync=DURATION|SIZE, format=plain|packets, rotate-size=SIZE, rotate-count=N, fixed-writes"
                 )
             }
         }
