@@ -13,8 +13,10 @@ private let isRoot = geteuid() == 0
     .enabled(if: isRoot, "mounting a small tmpfs needs root (CI runs as root)")
 )
 struct DiskFullTests {
-    @Test("ENOSPC on a small tmpfs: no crash, nothing lost; after space is freed the rest arrives")
-    func enospc() throws {
+    /// Queue depth 1 makes the sub-buffers that pile up during the failure leave in
+    /// `WRITEV` batches, so a short write inside a batch is resumed mid-vector.
+    @Test("ENOSPC on a small tmpfs: no crash, nothing lost; after space is freed the rest arrives (single and batched writes)", arguments: [8, 1])
+    func enospc(queueDepth: Int) throws {
         let dir = TemporaryDirectory(prefix: "relay-enospc")
         defer {
             shell("umount '\(dir.path)' 2>/dev/null")
@@ -24,7 +26,7 @@ struct DiskFullTests {
         // Leave ~192 KiB free.
         try #require(shell("dd if=/dev/zero of='\(dir.file("filler"))' bs=64k count=29 status=none") == 0)
         let channel = try RelayChannel(RelayChannelConfiguration(name: "enospc", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
-        let shipper = RelayShipper(logger: testLogger())
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(fileQueueDepth: queueDepth), logger: testLogger())
         try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.log"), preallocate: 0))])
         try shipper.start()
         let perProducer = 10_000  // 640 KB of lines: does not fit until the filler goes
@@ -48,5 +50,8 @@ struct DiskFullTests {
         #expect(parsed.malformed == 0, "no holes: failed writes were retried at their offsets")
         expectExactlyOnce(parsed.records, producers: 1, perProducer: perProducer)
         #expect(shipper.stats()?.sinks[0].failing == false)
+        if queueDepth == 1 {
+            #expect((shipper.stats()?.sinks[0].batchedWrites ?? 0) > 0, "the backlog left in batches")
+        }
     }
 }

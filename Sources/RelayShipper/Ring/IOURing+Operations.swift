@@ -120,6 +120,27 @@ extension IOURing {
         self.finish(sqe, userData: userData, flags: flags)
     }
 
+    /// Queues `pwritev(fd, vectors, count, offset)`: several memory ranges written as one
+    /// contiguous range of the file. Completes like ``write(_:_:at:userData:flags:)``
+    /// (a short count may end inside any vector).
+    /// - Warning: `vectors` and every range they point to must stay valid until the
+    ///   completion is reaped (the kernel may read the array after submission when it
+    ///   punts the write to a worker).
+    /// - Throws: ``SubmitError``.
+    mutating func writev(
+        _ fd: FileDescriptor,
+        _ vectors: UnsafePointer<iovec>,
+        count: Int,
+        at offset: UInt64,
+        userData: UInt64,
+        flags: SQEFlags = []
+    ) throws(SubmitError) {
+        precondition(count > 0 && count <= 1024, "writev takes 1...1024 (UIO_MAXIOV) vectors")
+        let sqe = try self.nextSQE()
+        io_uring_prep_writev(sqe, fd.rawValue, vectors, UInt32(count), offset)
+        self.finish(sqe, userData: userData, flags: flags)
+    }
+
     /// Queues `IORING_OP_WRITE_FIXED`: a write from registered buffer
     /// `bufferIndex`. `buffer` may be any subrange of that registered region.
     /// Completes like ``write(_:_:at:userData:flags:)``; `-EFAULT` if `buffer`

@@ -7,6 +7,11 @@ import SystemPackage
 ///
 /// - Offsets are assigned at submit time (`offset += length`), so several writes can be
 ///   in flight per file and still land in order (offset -1 / O_APPEND would reorder).
+/// - Sub-buffers queued behind a full queue depth go out together: one `WRITEV` of up to
+///   ``maxBatch`` of them (and ``maxBatchBytes``), in queue order at consecutive offsets,
+///   exactly as separate writes would place them. Every buffered write to ext4 is punted
+///   to an io-wq worker, so the count of writes matters for small sub-buffers.
+///   `WRITE_FIXED` writes (O_DIRECT) go one sub-buffer at a time.
 /// - Short writes are resubmitted for the rest. ENOSPC/EIO stop new writes and retry
 ///   the failed one at the same offset with backoff: the data stays in the relay
 ///   buffers, so no-overwrite channels apply back-pressure or drop (and count).
@@ -14,14 +19,19 @@ import SystemPackage
 /// - Rotation and reopen retire the old descriptor; it is closed (after an optional
 ///   fsync) when its last write completes.
 final class FileSink {
+    /// One write in flight: the sub-buffers in `opItems[op]`, `length` bytes at `offset`.
     struct Op {
         var file: Int
         var generation: UInt32
-        var item: ShipItem
-        var bytes: UnsafeRawBufferPointer
+        var length: Int
         var offset: Int64
         var written: Int
     }
+
+    /// Most sub-buffers in one `WRITEV`.
+    static let maxBatch = 64
+    /// A batch stops growing at this many bytes (one sub-buffer may exceed it alone).
+    static let maxBatchBytes = 1 << 20
 
     struct Retired {
         var fd: FileDescriptor
@@ -51,6 +61,11 @@ final class FileSink {
     let queueDepth: Int
     var files: [OutputFile]
     var ops: [Op?]
+    /// The sub-buffers of each op, in file order (capacity kept between ops).
+    var opItems: [[ShipItem]]
+    /// `maxBatch` iovecs per op, for its `WRITEV`; valid until the ring is torn down
+    /// (the sink lives as long as the loop that owns the ring).
+    let iovecs: UnsafeMutablePointer<iovec>
     var freeOps: [Int]
     var failingSince: UInt64? = nil
     var retryAt: UInt64? = nil
@@ -88,6 +103,13 @@ final class FileSink {
         }
         let capacity = self.queueDepth * count
         self.ops = [Op?](repeating: nil, count: capacity)
+        self.opItems = (0..<capacity).map { _ in
+            var items: [ShipItem] = []
+            items.reserveCapacity(Self.maxBatch)
+            return items
+        }
+        self.iovecs = .allocate(capacity: capacity * Self.maxBatch)
+        self.iovecs.initialize(repeating: iovec(), count: capacity * Self.maxBatch)
         self.freeOps = Array((0..<capacity).reversed())
         if configuration.directIO && configuration.format == .plain {
             throw RelayShipperError(
@@ -147,6 +169,15 @@ final class FileSink {
         if reopening { self.stats.reopens += 1 }
     }
 
+    deinit {
+        self.iovecs.deallocate()
+    }
+
+    /// What this sink writes of `item`.
+    private func bytes(of item: ShipItem) -> UnsafeRawBufferPointer {
+        self.configuration.format == .plain ? item.content : item.packet
+    }
+
     var hasWork: Bool {
         self.files.contains { !$0.queue.isEmpty || $0.inFlight > 0 || !$0.retired.isEmpty || $0.fsyncInFlight }
     }
@@ -174,7 +205,7 @@ final class FileSink {
         for i in self.files.indices {
             while self.files[i].inFlight < self.queueDepth, let item = self.files[i].queue.first {
                 guard let fd = self.files[i].fd else { break }
-                let bytes = self.configuration.format == .plain ? item.content : item.packet
+                let bytes = self.bytes(of: item)
                 if bytes.count == 0 {
                     self.files[i].queue.popFirst()
                     loop.sinkFinished(self.position, item: item, bytes: 0)
@@ -185,19 +216,35 @@ final class FileSink {
                     continue
                 }
                 guard let opIndex = self.freeOps.popLast() else { break }
+                // The batch: this sub-buffer and the non-empty ones queued behind it, up to
+                // the limits and the next rotation point. They leave the queue only once
+                // the write is submitted.
+                var count = 1
+                var length = bytes.count
+                if !self.writesFixed {
+                    while count < Self.maxBatch && count < self.files[i].queue.count {
+                        let next = self.bytes(of: self.files[i].queue[count]).count
+                        guard next > 0, length + next <= Self.maxBatchBytes,
+                            !self.shouldRotate(file: i, adding: length + next, now: now)
+                        else { break }
+                        length += next
+                        count += 1
+                    }
+                }
+                for k in 0..<count { self.opItems[opIndex].append(self.files[i].queue[k]) }
                 let offset = self.files[i].offset
-                self.files[i].offset += Int64(bytes.count)
+                self.files[i].offset += Int64(length)
                 self.preallocate(file: i, fd: fd)
-                let op = Op(file: i, generation: self.files[i].generation, item: item, bytes: bytes, offset: offset, written: 0)
-                self.ops[opIndex] = op
+                self.ops[opIndex] = Op(file: i, generation: self.files[i].generation, length: length, offset: offset, written: 0)
                 if !self.submit(op: opIndex, loop: loop) {
                     // SQ full even after a flush: undo and try next round.
                     self.ops[opIndex] = nil
+                    self.opItems[opIndex].removeAll(keepingCapacity: true)
                     self.freeOps.append(opIndex)
-                    self.files[i].offset -= Int64(bytes.count)
+                    self.files[i].offset -= Int64(length)
                     return
                 }
-                self.files[i].queue.popFirst()
+                for _ in 0..<count { self.files[i].queue.popFirst() }
                 self.files[i].inFlight += 1
             }
             self.maybeFsync(file: i, loop: loop, now: now)
@@ -206,15 +253,37 @@ final class FileSink {
 
     private func submit(op opIndex: Int, loop: ShipperLoop) -> Bool {
         guard let op = self.ops[opIndex], let fd = self.fd(file: op.file, generation: op.generation) else { return false }
-        let remaining = UnsafeRawBufferPointer(rebasing: op.bytes[op.written...])
         let userData = URingUserData(kind: ShipperLoop.OpKind.fileWrite.rawValue, index: UInt16(self.index), sequence: UInt64(opIndex)).rawValue
+        let at = UInt64(op.offset + Int64(op.written))
+        let items = self.opItems[opIndex]
         do {
-            if let fixed = op.item.fixedIndex, loop.buffersRegistered, self.writesFixed {
-                try loop.ring.writeFixed(fd, remaining, at: UInt64(op.offset + Int64(op.written)), bufferIndex: fixed, userData: userData)
-                self.stats.fixedWrites += 1
-            } else {
-                try loop.ring.write(fd, remaining, at: UInt64(op.offset + Int64(op.written)), userData: userData)
+            if items.count == 1 {
+                let remaining = UnsafeRawBufferPointer(rebasing: self.bytes(of: items[0])[op.written...])
+                if let fixed = items[0].fixedIndex, loop.buffersRegistered, self.writesFixed {
+                    try loop.ring.writeFixed(fd, remaining, at: at, bufferIndex: fixed, userData: userData)
+                    self.stats.fixedWrites += 1
+                } else {
+                    try loop.ring.write(fd, remaining, at: at, userData: userData)
+                }
+                return true
             }
+            // The unwritten part of the batch: skip what a short write already wrote.
+            let vectors = self.iovecs + opIndex * Self.maxBatch
+            var skip = op.written
+            var count = 0
+            for item in items {
+                let bytes = self.bytes(of: item)
+                if skip >= bytes.count {
+                    skip -= bytes.count
+                    continue
+                }
+                vectors[count] = iovec(
+                    iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress! + skip), iov_len: bytes.count - skip)
+                skip = 0
+                count += 1
+            }
+            try loop.ring.writev(fd, vectors, count: count, at: at, userData: userData)
+            self.stats.batchedWrites += 1
             return true
         } catch {
             return false
@@ -238,7 +307,7 @@ final class FileSink {
             return
         }
         op.written += Int(result)
-        if op.written < op.bytes.count {
+        if op.written < op.length {
             if result == 0 {
                 // No progress without an error: treat as ENOSPC-like and back off.
                 self.ops[opIndex] = op
@@ -258,12 +327,16 @@ final class FileSink {
         self.ops[opIndex] = nil
         self.freeOps.append(opIndex)
         self.noteWriteDone(file: op.file, generation: op.generation, loop: loop)
-        self.files[op.file].bytesSinceFsync += Int64(op.bytes.count)
-        self.stats.bytes += UInt64(op.bytes.count)
-        self.stats.subbuffers += 1
-        self.stats.sentSubbuffers += 1
-        self.stats.reusableSubbuffers += 1
-        loop.sinkFinished(self.position, item: op.item, bytes: op.bytes.count)
+        self.files[op.file].bytesSinceFsync += Int64(op.length)
+        self.stats.bytes += UInt64(op.length)
+        let items = self.opItems[opIndex].count
+        self.stats.subbuffers += UInt64(items)
+        self.stats.sentSubbuffers += UInt64(items)
+        self.stats.reusableSubbuffers += UInt64(items)
+        for item in self.opItems[opIndex] {
+            loop.sinkFinished(self.position, item: item, bytes: self.bytes(of: item).count)
+        }
+        self.opItems[opIndex].removeAll(keepingCapacity: true)
     }
 
     private func noteWriteDone(file: Int, generation: UInt32, loop: ShipperLoop) {
