@@ -88,9 +88,9 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
     /// pay. A buffered write copies into the page cache either way (the kernel's copy, never
     /// a user-space one), and the kernel copies from a registered buffer's page vector one
     /// 4 KiB page at a time, more slowly than from the user mapping: on kernel 6.18 here,
-    /// `WRITE_FIXED` of 1 MiB sub-buffers into ext4's page cache took 10–20 % longer than
-    /// `WRITE` of the same memory (ShippingBenchmarks, "unregistered" rows; a C loop of 1 MiB
-    /// io_uring writes at queue depth 8 showed the same).
+    /// shipping 1 MiB sub-buffers into ext4's page cache with `WRITE_FIXED` was typically
+    /// 5–10 % slower than with `WRITE` of the same memory (ShippingBenchmarks, the
+    /// `WRITE_FIXED` rows; a C loop of 1 MiB io_uring writes at queue depth 8: ~15 %).
     public enum FixedBufferWrites: Sendable, Hashable {
         /// `WRITE_FIXED` for O_DIRECT files, `WRITE` for buffered ones. The default.
         case automatic
