@@ -41,26 +41,37 @@ struct BenchReport: Codable, Sendable, Equatable {
         /// The sink spec as given (``SinkSpec/description``).
         var sink: String
         var shippedBytes: UInt64
-        /// Write/send operations completed.
-        var writes: UInt64
+        /// Sub-buffers the sink finished (written, or acknowledged by the peer).
+        var subbuffers: UInt64
         /// Failed operations.
         var errors: UInt64
         /// Sub-buffers this sink lost (e.g. a slow consumer in overwrite mode), when known.
         var droppedSubbuffers: UInt64?
+        /// File sinks: writes issued as `WRITEV` batches of several sub-buffers.
+        var batchedWrites: UInt64?
+        /// File sinks: writes issued as `WRITE_FIXED` from the registered regions.
+        var fixedWrites: UInt64?
 
-        init(sink: String, shippedBytes: UInt64, writes: UInt64, errors: UInt64 = 0, droppedSubbuffers: UInt64? = nil) {
+        init(
+            sink: String, shippedBytes: UInt64, subbuffers: UInt64, errors: UInt64 = 0, droppedSubbuffers: UInt64? = nil,
+            batchedWrites: UInt64? = nil, fixedWrites: UInt64? = nil
+        ) {
             self.sink = sink
             self.shippedBytes = shippedBytes
-            self.writes = writes
+            self.subbuffers = subbuffers
             self.errors = errors
             self.droppedSubbuffers = droppedSubbuffers
+            self.batchedWrites = batchedWrites
+            self.fixedWrites = fixedWrites
         }
 
         enum CodingKeys: String, CodingKey {
             case sink
             case shippedBytes = "shipped_bytes"
-            case writes, errors
+            case subbuffers, errors
             case droppedSubbuffers = "dropped_subbuffers"
+            case batchedWrites = "batched_writes"
+            case fixedWrites = "fixed_writes"
         }
     }
 
@@ -281,7 +292,9 @@ struct BenchReport: Codable, Sendable, Equatable {
                 + (shipper.registrationFallback ? "unregistered buffers" : "\(shipper.registeredBuffers) registered buffers")))
         }
         for stats in self.sinkStats {
-            var value = "\(BenchUnits.bytes(Double(stats.shippedBytes))) in \(stats.writes) writes"
+            var value = "\(BenchUnits.bytes(Double(stats.shippedBytes))) in \(stats.subbuffers) sub-buffers"
+            if let batched = stats.batchedWrites, batched > 0 { value += ", \(batched) batched writes" }
+            if let fixed = stats.fixedWrites, fixed > 0 { value += ", \(fixed) WRITE_FIXED" }
             if stats.errors > 0 { value += ", \(stats.errors) errors" }
             if let dropped = stats.droppedSubbuffers, dropped > 0 { value += ", \(dropped) sub-buffers lost" }
             rows.append(("  \(stats.sink)", value))
