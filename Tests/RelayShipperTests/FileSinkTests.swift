@@ -180,13 +180,16 @@ struct FileSinkTests {
     func rotationBySize(queueDepth: Int) throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let channel = try RelayChannel(RelayChannelConfiguration(name: "rot", subbufferSize: 8192, subbufferCount: 8, mode: .block(), buffers: 1))
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "rot", subbufferSize: 8192, subbufferCount: 64, mode: .block(), buffers: 1))
         let shipper = RelayShipper(configuration: RelayShipperConfiguration(fileQueueDepth: queueDepth), logger: testLogger())
         let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 64 * 1024, keep: 100)
         try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("app.log"), rotation: rotation))])
-        try shipper.start()
+        // ~200 KB queued before the shipper starts: with queue depth 1 they leave in batches,
+        // which must stop at every rotation point, a fresh file's first one included.
         var refused = 0
-        let expected = writeSequentialLines(channel, count: 10_000, refused: &refused) { i in "rotating line \(i)\n" }
+        var expected = writeSequentialLines(channel, count: 10_000, refused: &refused) { i in "early rotating line \(i)\n" }
+        try shipper.start()
+        expected += writeSequentialLines(channel, count: 10_000, refused: &refused) { i in "rotating line \(i)\n" }
         #expect(refused == 0)
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
@@ -194,8 +197,12 @@ struct FileSinkTests {
         for bytes in files {
             #expect(bytes.count <= 64 * 1024, "rotated at the size limit")
         }
-        #expect(files.count >= 2)
+        #expect(files.count >= 4)
         let current = try #require(readFileBytes(dir.file("app.log")))
+        #expect(current.count <= 64 * 1024)
+        if queueDepth == 1 {
+            #expect((shipper.stats()?.sinks[0].batchedWrites ?? 0) > 0)
+        }
         let all = files.reversed().flatMap { $0 } + current
         #expect(all == expected)
         #expect((shipper.stats()?.sinks[0].rotations ?? 0) == UInt64(files.count))

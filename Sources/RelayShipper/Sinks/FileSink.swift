@@ -225,7 +225,7 @@ final class FileSink {
                     while count < Self.maxBatch && count < self.files[i].queue.count {
                         let next = self.bytes(of: self.files[i].queue[count]).count
                         guard next > 0, length + next <= Self.maxBatchBytes,
-                            !self.shouldRotate(file: i, adding: length + next, now: now)
+                            self.batchFits(file: i, length: length + next, now: now)
                         else { break }
                         length += next
                         count += 1
@@ -446,6 +446,16 @@ final class FileSink {
         if let maxBytes = rotation.maxBytes, self.files[i].offset + Int64(bytes) > Int64(maxBytes) { return true }
         if let maxAge = rotation.maxAge, now - self.files[i].openedAt >= maxAge.nanoseconds { return true }
         return false
+    }
+
+    /// Whether a batch of `length` bytes at the file's offset stays before the next rotation
+    /// point. Unlike ``shouldRotate(file:adding:now:)`` this holds at offset 0 too: a single
+    /// sub-buffer larger than the limit is written whole to a fresh file, a batch is not.
+    private func batchFits(file i: Int, length: Int, now: UInt64) -> Bool {
+        guard let rotation = self.configuration.rotation else { return true }
+        if let maxBytes = rotation.maxBytes, self.files[i].offset + Int64(length) > Int64(maxBytes) { return false }
+        if let maxAge = rotation.maxAge, now - self.files[i].openedAt >= maxAge.nanoseconds { return false }
+        return true
     }
 
     /// Renames `path` → `path.1` (shifting older ones, deleting beyond `keep`) and opens
