@@ -139,11 +139,11 @@ func pipelineLoop(mebibytes: Int, path: String, measured: (() -> Void) -> Void) 
     let blocks = 8
     let base = UnsafeMutableRawPointer.allocate(byteCount: blocks * mib, alignment: 4096)
     base.initializeMemory(as: UInt8.self, repeating: 0, count: blocks * mib)
-    let region = UnsafeSendableAddress(base)
+    let address = Int(bitPattern: base)  // the blocks outlive both threads
     let counters = PipelineCounters()
     measured {
         onThreads(2, total: 2) { role, _ in
-            let base = region.pointer
+            let base = UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
             if role == 0 {
                 // Producer. acquiring: pairs with the writer's releasing store of `written`,
                 // so a block is refilled only after write(2) has copied it.
@@ -178,12 +178,6 @@ func pipelineLoop(mebibytes: Int, path: String, measured: (() -> Void) -> Void) 
     }
     close(fd)
     base.deallocate()
-}
-
-/// A raw address handed to benchmark threads (the memory outlives them).
-struct UnsafeSendableAddress: @unchecked Sendable {
-    let pointer: UnsafeMutableRawPointer
-    init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
 }
 
 /// Runs `body` between the benchmark's start and stop of measurement.

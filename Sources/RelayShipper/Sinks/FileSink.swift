@@ -225,7 +225,7 @@ final class FileSink {
                     while count < Self.maxBatch && count < self.files[i].queue.count {
                         let next = self.bytes(of: self.files[i].queue[count]).count
                         guard next > 0, length + next <= Self.maxBatchBytes,
-                            self.batchFits(file: i, length: length + next, now: now)
+                            self.fitsBeforeRotation(file: i, length: length + next, now: now)
                         else { break }
                         length += next
                         count += 1
@@ -441,17 +441,15 @@ final class FileSink {
         }
     }
 
+    /// Whether the file must rotate before `bytes` more are written to it. A fresh (empty)
+    /// file takes its first sub-buffer whatever its size.
     private func shouldRotate(file i: Int, adding bytes: Int, now: UInt64) -> Bool {
-        guard let rotation = self.configuration.rotation, self.files[i].offset > 0 else { return false }
-        if let maxBytes = rotation.maxBytes, self.files[i].offset + Int64(bytes) > Int64(maxBytes) { return true }
-        if let maxAge = rotation.maxAge, now - self.files[i].openedAt >= maxAge.nanoseconds { return true }
-        return false
+        self.files[i].offset > 0 && !self.fitsBeforeRotation(file: i, length: bytes, now: now)
     }
 
-    /// Whether a batch of `length` bytes at the file's offset stays before the next rotation
-    /// point. Unlike ``shouldRotate(file:adding:now:)`` this holds at offset 0 too: a single
-    /// sub-buffer larger than the limit is written whole to a fresh file, a batch is not.
-    private func batchFits(file i: Int, length: Int, now: UInt64) -> Bool {
+    /// Whether `length` more bytes at the file's offset stay before the next rotation point
+    /// (size or age). A `WRITEV` batch only grows while this holds, at offset 0 too.
+    private func fitsBeforeRotation(file i: Int, length: Int, now: UInt64) -> Bool {
         guard let rotation = self.configuration.rotation else { return true }
         if let maxBytes = rotation.maxBytes, self.files[i].offset + Int64(length) > Int64(maxBytes) { return false }
         if let maxAge = rotation.maxAge, now - self.files[i].openedAt >= maxAge.nanoseconds { return false }
