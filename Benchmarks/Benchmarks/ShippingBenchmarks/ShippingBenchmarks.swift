@@ -211,39 +211,32 @@ let benchmarks: @Sendable () -> Void = {
             pipelineLoop(mebibytes: size, path: path, measured: measuring(benchmark))
         }
     }
-    for producers in [1, 2] {
-        Benchmark(
-            "relay → file, 1024 KiB sub-buffers, \(producers) producer\(producers == 1 ? "" : "s"), WRITE_FIXED, 256 MiB",
-            configuration: config
-        ) { benchmark in
-            for _ in 0..<(benchmark.scaledIterations.count) {
-                shipToFile(
-                    subbufferSize: mib, producers: producers, fixedWrites: true, mebibytes: size, path: path,
-                    measured: measuring(benchmark))
-            }
-        }
-        Benchmark(
-            "relay → file, 1024 KiB sub-buffers, \(producers) exclusive writer\(producers == 1 ? "" : "s"), 256 MiB",
-            configuration: config
-        ) { benchmark in
-            for _ in 0..<(benchmark.scaledIterations.count) {
-                shipToFile(
-                    subbufferSize: mib, producers: producers, exclusive: true, mebibytes: size, path: path,
-                    measured: measuring(benchmark))
-            }
-        }
+    // The relay rows: the default at 64 KiB and 1 MiB sub-buffers, then at 1 MiB with
+    // exclusive writers and with WRITE_FIXED for these buffered writes.
+    struct Variant {
+        var subbufferSize: Int
+        var producers: Int
+        var exclusive = false
+        var fixedWrites = false
     }
+    var variants: [Variant] = []
     for subbufferSize in [64 * 1024, mib] {
-        for producers in [1, 2] {
-            Benchmark(
-                "relay → file, \(subbufferSize / 1024) KiB sub-buffers, \(producers) producer\(producers == 1 ? "" : "s"), 256 MiB",
-                configuration: config
-            ) { benchmark in
-                for _ in 0..<(benchmark.scaledIterations.count) {
-                    shipToFile(
-                        subbufferSize: subbufferSize, producers: producers, mebibytes: size, path: path,
-                        measured: measuring(benchmark))
-                }
+        for producers in [1, 2] { variants.append(Variant(subbufferSize: subbufferSize, producers: producers)) }
+    }
+    for producers in [1, 2] {
+        variants.append(Variant(subbufferSize: mib, producers: producers, exclusive: true))
+        variants.append(Variant(subbufferSize: mib, producers: producers, fixedWrites: true))
+    }
+    for v in variants {
+        let writers = "\(v.producers) \(v.exclusive ? "exclusive writer" : "producer")\(v.producers == 1 ? "" : "s")"
+        Benchmark(
+            "relay → file, \(v.subbufferSize / 1024) KiB sub-buffers, \(writers)\(v.fixedWrites ? ", WRITE_FIXED" : ""), 256 MiB",
+            configuration: config
+        ) { benchmark in
+            for _ in 0..<(benchmark.scaledIterations.count) {
+                shipToFile(
+                    subbufferSize: v.subbufferSize, producers: v.producers, exclusive: v.exclusive,
+                    fixedWrites: v.fixedWrites, mebibytes: size, path: path, measured: measuring(benchmark))
             }
         }
     }
