@@ -24,7 +24,7 @@ struct BenchReportTests {
             subbufSize: 1 << 20,
             subbufs: 8,
             config: BenchReport.Config(records: 10_000_000, cpus: 2),
-            sinkStats: [BenchReport.SinkStats(sink: "file:/tmp/out.log", shippedBytes: 1_278_720_000, subbuffers: 1220, batchedWrites: 3)]
+            sinkStats: [BenchReport.SinkStats(sink: "file:/tmp/out.log", shippedBytes: 1_278_720_000, subbuffers: 1220, batches: 3)]
         )
     }
 
@@ -79,7 +79,7 @@ struct BenchReportTests {
         #expect(values["end-to-end latency"] == "p50 0.800 ms  p99 4.200 ms")
         #expect(values["geometry"] == "8 × 1MiB sub-buffers")
         #expect(values["peak rss"] == "210.0 MB")
-        #expect(values["file:/tmp/out.log"] == "1.28 GB in 1220 sub-buffers, 3 batched writes")
+        #expect(values["file:/tmp/out.log"] == "1.28 GB in 1220 sub-buffers, 3 batches")
     }
 
     @Test("units switch at the documented thresholds")

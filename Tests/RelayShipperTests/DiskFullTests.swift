@@ -51,7 +51,7 @@ struct DiskFullTests {
         expectExactlyOnce(parsed.records, producers: 1, perProducer: perProducer)
         #expect(shipper.stats()?.sinks[0].failing == false)
         if queueDepth == 1 {
-            #expect((shipper.stats()?.sinks[0].batchedWrites ?? 0) > 0, "the backlog left in batches")
+            #expect((shipper.stats()?.sinks[0].batches ?? 0) > 0, "the backlog left in batches")
         }
     }
 }

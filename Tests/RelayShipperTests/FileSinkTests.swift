@@ -157,7 +157,7 @@ struct FileSinkTests {
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
         let stats = try #require(shipper.stats()).sinks[0]
-        #expect(stats.batchedWrites > 0, "queued sub-buffers were batched")
+        #expect(stats.batches > 0, "queued sub-buffers were batched")
         #expect(stats.fixedWrites == 0)
         switch format {
         case .plain:
@@ -201,7 +201,7 @@ struct FileSinkTests {
         let current = try #require(readFileBytes(dir.file("app.log")))
         #expect(current.count <= 64 * 1024)
         if queueDepth == 1 {
-            #expect((shipper.stats()?.sinks[0].batchedWrites ?? 0) > 0)
+            #expect((shipper.stats()?.sinks[0].batches ?? 0) > 0)
         }
         let all = files.reversed().flatMap { $0 } + current
         #expect(all == expected)

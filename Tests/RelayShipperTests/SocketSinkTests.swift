@@ -27,6 +27,31 @@ struct SocketSinkTests {
         #expect(shipper.stats()?.sinks[0].bytes == UInt64(expected.count))
     }
 
+    @Test("sub-buffers queued behind the send in flight leave in SENDMSG batches: byte-identical, in order")
+    func batchedSends() throws {
+        let receiver = try StreamReceiver()
+        defer { receiver.stop() }
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(name: "tcpbatch", subbufferSize: 4096, subbufferCount: 128, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port)))])
+        // ~100 delivered sub-buffers wait before the shipper starts: they cannot all go in
+        // one send each without batching (one send in flight per socket).
+        var refused = 0
+        var expected = writeSequentialLines(channel, count: 6000, refused: &refused) { i in "early \(i) \(String(repeating: "b", count: i % 50))\n" }
+        try shipper.start()
+        expected += writeSequentialLines(channel, count: 30_000, refused: &refused) { i in "late \(i) \(String(repeating: "c", count: i % 50))\n" }
+        #expect(refused == 0)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        receiver.waitFor(bytes: expected.count, timeout: 5)
+        #expect(receiver.received == expected)
+        let stats = try #require(shipper.stats()).sinks[0]
+        #expect(stats.batches > 0, "queued sub-buffers were sent together")
+        #expect(stats.bytes == UInt64(expected.count))
+        #expect(stats.subbuffers == stats.sentSubbuffers)
+    }
+
     @Test("Unix stream socket: everything arrives")
     func unix() throws {
         let dir = TemporaryDirectory()

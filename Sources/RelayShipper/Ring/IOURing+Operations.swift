@@ -278,6 +278,24 @@ extension IOURing {
         self.finish(sqe, userData: userData, flags: flags)
     }
 
+    /// Queues `sendmsg(fd, message, flags)` on a socket: the bytes of the message's iovecs,
+    /// in order, as one send (with `MSG_WAITALL` the kernel retries partial sends). Completes
+    /// with the bytes sent or `-errno`.
+    /// - Warning: `message`, its iovec array and every buffer they point to must stay valid
+    ///   until the completion is reaped.
+    /// - Throws: ``SubmitError``.
+    mutating func sendmsg(
+        _ fd: FileDescriptor,
+        message: UnsafePointer<msghdr>,
+        messageFlags: Int32,
+        userData: UInt64,
+        flags: SQEFlags = []
+    ) throws(SubmitError) {
+        let sqe = try self.nextSQE()
+        io_uring_prep_sendmsg(sqe, fd.rawValue, message, UInt32(bitPattern: messageFlags))
+        self.finish(sqe, userData: userData, flags: flags)
+    }
+
     /// Queues `fsync(fd)` (or `fdatasync` with `datasync`). Completes with 0
     /// or `-errno`.
     ///

@@ -29,9 +29,10 @@ public struct RelaySinkStats: Sendable, Hashable {
     /// File writes issued as `WRITE_FIXED` from a registered region (see
     /// ``RelayFileSinkConfiguration/FixedBufferWrites``); the others were plain `WRITE`.
     public var fixedWrites: UInt64 = 0
-    /// File writes that carried several sub-buffers at once (one `WRITEV`, issued when
-    /// sub-buffers queue up behind the sink's queue depth).
-    public var batchedWrites: UInt64 = 0
+    /// Writes (files: one `WRITEV`) or sends (sockets: one `SENDMSG`) that carried several
+    /// sub-buffers at once, issued when sub-buffers queue up behind what the sink has in
+    /// flight.
+    public var batches: UInt64 = 0
     /// fsyncs completed.
     public var fsyncs: UInt64 = 0
     /// File rotations and reopens.

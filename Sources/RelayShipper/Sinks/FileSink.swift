@@ -283,7 +283,7 @@ final class FileSink {
                 count += 1
             }
             try loop.ring.writev(fd, vectors, count: count, at: at, userData: userData)
-            self.stats.batchedWrites += 1
+            self.stats.batches += 1
             return true
         } catch {
             return false

@@ -8,7 +8,9 @@ import SystemPackage
 ///
 /// - One send in flight per socket (several independent sends could reorder the
 ///   stream). `MSG_WAITALL` makes the kernel retry partial sends; a short result is
-///   resubmitted for the rest.
+///   resubmitted for the rest. Sub-buffers queued behind the send in flight go out
+///   together in the next one: one `SENDMSG` of up to ``maxBatch`` of them (and
+///   ``maxBatchBytes``), so small sub-buffers do not cost a ring round trip each.
 /// - Zero-copy (`SEND_ZC`, from the registered region when available) is used for large
 ///   payloads to non-loopback peers, and switched off while the kernel's notifications
 ///   report that it copied anyway. A sub-buffer is released only after its final
@@ -70,12 +72,31 @@ final class SocketSink {
     var sendsIssued: UInt64 = 0
     var stats: RelaySinkStats
 
+    /// Most sub-buffers in one `SENDMSG`.
+    static let maxBatch = 64
+    /// A batch stops growing at this many bytes (one sub-buffer may exceed it alone).
+    static let maxBatchBytes = 1 << 20
+    /// The message and iovecs of the batched send in flight (there is at most one send in
+    /// flight); valid until its completion, as the sink lives as long as the loop that
+    /// owns the ring.
+    let message: UnsafeMutablePointer<msghdr>
+    let iovecs: UnsafeMutablePointer<iovec>
+
     init(index: Int, position: Int, configuration: RelaySocketSinkConfiguration, label: String) {
         self.index = index
         self.position = position
         self.configuration = configuration
         self.backoff = Backoff(first: configuration.reconnectDelay.lowerBound, longest: configuration.reconnectDelay.upperBound)
         self.stats = RelaySinkStats(label: label)
+        self.message = .allocate(capacity: 1)
+        self.message.initialize(to: msghdr())
+        self.iovecs = .allocate(capacity: Self.maxBatch)
+        self.iovecs.initialize(repeating: iovec(), count: Self.maxBatch)
+    }
+
+    deinit {
+        self.message.deallocate()
+        self.iovecs.deallocate()
     }
 
     var hasWork: Bool { !self.queue.isEmpty || self.sendInFlight || !self.pendingNotifications.isEmpty }
@@ -291,7 +312,29 @@ final class SocketSink {
                 try loop.ring.sendZC(fd, remaining, messageFlags: flags, zcFlags: .reportUsage, fixedBufferIndex: fixed, userData: userData)
                 self.stats.zeroCopySends += 1
             } else {
-                try loop.ring.send(fd, remaining, messageFlags: flags, userData: userData)
+                // The non-empty sub-buffers queued behind this one join the send.
+                var count = 1
+                var length = remaining.count
+                while count < Self.maxBatch && self.sendIndex + count < self.queue.count {
+                    let next = self.queue[self.sendIndex + count].bytes.count
+                    guard next > 0, length + next <= Self.maxBatchBytes else { break }
+                    length += next
+                    count += 1
+                }
+                if count == 1 {
+                    try loop.ring.send(fd, remaining, messageFlags: flags, userData: userData)
+                } else {
+                    self.iovecs[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: remaining.baseAddress), iov_len: remaining.count)
+                    for k in 1..<count {
+                        let bytes = self.queue[self.sendIndex + k].bytes
+                        self.iovecs[k] = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
+                    }
+                    self.message.pointee = msghdr()
+                    self.message.pointee.msg_iov = self.iovecs
+                    self.message.pointee.msg_iovlen = count
+                    try loop.ring.sendmsg(fd, message: self.message, messageFlags: flags, userData: userData)
+                    self.stats.batches += 1
+                }
             }
         } catch {
             return  // SQ full: next round
@@ -332,9 +375,18 @@ final class SocketSink {
             self.disconnect(loop, now: now, reason: "peer closed the connection")
             return
         }
-        self.sentInEntry += Int(completion.result)
-        self.streamSent += Int64(completion.result)
-        if self.sentInEntry >= self.queue[self.sendIndex].bytes.count {
+        // The bytes sent cover the entries of the send in order (several for a batch); the
+        // last one may be partly sent (resubmitted from `sentInEntry`).
+        var sent = Int(completion.result)
+        while sent > 0 && self.sendIndex < self.queue.count {
+            let rest = self.queue[self.sendIndex].bytes.count - self.sentInEntry
+            if sent < rest {
+                self.sentInEntry += sent
+                self.streamSent += Int64(sent)
+                break
+            }
+            sent -= rest
+            self.streamSent += Int64(rest)
             self.stats.sentSubbuffers += 1
             if !completion.hasMore { self.stats.reusableSubbuffers += 1 }
             self.queue[self.sendIndex].endOffset = self.streamSent

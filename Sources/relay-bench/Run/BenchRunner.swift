@@ -285,7 +285,7 @@ enum BenchRunner {
             sinkStats.append(
                 BenchReport.SinkStats(
                     sink: spec.description, shippedBytes: bytes, subbuffers: stats?.subbuffers ?? 0, errors: stats?.errors ?? 0,
-                    batchedWrites: isFile ? stats?.batchedWrites : nil, fixedWrites: isFile ? stats?.fixedWrites : nil))
+                    batches: stats?.batches, fixedWrites: isFile ? stats?.fixedWrites : nil))
             if BenchRunner.shipsPlainRecords(spec) {
                 let records = bytes / UInt64(configuration.recordSize)
                 shippedRecords = min(shippedRecords ?? records, records)

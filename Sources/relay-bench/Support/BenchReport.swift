@@ -47,21 +47,21 @@ struct BenchReport: Codable, Sendable, Equatable {
         var errors: UInt64
         /// Sub-buffers this sink lost (e.g. a slow consumer in overwrite mode), when known.
         var droppedSubbuffers: UInt64?
-        /// File sinks: writes issued as `WRITEV` batches of several sub-buffers.
-        var batchedWrites: UInt64?
+        /// Writes (`WRITEV`) or sends (`SENDMSG`) that carried several sub-buffers at once.
+        var batches: UInt64?
         /// File sinks: writes issued as `WRITE_FIXED` from the registered regions.
         var fixedWrites: UInt64?
 
         init(
             sink: String, shippedBytes: UInt64, subbuffers: UInt64, errors: UInt64 = 0, droppedSubbuffers: UInt64? = nil,
-            batchedWrites: UInt64? = nil, fixedWrites: UInt64? = nil
+            batches: UInt64? = nil, fixedWrites: UInt64? = nil
         ) {
             self.sink = sink
             self.shippedBytes = shippedBytes
             self.subbuffers = subbuffers
             self.errors = errors
             self.droppedSubbuffers = droppedSubbuffers
-            self.batchedWrites = batchedWrites
+            self.batches = batches
             self.fixedWrites = fixedWrites
         }
 
@@ -70,7 +70,7 @@ struct BenchReport: Codable, Sendable, Equatable {
             case shippedBytes = "shipped_bytes"
             case subbuffers, errors
             case droppedSubbuffers = "dropped_subbuffers"
-            case batchedWrites = "batched_writes"
+            case batches
             case fixedWrites = "fixed_writes"
         }
     }
@@ -293,7 +293,7 @@ struct BenchReport: Codable, Sendable, Equatable {
         }
         for stats in self.sinkStats {
             var value = "\(BenchUnits.bytes(Double(stats.shippedBytes))) in \(stats.subbuffers) sub-buffers"
-            if let batched = stats.batchedWrites, batched > 0 { value += ", \(batched) batched writes" }
+            if let batches = stats.batches, batches > 0 { value += ", \(batches) batches" }
             if let fixed = stats.fixedWrites, fixed > 0 { value += ", \(fixed) WRITE_FIXED" }
             if stats.errors > 0 { value += ", \(stats.errors) errors" }
             if let dropped = stats.droppedSubbuffers, dropped > 0 { value += ", \(dropped) sub-buffers lost" }
