@@ -29,7 +29,7 @@ final class FileSink {
     }
 
     /// Most sub-buffers in one `WRITEV`.
-    static let maxBatch = 64
+    static let maxBatch = 256
     /// A batch stops growing at this many bytes (one sub-buffer may exceed it alone).
     static let maxBatchBytes = 1 << 20
 

@@ -73,7 +73,7 @@ final class SocketSink {
     var stats: RelaySinkStats
 
     /// Most sub-buffers in one `SENDMSG`.
-    static let maxBatch = 64
+    static let maxBatch = 256
     /// A batch stops growing at this many bytes (one sub-buffer may exceed it alone).
     static let maxBatchBytes = 1 << 20
     /// The message and iovecs of the batched send in flight (there is at most one send in
