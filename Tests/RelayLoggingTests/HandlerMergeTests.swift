@@ -60,7 +60,7 @@ struct HandlerMergeTests {
         }
         let logger = makeTestLogger(writer, metadataProvider: provider)
         logger.info("outside")
-        await TestContext.$requestID.withValue("r-1") {
+        TestContext.$requestID.withValue("r-1") {
             logger.info("inside")
         }
         logger.trace("also outside")

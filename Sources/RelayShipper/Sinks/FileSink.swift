@@ -7,11 +7,10 @@ import SystemPackage
 ///
 /// - Offsets are assigned at submit time (`offset += length`), so several writes can be
 ///   in flight per file and still land in order (offset -1 / O_APPEND would reorder).
-/// - Sub-buffers queued behind a full queue depth go out together: one `WRITEV` of up to
-///   ``maxBatch`` of them (and ``maxBatchBytes``), in queue order at consecutive offsets,
-///   exactly as separate writes would place them. Every buffered write to ext4 is punted
-///   to an io-wq worker, so the count of writes matters for small sub-buffers.
-///   `WRITE_FIXED` writes (O_DIRECT) go one sub-buffer at a time.
+/// - Sub-buffers queued behind a full queue depth go out together (``SubbufferBatch``):
+///   one `WRITEV` at consecutive offsets, exactly as separate writes would place them.
+///   Every buffered write to ext4 is punted to an io-wq worker, so the count of writes
+///   matters for small sub-buffers. `WRITE_FIXED` writes (O_DIRECT) go one at a time.
 /// - Short writes are resubmitted for the rest. ENOSPC/EIO stop new writes and retry
 ///   the failed one at the same offset with backoff: the data stays in the relay
 ///   buffers, so no-overwrite channels apply back-pressure or drop (and count).
@@ -27,11 +26,6 @@ final class FileSink {
         var offset: Int64
         var written: Int
     }
-
-    /// Most sub-buffers in one `WRITEV`.
-    static let maxBatch = 256
-    /// A batch stops growing at this many bytes (one sub-buffer may exceed it alone).
-    static let maxBatchBytes = 1 << 20
 
     struct Retired {
         var fd: FileDescriptor
@@ -63,7 +57,7 @@ final class FileSink {
     var ops: [Op?]
     /// The sub-buffers of each op, in file order (capacity kept between ops).
     var opItems: [[ShipItem]]
-    /// `maxBatch` iovecs per op, for its `WRITEV`; valid until the ring is torn down
+    /// `SubbufferBatch.maxCount` iovecs per op, for its `WRITEV`; valid until the ring is torn down
     /// (the sink lives as long as the loop that owns the ring).
     let iovecs: UnsafeMutablePointer<iovec>
     var freeOps: [Int]
@@ -105,11 +99,11 @@ final class FileSink {
         self.ops = [Op?](repeating: nil, count: capacity)
         self.opItems = (0..<capacity).map { _ in
             var items: [ShipItem] = []
-            items.reserveCapacity(Self.maxBatch)
+            items.reserveCapacity(SubbufferBatch.maxCount)
             return items
         }
-        self.iovecs = .allocate(capacity: capacity * Self.maxBatch)
-        self.iovecs.initialize(repeating: iovec(), count: capacity * Self.maxBatch)
+        self.iovecs = .allocate(capacity: capacity * SubbufferBatch.maxCount)
+        self.iovecs.initialize(repeating: iovec(), count: capacity * SubbufferBatch.maxCount)
         self.freeOps = Array((0..<capacity).reversed())
         if configuration.directIO && configuration.format == .plain {
             throw RelayShipperError(
@@ -216,21 +210,13 @@ final class FileSink {
                     continue
                 }
                 guard let opIndex = self.freeOps.popLast() else { break }
-                // The batch: this sub-buffer and the non-empty ones queued behind it, up to
-                // the limits and the next rotation point. They leave the queue only once
-                // the write is submitted.
-                var count = 1
-                var length = bytes.count
-                if !self.writesFixed {
-                    while count < Self.maxBatch && count < self.files[i].queue.count {
-                        let next = self.bytes(of: self.files[i].queue[count]).count
-                        guard next > 0, length + next <= Self.maxBatchBytes,
-                            self.fitsBeforeRotation(file: i, length: length + next, now: now)
-                        else { break }
-                        length += next
-                        count += 1
-                    }
-                }
+                // The batch: this sub-buffer and the ones queued behind it, up to the next
+                // rotation point (`WRITE_FIXED` writes go one at a time). They leave the
+                // queue only once the write is submitted.
+                let (count, length) = SubbufferBatch.plan(
+                    first: bytes.count, queued: self.writesFixed ? 1 : self.files[i].queue.count,
+                    bytes: { self.bytes(of: self.files[i].queue[$0]).count },
+                    fits: { self.fitsBeforeRotation(file: i, length: $0, now: now) })
                 for k in 0..<count { self.opItems[opIndex].append(self.files[i].queue[k]) }
                 let offset = self.files[i].offset
                 self.files[i].offset += Int64(length)
@@ -268,20 +254,8 @@ final class FileSink {
                 return true
             }
             // The unwritten part of the batch: skip what a short write already wrote.
-            let vectors = self.iovecs + opIndex * Self.maxBatch
-            var skip = op.written
-            var count = 0
-            for item in items {
-                let bytes = self.bytes(of: item)
-                if skip >= bytes.count {
-                    skip -= bytes.count
-                    continue
-                }
-                vectors[count] = iovec(
-                    iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress! + skip), iov_len: bytes.count - skip)
-                skip = 0
-                count += 1
-            }
+            let vectors = self.iovecs + opIndex * SubbufferBatch.maxCount
+            let count = SubbufferBatch.fill(vectors, skipping: op.written, items.lazy.map { self.bytes(of: $0) })
             try loop.ring.writev(fd, vectors, count: count, at: at, userData: userData)
             self.stats.batches += 1
             return true

@@ -9,8 +9,8 @@ import SystemPackage
 /// - One send in flight per socket (several independent sends could reorder the
 ///   stream). `MSG_WAITALL` makes the kernel retry partial sends; a short result is
 ///   resubmitted for the rest. Sub-buffers queued behind the send in flight go out
-///   together in the next one: one `SENDMSG` of up to ``maxBatch`` of them (and
-///   ``maxBatchBytes``), so small sub-buffers do not cost a ring round trip each.
+///   together in the next one (``SubbufferBatch``): one `SENDMSG`, so small sub-buffers
+///   do not cost a ring round trip each.
 /// - Zero-copy (`SEND_ZC`, from the registered region when available) is used for large
 ///   payloads to non-loopback peers, and switched off while the kernel's notifications
 ///   report that it copied anyway. A sub-buffer is released only after its final
@@ -72,10 +72,6 @@ final class SocketSink {
     var sendsIssued: UInt64 = 0
     var stats: RelaySinkStats
 
-    /// Most sub-buffers in one `SENDMSG`.
-    static let maxBatch = 256
-    /// A batch stops growing at this many bytes (one sub-buffer may exceed it alone).
-    static let maxBatchBytes = 1 << 20
     /// The message and iovecs of the batched send in flight (there is at most one send in
     /// flight); valid until its completion, as the sink lives as long as the loop that
     /// owns the ring.
@@ -90,8 +86,8 @@ final class SocketSink {
         self.stats = RelaySinkStats(label: label)
         self.message = .allocate(capacity: 1)
         self.message.initialize(to: msghdr())
-        self.iovecs = .allocate(capacity: Self.maxBatch)
-        self.iovecs.initialize(repeating: iovec(), count: Self.maxBatch)
+        self.iovecs = .allocate(capacity: SubbufferBatch.maxCount)
+        self.iovecs.initialize(repeating: iovec(), count: SubbufferBatch.maxCount)
     }
 
     deinit {
@@ -312,26 +308,19 @@ final class SocketSink {
                 try loop.ring.sendZC(fd, remaining, messageFlags: flags, zcFlags: .reportUsage, fixedBufferIndex: fixed, userData: userData)
                 self.stats.zeroCopySends += 1
             } else {
-                // The non-empty sub-buffers queued behind this one join the send.
-                var count = 1
-                var length = remaining.count
-                while count < Self.maxBatch && self.sendIndex + count < self.queue.count {
-                    let next = self.queue[self.sendIndex + count].bytes.count
-                    guard next > 0, length + next <= Self.maxBatchBytes else { break }
-                    length += next
-                    count += 1
-                }
+                // The sub-buffers queued behind this one join the send.
+                let first = self.sendIndex
+                let (count, _) = SubbufferBatch.plan(
+                    first: remaining.count, queued: self.queue.count - first,
+                    bytes: { self.queue[first + $0].bytes.count })
                 if count == 1 {
                     try loop.ring.send(fd, remaining, messageFlags: flags, userData: userData)
                 } else {
-                    self.iovecs[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: remaining.baseAddress), iov_len: remaining.count)
-                    for k in 1..<count {
-                        let bytes = self.queue[self.sendIndex + k].bytes
-                        self.iovecs[k] = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
-                    }
+                    let vectors = SubbufferBatch.fill(
+                        self.iovecs, skipping: self.sentInEntry, (first..<first + count).lazy.map { self.queue[$0].bytes })
                     self.message.pointee = msghdr()
                     self.message.pointee.msg_iov = self.iovecs
-                    self.message.pointee.msg_iovlen = count
+                    self.message.pointee.msg_iovlen = vectors
                     try loop.ring.sendmsg(fd, message: self.message, messageFlags: flags, userData: userData)
                     self.stats.batches += 1
                 }
