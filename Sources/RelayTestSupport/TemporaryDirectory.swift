@@ -10,7 +10,7 @@ public struct TemporaryDirectory: Sendable {
         var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(made != nil, "mkdtemp failed in \(base)")
-        self.path = String(cString: template)
+        self.path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     /// `path/name`.

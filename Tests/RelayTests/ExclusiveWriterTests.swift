@@ -8,11 +8,11 @@ struct ExclusiveWriterTests {
     @Test("an exclusive writer owns its buffer; claims are exclusive")
     func claim() throws {
         let channel = try smallChannel(buffers: 1, exclusiveBuffers: 2)
-        #expect(throws: RelayError.self) { try channel.makeExclusiveWriter(buffer: 0) }
+        #expect(throws: RelayError.self) { _ = try channel.makeExclusiveWriter(buffer: 0) }
         do {
             let writer = try channel.makeExclusiveWriter(buffer: 1)
             #expect(writer.buffer == 1)
-            #expect(throws: RelayError.self) { try channel.makeExclusiveWriter(buffer: 1) }
+            #expect(throws: RelayError.self) { _ = try channel.makeExclusiveWriter(buffer: 1) }
         }
         // Released at the end of scope.
         _ = try channel.makeExclusiveWriter(buffer: 1)

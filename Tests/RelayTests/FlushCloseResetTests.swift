@@ -84,7 +84,7 @@ struct FlushCloseResetTests {
         channel.close()
         #expect(channel.isClosed)
         #expect(channel.write("after\n") == .closed)
-        #expect(throws: RelayReserveError.closed) { try channel.reserve(4) }
+        #expect(throws: RelayReserveError.closed) { _ = try channel.reserve(4) }
         #expect(channel.stats().total.recordsRefusedClosed == 2)
         #expect(channel.drainLines().isEmpty, "the pending reservation holds its sub-buffer back")
         pending.withUnsafeMutableBytes { $0.copyBytes(from: "later\n".utf8) }

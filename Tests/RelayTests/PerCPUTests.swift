@@ -72,9 +72,9 @@ struct PerCPUTests {
         CPUAffinity.pin(to: 0)
         var record = [UInt8](repeating: 0, count: 64)
         record.withUnsafeMutableBytes { StressRecord.encode(producer: 1, sequence: 7, size: 64, into: $0) }
-        var reservation = try channel.reserve(64)
+        let reservation = try channel.reserve(64)
         #expect(reservation.buffer == 0)
-        reservation.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: record, count: 64)) }
+        reservation.withUnsafeMutableBytes { destination in record.withUnsafeBytes { destination.copyMemory(from: $0) } }
         CPUAffinity.pin(to: 1)
         #expect(CPUAffinity.current == 1)
         let before = channel.stats(buffer: 0).remoteOperations
@@ -152,7 +152,7 @@ struct PerCPUTests {
                     scratch.withUnsafeMutableBytes {
                         StressRecord.encode(producer: UInt32(index), sequence: UInt64(sequence), size: size, into: $0)
                     }
-                    guard var reservation = try? channel.reserve(size) else {
+                    guard let reservation = try? channel.reserve(size) else {
                         Issue.record("hopper \(index): reservation refused (a sub-buffer never completed?)")
                         continue
                     }

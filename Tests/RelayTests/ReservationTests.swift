@@ -60,8 +60,8 @@ struct ReservationTests {
     @Test("a zero-length reservation is an error; an oversized one is counted")
     func badLengths() throws {
         let channel = try smallChannel()
-        #expect(throws: RelayReserveError.emptyReservation) { try channel.reserve(0) }
-        #expect(throws: RelayReserveError.tooBig) { try channel.reserve(channel.maxRecordSize + 1) }
+        #expect(throws: RelayReserveError.emptyReservation) { _ = try channel.reserve(0) }
+        #expect(throws: RelayReserveError.tooBig) { _ = try channel.reserve(channel.maxRecordSize + 1) }
         #expect(channel.stats().total.recordsTooBig == 1)
     }
 
@@ -81,7 +81,7 @@ struct ReservationTests {
             Issue.record("sub-buffer 0 must not be readable before its reservation commits")
             return
         }
-        stalled.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0x42) }
+        stalled.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0x42) }
         stalled.commit()
         #expect(delivered.all == [1, 2, 0], "delivery resumes when it commits")
         var sequences: [UInt64] = []
