@@ -57,8 +57,8 @@ final class FileSink {
     var ops: [Op?]
     /// The sub-buffers of each op, in file order (capacity kept between ops).
     var opItems: [[ShipItem]]
-    /// `SubbufferBatch.maxCount` iovecs per op, for its `WRITEV`; valid until the ring is torn down
-    /// (the sink lives as long as the loop that owns the ring).
+    /// `SubbufferBatch.maxCount` iovecs per op, for its `WRITEV`; valid until the ring is
+    /// torn down (the sink lives as long as the loop that owns the ring).
     let iovecs: UnsafeMutablePointer<iovec>
     var freeOps: [Int]
     var failingSince: UInt64? = nil
