@@ -26,9 +26,15 @@ struct FlushCloseResetTests {
         let channel = try smallChannel(subbufferSize: 8192, subbufferCount: 16, mode: .block(), buffers: 2)
         let producers = 4
         let perProducer = 20_000
-        let stop = Atomic<Bool>(false)
+        // The flusher stops (and is joined) before the consumer's final flush and drain: a
+        // flush that finds the position already sealed by a concurrent flush returns before
+        // that flush delivers the sub-buffer, so "my flush returned" only means "everything
+        // is delivered" when no other flush is running. (A shipper compares what it consumed
+        // with the sealed count instead, and so waits for that delivery.)
+        let stopFlusher = Atomic<Bool>(false)
+        let stopConsumer = Atomic<Bool>(false)
         let flusher = TestThreads.spawn {
-            while !stop.load(ordering: .relaxed) { channel.flush() }
+            while !stopFlusher.load(ordering: .relaxed) { channel.flush() }
         }
         let collected = Mutex<[StressRecord.Decoded]>([])
         let torn = Atomic<Int>(0)
@@ -49,7 +55,7 @@ struct FlushCloseResetTests {
                     }) {}
                 }
             }
-            while !stop.load(ordering: .relaxed) { drain() }
+            while !stopConsumer.load(ordering: .relaxed) { drain() }
             channel.flush()
             drain()
             collected.withLock { $0 = local }
@@ -64,8 +70,9 @@ struct FlushCloseResetTests {
                 }
             }
         }
-        stop.store(true, ordering: .relaxed)
+        stopFlusher.store(true, ordering: .relaxed)
         TestThreads.join(flusher)
+        stopConsumer.store(true, ordering: .relaxed)
         TestThreads.join(consumer)
         let records = collected.withLock { $0 }
         #expect(torn.load(ordering: .relaxed) == 0)

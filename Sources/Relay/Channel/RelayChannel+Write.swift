@@ -95,7 +95,10 @@ extension RelayChannel {
     /// loads per buffer.
     ///
     /// Safe to call from any thread (a timer) while writers run: the seal is a CAS on the
-    /// position word, like a reserve, so nothing is lost or torn.
+    /// position word, like a reserve, so nothing is lost or torn. Concurrent flushes are
+    /// safe too, but a flush that finds a sub-buffer already sealed by another one returns
+    /// at once, possibly before that call delivered it: a reader that drains after its own
+    /// flush sees everything only when no other flush runs at the same time.
     public func flush() {
         for index in 0..<self.bufferCount {
             self.flush(buffer: index)
