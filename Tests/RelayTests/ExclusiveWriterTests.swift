@@ -38,9 +38,12 @@ struct ExclusiveWriterTests {
     @Test("flush from another thread while an exclusive writer runs loses and tears nothing")
     func flushRace() throws {
         let channel = try smallChannel(subbufferSize: 8192, subbufferCount: 16, mode: .block(), buffers: 1, exclusiveBuffers: 2)
-        let stop = Atomic<Bool>(false)
+        // As in FlushCloseResetTests.flushRace: the flusher is joined before the consumer's
+        // final flush and drain, which would otherwise race with the flusher's last delivery.
+        let stopFlusher = Atomic<Bool>(false)
+        let stopConsumer = Atomic<Bool>(false)
         let flusher = TestThreads.spawn {
-            while !stop.load(ordering: .relaxed) {
+            while !stopFlusher.load(ordering: .relaxed) {
                 channel.flush()
                 sched_yield()
             }
@@ -64,7 +67,7 @@ struct ExclusiveWriterTests {
                     }) {}
                 }
             }
-            while !stop.load(ordering: .relaxed) { drain() }
+            while !stopConsumer.load(ordering: .relaxed) { drain() }
             channel.flush()
             drain()
             collected.withLock { $0 = local }
@@ -81,8 +84,9 @@ struct ExclusiveWriterTests {
                 }
             }
         }
-        stop.store(true, ordering: .relaxed)
+        stopFlusher.store(true, ordering: .relaxed)
         TestThreads.join(flusher)
+        stopConsumer.store(true, ordering: .relaxed)
         TestThreads.join(consumer)
         let records = collected.withLock { $0 }
         #expect(torn.load(ordering: .relaxed) == 0)
