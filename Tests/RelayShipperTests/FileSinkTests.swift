@@ -149,13 +149,9 @@ struct FileSinkTests {
         // Fill most of the buffer before the shipper starts: it then finds ~100 delivered
         // sub-buffers queued at once, which must leave in batches (plain: records only, so
         // every vector skips a header; packets: whole sub-buffers).
-        var refused = 0
-        var expected = writeSequentialLines(channel, count: 6000, refused: &refused) { i in "early line \(i) \(String(repeating: "e", count: i % 40))\n" }
-        try shipper.start()
-        expected += writeSequentialLines(channel, count: 20_000, refused: &refused) { i in "late line \(i) \(String(repeating: "l", count: i % 40))\n" }
-        #expect(refused == 0)
-        channel.close()
-        #expect(shipper.stop(timeout: .seconds(30)))
+        let expected = try shipWithBacklog(channel, shipper, early: 6000, late: 20_000) { early, i in
+            "\(early ? "early" : "late") line \(i) \(String(repeating: early ? "e" : "l", count: i % 40))\n"
+        }
         let stats = try #require(shipper.stats()).sinks[0]
         #expect(stats.batches > 0, "queued sub-buffers were batched")
         #expect(stats.fixedWrites == 0)
@@ -186,13 +182,9 @@ struct FileSinkTests {
         try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("app.log"), rotation: rotation))])
         // ~200 KB queued before the shipper starts: with queue depth 1 they leave in batches,
         // which must stop at every rotation point, a fresh file's first one included.
-        var refused = 0
-        var expected = writeSequentialLines(channel, count: 10_000, refused: &refused) { i in "early rotating line \(i)\n" }
-        try shipper.start()
-        expected += writeSequentialLines(channel, count: 10_000, refused: &refused) { i in "rotating line \(i)\n" }
-        #expect(refused == 0)
-        channel.close()
-        #expect(shipper.stop(timeout: .seconds(30)))
+        let expected = try shipWithBacklog(channel, shipper, early: 10_000, late: 10_000) { early, i in
+            "\(early ? "early " : "")rotating line \(i)\n"
+        }
         let files = readRotatedFiles(dir.file("app.log"))
         for bytes in files {
             #expect(bytes.count <= 64 * 1024, "rotated at the size limit")

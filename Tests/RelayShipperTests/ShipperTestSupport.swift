@@ -26,6 +26,24 @@ func writeSequentialLines(_ channel: RelayChannel, count: Int, refused: inout In
     return expected
 }
 
+/// Ships lines with a backlog: writes `early` lines before starting `shipper`, so their
+/// delivered sub-buffers are all queued when it starts (they must leave in batches), then
+/// `late` more while it runs; closes the channel and stops the shipper. Returns every byte
+/// written, in order: what the destination must hold.
+func shipWithBacklog(
+    _ channel: RelayChannel, _ shipper: RelayShipper, early: Int, late: Int,
+    sourceLocation: SourceLocation = #_sourceLocation, _ line: (_ early: Bool, _ index: Int) -> String
+) throws -> [UInt8] {
+    var refused = 0
+    var expected = writeSequentialLines(channel, count: early, refused: &refused) { line(true, $0) }
+    try shipper.start()
+    expected += writeSequentialLines(channel, count: late, refused: &refused) { line(false, $0) }
+    #expect(refused == 0, sourceLocation: sourceLocation)
+    channel.close()
+    #expect(shipper.stop(timeout: .seconds(30)), sourceLocation: sourceLocation)
+    return expected
+}
+
 /// The rotated files of `path` (`path.1`, `path.2`, …), newest first, until one is missing.
 func readRotatedFiles(_ path: String) -> [[UInt8]] {
     var files: [[UInt8]] = []

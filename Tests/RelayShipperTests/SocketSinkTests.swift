@@ -37,13 +37,9 @@ struct SocketSinkTests {
         try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port)))])
         // ~100 delivered sub-buffers wait before the shipper starts: they cannot all go in
         // one send each without batching (one send in flight per socket).
-        var refused = 0
-        var expected = writeSequentialLines(channel, count: 6000, refused: &refused) { i in "early \(i) \(String(repeating: "b", count: i % 50))\n" }
-        try shipper.start()
-        expected += writeSequentialLines(channel, count: 30_000, refused: &refused) { i in "late \(i) \(String(repeating: "c", count: i % 50))\n" }
-        #expect(refused == 0)
-        channel.close()
-        #expect(shipper.stop(timeout: .seconds(30)))
+        let expected = try shipWithBacklog(channel, shipper, early: 6000, late: 30_000) { early, i in
+            "\(early ? "early" : "late") \(i) \(String(repeating: early ? "b" : "c", count: i % 50))\n"
+        }
         receiver.waitFor(bytes: expected.count, timeout: 5)
         #expect(receiver.received == expected)
         let stats = try #require(shipper.stats()).sinks[0]

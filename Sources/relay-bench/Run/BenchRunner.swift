@@ -277,15 +277,10 @@ enum BenchRunner {
             let stats = shipperStats.flatMap { index < $0.sinks.count ? $0.sinks[index] : nil }
             let bytes = stats?.bytes ?? 0
             shippedBytes += bytes
-            let isFile: Bool
-            switch spec {
-            case .file, .filePerBuffer: isFile = true
-            default: isFile = false
-            }
             sinkStats.append(
                 BenchReport.SinkStats(
                     sink: spec.description, shippedBytes: bytes, subbuffers: stats?.subbuffers ?? 0, errors: stats?.errors ?? 0,
-                    batches: stats?.batches, fixedWrites: isFile ? stats?.fixedWrites : nil))
+                    batches: stats?.batches, fixedWrites: stats?.fixedWrites))
             if BenchRunner.shipsPlainRecords(spec) {
                 let records = bytes / UInt64(configuration.recordSize)
                 shippedRecords = min(shippedRecords ?? records, records)

@@ -49,7 +49,7 @@ struct BenchReport: Codable, Sendable, Equatable {
         var droppedSubbuffers: UInt64?
         /// Writes (`WRITEV`) or sends (`SENDMSG`) that carried several sub-buffers at once.
         var batches: UInt64?
-        /// File sinks: writes issued as `WRITE_FIXED` from the registered regions.
+        /// Writes issued as `WRITE_FIXED` from the registered regions (files only; 0 for sockets).
         var fixedWrites: UInt64?
 
         init(
