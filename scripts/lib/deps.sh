@@ -1,5 +1,5 @@
 # Installs the Debian packages swift-relay needs, when missing.
-# Sourced by scripts/test, scripts/relayd and scripts/build-static.
+# Sourced by scripts/test, scripts/relayd, scripts/build-static and the benchmark scripts.
 
 relay_ensure_packages() {
     local missing=()
