@@ -54,4 +54,47 @@ struct DiskFullTests {
             #expect((shipper.stats()?.sinks[0].batches ?? 0) > 0, "the backlog left in batches")
         }
     }
+
+    /// Out of inodes: the rename to `path.1` works, opening the fresh `path` fails. The
+    /// rotation must be retried with backoff (opening only, not shifting the files again,
+    /// which would delete the rotated data once `path.keep` is reached) and writing must
+    /// resume when it succeeds.
+    @Test("a rotation whose open fails (no inodes) is retried; no rotated file is deleted, nothing lost")
+    func rotationOpenFails() throws {
+        let dir = TemporaryDirectory(prefix: "relay-noinodes")
+        defer {
+            shell("umount '\(dir.path)' 2>/dev/null")
+            dir.remove()
+        }
+        try #require(shell("mount -t tmpfs -o size=4m,nr_inodes=64 tmpfs '\(dir.path)'") == 0, "mount tmpfs")
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(name: "noinodes", subbufferSize: 4096, subbufferCount: 8, mode: .block(timeout: .seconds(10)), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 16 * 1024, keep: 20)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.log"), rotation: rotation, preallocate: 0))])
+        try shipper.start()
+        // Use up every inode left (out.log exists already).
+        var fillers = 0
+        while shell("touch '\(dir.file("filler\(fillers)"))' 2>/dev/null") == 0 { fillers += 1 }
+        try #require(fillers > 0)
+        let perProducer = 2_000  // 128 KB of lines: 8 files of 16 KiB
+        let writer = TestThreads.spawn {
+            writeLines(channel, producers: 1, perProducer: perProducer, width: 64)
+        }
+        let deadline = monotonicSeconds() + 10
+        while shipper.stats()?.sinks[0].failing != true && monotonicSeconds() < deadline { usleep(5_000) }
+        #expect(shipper.stats()?.sinks[0].failing == true, "the failed rotation is reported")
+        usleep(200_000)
+        #expect(shell("rm -f '\(dir.path)'/filler*") == 0)
+        TestThreads.join(writer)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(20)))
+        #expect(channel.stats().total.recordsDropped == 0)
+        let files = readRotatedFiles(dir.file("out.log"))
+        let all = files.reversed().flatMap { $0 } + (readFileBytes(dir.file("out.log")) ?? [])
+        let parsed = parseLines(all)
+        #expect(parsed.malformed == 0)
+        expectExactlyOnce(parsed.records, producers: 1, perProducer: perProducer)
+        #expect(shipper.stats()?.sinks[0].failing == false)
+    }
 }

@@ -47,6 +47,9 @@ final class FileSink {
         var fsyncInFlight = false
         var queue = RingQueue<ShipItem>(capacity: 64)
         var retired: [Retired] = []
+        /// A rotation moved the file away but could not open a fresh one: the retry only
+        /// opens (shifting the files again would delete rotated data at `keep`).
+        var rotationPending = false
     }
 
     let index: Int
@@ -160,6 +163,7 @@ final class FileSink {
         self.files[i].inFlight = 0
         self.files[i].openedAt = now
         self.files[i].bytesSinceFsync = 0
+        self.files[i].rotationPending = false
         if reopening { self.stats.reopens += 1 }
     }
 
@@ -193,7 +197,13 @@ final class FileSink {
         if let retryAt = self.retryAt {
             if now < retryAt { return }
             self.retryAt = nil
+            let hadParked = !self.parked.isEmpty
             self.retryFailedOps(loop)
+            for i in self.files.indices where self.files[i].rotationPending {
+                self.rotate(file: i, loop: loop, now: now)
+            }
+            // A failed rotation parks no write, so no write completion ends the failure.
+            if !hadParked && !self.files.contains(where: \.rotationPending) { self.noteSuccess() }
         }
         if self.failingSince != nil { return }
         for i in self.files.indices {
@@ -207,6 +217,7 @@ final class FileSink {
                 }
                 if self.shouldRotate(file: i, adding: bytes.count, now: now) {
                     self.rotate(file: i, loop: loop, now: now)
+                    if self.failingSince != nil { return }  // retried after the backoff
                     continue
                 }
                 guard let opIndex = self.freeOps.popLast() else { break }
@@ -435,17 +446,20 @@ final class FileSink {
     func rotate(file i: Int, loop: ShipperLoop, now: UInt64) {
         let path = self.files[i].path
         let keep = max(1, self.configuration.rotation?.keep ?? 1)
-        Files.remove("\(path).\(keep)")
-        if keep > 1 {
-            for n in stride(from: keep - 1, through: 1, by: -1) where Files.exists("\(path).\(n)") {
-                _ = Files.rename("\(path).\(n)", "\(path).\(n + 1)")
+        if !self.files[i].rotationPending {
+            Files.remove("\(path).\(keep)")
+            if keep > 1 {
+                for n in stride(from: keep - 1, through: 1, by: -1) where Files.exists("\(path).\(n)") {
+                    _ = Files.rename("\(path).\(n)", "\(path).\(n + 1)")
+                }
             }
+            _ = Files.rename(path, "\(path).1")
         }
-        _ = Files.rename(path, "\(path).1")
         do {
             try self.open(file: i, now: now, reopening: false)
             self.stats.rotations += 1
         } catch {
+            self.files[i].rotationPending = true
             loop.logger.error("file sink rotation failed", metadata: ["path": "\(path)", "error": "\(error)"])
             self.enterFailure(.ioError, loop: loop, now: now, path: path)
         }
@@ -467,14 +481,14 @@ final class FileSink {
     /// Age-based rotation for idle files.
     func rotateByAge(loop: ShipperLoop, now: UInt64) {
         guard let maxAge = self.configuration.rotation?.maxAge?.nanoseconds else { return }
-        for i in self.files.indices where self.files[i].offset > 0 && now - self.files[i].openedAt >= maxAge {
+        for i in self.files.indices where self.files[i].offset > 0 && !self.files[i].rotationPending && now - self.files[i].openedAt >= maxAge {
             self.rotate(file: i, loop: loop, now: now)
         }
     }
 
     var nextAgeRotation: UInt64? {
         guard let maxAge = self.configuration.rotation?.maxAge?.nanoseconds else { return nil }
-        return self.files.filter { $0.offset > 0 }.map { $0.openedAt + maxAge }.min()
+        return self.files.filter { $0.offset > 0 && !$0.rotationPending }.map { $0.openedAt + maxAge }.min()
     }
 
     private func maybeFsync(file i: Int, loop: ShipperLoop, now: UInt64) {
