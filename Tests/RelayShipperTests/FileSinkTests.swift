@@ -302,5 +302,31 @@ struct FileSinkTests {
         let parsed = parseLines(try #require(readFileBytes(dir.file("f.log"))))
         expectExactlyOnce(parsed.records, producers: 1, perProducer: 20_000)
     }
+
+    @Test("an fsync only claims durability for its own channel's sub-buffers, not another channel's")
+    func fsyncWatermarkPerChannel() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let synced = try RelayChannel(RelayChannelConfiguration(name: "synced", subbufferSize: 4096, subbufferCount: 8, mode: .block(), buffers: 1))
+        let other = try RelayChannel(RelayChannelConfiguration(name: "other", subbufferSize: 4096, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(synced, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("synced.log"), fsync: .everyBytes(1)))])
+        try shipper.add(other, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("other.log")))])
+        try shipper.start()
+        // Ship 40 sub-buffers of the other channel (no fsync policy) first.
+        for i in 0..<2000 { other.write(Array("other line \(i) \(String(repeating: "o", count: 60))\n".utf8)) }
+        other.flush()
+        let deadline = monotonicSeconds() + 10
+        while (shipper.stats()?.sinks[1].subbuffers ?? 0) < 30 && monotonicSeconds() < deadline { usleep(5_000) }
+        for i in 0..<20 { synced.write(Array("synced line \(i)\n".utf8)) }
+        synced.close()
+        other.close()
+        #expect(shipper.stop(timeout: .seconds(20)))
+        let stats = try #require(shipper.stats())
+        #expect(stats.sinks[0].fsyncs >= 1)
+        #expect(stats.sinks[0].sentSubbuffers >= 1)
+        #expect(stats.sinks[0].durableSubbuffers <= stats.sinks[0].sentSubbuffers, "durable sub-buffers of the fsynced sink are its own")
+        #expect(stats.sinks[1].durableSubbuffers == 0, "no fsync, nothing durable")
+    }
 }
 import Glibc

@@ -417,14 +417,24 @@ final class ShipperLoop {
         }
     }
 
-    /// Per tracker of the sink's channel: sequences the sink finished, contiguous.
-    func completedWatermarks(sinkPosition: Int) -> [Int: UInt64] {
+    /// Per tracker of the sink's channel (only buffer `buffer`'s, when given): sequences
+    /// the sink finished, contiguous. Trackers of other channels are left out: their bit
+    /// `sinkPosition` belongs to another sink.
+    func completedWatermarks(sinkIndex: Int, sinkPosition: Int, buffer: Int?) -> [Int: UInt64] {
         var marks: [Int: UInt64] = [:]
         let bit = UInt64(1) << UInt64(sinkPosition)
-        for (index, t) in self.trackers.enumerated() {
-            var s = t.consumed
-            while s < t.nextToShip && t.pending[t.slot(s)] & bit == 0 { s += 1 }
-            marks[index] = s
+        var firstSink = 0
+        for entry in self.channels {
+            if sinkIndex < firstSink + entry.sinks.count {
+                for index in entry.trackers where buffer == nil || self.trackers[index].buffer == buffer {
+                    let t = self.trackers[index]
+                    var s = t.consumed
+                    while s < t.nextToShip && t.pending[t.slot(s)] & bit == 0 { s += 1 }
+                    marks[index] = s
+                }
+                break
+            }
+            firstSink += entry.sinks.count
         }
         return marks
     }

@@ -509,7 +509,9 @@ final class FileSink {
             return
         }
         // The fsync covers exactly the writes completed by now: remember them.
-        self.pendingDurable[i] = loop.completedWatermarks(sinkPosition: self.position)
+        // (per-buffer layout: file i holds buffer i only).
+        self.pendingDurable[i] = loop.completedWatermarks(
+            sinkIndex: self.index, sinkPosition: self.position, buffer: self.configuration.layout == .perChannel ? nil : i)
         self.files[i].fsyncInFlight = true
         self.files[i].bytesSinceFsync = 0
     }
