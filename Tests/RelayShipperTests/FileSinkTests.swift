@@ -328,5 +328,39 @@ struct FileSinkTests {
         #expect(stats.sinks[0].durableSubbuffers <= stats.sinks[0].sentSubbuffers, "durable sub-buffers of the fsynced sink are its own")
         #expect(stats.sinks[1].durableSubbuffers == 0, "no fsync, nothing durable")
     }
+
+    @Test("per-buffer files: an fsync of one file claims no durability for the other buffers' files")
+    func fsyncWatermarkPerBufferFile() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        // Buffer 0 is shared, buffer 1 exclusive (written only by `writer`): files b.log0, b.log1.
+        let channel = try RelayChannel(RelayChannelConfiguration(
+            name: "perbuf-fsync", subbufferSize: 4096, subbufferCount: 8, mode: .block(), buffers: 1, exclusiveBuffers: 1))
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("b.log"), layout: .perBuffer, fsync: .everyBytes(64 * 1024)))])
+        try shipper.start()
+        // ~40 KB to buffer 1: below the fsync threshold, so file 1 gets no fsync while running.
+        for i in 0..<700 { _ = writer.write(Array("exclusive line \(i) \(String(repeating: "e", count: 40))\n".utf8)) }
+        channel.flush()
+        let deadline = monotonicSeconds() + 10
+        var inFile1: UInt64 = 0
+        while monotonicSeconds() < deadline {
+            inFile1 = shipper.stats()?.sinks[0].subbuffers ?? 0
+            if inFile1 >= 9 && !channel.hasPartialSubbuffer(buffer: 1) { break }
+            usleep(5_000)
+        }
+        usleep(50_000)
+        inFile1 = try #require(shipper.stats()).sinks[0].subbuffers
+        #expect(inFile1 >= 9)
+        // ~80 KB to buffer 0: file 0 is fsynced once (at 64 KiB), which covers no more than
+        // the 20 or so sub-buffers of file 0: claiming file 1's 10 too would exceed them.
+        for i in 0..<1400 { channel.write(Array("shared line \(i) \(String(repeating: "s", count: 40))\n".utf8)) }
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(20)))
+        let stats = try #require(shipper.stats()).sinks[0]
+        #expect(stats.fsyncs >= 1)
+        #expect(stats.durableSubbuffers <= stats.subbuffers - inFile1, "file 1's sub-buffers were never fsynced through the ring")
+    }
 }
 import Glibc
