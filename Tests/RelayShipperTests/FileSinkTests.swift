@@ -362,5 +362,38 @@ struct FileSinkTests {
         #expect(stats.fsyncs >= 1)
         #expect(stats.durableSubbuffers <= stats.subbuffers - inFile1, "file 1's sub-buffers were never fsynced through the ring")
     }
+
+    @Test("per-buffer files beyond index 127 with rotation and fsync: each rotated file gets its final fsync and is closed")
+    func rotationWithFsyncManyFiles() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        // Buffer 0 is shared, 1...200 exclusive; only buffer 200 is written (file m.log200).
+        let channel = try RelayChannel(RelayChannelConfiguration(
+            name: "manyfiles", subbufferSize: 4096, subbufferCount: 2, mode: .block(timeout: .seconds(10)), buffers: 1,
+            exclusiveBuffers: 200))
+        let writer = try channel.makeExclusiveWriter(buffer: 200)
+        let shipper = RelayShipper(logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 8 * 1024, keep: 100)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(
+            path: dir.file("m.log"), layout: .perBuffer, fsync: .everyBytes(1 << 20), rotation: rotation))])
+        try shipper.start()
+        var expected: [UInt8] = []
+        for i in 0..<1000 {
+            let line = Array("line \(i) of the last buffer\n".utf8)
+            expected += line
+            #expect(writer.write(line) == .written)
+        }
+        channel.close()
+        // A rotated file that is never closed keeps the shipper from draining until the deadline.
+        let stopStarted = monotonicSeconds()
+        #expect(shipper.stop(timeout: .seconds(5)))
+        #expect(monotonicSeconds() - stopStarted < 3, "every rotated file's fsync completion found its file")
+        let files = readRotatedFiles(dir.file("m.log200"))
+        #expect(files.count >= 2)
+        #expect(files.reversed().flatMap { $0 } + (readFileBytes(dir.file("m.log200")) ?? []) == expected)
+        let stats = try #require(shipper.stats()).sinks[0]
+        #expect(stats.errors == 0)
+        #expect(stats.fsyncs >= UInt64(files.count), "each rotated file got its final fsync")
+    }
 }
 import Glibc

@@ -350,7 +350,8 @@ final class FileSink {
                 continue
             }
             if retired.inFlight == 0 && !retired.closing {
-                let sequence = Self.retiredFsyncBit | (UInt64(file) << 32) | UInt64(retired.generation)
+                let sequence = Self.retiredFsyncBit | (UInt64(file) << Self.retiredFileShift)
+                    | (UInt64(retired.generation) & Self.retiredGenerationMask)
                 let userData = URingUserData(kind: ShipperLoop.OpKind.fileFsync.rawValue, index: UInt16(self.index), sequence: sequence).rawValue
                 var closing = retired
                 do {
@@ -367,8 +368,12 @@ final class FileSink {
         self.files[file].retired = keep
     }
 
-    /// Marks fsync completions of retired descriptors (in `user_data.sequence`).
+    /// Marks fsync completions of retired descriptors (in `user_data.sequence`, 40 bits):
+    /// bit 39, then the file index in bits 26...38 (13 bits: a channel has at most 8192
+    /// buffers, so files) and the low 26 bits of the retired descriptor's generation.
     static let retiredFsyncBit: UInt64 = 1 << 39
+    static let retiredFileShift: UInt64 = 26
+    static let retiredGenerationMask: UInt64 = (1 << 26) - 1
 
     private func enterFailure(_ errno: Errno, loop: ShipperLoop, now: UInt64, path: String) {
         if self.failingSince == nil { self.failingSince = now }
@@ -518,8 +523,8 @@ final class FileSink {
 
     func fsyncCompleted(sequence: UInt64, result: Int32, loop: ShipperLoop, now: UInt64) {
         if sequence & Self.retiredFsyncBit != 0 {
-            let file = Int((sequence & ~Self.retiredFsyncBit) >> 32)
-            let generation = UInt32(truncatingIfNeeded: sequence)
+            let file = Int((sequence & ~Self.retiredFsyncBit) >> Self.retiredFileShift)
+            let generation = sequence & Self.retiredGenerationMask
             if result < 0 {
                 self.stats.errors += 1
                 loop.logger.error("fsync of a rotated file failed", metadata: ["path": "\(self.files[file].path)", "errno": "\(Errno(rawValue: -result))"])
@@ -527,7 +532,7 @@ final class FileSink {
                 self.stats.fsyncs += 1
             }
             self.files[file].retired.removeAll { retired in
-                guard retired.generation == generation else { return false }
+                guard UInt64(retired.generation) & Self.retiredGenerationMask == generation else { return false }
                 Files.close(retired.fd)
                 return true
             }
