@@ -191,6 +191,29 @@ struct SocketSinkTests {
         expectExactlyOnce(parseLines(fileBytes).records, producers: 2, perProducer: 10_000)
         #expect(channel.stats().total.recordsDropped == 0)
     }
+
+    @Test("stop() while a send is stuck behind a stalled peer returns at its deadline, not 2 s later")
+    func stopWithSendStuck() throws {
+        let receiver = try StreamReceiver(receiveBuffer: 4096, readDelayMicroseconds: 3_000_000)
+        defer { receiver.stop() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "stuck", subbufferSize: 65536, subbufferCount: 8, mode: .drop, buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "127.0.0.1", port: receiver.port), zeroCopy: .never, sendBufferSize: 4096))])
+        try shipper.start()
+        // 512 KB: far more than the two small socket buffers hold, so a send stays in flight.
+        let line = Array("\(String(repeating: "s", count: 63))\n".utf8)
+        for _ in 0..<8192 { channel.write(line) }
+        channel.flush()
+        let deadline = monotonicSeconds() + 10
+        while (shipper.stats()?.sinks[0].inFlight ?? 0) < 2 && monotonicSeconds() < deadline { usleep(5_000) }
+        usleep(100_000)
+        channel.close()
+        let stopStarted = monotonicSeconds()
+        #expect(!shipper.stop(timeout: .milliseconds(300)), "the stalled peer did not take everything")
+        let took = monotonicSeconds() - stopStarted
+        #expect(took < 1.5, "stop took \(took) s: the stuck send's completion was ignored")
+    }
 }
 import CRelayLinux  // libc socket constants resolve through it once it is built with _GNU_SOURCE
 import Glibc

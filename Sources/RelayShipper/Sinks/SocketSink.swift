@@ -351,8 +351,14 @@ final class SocketSink {
             self.pendingNotifications[entryID, default: 0] += 1
         }
         // A completion from an older connection: only its notification matters.
-        guard (data.sequence >> 32) == (self.generation & 0xFF), self.sendInFlight,
-            case .connected(let fd) = self.state, self.sendIndex < self.queue.count,
+        guard (data.sequence >> 32) == (self.generation & 0xFF), self.sendInFlight else { return }
+        if case .disconnected = self.state {
+            // `close()` at shutdown, with this send in flight: its final completion, which
+            // the loop waits for.
+            self.sendInFlight = false
+            return
+        }
+        guard case .connected(let fd) = self.state, self.sendIndex < self.queue.count,
             self.queue[self.sendIndex].id & 0xFFFF_FFFF == entryID
         else { return }
         self.sendInFlight = false
