@@ -97,4 +97,40 @@ struct DiskFullTests {
         expectExactlyOnce(parsed.records, producers: 1, perProducer: perProducer)
         #expect(shipper.stats()?.sinks[0].failing == false)
     }
+
+    @Test("ENOSPC with an interval fsync policy: the failing sink waits for its retry, no busy loop")
+    func enospcIntervalFsyncSleeps() throws {
+        let dir = TemporaryDirectory(prefix: "relay-enospc-fsync")
+        defer {
+            shell("umount '\(dir.path)' 2>/dev/null")
+            dir.remove()
+        }
+        try #require(shell("mount -t tmpfs -o size=2m tmpfs '\(dir.path)'") == 0, "mount tmpfs")
+        try #require(shell("dd if=/dev/zero of='\(dir.file("filler"))' bs=64k count=29 status=none") == 0)
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "enospc-fsync", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.log"), fsync: .interval(.milliseconds(10)), preallocate: 0))])
+        try shipper.start()
+        let perProducer = 10_000
+        let writer = TestThreads.spawn {
+            writeLines(channel, producers: 1, perProducer: perProducer, width: 64)
+        }
+        let deadline = monotonicSeconds() + 20
+        while shipper.stats()?.sinks[0].failing != true && monotonicSeconds() < deadline { usleep(10_000) }
+        // While it fails, the loop only wakes for its retries (backoff from 50 ms).
+        usleep(100_000)
+        let before = try #require(shipper.stats())
+        usleep(500_000)
+        let after = try #require(shipper.stats())
+        #expect(after.sinks[0].failing)
+        let iterations = after.loopIterations - before.loopIterations
+        #expect(iterations < 200, "\(iterations) loop iterations in 0.5 s while failing")
+        #expect(shell("rm -f '\(dir.file("filler"))'") == 0)
+        TestThreads.join(writer)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        let parsed = parseLines(try #require(readFileBytes(dir.file("out.log"))))
+        #expect(parsed.malformed == 0)
+        expectExactlyOnce(parsed.records, producers: 1, perProducer: perProducer)
+    }
 }

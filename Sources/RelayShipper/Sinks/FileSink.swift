@@ -553,6 +553,8 @@ final class FileSink {
     }
 
     var nextFsyncDeadline: UInt64? {
+        // While failing, pump issues no fsync: the retry (`retryAt`) is the deadline.
+        guard self.failingSince == nil else { return nil }
         if case .interval = self.configuration.fsync, self.files.contains(where: { $0.bytesSinceFsync > 0 }) {
             return self.nextFsyncAt ?? 0
         }
