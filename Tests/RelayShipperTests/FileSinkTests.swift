@@ -395,5 +395,45 @@ struct FileSinkTests {
         #expect(stats.errors == 0)
         #expect(stats.fsyncs >= UInt64(files.count), "each rotated file got its final fsync")
     }
+
+    @Test("interval fsync with per-buffer files: a busy file does not keep the others from their fsync")
+    func fsyncIntervalPerBufferFiles() throws {
+        let dir = TemporaryDirectory(base: "/var/tmp")
+        defer { dir.remove() }
+        // Buffer 0 is shared (a steady trickle: a sub-buffer per 10 ms or so), buffer 1 exclusive
+        // (over 200 sub-buffers, in chunks).
+        let channel = try RelayChannel(RelayChannelConfiguration(
+            name: "fsync-starve", subbufferSize: 4096, subbufferCount: 256, mode: .block(), buffers: 1, exclusiveBuffers: 1))
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("i.log"), layout: .perBuffer, fsync: .interval(.milliseconds(40))))])
+        try shipper.start()
+        let stopTrickle = Atomic<Bool>(false)
+        let trickle = TestThreads.spawn {
+            var i = 0
+            while !stopTrickle.load(ordering: .relaxed) {
+                channel.write(Array("trickle \(i)\n".utf8))
+                i += 1
+                usleep(500)
+            }
+        }
+        usleep(100_000)
+        // About 205 sub-buffers to buffer 1 (62 or 63 lines of 64 bytes fill one), in 10 chunks.
+        let line = Array("\(String(repeating: "x", count: 63))\n".utf8)
+        for _ in 0..<10 {
+            for _ in 0..<(21 * 62) { _ = writer.write(line) }
+            usleep(10_000)
+        }
+        channel.flush(buffer: 1)
+        // 15 intervals: file 1 must have had its fsync by now.
+        usleep(600_000)
+        let durable = try #require(shipper.stats()).sinks[0].durableSubbuffers
+        stopTrickle.store(true, ordering: .relaxed)
+        TestThreads.join(trickle)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(20)))
+        let subbuffers = try #require(shipper.stats()).sinks[0].subbuffers
+        #expect(durable >= 190, "durable \(durable) of \(subbuffers): file 1 got no fsync while file 0 was busy")
+    }
 }
 import Glibc

@@ -45,6 +45,9 @@ final class FileSink {
         var openedAt: UInt64 = 0
         var bytesSinceFsync: Int64 = 0
         var fsyncInFlight = false
+        /// Interval policy: when this file's next fsync is due (each file has its own, so a
+        /// busy file does not take every interval from the others).
+        var nextFsyncAt: UInt64? = nil
         var queue = RingQueue<ShipItem>(capacity: 64)
         var retired: [Retired] = []
         /// A rotation moved the file away but could not open a fresh one: the retry only
@@ -68,7 +71,6 @@ final class FileSink {
     var retryAt: UInt64? = nil
     var backoff = Backoff(first: .milliseconds(50), longest: .seconds(5))
     var lastErrorLog: UInt64 = 0
-    var nextFsyncAt: UInt64? = nil
     var stats: RelaySinkStats
     /// Per tracker: sequences this sink finished, contiguous from the tracker's start
     /// (for the durable watermark), and the value an in-flight fsync will make durable.
@@ -504,8 +506,8 @@ final class FileSink {
         case .everyBytes(let n):
             if self.files[i].bytesSinceFsync < Int64(n) { return }
         case .interval(let interval):
-            if let next = self.nextFsyncAt, now < next { return }
-            self.nextFsyncAt = now + interval.nanoseconds
+            if let next = self.files[i].nextFsyncAt, now < next { return }
+            self.files[i].nextFsyncAt = now + interval.nanoseconds
         }
         let userData = URingUserData(kind: ShipperLoop.OpKind.fileFsync.rawValue, index: UInt16(self.index), sequence: UInt64(i)).rawValue
         do {
@@ -555,10 +557,13 @@ final class FileSink {
     var nextFsyncDeadline: UInt64? {
         // While failing, pump issues no fsync: the retry (`retryAt`) is the deadline.
         guard self.failingSince == nil else { return nil }
-        if case .interval = self.configuration.fsync, self.files.contains(where: { $0.bytesSinceFsync > 0 }) {
-            return self.nextFsyncAt ?? 0
+        guard case .interval = self.configuration.fsync else { return nil }
+        var deadline: UInt64? = nil
+        for i in self.files.indices where self.files[i].bytesSinceFsync > 0 {
+            let due = self.files[i].nextFsyncAt ?? 0
+            deadline = min(deadline ?? due, due)
         }
-        return nil
+        return deadline
     }
 
     /// Closes every descriptor (after a final fsync when the policy asks for one).
