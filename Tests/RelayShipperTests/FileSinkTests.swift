@@ -400,13 +400,13 @@ struct FileSinkTests {
     func fsyncIntervalPerBufferFiles() throws {
         let dir = TemporaryDirectory(base: "/var/tmp")
         defer { dir.remove() }
-        // Buffer 0 is shared (a steady trickle: a sub-buffer per 10 ms or so), buffer 1 exclusive
+        // Buffer 0 is shared (a steady trickle: a sub-buffer per 20 ms or so), buffer 1 exclusive
         // (over 200 sub-buffers, in chunks).
         let channel = try RelayChannel(RelayChannelConfiguration(
             name: "fsync-starve", subbufferSize: 4096, subbufferCount: 256, mode: .block(), buffers: 1, exclusiveBuffers: 1))
         let writer = try channel.makeExclusiveWriter(buffer: 1)
-        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
-        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("i.log"), layout: .perBuffer, fsync: .interval(.milliseconds(40))))])
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(20)), logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("i.log"), layout: .perBuffer, fsync: .interval(.milliseconds(50))))])
         try shipper.start()
         let stopTrickle = Atomic<Bool>(false)
         let trickle = TestThreads.spawn {
@@ -425,9 +425,14 @@ struct FileSinkTests {
             usleep(10_000)
         }
         channel.flush(buffer: 1)
-        // 15 intervals: file 1 must have had its fsync by now.
-        usleep(600_000)
-        let durable = try #require(shipper.stats()).sinks[0].durableSubbuffers
+        // File 1 gets its fsync within an interval or two. File 0 holds fewer than 100
+        // sub-buffers by the deadline, so 190 durable ones include file 1's.
+        let deadline = monotonicSeconds() + 1.5
+        var durable: UInt64 = 0
+        while durable < 190 && monotonicSeconds() < deadline {
+            usleep(20_000)
+            durable = try #require(shipper.stats()).sinks[0].durableSubbuffers
+        }
         stopTrickle.store(true, ordering: .relaxed)
         TestThreads.join(trickle)
         channel.close()
