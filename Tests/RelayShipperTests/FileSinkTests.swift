@@ -440,5 +440,33 @@ struct FileSinkTests {
         let subbuffers = try #require(shipper.stats()).sinks[0].subbuffers
         #expect(durable >= 190, "durable \(durable) of \(subbuffers): file 1 got no fsync while file 0 was busy")
     }
+
+    @Test("reopen while the file was not moved (a stray SIGHUP), with writes in flight: nothing overwritten")
+    func reopenSameFileWithWritesInFlight() throws {
+        let dir = TemporaryDirectory(base: "/var/tmp")  // a disk filesystem: buffered writes go through io-wq
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "reopen-same", subbufferSize: 16384, subbufferCount: 16, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("same.log")))])
+        try shipper.start()
+        let perProducer = 100_000
+        let done = Atomic<Bool>(false)
+        let writer = TestThreads.spawn {
+            writeLines(channel, producers: 1, perProducer: perProducer, width: 64)
+            done.store(true, ordering: .relaxed)
+        }
+        var reopens = 0
+        while !done.load(ordering: .relaxed) {
+            shipper.reopen()
+            reopens += 1
+            usleep(100)
+        }
+        TestThreads.join(writer)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        let parsed = parseLines(try #require(readFileBytes(dir.file("same.log"))))
+        #expect(parsed.malformed == 0, "no write landed over another (\(reopens) reopens)")
+        expectExactlyOnce(parsed.records, producers: 1, perProducer: perProducer)
+    }
 }
 import Glibc

@@ -151,6 +151,12 @@ final class FileSink {
         }
         var size: Int64 = 0
         if case .success(let s) = Files.size(fd) { size = s }
+        if let old = self.files[i].fd, Files.isSameFile(old, fd) {
+            // The same file again (a reopen without a rename, e.g. a reload): continue after
+            // every write already issued. The size does not count writes still in flight or
+            // parked, and new writes there would land on them.
+            size = max(size, self.files[i].offset)
+        }
         if self.configuration.directIO, size % 4096 != 0 {
             // Keep O_DIRECT writes aligned: continue at the next aligned offset.
             size = (size + 4095) / 4096 * 4096

@@ -39,6 +39,16 @@ enum Files {
         return syscall { fstat(fd.rawValue, &st) }.map { _ in Int64(st.st_size) }
     }
 
+    /// Whether two open descriptors refer to the same file (device and inode).
+    static func isSameFile(_ a: FileDescriptor, _ b: FileDescriptor) -> Bool {
+        var sa = stat()
+        var sb = stat()
+        guard case .success = syscall({ fstat(a.rawValue, &sa) }), case .success = syscall({ fstat(b.rawValue, &sb) }) else {
+            return false
+        }
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+
     static func truncate(_ fd: FileDescriptor, to size: Int64) -> Result<Void, Errno> {
         syscall { ftruncate(fd.rawValue, off_t(size)) }.map { _ in () }
     }
