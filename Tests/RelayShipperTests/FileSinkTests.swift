@@ -468,5 +468,30 @@ struct FileSinkTests {
         #expect(parsed.malformed == 0, "no write landed over another (\(reopens) reopens)")
         expectExactlyOnce(parsed.records, producers: 1, perProducer: perProducer)
     }
+
+    @Test("rotation by age counts from when the file was opened, not from boot: an existing file is not rotated at start")
+    func rotationByAgeCountsFromStart() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        // The file exists with data (a restart), and the machine has been up longer than maxAge.
+        try #require(shell("printf 'before the restart\\n' > '\(dir.file("b.log"))'") == 0)
+        var uptime = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &uptime)
+        try #require(uptime.tv_sec > 120, "needs a monotonic clock past maxAge")
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "age-start", subbufferSize: 8192, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxAge: .seconds(60), keep: 10)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("b.log"), rotation: rotation))])
+        try shipper.start()
+        channel.write(Array("first\n".utf8))
+        usleep(100_000)
+        channel.write(Array("second\n".utf8))
+        usleep(100_000)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(readFileBytes(dir.file("b.log.1")) == nil, "nothing is a minute old")
+        #expect(readFileBytes(dir.file("b.log")) == Array("before the restart\nfirst\nsecond\n".utf8))
+        #expect(shipper.stats()?.sinks[0].rotations == 0)
+    }
 }
 import Glibc

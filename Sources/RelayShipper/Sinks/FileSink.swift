@@ -116,7 +116,7 @@ final class FileSink {
                     + "block aligned); set format to packets or turn direct I/O off")
         }
         for i in self.files.indices {
-            try self.open(file: i, now: 0, reopening: false)
+            try self.open(file: i, now: Clock.now, reopening: false)  // age rotation counts from here
         }
     }
 
