@@ -82,8 +82,9 @@ final class ShipperLoop {
         self.supportsSendZC = capabilities.sendZC
         self.supportsFutexWait = capabilities.futexWait
         do {
-            let entries = UInt32(max(8, configuration.ringEntries))
-            self.ring = try IOURing(entries: entries, cqEntries: entries * 4)
+            // The kernel's limits: 32768 SQ entries, 65536 CQ entries.
+            let entries = UInt32(min(max(8, configuration.ringEntries), 32768))
+            self.ring = try IOURing(entries: entries, cqEntries: min(entries * 4, 65536))
         } catch {
             throw RelayShipperError(message: "cannot create the io_uring ring: \(error)", errno: error)
         }
