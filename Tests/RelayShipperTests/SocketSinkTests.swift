@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import Relay
 import RelayShipper
@@ -213,6 +214,91 @@ struct SocketSinkTests {
         #expect(!shipper.stop(timeout: .milliseconds(300)), "the stalled peer did not take everything")
         let took = monotonicSeconds() - stopStarted
         #expect(took < 1.5, "stop took \(took) s: the stuck send's completion was ignored")
+    }
+
+    @Test("a peer that half-closes but keeps reading: the send in flight ends at the disconnect, not after the peer read it all")
+    func halfClosedPeer() throws {
+        // A listener whose connections have small receive buffers, so a send stays in flight.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        var small: Int32 = 4096
+        setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 4) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        try #require(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "halfclose", subbufferSize: 65536, subbufferCount: 16, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "127.0.0.1", port: port), zeroCopy: .never,
+            reconnectDelay: .milliseconds(20)...(.milliseconds(100)), sendBufferSize: 4096))])
+        // 512 KiB queued before the connection: its first send is one batch of all of it.
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 8192, refused: &refused) { i in
+            "half-close line \(i) \(String(repeating: "h", count: 40 - String(i).count))\n"
+        }
+        channel.flush()
+        try shipper.start()
+
+        let first = accept(listener, nil, nil)
+        try #require(first >= 0)
+        defer { close(first) }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var before = 0
+        while before < 8192 {
+            let n = read(first, &buffer, buffer.count)
+            try #require(n > 0)
+            before += n
+        }
+        // The half-close: the shipper sees the FIN (peer gone) and reconnects, while this side
+        // could go on reading the first connection.
+        shutdown(first, Int32(SHUT_WR))
+        let received = Mutex<[UInt8]>([])
+        let second = TestThreads.spawn {
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = read(fd, &chunk, chunk.count)
+                if n <= 0 { return }
+                received.withLock { $0.append(contentsOf: chunk[0..<n]) }
+            }
+        }
+        var after = 0
+        var sawEnd = false
+        let deadline = monotonicSeconds() + 5
+        while monotonicSeconds() < deadline {
+            var descriptor = pollfd(fd: first, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 100) > 0 else { continue }
+            let n = read(first, &buffer, buffer.count)
+            if n <= 0 {
+                sawEnd = true
+                break
+            }
+            after += n
+        }
+        #expect(sawEnd, "the first connection was closed")
+        // What the socket buffers held at the disconnect, not the rest of the 512 KiB send.
+        #expect(after < 128 * 1024, "\(after) bytes arrived on the abandoned connection after the disconnect")
+
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        let deadline2 = monotonicSeconds() + 5
+        while received.withLock({ $0.count }) < expected.count && monotonicSeconds() < deadline2 { usleep(10_000) }
+        shutdown(listener, Int32(SHUT_RDWR))
+        TestThreads.join(second)
+        #expect(received.withLock { $0 } == expected, "the new connection got everything, resent from the start")
+        #expect(shipper.stats()?.sinks[0].reconnects == 1)
     }
 }
 import CRelayLinux  // libc socket constants resolve through it once it is built with _GNU_SOURCE

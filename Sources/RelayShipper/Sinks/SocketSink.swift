@@ -54,6 +54,13 @@ final class SocketSink {
     var streamSent: Int64 = 0
     var acked: Int64 = 0
     var pendingNotifications: [UInt64: Int] = [:]
+    /// Sends still in flight on connections ``disconnect(_:now:reason:)`` closed. Their SQEs
+    /// point at the entries' bytes until their final completion, so while any is left no
+    /// entry is finished (handed back to the writers).
+    var staleSends = 0
+    /// Closed descriptors still named by SQEs the kernel has not taken (see
+    /// `closeAfterSubmitting`).
+    var closeAfterSubmit: [FileDescriptor] = []
     var ackPollAt: UInt64? = nil
     var ackPollDelay: UInt64 = SocketSink.firstAckPollDelay
 
@@ -95,9 +102,11 @@ final class SocketSink {
         self.iovecs.deallocate()
     }
 
-    var hasWork: Bool { !self.queue.isEmpty || self.sendInFlight || !self.pendingNotifications.isEmpty }
+    var hasWork: Bool {
+        !self.queue.isEmpty || self.sendInFlight || self.staleSends > 0 || !self.pendingNotifications.isEmpty
+    }
     var inFlight: Int {
-        var n = (self.sendInFlight ? 1 : 0) + self.pendingNotifications.values.reduce(0, +)
+        var n = (self.sendInFlight ? 1 : 0) + self.staleSends + self.pendingNotifications.values.reduce(0, +)
         if case .connecting = self.state { n += 1 }
         n += self.peerPollsOutstanding
         return n
@@ -116,6 +125,7 @@ final class SocketSink {
     // MARK: Connection
 
     func pump(_ loop: ShipperLoop, now: UInt64) {
+        if _slowPath(!self.closeAfterSubmit.isEmpty) { self.closeSubmitted(loop) }
         switch self.state {
         case .disconnected:
             if let at = self.reconnectAt, now >= at { self.connect(loop, now: now) }
@@ -223,7 +233,14 @@ final class SocketSink {
         self.cancelPeerPoll(loop)
         switch self.state {
         case .connected(let fd), .connecting(let fd):
-            Files.close(fd)
+            if self.sendInFlight {
+                // The send goes on reading its entries' bytes until it completes, and a peer
+                // that half-closed but still reads would keep taking them: end it now. The
+                // entries stay held until its completion (`staleSends`).
+                _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
+                self.staleSends += 1
+            }
+            self.closeAfterSubmitting(fd, loop)
         case .disconnected:
             break
         }
@@ -350,8 +367,14 @@ final class SocketSink {
         if completion.hasMore {
             self.pendingNotifications[entryID, default: 0] += 1
         }
-        // A completion from an older connection: only its notification matters.
-        guard (data.sequence >> 32) == (self.generation & 0xFF), self.sendInFlight else { return }
+        guard (data.sequence >> 32) == (self.generation & 0xFF) else {
+            // The final completion of a send on a connection `disconnect` closed: the entries
+            // it read can be finished again (a zero-copy one still waits for its notification).
+            self.staleSends -= 1
+            self.finishAcknowledged(loop)
+            return
+        }
+        guard self.sendInFlight else { return }
         if case .disconnected = self.state {
             // `close()` at shutdown, with this send in flight: its final completion, which
             // the loop waits for.
@@ -437,6 +460,7 @@ final class SocketSink {
     static let longestAckPollDelay: UInt64 = 2_000_000
 
     private func finishAcknowledged(_ loop: ShipperLoop) {
+        guard self.staleSends == 0 else { return }
         while let first = self.queue.first, let end = first.endOffset, end <= self.acked,
             self.pendingNotifications[first.id & 0xFFFF_FFFF] == nil
         {
@@ -446,6 +470,22 @@ final class SocketSink {
             self.stats.subbuffers += 1
             loop.sinkFinished(self.position, item: first.item, bytes: first.bytes.count)
         }
+    }
+
+    /// Closes `fd` once the SQEs already queued are submitted: they name it by number, and
+    /// once closed the number can be reused by any thread of the process (relayd's accept
+    /// loop, say), whose descriptor an unsubmitted send would then write to. If the kernel
+    /// takes none just now (`EBUSY`), the next ``pump(_:now:)`` closes it.
+    private func closeAfterSubmitting(_ fd: FileDescriptor, _ loop: ShipperLoop) {
+        self.closeAfterSubmit.append(fd)
+        self.closeSubmitted(loop)
+    }
+
+    private func closeSubmitted(_ loop: ShipperLoop) {
+        _ = try? loop.ring.submit()
+        guard loop.ring.pendingSubmissions == 0 else { return }
+        for fd in self.closeAfterSubmit { Files.close(fd) }
+        self.closeAfterSubmit.removeAll()
     }
 
     var nextDeadline: UInt64? {
@@ -463,7 +503,7 @@ final class SocketSink {
         switch self.state {
         case .connected(let fd):
             _ = shutdown(fd.rawValue, Int32(SHUT_WR))
-            Files.close(fd)
+            self.closeAfterSubmitting(fd, loop)
             self.state = .disconnected
         case .connecting:
             let target = self.userData(.socketConnect, entry: 0)
