@@ -521,10 +521,16 @@ final class FileSink {
         } catch {
             return
         }
-        // The fsync covers exactly the writes completed by now: remember them.
-        // (per-buffer layout: file i holds buffer i only).
-        self.pendingDurable[i] = loop.completedWatermarks(
-            sinkIndex: self.index, sinkPosition: self.position, buffer: self.configuration.layout == .perChannel ? nil : i)
+        // The fsync covers exactly the writes completed by now: remember them (per-buffer
+        // layout: file i holds buffer i only). Unless a rotated-away descriptor of this file
+        // is still open: the writes completed on it are in the same watermarks, but only its
+        // own final fsync covers them. Claim nothing then; the first fsync after it is
+        // closed claims them all.
+        self.pendingDurable[i] =
+            self.files[i].retired.isEmpty
+            ? loop.completedWatermarks(
+                sinkIndex: self.index, sinkPosition: self.position, buffer: self.configuration.layout == .perChannel ? nil : i)
+            : nil
         self.files[i].fsyncInFlight = true
         self.files[i].bytesSinceFsync = 0
     }
