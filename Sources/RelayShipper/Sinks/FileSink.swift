@@ -253,6 +253,11 @@ final class FileSink {
                 self.files[i].inFlight += 1
             }
             self.maybeFsync(file: i, loop: loop, now: now)
+            // A rotated-away descriptor whose final fsync found the SQ full has no completion
+            // left to try again from.
+            if self.files[i].retired.contains(where: { $0.inFlight == 0 && !$0.closing }) {
+                self.closeRetiredIfIdle(file: i, loop: loop)
+            }
         }
     }
 
@@ -366,7 +371,7 @@ final class FileSink {
                     try loop.ring.fsync(retired.fd, datasync: true, userData: userData)
                     closing.closing = true
                 } catch {
-                    // SQ full: try again at the next completion.
+                    // SQ full: try again at the next pump.
                 }
                 keep.append(closing)
                 continue
@@ -408,7 +413,10 @@ final class FileSink {
 
     private func retryFailedOps(_ loop: ShipperLoop) {
         for opIndex in self.parked.sorted() {
-            guard self.submit(op: opIndex, loop: loop) else { return }  // SQ full: next round
+            guard self.submit(op: opIndex, loop: loop) else {
+                self.retryAt = 0  // SQ full: again at the next pump
+                return
+            }
             self.parked.remove(opIndex)
         }
         // Still "failing" until one of them succeeds (see `noteSuccess`).
