@@ -282,6 +282,35 @@ struct FileSinkTests {
         #expect(shipper.stats()?.sinks[0].reopens == 1)
     }
 
+    @Test("durable sub-buffers count only this shipper's: none consumed before it started")
+    func durableCountsFromStart() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "origin", subbufferSize: 4096, subbufferCount: 4, mode: .block(), buffers: 1))
+        // A reader consumes 20 sub-buffers before the shipper takes the buffer over.
+        let line = Array("\(String(repeating: "o", count: 99))\n".utf8)
+        var consumed = 0
+        while consumed < 20 {
+            channel.write(line)
+            channel.flush()
+            if case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in }) { consumed += 1 }
+        }
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("o.log"), fsync: .everyBytes(1)))])
+        try shipper.start()
+        for _ in 0..<3 {
+            channel.write(line)
+            channel.flush()
+        }
+        let deadline = monotonicSeconds() + 10
+        while (shipper.stats()?.sinks[0].durableSubbuffers ?? 0) < 3 && monotonicSeconds() < deadline { usleep(5_000) }
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        let stats = try #require(shipper.stats()).sinks[0]
+        #expect(stats.sentSubbuffers == 3)
+        #expect(stats.durableSubbuffers == 3, "the 20 sub-buffers read before the shipper started are not its own")
+    }
+
     @Test("fsync policies run, and only after writes complete")
     func fsyncPolicy() throws {
         let dir = TemporaryDirectory()

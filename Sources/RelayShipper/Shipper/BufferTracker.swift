@@ -33,6 +33,12 @@ struct BufferTracker {
     var nextToShip: UInt64 = 0
     /// The first sequence not yet finished by every sink.
     var consumed: UInt64 = 0
+    /// The channel's consumed count when shipping started: the sequences before it were
+    /// never this shipper's.
+    let origin: UInt64
+    /// Sequences passed over without shipping (overwrite mode: lapped, or overwritten while
+    /// being copied out).
+    var skipped: UInt64 = 0
     /// Per slot: sinks still working on the sequence in that slot.
     var pending: [UInt64]
     /// Per slot: the sub-buffer's begin time (for end-to-end delay).
@@ -54,6 +60,7 @@ struct BufferTracker {
         }
         self.nextToShip = channel.consumedCount(buffer: buffer)
         self.consumed = self.nextToShip
+        self.origin = self.nextToShip
         self.pending = [UInt64](repeating: 0, count: Int(self.subbufCount))
         self.beginTimes = [UInt64](repeating: 0, count: Int(self.subbufCount))
     }

@@ -347,6 +347,7 @@ final class ShipperLoop {
         if self.trackers[index].consumed == self.trackers[index].nextToShip {
             self.trackers[index].consumed = target
         }
+        self.trackers[index].skipped += target - self.trackers[index].nextToShip
         self.trackers[index].nextToShip = target
         self.advanceConsumed(tracker: index)
     }
@@ -362,6 +363,7 @@ final class ShipperLoop {
             copy.copyMemory(from: packetStart, byteCount: d.size)
             if !t.channel.isIntact(buffer: t.buffer, sequence: d.sequence) {
                 self.overwritten += 1
+                self.trackers[index].skipped += 1
                 self.trackers[index].nextToShip += 1
                 if self.trackers[index].consumed == d.sequence { self.trackers[index].consumed += 1 }
                 self.advanceConsumed(tracker: index)
@@ -418,8 +420,8 @@ final class ShipperLoop {
         }
     }
 
-    /// Per tracker of the sink's channel (only buffer `buffer`'s, when given): sequences
-    /// the sink finished, contiguous. Trackers of other channels are left out: their bit
+    /// Per tracker of the sink's channel (only buffer `buffer`'s, when given): how many of
+    /// the sub-buffers this shipper took the sink finished, contiguous from the first. Trackers of other channels are left out: their bit
     /// `sinkPosition` belongs to another sink.
     func completedWatermarks(sinkIndex: Int, sinkPosition: Int, buffer: Int?) -> [Int: UInt64] {
         var marks: [Int: UInt64] = [:]
@@ -431,7 +433,11 @@ final class ShipperLoop {
                     let t = self.trackers[index]
                     var s = t.consumed
                     while s < t.nextToShip && t.pending[t.slot(s)] & bit == 0 { s += 1 }
-                    marks[index] = s
+                    // As a count of this shipper's sub-buffers: without those before it started
+                    // and those it skipped (all of them: some may lie beyond `s` while sub-buffers
+                    // are in flight, which only makes the count low until they finish).
+                    let shipped = s - t.origin
+                    marks[index] = shipped - min(shipped, t.skipped)
                 }
                 break
             }
