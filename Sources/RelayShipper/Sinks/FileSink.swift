@@ -579,7 +579,8 @@ final class FileSink {
         guard self.failingSince == nil else { return nil }
         guard case .interval = self.configuration.fsync else { return nil }
         var deadline: UInt64? = nil
-        for i in self.files.indices where self.files[i].bytesSinceFsync > 0 {
+        // A file whose fsync is in flight is due again only after its completion (which wakes the loop).
+        for i in self.files.indices where self.files[i].bytesSinceFsync > 0 && !self.files[i].fsyncInFlight {
             let due = self.files[i].nextFsyncAt ?? 0
             deadline = min(deadline ?? due, due)
         }
