@@ -126,4 +126,20 @@ struct FlushCloseResetTests {
         reservation.commit()
         try channel.reset()
     }
+
+    @Test("reset keeps an exclusive buffer owned by its writer: no second claim, no shared plain stores")
+    func resetKeepsExclusiveOwner() throws {
+        let channel = try smallChannel(buffers: 1, exclusiveBuffers: 1)
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        #expect(writer.write(Array("before\n".utf8)) == .written)
+        channel.close()
+        #expect(channel.drainLines() == ["before"])
+        try channel.reset()
+        #expect(throws: RelayError.self, "the buffer still belongs to `writer`") {
+            _ = try channel.makeExclusiveWriter(buffer: 1)
+        }
+        #expect(writer.write(Array("after\n".utf8)) == .written)
+        channel.flush()
+        #expect(channel.drainLines() == ["after"])
+    }
 }

@@ -210,7 +210,14 @@ extension RelayChannel {
         }
         for index in 0..<self.bufferCount {
             let b = self.cores[index]
+            // An exclusive buffer stays claimed by its writer, which outlives the reset: only
+            // its deinit may release it (else a second writer could claim it and both would
+            // move its words with plain stores).
+            // relaxed (both): the channel is idle (the caller's promise); the claim CAS and the
+            // writer's releasing store in deinit still pair with each other.
+            let owner = b.exclusiveOwner.pointee.load(ordering: .relaxed)
             Self.initializeRegion(b, geometry: self.geometry, mode: b.mode)
+            b.exclusiveOwner.pointee.store(owner, ordering: .relaxed)
             self.readCursors[index].store(0, ordering: .relaxed)
             // Idle channel (the caller's promise): locked instructions, no remote path.
             self.startSubbuffer(b.withoutOwner, sequence: 0, previousPadding: nil, overwriting: false)
