@@ -163,6 +163,42 @@ struct ModeTests {
         #expect(firstBytes == [32, 34, 36, 38])
     }
 
+    @Test("overwrite: a reader lapped while a sub-buffer is open is told every sub-buffer it missed")
+    func overwriteSkippedWhileOpen() throws {
+        let channel = try smallChannel(subbufferCount: 4, mode: .overwrite)
+        for _ in 0..<41 { channel.write(Self.record) }  // sub-buffers 0...19 full, 20 open (in slot 0)
+        let read = channel.withNextSubbuffer(buffer: 0, consume: true) { ($0.sequence, $0.skippedBefore) }
+        guard case .read(let (sequence, skipped)) = read else {
+            Issue.record("expected a read, got \(read)")
+            return
+        }
+        #expect(sequence == 17, "16 shares its slot with the open 20")
+        #expect(skipped == 17, "0...16 were overwritten before the reader got to them")
+    }
+
+    @Test("overwrite: a lapped reader waiting for a stalled sub-buffer still reports what it skipped")
+    func overwriteSkippedAcrossNone() throws {
+        let channel = try smallChannel(subbufferCount: 4, mode: .overwrite)
+        for _ in 0..<10 { channel.write(Self.record) }  // sub-buffers 0...4 full
+        let stalled = try channel.reserve(Self.record.count)  // sub-buffer 5, held
+        for _ in 0..<8 { channel.write(Self.record) }  // 5, 6, 7, 8 full; starting 9 in 5's slot is refused
+        #expect(channel.stats().total.recordsLapped > 0)
+        let first = channel.withNextSubbuffer(buffer: 0) { $0.sequence }
+        guard case .none = first else {
+            Issue.record("sub-buffer 5 must wait for its reservation, got \(first)")
+            return
+        }
+        stalled.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0x45) }
+        stalled.commit()
+        let read = channel.withNextSubbuffer(buffer: 0) { ($0.sequence, $0.skippedBefore) }
+        guard case .read(let (sequence, skipped)) = read else {
+            Issue.record("expected a read, got \(read)")
+            return
+        }
+        #expect(sequence == 5)
+        #expect(skipped == 5, "0...4 were overwritten before the reader got to them")
+    }
+
     @Test("overwrite: a reader never accepts a sub-buffer that was overwritten while it read")
     func overwriteTornRead() throws {
         let channel = try smallChannel(subbufferCount: 2, mode: .overwrite)

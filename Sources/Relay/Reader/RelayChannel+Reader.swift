@@ -24,29 +24,33 @@ extension RelayChannel {
         self.checkBufferIndex(index)
         let b = self.cores[index]
         let cursorWord = self.readCursors + index
-        var cursor = max(cursorWord.pointee.load(ordering: .relaxed), b.consumed.pointee.load(ordering: .relaxed))
-        var skipped: UInt64 = 0
-        if b.mode == .overwrite {
-            let produced = self.produced(b)
-            if produced > b.subbufCount && cursor < produced - b.subbufCount {
-                skipped = produced - b.subbufCount - cursor
-                cursor = produced - b.subbufCount
+        let first = max(cursorWord.pointee.load(ordering: .relaxed), b.consumed.pointee.load(ordering: .relaxed))
+        var cursor = first
+        while true {
+            if b.mode == .overwrite {
+                let produced = self.produced(b)
+                if produced > b.subbufCount && cursor < produced - b.subbufCount {
+                    cursor = produced - b.subbufCount
+                }
             }
-        }
-        let slot = b.slot(ofSequence: cursor)
-        let expected = (cursor << 2) | RegionLayout.phaseDelivered
-        // acquiring: pairs with the deliverer's store; the whole sub-buffer is visible.
-        let state = b.stateWord(slot: slot).pointee.load(ordering: .acquiring)
-        if state != expected {
+            let slot = b.slot(ofSequence: cursor)
+            let expected = (cursor << 2) | RegionLayout.phaseDelivered
+            // acquiring: pairs with the deliverer's store; the whole sub-buffer is visible.
+            let state = b.stateWord(slot: slot).pointee.load(ordering: .acquiring)
+            if state == expected { break }
             if b.mode == .overwrite && state >> 2 > cursor {
-                // Lapped between our produced check and now: retry once from the top.
-                cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
+                // Lapped (the open sub-buffer, or one started since our produced check,
+                // reuses the slot): try the next one.
                 self.countSkip(b, cursor: cursor)
-                return try self.withNextSubbuffer(buffer: index, consume: consume, body)
+                cursor += 1
+                continue
             }
-            if skipped > 0 { cursorWord.pointee.store(cursor, ordering: .relaxed) }
+            // Not delivered yet. The cursor stays put, so the call that reads it still
+            // counts every sub-buffer skipped before it in `skippedBefore`.
             return .none
         }
+        // Overwrite mode: sub-buffers lapped before the reader got to them.
+        let skipped = cursor - first
         let packet = UnsafeRawBufferPointer(start: b.subbuffer(sequence: cursor), count: Int(b.subbufSize))
         guard let view = RelaySubbuffer(packet: packet, skippedBefore: skipped) else {
             if b.mode == .overwrite {
