@@ -199,6 +199,25 @@ struct ModeTests {
         #expect(skipped == 5, "0...4 were overwritten before the reader got to them")
     }
 
+    @Test("overwrite: a lapped reader that consumes what it reads has consumed everything it skipped")
+    func overwriteConsumeAfterLap() throws {
+        let channel = try smallChannel(subbufferCount: 4, mode: .overwrite)
+        for _ in 0..<40 { channel.write(Self.record) }  // sub-buffers 0...19
+        channel.flush()
+        var sequences: [UInt64] = []
+        while case .read(let s) = channel.withNextSubbuffer(buffer: 0, consume: true, { $0.sequence }) {
+            sequences.append(s)
+        }
+        #expect(sequences == [16, 17, 18, 19])
+        var stats = channel.stats().total
+        #expect(stats.subbuffersConsumed == 20)
+        #expect(stats.unconsumedSubbuffers == 0)
+        let overwritten = stats.subbuffersOverwritten
+        for _ in 0..<4 { channel.write(Self.record) }  // sub-buffers 20 and 21: nothing unconsumed is reused
+        stats = channel.stats().total
+        #expect(stats.subbuffersOverwritten == overwritten)
+    }
+
     @Test("overwrite: a reader never accepts a sub-buffer that was overwritten while it read")
     func overwriteTornRead() throws {
         let channel = try smallChannel(subbufferCount: 2, mode: .overwrite)

@@ -65,7 +65,10 @@ extension RelayChannel {
             return .overwritten(sequence: cursor)
         }
         if consume {
-            self.subbufsConsumed(buffer: index, count: 1)
+            // With the sub-buffers skipped before it: they are gone, so consumed too (else
+            // the consumed count lags behind the reader and every later reuse counts as
+            // overwriting unconsumed data).
+            self.subbufsConsumed(buffer: index, count: Int(skipped) + 1)
         }
         return .read(value)
     }
