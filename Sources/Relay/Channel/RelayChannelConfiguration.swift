@@ -100,6 +100,14 @@ public struct RelayChannelConfiguration: Sendable, Hashable {
         if self.clientHeaderSize < 0 || self.clientHeaderSize > size / 2 {
             throw invalid("clientHeaderSize \(self.clientHeaderSize) must be between 0 and half a sub-buffer")
         }
+        // Every sub-buffer header carries the header size (engine + client, rounded up to 8)
+        // in 16 bits.
+        if (RegionLayout.engineHeaderSize + self.clientHeaderSize + 7) & ~7 > Int(UInt16.max) {
+            throw invalid(
+                "clientHeaderSize \(self.clientHeaderSize) must be at most "
+                    + "\(Int(UInt16.max) & ~7 - RegionLayout.engineHeaderSize) (the sub-buffer header stores the "
+                    + "header size in 16 bits)")
+        }
         if case .block(let timeout?) = self.mode.kind, timeout < .zero {
             throw invalid("block timeout must not be negative")
         }
