@@ -89,6 +89,12 @@ struct ModeTests {
         #expect(stats.blockTimeouts == 1)
     }
 
+    @Test("block with a timeout beyond Int64 nanoseconds opens (it waits as long as it can), not a crash")
+    func blockHugeTimeout() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .seconds(Int64.max)))
+        #expect(channel.write(Self.record) == .written)
+    }
+
     @Test("block with a timeout: after one timed-out wait, writes fail at once until the consumer frees space, then wait again")
     func blockStallFailsFastUntilSpaceReturns() throws {
         let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .milliseconds(200)))

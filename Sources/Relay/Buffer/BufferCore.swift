@@ -78,7 +78,10 @@ struct BufferCore: @unchecked Sendable {
             self.mode = .block
             if let timeout {
                 let (seconds, attoseconds) = timeout.components
-                self.blockTimeoutNanoseconds = max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+                let (nanoseconds, carry) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
+                // Past Int64 nanoseconds (292 years): wait that long rather than trap.
+                self.blockTimeoutNanoseconds = overflow || carry ? Int64.max : max(0, nanoseconds)
             } else {
                 self.blockTimeoutNanoseconds = -1
             }
