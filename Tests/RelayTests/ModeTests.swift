@@ -224,6 +224,30 @@ struct ModeTests {
         #expect(stats.subbuffersOverwritten == overwritten)
     }
 
+    @Test("overwrite: a consuming reader has consumed the sub-buffers overwritten under it, too")
+    func overwriteConsumeAfterTornRead() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .overwrite)
+        for _ in 0..<4 { channel.write(Self.record) }  // sub-buffer 0 full, 1 open
+        let torn = channel.withNextSubbuffer(buffer: 0, consume: true) { sub -> UInt64 in
+            for _ in 0..<4 { channel.write(Self.record) }  // 2 and 3 reuse both slots
+            return sub.sequence
+        }
+        guard case .overwritten(let sequence) = torn else {
+            Issue.record("expected .overwritten, got \(torn)")
+            return
+        }
+        #expect(sequence == 0)
+        channel.flush()
+        var sequences: [UInt64] = []
+        while case .read(let s) = channel.withNextSubbuffer(buffer: 0, consume: true, { $0.sequence }) {
+            sequences.append(s)
+        }
+        #expect(sequences == [2, 3])
+        let stats = channel.stats().total
+        #expect(stats.subbuffersConsumed == stats.subbuffersProduced, "the reader is caught up")
+        #expect(stats.unconsumedSubbuffers == 0)
+    }
+
     @Test("overwrite: a reader never accepts a sub-buffer that was overwritten while it read")
     func overwriteTornRead() throws {
         let channel = try smallChannel(subbufferCount: 2, mode: .overwrite)

@@ -55,6 +55,8 @@ extension RelayChannel {
         guard let view = RelaySubbuffer(packet: packet, skippedBefore: skipped) else {
             if b.mode == .overwrite {
                 cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
+                // Gone like the skipped ones: consumed too (see the read below).
+                if consume { self.subbufsConsumed(buffer: index, count: Int(skipped) + 1) }
                 return .overwritten(sequence: cursor)
             }
             preconditionFailure("delivered sub-buffer \(cursor) of buffer \(index) has a corrupt header")
@@ -62,6 +64,8 @@ extension RelayChannel {
         let value = try body(view)
         cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
         if b.mode == .overwrite && !self.stillIntact(b, sequence: cursor) {
+            // Gone like the skipped ones: consumed too (see below).
+            if consume { self.subbufsConsumed(buffer: index, count: Int(skipped) + 1) }
             return .overwritten(sequence: cursor)
         }
         if consume {
