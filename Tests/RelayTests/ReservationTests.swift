@@ -65,6 +65,13 @@ struct ReservationTests {
         #expect(channel.stats().total.recordsTooBig == 1)
     }
 
+    @Test("a negative reservation length is an empty reservation, not a crash")
+    func negativeLength() throws {
+        let channel = try smallChannel()
+        #expect(throws: RelayReserveError.emptyReservation) { _ = try channel.reserve(-1) }
+        #expect(channel.stats().total.recordsTooBig == 0)
+    }
+
     @Test("a writer stalled between reserve and commit holds back only its own sub-buffer")
     func stalledWriter() throws {
         let delivered = EventLog<UInt64>()

@@ -69,7 +69,9 @@ extension RelayChannel {
 
     @inline(__always)
     func reserve(_ length: Int, in b: UnsafeMutablePointer<BufferCore>) throws(RelayReserveError) -> RelayReservation {
-        let size = UInt64(length)
+        // truncating: a negative length becomes huge and fails the check below, which
+        // reports it as empty (a plain conversion would trap first).
+        let size = UInt64(truncatingIfNeeded: length)
         guard _fastPath(size &- 1 < b.pointee.maxRecord) else {
             if length <= 0 { throw .emptyReservation }
             self.countLoss(b.pointee, RegionLayout.tooBigOffset)
