@@ -369,9 +369,16 @@ extension RelayChannel {
 
     /// Wakes writers blocked on buffer `b` (space freed, or closing).
     func wakeBlockedWriters(_ b: BufferCore) {
+        // sequentiallyConsistent fence: Dekker with a timed-out writer in `reserveFailed`,
+        // which stores `blockStalled` = 1, fences, then checks the space again. The space
+        // freed before this call (the caller's store of `consumed`) and the load below are
+        // ordered around this fence: either that writer sees the space and clears the flag
+        // itself, or this load sees its 1 and clears it. Never a flag left set over space.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         // relaxed: `blockStalled` only decides whether a writer that found the buffer full
-        // waits or fails at once; a writer that still sees the old 1 drops one record it
-        // could have waited for, and counts it.
+        // waits or fails at once (ordered by the fences above and in `reserveFailed`); a
+        // writer that still sees the old 1 drops one record it could have waited for, and
+        // counts it.
         if b.blockStalled.pointee.load(ordering: .relaxed) != 0 {
             b.blockStalled.pointee.store(0, ordering: .relaxed)
         }
@@ -426,8 +433,20 @@ extension RelayChannel {
                     }
                 }
                 if !self.waitForSpace(b, deadline: deadline) {
-                    // relaxed: see `wakeBlockedWriters`.
+                    // relaxed + sequentiallyConsistent fence: the Dekker store of
+                    // `wakeBlockedWriters` (which pairs with this fence). The consumer may
+                    // have freed space since the wait timed out without seeing a flag to
+                    // clear: look again after the fence, and clear the flag if it did.
                     b.blockStalled.pointee.store(1, ordering: .relaxed)
+                    atomicMemoryFence(ordering: .sequentiallyConsistent)
+                    // relaxed: only says which sequence the next switch needs; the check that
+                    // matters is `space`'s load of `consumed`, after the fence.
+                    let position = b.position.pointee.load(ordering: .relaxed)
+                    let next = position & b.offsetMask == 0 ? position &>> b.shift : (position &>> b.shift) &+ 1
+                    if self.space(b, forSequence: next) != .full {
+                        // relaxed: as the store above.
+                        b.blockStalled.pointee.store(0, ordering: .relaxed)
+                    }
                     self.countLoss(b, RegionLayout.droppedFullOffset)
                     b.count(RegionLayout.blockTimeoutsOffset)
                     return .timedOut
