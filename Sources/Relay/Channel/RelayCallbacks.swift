@@ -2,7 +2,10 @@
 ///
 /// Callbacks run on the thread that triggered them (a writer, a flusher, or the
 /// consumer), once per sub-buffer event, never per record. They must not write to
-/// the same channel: that could recurse into a full buffer.
+/// the same channel: that could recurse into a full buffer. Nor may they `close()` or
+/// `flush()` it: on an exclusive writer's thread the callback runs while that writer is
+/// inside its buffer, which `close()` would wait for forever (and `flush()` for 2 ms,
+/// then skip the buffer).
 public struct RelayCallbacks: Sendable {
     /// A sub-buffer begins (relayfs `subbuf_start`). The client may fill the header
     /// bytes it reserved with `clientHeaderSize`. Also called for the first sub-buffer.

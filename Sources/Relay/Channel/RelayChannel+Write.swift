@@ -119,6 +119,7 @@ extension RelayChannel {
     /// Whether buffer `index` holds records in a sub-buffer that is not sealed yet.
     /// A few loads; used by shippers to decide whether a switch timer is needed.
     public func hasPartialSubbuffer(buffer index: Int) -> Bool {
+        self.checkBufferIndex(index)
         let b = self.cores[index]
         // relaxed: a hint; the flush itself is a CAS.
         let p = b.position.pointee.load(ordering: .relaxed)
