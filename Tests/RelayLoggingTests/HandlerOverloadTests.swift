@@ -46,6 +46,14 @@ final class ChangingDescription: CustomStringConvertible, Sendable {
     }
 }
 
+/// An error whose description is short the first time and long afterwards.
+final class ChangingError: Error, CustomStringConvertible, Sendable {
+    let calls = Atomic<Int>(0)
+    var description: String {
+        self.calls.add(1, ordering: .relaxed).oldValue == 0 ? "short" : "a-much-longer-description-than-before"
+    }
+}
+
 @Suite("RelayLogHandler overload, drops and losses")
 struct HandlerOverloadTests {
     @Test("drop mode: every dropped record is reported exactly once, after space returns")
@@ -197,6 +205,43 @@ struct HandlerOverloadTests {
         #expect(writer.stats().blankRecords == 1)
         #expect(records.count == 1)
         #expect(String(decoding: records.first ?? [], as: UTF8.self).contains("v=a-much-longer-description-than-before"))
+    }
+
+    @Test(
+        "RFC 5424: a description that changes length between passes keeps every frame valid",
+        arguments: [false, true])
+    func changingDescriptionSyslog(octetCounting: Bool) throws {
+        // A blank filler line is not a syslog message, and between octet-counted frames it breaks the framing.
+        let channel = try makeTestChannel()
+        let options = RFC5424Options(hostname: "h", appName: "app", octetCounting: octetCounting)
+        let writer = RelayLogWriter(channel: channel, format: .rfc5424(options))
+        let logger = makeTestLogger(writer)
+        logger.info("flaky value", metadata: ["v": .stringConvertible(ChangingDescription())])
+        logger.info("flaky nested", metadata: ["d": ["n": .stringConvertible(ChangingDescription())]])
+        logger.error("flaky error", error: ChangingError())
+        logger.info("after")
+        var bytes = drainChannel(channel)[...]
+        var frames: [[UInt8]] = []
+        while !bytes.isEmpty {
+            if octetCounting {
+                let space = try #require(bytes.firstIndex(of: 0x20))
+                let length = try #require(Int(String(decoding: bytes[bytes.startIndex..<space], as: UTF8.self)))
+                let end = try #require(space + 1 + length <= bytes.endIndex ? space + 1 + length : nil)
+                frames.append(Array(bytes[bytes.startIndex..<end]))
+                bytes = bytes[end...]
+            } else {
+                let end = try #require(bytes.firstIndex(of: 0x0A)) + 1
+                frames.append(Array(bytes[bytes.startIndex..<end]))
+                bytes = bytes[end...]
+            }
+        }
+        let messages = try frames.map { frame in
+            try EncodingSyslogParser.parseFrame(frame, octetCounting: octetCounting)
+        }
+        #expect(messages.map { String(decoding: $0.msg ?? [], as: UTF8.self) } == [
+            "flaky value", "flaky nested", "flaky error", "after",
+        ])
+        #expect(writer.stats().blankRecords == 0)
     }
 
     @Test("JSON Lines renders a stringConvertible value once, in one pass: no blank line")

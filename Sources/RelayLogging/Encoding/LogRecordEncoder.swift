@@ -419,7 +419,10 @@ internal struct EncodingInputs {
     let hasMetadata: Bool
 
     init(_ record: borrowing LogRecordFields) {
-        if let error = record.error {
+        if let frozen = record.frozenError {
+            self.errorMessage = frozen.message
+            self.errorType = frozen.type
+        } else if let error = record.error {
             self.errorMessage = String(describing: error)
             self.errorType = String(reflecting: type(of: error))
         } else {

@@ -56,6 +56,9 @@ package struct LogRecordFields {
     /// The error logged with the record, if any. Encoding it calls `String(describing:)` and
     /// `String(reflecting: type(of:))`, which allocate.
     package var error: (any Error)?
+    /// The error's description and type name taken once by ``freezeDescriptions()``; encoders use
+    /// them instead of describing ``error`` again.
+    var frozenError: (message: String, type: String)?
 
     /// Creates the fields of one record.
     ///
@@ -143,6 +146,50 @@ package struct LogRecordFields {
 }
 
 extension LogRecordFields {
+    /// Takes every description once: replaces the `stringConvertible` values of the provider and call
+    /// metadata with the strings their `description` returns now, and describes the error, so that
+    /// measuring and encoding the record see the same text. Allocates only when there is such a value or
+    /// an error (which allocate anyway).
+    mutating func freezeDescriptions() {
+        if let provider = self.providerMetadata, Self.hasStringConvertible(provider) {
+            self.providerMetadata = provider.mapValues(PreEncodedMetadata.frozen)
+        }
+        if let call = self.callMetadata, Self.hasStringConvertible(call) {
+            self.callMetadata = call.mapValues(PreEncodedMetadata.frozen)
+        }
+        if let error = self.error {
+            self.frozenError = (String(describing: error), String(reflecting: type(of: error)))
+        }
+    }
+
+    private static func hasStringConvertible(_ metadata: Logger.Metadata) -> Bool {
+        var index = metadata.startIndex
+        while index != metadata.endIndex {
+            if Self.hasStringConvertible(metadata.values[index]) { return true }
+            metadata.formIndex(after: &index)
+        }
+        return false
+    }
+
+    private static func hasStringConvertible(_ value: Logger.MetadataValue) -> Bool {
+        switch value {
+        case .string:
+            return false
+        case .stringConvertible:
+            return true
+        case .array(let array):
+            // Index loop, not `for in`: iterating an array allocates in unoptimised builds.
+            var i = array.startIndex
+            while i < array.endIndex {
+                if Self.hasStringConvertible(array[i]) { return true }
+                i += 1
+            }
+            return false
+        case .dictionary(let dictionary):
+            return Self.hasStringConvertible(dictionary)
+        }
+    }
+
     /// Calls `body` with the UTF-8 bytes of the source (without building a `String` for a derived one).
     @discardableResult
     func withSourceBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {

@@ -142,7 +142,7 @@ package struct PreEncodedMetadata: Sendable {
     }
 
     /// `value` with every `stringConvertible` replaced by the string its `description` returns now.
-    private static func frozen(_ value: Logger.MetadataValue) -> Logger.MetadataValue {
+    static func frozen(_ value: Logger.MetadataValue) -> Logger.MetadataValue {
         switch value {
         case .string:
             return value

@@ -58,6 +58,10 @@ public final class RelayLogWriter: Sendable {
     let encoder: LogRecordEncoder
     let maxRecordSize: Int
     let isJSONLines: Bool
+    /// RFC 5424: the general path takes every description once (``LogRecordFields/freezeDescriptions()``),
+    /// because the blank record of a description that changed between measuring and writing is not a
+    /// syslog message, and between octet-counted frames it breaks the framing.
+    let freezesDescriptions: Bool
     let timestampCache = TimestampCache()
 
     // Counters of rare events only (a per-record counter would cost an atomic operation per call;
@@ -96,6 +100,11 @@ public final class RelayLogWriter: Sendable {
             self.isJSONLines = true
         } else {
             self.isJSONLines = false
+        }
+        if case .rfc5424 = format {
+            self.freezesDescriptions = true
+        } else {
+            self.freezesDescriptions = false
         }
     }
 
@@ -252,13 +261,16 @@ public final class RelayLogWriter: Sendable {
         handlerMetadata: borrowing PreEncodedMetadata,
         provided: Logger.Metadata?
     ) -> Bool {
-        let record = LogRecordFields(
+        var record = LogRecordFields(
             event: event,
             label: label,
             timestampNanoseconds: timestamp,
             handlerMetadata: copy handlerMetadata,
             providerMetadata: provided
         )
+        if self.freezesDescriptions {
+            record.freezeDescriptions()
+        }
         switch self.write(record) {
         case .written:
             return true
