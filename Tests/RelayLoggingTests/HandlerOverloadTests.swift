@@ -176,6 +176,22 @@ struct HandlerOverloadTests {
         #expect(drained.droppedReported == Int(first) + 1)
     }
 
+    @Test("a record that cannot fit even truncated (a huge label) is dropped and reported, not counted as truncated")
+    func unencodableRecord() throws {
+        let channel = try makeTestChannel(subbufferSize: 4096, subbufferCount: 4)
+        let writer = RelayLogWriter(channel: channel)
+        makeTestLogger(writer, label: String(repeating: "L", count: 5000)).info("lost")
+        makeTestLogger(writer).info("kept")
+        let drained = DrainedRecords(drainChannel(channel))
+        #expect(drained.records.map { $0["message"] as? String } == ["kept"])
+        #expect(drained.droppedReported == 1)
+        let stats = writer.stats()
+        #expect(stats.recordsDropped == 1)
+        #expect(stats.recordsWritten == 1)
+        // Truncated records are written records with a marker; this one was not written at all.
+        #expect(stats.recordsTruncated == 0)
+    }
+
     @Test("records logged after the channel closed are counted as refused")
     func closedChannel() throws {
         let channel = try makeTestChannel()

@@ -281,8 +281,8 @@ public final class RelayLogWriter: Sendable {
             self.recordLost(error)
             return false
         case .unencodable:
-            // Not even a fully truncated record fits (a huge label, file or function name).
-            self.truncatedCount.add(1, ordering: .relaxed)
+            // Not even a fully truncated record fits (a huge label, file or function name): dropped, not
+            // truncated (``RelayLogStats/recordsTruncated`` counts written records).
             self.recordLost(.tooBig)
             return false
         }
