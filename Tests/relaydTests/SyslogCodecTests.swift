@@ -267,6 +267,32 @@ struct SyslogParsingTests {
         )
         #expect(parseFields("") == ParsedFields(.unparsed, priority: nil, message: ""))
     }
+
+    /// The SD is copied verbatim into RFC 5424 output, so only well-formed SD-ELEMENTs may be taken as SD
+    /// (RFC 5424 §6.3: `"[" SD-ID *(SP PARAM-NAME "=" %d34 PARAM-VALUE %d34) "]"`, names of 1-32 characters).
+    @Test func malformedStructuredDataIsNotRFC5424() {
+        for header in [
+            "[a b]",  // a PARAM-NAME without a value
+            "[a k=v]",  // an unquoted PARAM-VALUE
+            "[a k]",  // no "="
+            "[a k=\"v\"x=\"y\"]",  // no SP between SD-PARAMs
+            "[a =\"v\"]",  // an empty PARAM-NAME
+            "[a  k=\"v\"]",  // two SPs
+            "[a k=\"v\" ]",  // a trailing SP
+            "[\(String(repeating: "i", count: 33)) k=\"v\"]",  // an SD-ID longer than 32
+            "[a \(String(repeating: "n", count: 33))=\"v\"]",  // a PARAM-NAME longer than 32
+        ] {
+            let text = "<14>1 - h a p m \(header) x"
+            #expect(
+                parseFields(text) == ParsedFields(.unparsed, priority: 14, message: String(text.dropFirst(4))),
+                "\(header)")
+        }
+        #expect(
+            parseFields(#"<14>1 - h a p m [a@1][b@2 k="v" l="" e="\]\"\\"] x"#)
+                == ParsedFields(
+                    .rfc5424, priority: 14, timestamp: "-", hostname: "h", appName: "a", procID: "p", msgID: "m",
+                    structuredData: #"[a@1][b@2 k="v" l="" e="\]\"\\"]"#, message: "x"))
+    }
 }
 
 @Suite("Syslog re-encoding")

@@ -58,41 +58,52 @@ struct ByteScanner {
         range.count == 1 && self.bytes[range.lowerBound] == UInt8(ascii: "-")
     }
 
-    /// One or more SD-ELEMENTs: `[SD-ID *(SP PARAM="value")]`, values with `\"`, `\\`, `\]` escapes.
+    /// One or more SD-ELEMENTs: `[SD-ID *(SP PARAM-NAME="value")]` (RFC 5424 §6.3; names are 1-32 printable
+    /// characters other than `=`, `]` and `"`), values with `\"`, `\\`, `\]` escapes. Anything else is not
+    /// structured data (`nil`): encoders copy the SD verbatim, so it must be well-formed.
     mutating func structuredData() -> Range<Int>? {
         let start = self.position
         var index = self.position
         guard index < self.bytes.count, self.bytes[index] == UInt8(ascii: "[") else { return nil }
         while index < self.bytes.count, self.bytes[index] == UInt8(ascii: "[") {
-            index += 1
-            let idStart = index
-            while index < self.bytes.count, self.bytes[index] != 0x20, self.bytes[index] != UInt8(ascii: "]") {
-                let byte = self.bytes[index]
-                guard byte > 32, byte < 127, byte != UInt8(ascii: "="), byte != UInt8(ascii: "\"") else { return nil }
-                index += 1
-            }
-            guard index > idStart else { return nil }
-            var inQuotes = false
-            while index < self.bytes.count {
-                let byte = self.bytes[index]
-                if inQuotes {
+            guard let idEnd = self.sdNameEnd(from: index + 1) else { return nil }
+            index = idEnd
+            while index < self.bytes.count, self.bytes[index] == 0x20 {
+                guard let nameEnd = self.sdNameEnd(from: index + 1), nameEnd + 1 < self.bytes.count,
+                    self.bytes[nameEnd] == UInt8(ascii: "="), self.bytes[nameEnd + 1] == UInt8(ascii: "\"")
+                else { return nil }
+                index = nameEnd + 2
+                while true {
+                    guard index < self.bytes.count else { return nil }
+                    let byte = self.bytes[index]
                     if byte == UInt8(ascii: "\\") {
                         index += 2
                         continue
                     }
-                    if byte == UInt8(ascii: "\"") { inQuotes = false }
-                } else if byte == UInt8(ascii: "\"") {
-                    inQuotes = true
-                } else if byte == UInt8(ascii: "]") {
-                    break
+                    if byte == UInt8(ascii: "\"") { break }
+                    index += 1
                 }
-                index += 1
+                index += 1  // past the closing '"'
             }
-            guard index < self.bytes.count, !inQuotes else { return nil }
+            guard index < self.bytes.count, self.bytes[index] == UInt8(ascii: "]") else { return nil }
             index += 1  // past ']'
         }
         self.position = index
         return start..<index
+    }
+
+    /// The end of the SD-NAME (SD-ID or PARAM-NAME) that starts at `start`: 1-32 bytes of `!`...`~` other than
+    /// `=`, `]` and `"`; `nil` when there is none or it is longer.
+    private func sdNameEnd(from start: Int) -> Int? {
+        var index = start
+        while index < self.bytes.count {
+            let byte = self.bytes[index]
+            guard byte > 32, byte < 127, byte != UInt8(ascii: "="), byte != UInt8(ascii: "]"), byte != UInt8(ascii: "\"")
+            else { break }
+            index += 1
+        }
+        guard index > start, index - start <= 32 else { return nil }
+        return index
     }
 
     /// `Mmm dd hh:mm:ss` (day space- or zero-padded), leaving the cursor after the seconds.
