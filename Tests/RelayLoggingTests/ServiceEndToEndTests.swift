@@ -131,6 +131,36 @@ struct ServiceEndToEndTests {
         #expect(service.stats().log.recordsRefusedClosed == 1)
     }
 
+    @Test("shutdown with a drop report pending and a stuck destination returns at its drain timeout (block mode, no timeout)")
+    func shutdownWithStuckDestination() throws {
+        // A peer that reads a few KB every 3 s: the channel fills and stays full.
+        let receiver = try StreamReceiver(receiveBuffer: 4096, readDelayMicroseconds: 3_000_000)
+        defer { receiver.stop() }
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: .tcp(host: "127.0.0.1", port: receiver.port), overload: .block(timeout: nil),
+                subbufferSize: 4096, subbufferCount: 4, buffers: 1, switchInterval: .milliseconds(10),
+                drainTimeout: .milliseconds(500), diagnostics: quietDiagnostics))
+        let logger = Logger(label: "stuck") { service.makeHandler(label: $0) }
+        // A writer that fills the channel, then waits for space (until shutdown closes the channel).
+        let filler = TestThreads.spawn { for i in 0..<100_000 { logger.info("filler \(i)") } }
+        let deadline = monotonicSeconds() + 10
+        while service.stats().log.channel.total.writerWaits == 0 && monotonicSeconds() < deadline { usleep(1000) }
+        try #require(service.stats().log.channel.total.writerWaits > 0, "the channel filled up")
+        // A record that does not fit even truncated (its label is larger than a sub-buffer): dropped,
+        // and its report is pending, to be written at shutdown if there is space in time.
+        let huge = Logger(label: String(repeating: "l", count: 5000)) { service.makeHandler(label: $0) }
+        huge.info("dropped")
+        #expect(service.stats().log.dropsPending == 1)
+        let started = monotonicSeconds()
+        #expect(!service.shutdown(), "the stuck destination did not take everything")
+        let took = monotonicSeconds() - started
+        #expect(took < 2, "shutdown took \(took) s with a drain timeout of 0.5 s")
+        TestThreads.join(filler)
+        let stats = service.stats().log
+        #expect(stats.recordsDropped == stats.dropsReported + stats.dropsPending, "every drop counted")
+    }
+
     @Test("as a Service: graceful shutdown of the group drains the logs")
     func serviceGroup() async throws {
         let directory = TemporaryDirectory(prefix: "relay-logging")

@@ -89,6 +89,17 @@ struct ModeTests {
         #expect(stats.blockTimeouts == 1)
     }
 
+    @Test("block without a timeout: reserve(_:waitingAtMost:) waits only that long")
+    func blockReserveWaitingAtMost() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .block())
+        for _ in 0..<4 { channel.write(Self.record) }
+        let start = ContinuousClock.now
+        #expect(throws: RelayReserveError.timedOut) { _ = try channel.reserve(Self.record.count, waitingAtMost: .milliseconds(50)) }
+        let waited = ContinuousClock.now - start
+        #expect(waited >= .milliseconds(45) && waited < .seconds(5))
+        #expect(channel.stats().total.blockTimeouts == 1)
+    }
+
     @Test("block with a timeout beyond Int64 nanoseconds opens (it waits as long as it can), not a crash")
     func blockHugeTimeout() throws {
         let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .seconds(Int64.max)))

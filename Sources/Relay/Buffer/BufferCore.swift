@@ -77,11 +77,8 @@ struct BufferCore: @unchecked Sendable {
         case .block(let timeout):
             self.mode = .block
             if let timeout {
-                let (seconds, attoseconds) = timeout.components
-                let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-                let (nanoseconds, carry) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
                 // Past Int64 nanoseconds (292 years): wait that long rather than trap.
-                self.blockTimeoutNanoseconds = overflow || carry ? Int64.max : max(0, nanoseconds)
+                self.blockTimeoutNanoseconds = Clock.nanoseconds(timeout)
             } else {
                 self.blockTimeoutNanoseconds = -1
             }

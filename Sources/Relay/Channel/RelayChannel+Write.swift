@@ -67,8 +67,20 @@ extension RelayChannel {
         return try self.reserve(length, in: self.currentSharedCore())
     }
 
+    /// Reserves like ``reserve(_:)``, but in ``RelayMode/block(timeout:)`` waits for space at
+    /// most `timeout` instead of the channel's timeout (in the other modes it is
+    /// ``reserve(_:)``). For a write that must not wait longer than a deadline of its own,
+    /// such as a last record written at shutdown.
+    ///
+    /// - Throws: ``RelayReserveError``; `.timedOut` when `timeout` passed without space.
+    public func reserve(_ length: Int, waitingAtMost timeout: Duration) throws(RelayReserveError) -> RelayReservation {
+        return try self.reserve(length, in: self.currentSharedCore(), timeoutNanoseconds: Clock.nanoseconds(timeout))
+    }
+
     @inline(__always)
-    func reserve(_ length: Int, in b: UnsafeMutablePointer<BufferCore>) throws(RelayReserveError) -> RelayReservation {
+    func reserve(
+        _ length: Int, in b: UnsafeMutablePointer<BufferCore>, timeoutNanoseconds: Int64? = nil
+    ) throws(RelayReserveError) -> RelayReservation {
         // truncating: a negative length becomes huge and fails the check below, which
         // reports it as empty (a plain conversion would trap first).
         let size = UInt64(truncatingIfNeeded: length)
@@ -77,7 +89,7 @@ extension RelayChannel {
             self.countLoss(b.pointee, RegionLayout.tooBigOffset)
             throw .tooBig
         }
-        switch self.reserveHandlingMode(b, length: size) {
+        switch self.reserveHandlingMode(b, length: size, timeoutNanoseconds: timeoutNanoseconds) {
         case .reserved(let position):
             return RelayReservation(channel: self, core: b, position: position, length: size)
         case .full, .lapped:

@@ -391,14 +391,15 @@ extension RelayChannel {
 
     /// Reserves in `b`, handling full buffers according to the mode. Counts losses.
     @inline(__always)
-    func reserveHandlingMode(_ b: UnsafeMutablePointer<BufferCore>, length: UInt64) -> Reserve {
+    func reserveHandlingMode(_ b: UnsafeMutablePointer<BufferCore>, length: UInt64, timeoutNanoseconds: Int64? = nil) -> Reserve {
         let first = self.reserve(b, length: length)
         if case .reserved = first { return first }
-        return self.reserveFailed(b.pointee, length: length, first: first)
+        return self.reserveFailed(b.pointee, length: length, first: first, timeoutNanoseconds: timeoutNanoseconds)
     }
 
+    /// `timeoutNanoseconds` replaces the block mode's timeout (negative: wait forever).
     @inline(never)
-    func reserveFailed(_ b: BufferCore, length: UInt64, first: Reserve) -> Reserve {
+    func reserveFailed(_ b: BufferCore, length: UInt64, first: Reserve, timeoutNanoseconds: Int64? = nil) -> Reserve {
         var outcome = first
         var deadline: UInt64? = nil
         var deadlineComputed = false
@@ -428,8 +429,9 @@ extension RelayChannel {
                 }
                 if !deadlineComputed {
                     deadlineComputed = true
-                    if b.blockTimeoutNanoseconds >= 0 {
-                        deadline = Clock.monotonicNanoseconds &+ UInt64(b.blockTimeoutNanoseconds)
+                    let timeout = timeoutNanoseconds ?? b.blockTimeoutNanoseconds
+                    if timeout >= 0 {
+                        deadline = Clock.monotonicNanoseconds &+ UInt64(timeout)
                     }
                 }
                 if !self.waitForSpace(b, deadline: deadline) {

@@ -139,9 +139,10 @@ public final class RelayLoggingService: Service, Sendable {
             return
         }
         let deadline = ContinuousClock.now + drainTimeout
-        while !self.writer.reportDrops(), ContinuousClock.now < deadline {
+        while !self.writer.reportDrops(waitingAtMost: deadline - ContinuousClock.now), ContinuousClock.now < deadline {
             self.shipper.flush()
-            try? await Task.sleep(for: .milliseconds(1))
+            // A cancelled task's sleep throws at once: sleep the thread instead of spinning.
+            do { try await Task.sleep(for: .milliseconds(1)) } catch { usleep(1000) }
         }
         self.channel.close()
         let remaining = deadline - ContinuousClock.now
@@ -167,7 +168,7 @@ public final class RelayLoggingService: Service, Sendable {
         }
         let timeout = self.configuration.drainTimeout
         let deadline = ContinuousClock.now + timeout
-        while !self.writer.reportDrops(), ContinuousClock.now < deadline {
+        while !self.writer.reportDrops(waitingAtMost: deadline - ContinuousClock.now), ContinuousClock.now < deadline {
             self.shipper.flush()
             usleep(1000)
         }

@@ -303,7 +303,9 @@ public final class RelayLogWriter: Sendable {
     /// reservation; the reservation is then left uncommitted, which the channel fills with the
     /// documented blank filler (spaces and a newline) and counts, and the record is encoded once
     /// more into a reservation of the new size. ``RelayLogStats/blankRecords`` counts these.
-    func write(_ record: borrowing LogRecordFields) -> GeneralOutcome {
+    ///
+    /// `timeout`, when given, replaces a block-mode channel's timeout for each reservation.
+    func write(_ record: borrowing LogRecordFields, waitingAtMost timeout: Duration? = nil) -> GeneralOutcome {
         var measured = self.encoder.measure(record, maxBytes: self.maxRecordSize)
         var attempts = 0
         while attempts < 3 {
@@ -312,7 +314,11 @@ public final class RelayLogWriter: Sendable {
             let size = measured.requiredCapacity
             let reservation: RelayReservation
             do {
-                reservation = try self.channel.reserve(size)
+                if let timeout {
+                    reservation = try self.channel.reserve(size, waitingAtMost: timeout)
+                } else {
+                    reservation = try self.channel.reserve(size)
+                }
             } catch {
                 return .lost(error)
             }
@@ -374,10 +380,13 @@ public final class RelayLogWriter: Sendable {
     /// space. Log calls do this by themselves; call it to report drops without logging anything else
     /// (shutdown does).
     ///
+    /// - Parameter timeout: With a ``RelayMode/block(timeout:)`` channel, wait for space at most
+    ///   this long instead of the channel's timeout (shutdown passes what is left of its deadline,
+    ///   so a stuck destination cannot hold it forever). `nil`: the channel's own.
     /// - Returns: `true` when no drops remain unreported.
     @discardableResult
     @inline(never)
-    public func reportDrops() -> Bool {
+    public func reportDrops(waitingAtMost timeout: Duration? = nil) -> Bool {
         // sequentiallyConsistent: see `addPendingDrops`.
         self.dropHint.store(0, ordering: .sequentiallyConsistent)
         let episode = self.dropEpisode.exchange(WordPair(first: 0, second: 0), ordering: .sequentiallyConsistent)
@@ -385,7 +394,7 @@ public final class RelayLogWriter: Sendable {
         guard count > 0 else { return true }
         let since = Int64(bitPattern: UInt64(episode.second))
         let record = Self.dropReport(count: UInt64(count), since: since, timestamp: WallClock.nanosecondsSinceEpoch)
-        switch self.write(record) {
+        switch self.write(record, waitingAtMost: timeout) {
         case .written, .truncated:
             self.summaryCount.add(1, ordering: .relaxed)
             self.reportedCount.add(UInt64(count), ordering: .relaxed)
