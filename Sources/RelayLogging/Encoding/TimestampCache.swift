@@ -11,8 +11,8 @@ import Synchronization
 /// The formatted date and time of the latest second (`2026-11-27T15:58:35.`), shared by every thread
 /// that logs through one writer, so a record only formats its microseconds.
 ///
-/// A seqlock: a writer takes the (odd) version with a compare-exchange, stores the second and its
-/// 20 bytes, and releases the next (even) version; a reader copies them between two loads of the
+/// A seqlock: a writer takes the (odd) version with a compare-exchange and a release fence, stores the
+/// second and its 20 bytes, and releases the next (even) version; a reader copies them between two loads of the
 /// version and uses them only if the version did not change and was even. A thread that finds the
 /// cache stale (a new second) or busy formats the whole timestamp itself, then tries to publish it.
 internal final class TimestampCache: Sendable {
@@ -67,9 +67,14 @@ internal final class TimestampCache: Sendable {
     @inline(never)
     private func publish(seconds: UInt64, formatted: UnsafeRawPointer, seen version: UInt64) {
         guard version & 1 == 0 else { return }
-        // acquiring: the stores below stay after the version turns odd (readers see it change).
-        guard self.version.compareExchange(expected: version, desired: version &+ 1, ordering: .acquiring).exchanged
+        // relaxed: the fence below orders this odd version before the stores.
+        guard self.version.compareExchange(expected: version, desired: version &+ 1, ordering: .relaxed).exchanged
         else { return }
+        // releasing fence (the seqlock writer's): pairs with the readers' acquiring fence. A reader
+        // whose loads see any of the stores below then sees the odd version (or a later one) in its
+        // second version load, and discards what it read. (An acquiring compare-exchange alone would
+        // not order its own store before these on a weakly ordered CPU such as aarch64.)
+        atomicMemoryFence(ordering: .releasing)
         self.second.store(seconds, ordering: .relaxed)
         self.prefix0.store(formatted.loadUnaligned(as: UInt64.self), ordering: .relaxed)
         self.prefix1.store(formatted.loadUnaligned(fromByteOffset: 8, as: UInt64.self), ordering: .relaxed)
