@@ -318,6 +318,23 @@ struct SyslogEncodingTests {
         )
     }
 
+    @Test("a message that already has relayd's SD-ID (relayd forwarding to relayd) keeps it once")
+    func rfc5424ForwardedKeepsOneTagElement() {
+        let frame = Array(
+            (#"<165>1 2003-10-11T22:14:15.003Z edge app - - [ex@32473 note="[relayd@32473 x] \"q\" \]"]"#
+                + #"[relayd@32473 input="edge-in" peer="10.0.0.7:514"] hello"#).utf8
+        )
+        #expect(
+            encodeChecked(frame, Self.rfc5424, input: "central-in", peer: "10.0.0.1:40000")
+                == #"<165>1 2003-10-11T22:14:15.003Z edge app - - [ex@32473 note="[relayd@32473 x] \"q\" \]"]"#
+                + #"[relayd@32473 input="edge-in" peer="10.0.0.7:514"] hello"# + "\n"
+        )
+        // An SD-ID that only appears inside a parameter value does not count.
+        let inValue = Array(#"<165>1 2003-10-11T22:14:15.003Z edge app - - [ex@32473 note="[relayd@32473 x]"] hi"#.utf8)
+        let tagged = encodeChecked(inValue, Self.rfc5424, tags: TagOptions(inputName: true, peer: false, receivedAt: false))
+        #expect(tagged == #"<165>1 2003-10-11T22:14:15.003Z edge app - - [ex@32473 note="[relayd@32473 x]"][relayd@32473 input="in"] hi"# + "\n")
+    }
+
     @Test func rfc3164IsConvertedToRFC5424() {
         let frame = Array("<30>Nov  7 01:02:03 sshd[4711]: Accepted publickey".utf8)
         #expect(

@@ -264,6 +264,7 @@ struct OutputConfig: Sendable, Equatable {
     var channel: String
     /// `sd_id`: the SD-ID of the tag element in `rfc5424` output (default `relayd@32473`; 32473 is the
     /// example enterprise number of RFC 5612 — set your own private enterprise number in production).
+    /// A message that already has an element with this SD-ID keeps it and gets no second one.
     var sdID: String
     /// `type` and its settings.
     var kind: Kind

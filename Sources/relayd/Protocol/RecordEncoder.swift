@@ -176,7 +176,11 @@ struct RecordEncoder: Sendable {
         sink.append(0x20)
         Self.appendHeaderField(message.msgID.map(message.slice), maxLength: 32, into: &sink)
         sink.append(0x20)
-        let hasTags = Self.hasTags(context)
+        // An SD-ID appears at most once in a message (RFC 5424 §6.3.2): a message that already
+        // carries this SD-ID (relayd forwarding to relayd) keeps the first hop's tags.
+        let hasTags =
+            Self.hasTags(context)
+            && !(message.structuredData.map { Self.structuredData(message.slice($0), hasElement: self.sdID) } ?? false)
         if let sd = message.structuredData {
             self.appendText(message.slice(sd), into: &sink)
         } else if !hasTags {
@@ -281,6 +285,38 @@ struct RecordEncoder: Sendable {
     }
 
     // MARK: Field helpers
+
+    /// Whether well-formed structured data `sd` (`[SD-ID params]…`, as the parser accepts it) has an
+    /// element with SD-ID `id`. Skips parameter values, quoted, with their escapes.
+    static func structuredData(_ sd: UnsafeRawBufferPointer, hasElement id: [UInt8]) -> Bool {
+        var i = 0
+        while i < sd.count, sd[i] == UInt8(ascii: "[") {
+            i += 1
+            let start = i
+            while i < sd.count, sd[i] != 0x20, sd[i] != UInt8(ascii: "]") { i += 1 }
+            if i - start == id.count, id.withUnsafeBytes({ $0.elementsEqual(UnsafeRawBufferPointer(rebasing: sd[start..<i])) }) {
+                return true
+            }
+            var quoted = false
+            while i < sd.count {
+                let c = sd[i]
+                if quoted {
+                    if c == UInt8(ascii: "\\") {
+                        i += 2
+                        continue
+                    }
+                    if c == UInt8(ascii: "\"") { quoted = false }
+                } else if c == UInt8(ascii: "\"") {
+                    quoted = true
+                } else if c == UInt8(ascii: "]") {
+                    break
+                }
+                i += 1
+            }
+            i += 1  // past "]"
+        }
+        return false
+    }
 
     private static func hasTags(_ context: RecordContext) -> Bool {
         (context.tags.inputName && !context.inputName.isEmpty) || (context.tags.peer && !context.peer.isEmpty)
