@@ -287,6 +287,12 @@ struct SyslogParsingTests {
                 parseFields(text) == ParsedFields(.unparsed, priority: 14, message: String(text.dropFirst(4))),
                 "\(header)")
         }
+        // A PARAM-VALUE that is not UTF-8 (a lone continuation byte, a truncated sequence).
+        for bad: [UInt8] in [[0x80], [0xE2, 0x82], [0x41, 0xFF]] {
+            let frame = Array(#"<14>1 - h a p m [a k=""#.utf8) + bad + Array(#""] x"#.utf8)
+            #expect(parseFields(frame).format == .unparsed, "\(bad)")
+        }
+        #expect(parseFields(#"<14>1 - h a p m [a k="€ é"] x"#).structuredData == #"[a k="€ é"]"#, "valid UTF-8 is kept")
         #expect(
             parseFields(#"<14>1 - h a p m [a@1][b@2 k="v" l="" e="\]\"\\"] x"#)
                 == ParsedFields(

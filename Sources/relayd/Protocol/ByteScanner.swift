@@ -73,6 +73,8 @@ struct ByteScanner {
                     self.bytes[nameEnd] == UInt8(ascii: "="), self.bytes[nameEnd + 1] == UInt8(ascii: "\"")
                 else { return nil }
                 index = nameEnd + 2
+                let valueStart = index
+                var ascii = true
                 while true {
                     guard index < self.bytes.count else { return nil }
                     let byte = self.bytes[index]
@@ -81,7 +83,12 @@ struct ByteScanner {
                         continue
                     }
                     if byte == UInt8(ascii: "\"") { break }
+                    if byte >= 0x80 { ascii = false }
                     index += 1
+                }
+                // PARAM-VALUE is UTF-8 (RFC 5424 §6.3.3): copied through verbatim, it must be valid.
+                guard ascii || Self.isValidUTF8(UnsafeRawBufferPointer(rebasing: self.bytes[valueStart..<index])) else {
+                    return nil
                 }
                 index += 1  // past the closing '"'
             }
@@ -90,6 +97,19 @@ struct ByteScanner {
         }
         self.position = index
         return start..<index
+    }
+
+    /// Whether `bytes` are well-formed UTF-8.
+    static func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return true
+            case .error: return false
+            }
+        }
     }
 
     /// The end of the SD-NAME (SD-ID or PARAM-NAME) that starts at `start`: 1-32 bytes of `!`...`~` other than
