@@ -278,6 +278,11 @@ struct SyslogFrameDecoderTests {
 
         let clean = decodeFrames(utf8Bytes("3 abc"), finish: true)
         #expect(clean.frames == [DecodedFrame("abc", .octetCounted)])
+
+        // The sender closed right after the length prefix: nothing to emit, but the frame is counted lost.
+        let empty = decodeFrames(utf8Bytes("3 abc10 "), finish: true)
+        #expect(empty.frames == [DecodedFrame("abc", .octetCounted)])
+        #expect(empty.counters.incomplete == 1)
     }
 
     @Test func takeCountersResets() {

@@ -53,7 +53,8 @@ struct FrameDecoderCounters: Sendable, Equatable {
     var badPrefix: UInt64 = 0
     /// Empty LF frames skipped (a lone LF, e.g. a trailer after an octet-counted frame).
     var emptySkipped: UInt64 = 0
-    /// Frames cut short by the end of the stream.
+    /// Frames cut short by the end of the stream (an octet-counted frame whose sender closed right
+    /// after its `MSG-LEN SP` is counted here too, though it has no byte to emit).
     var incomplete: UInt64 = 0
 }
 
@@ -338,7 +339,11 @@ struct SyslogFrameDecoder: ~Copyable {
         self.state = .frameStart
         let count = self.pending
         self.pending = 0
-        guard count > 0 else { return }
+        guard count > 0 else {
+            // A declared frame of which nothing arrived: nothing to emit, but it was lost.
+            if framing == .octetCounted { self.counters.incomplete += 1 }
+            return
+        }
         self.counters.frames += 1
         self.counters.incomplete += 1
         if framing == .lf { self.counters.lf += 1 } else { self.counters.octetCounted += 1 }
