@@ -41,7 +41,6 @@ extension RelayChannel {
             if b.mode == .overwrite && state >> 2 > cursor {
                 // Lapped (the open sub-buffer, or one started since our produced check,
                 // reuses the slot): try the next one.
-                self.countSkip(b, cursor: cursor)
                 cursor += 1
                 continue
             }
@@ -76,8 +75,6 @@ extension RelayChannel {
         }
         return .read(value)
     }
-
-    private func countSkip(_ b: BufferCore, cursor: UInt64) {}
 
     /// Seqlock-style validation: were the reads of sub-buffer `sequence` that precede
     /// this call free of concurrent overwrites? A slot is reused only when the switch to
