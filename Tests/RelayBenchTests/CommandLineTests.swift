@@ -100,6 +100,7 @@ struct CommandLineTests {
             (["run", "--mode", "ring"], "see 'relay-bench help <command>'"),
             (["run", "--verify"], "add --sink file:PATH"),
             (["run", "--bogus"], "Unknown option '--bogus'"),
+            (["run", "--stall-timeout", "1e20"], "--stall-timeout"),
             (["frobnicate"], "see 'relay-bench help <command>'"),
         ] as [([String], String)]
     )

@@ -128,8 +128,8 @@ struct RunCommand: ParsableCommand {
         )
         configuration.registerBuffers = !self.unregistered
         try configuration.validate()
-        guard self.stallTimeout.isFinite, self.stallTimeout >= 0 else {
-            throw BenchError("stall timeout \(self.stallTimeout) is invalid: use --stall-timeout with 0 (wait forever) or more seconds")
+        guard self.stallTimeout.isFinite, self.stallTimeout >= 0, self.stallTimeout <= 86_400 else {
+            throw BenchError("stall timeout \(self.stallTimeout) is invalid: use --stall-timeout with 0 (wait forever) up to 86400 seconds")
         }
         if self.verify && !configuration.sinks.contains(where: RunSinks.isVerifiable) {
             throw BenchError("--verify needs a sink that writes plain records to files: add --sink file:PATH")
