@@ -164,6 +164,8 @@ struct CommandLineTests {
             (["compare", "--verify"], "use --sink file:PATH"),
             (["compare", "--subbuf-size", "3000"], "power of two"),
             (["compare", "--record-size", "31"], "use --record-size 32 or more"),
+            (["compare", "--records", "20000000000000", "--record-size", "1048576", "--subbuf-size", "2MiB", "--sink", "file:/tmp/x"], "lower --records"),
+            (["compare", "--producers", "65536", "--records", "600000000000000000"], "lower --records"),
         ] as [([String], String)]
     )
     func compareRejects(arguments: [String], fragment: String) {

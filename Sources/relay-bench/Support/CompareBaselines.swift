@@ -82,6 +82,9 @@ enum CompareBaselines {
             guard self.records > 0 else {
                 throw BenchError("record count 0 is invalid: use --records 1 or more")
             }
+            guard !self.records.multipliedReportingOverflow(by: UInt64(self.recordSize)).overflow else {
+                throw BenchError("\(self.records) records of \(self.recordSize) bytes exceed 2^64 bytes: lower --records or --record-size")
+            }
         }
     }
 
