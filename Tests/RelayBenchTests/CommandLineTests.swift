@@ -185,6 +185,13 @@ struct CommandLineTests {
         #expect(throws: (any Error).self) { try LoadCommand.parse(["--count", "3M", "--duration", "2"]) }
     }
 
+    @Test("load: a duration the clock cannot hold is bad input, not a crash", arguments: ["1e11", "inf"])
+    func loadRejectsEndlessDuration(duration: String) {
+        let result = diagnosis(["load", "--duration", duration])
+        #expect(result.status == 2)
+        #expect(result.text?.contains("--duration") == true, "\(result.text ?? "")")
+    }
+
     @Test("sweep: the listed parameter is swept, the others fixed")
     func sweepPlan() throws {
         let (parameter, values, plans) = try SweepCommand.parse([

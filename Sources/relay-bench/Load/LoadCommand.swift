@@ -68,6 +68,7 @@ struct LoadCommand: ParsableCommand {
             throw ValidationError("--count must be at least 1")
         }
         if let duration = self.duration, !(duration > 0) { throw ValidationError("--duration must be positive") }
+        if let duration = self.duration, !(duration <= 86_400) { throw ValidationError("--duration must be at most 86400 seconds") }
         if self.count != nil && self.duration != nil {
             throw ValidationError("give either --count or --duration, not both")
         }
