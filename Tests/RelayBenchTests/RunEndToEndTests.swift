@@ -249,3 +249,46 @@ struct RunStallTests {
         #expect(report.writtenRecords + report.droppedRecords == report.offeredRecords)
     }
 }
+
+@Suite("run --verify expectations")
+struct RunVerifyExpectationTests {
+    @Test("a timed run expects each producer's offered records: a lost tail fails verify", arguments: [BenchMode.block, .drop])
+    func timedRunLostTail(mode: BenchMode) throws {
+        let directory = try BenchTestDirectory()
+        // Producer 0 offered 100 records and producer 1 offered 80; in drop mode the channel
+        // dropped producer 0's sequences 10..<15.
+        let dropped: Set<[UInt64]> = mode == .drop ? Set((UInt64(10)..<15).map { [0, $0] }) : []
+        func file(_ name: String, losing lost: Set<[UInt64]>) throws -> String {
+            var builder = try RecordFileBuilder(size: 64)
+            for sequence in UInt64(0)..<100 {
+                for (producer, offered) in [(0, UInt64(100)), (1, UInt64(80))] where sequence < offered {
+                    let key = [UInt64(producer), sequence]
+                    if !dropped.contains(key) && !lost.contains(key) { builder.add(producer, sequence) }
+                }
+            }
+            return try directory.write(name, builder.bytes)
+        }
+        let droppedCount = UInt64(dropped.count)
+        let report = BenchReport(
+            producers: 2, recordSize: 64, mode: mode.rawValue, sinks: ["file"], offeredRecords: 180,
+            writtenRecords: 180 - droppedCount, droppedRecords: droppedCount, shippedBytes: (180 - droppedCount) * 64,
+            elapsedSeconds: 1, cpuSeconds: 1, peakRSSBytes: 0, producerNsPerRecord: LatencyPercentiles(p50: 0, p99: 0, p999: 0),
+            subbufSize: 1 << 20, subbufs: 8
+        )
+        func verify(_ path: String) throws -> VerifyReport {
+            let configuration = RunConfiguration(
+                producers: 2, amount: .seconds(1), recordSize: 64, mode: mode, sinks: [.file(path: path, options: FileSinkOptions())])
+            let output = BenchRunner.VerifiableOutput(files: [path], interleavesBuffers: false)
+            return try #require(try BenchRunner.verify(configuration, report: report, offered: [100, 80], sinkFiles: [output]))
+        }
+
+        let intact = try verify(try file("intact.log", losing: []))
+        #expect(intact.ok, "\(intact.problems)")
+        #expect(intact.missingRecords == droppedCount)
+
+        // The file lost producer 1's last five records, which the channel had accepted.
+        let lostTail = try verify(try file("lost-tail.log", losing: Set((UInt64(75)..<80).map { [1, $0] })))
+        #expect(!lostTail.ok)
+        #expect(lostTail.missingRecords == droppedCount + 5)
+    }
+}

@@ -142,6 +142,7 @@ enum BenchRunner {
         if options.progress { ProgressLine.clear() }
 
         let results = control.results.withLock { $0.compactMap { $0 } }
+        let offeredPerProducer = control.results.withLock { $0.map { $0?.offered ?? 0 } }
         var report = BenchRunner.makeReport(
             configuration, results: results, channel: channel, shipperStats: shipper.stats(), drained: drained,
             elapsed: Double(end - start) / 1e9, usage: usage
@@ -165,7 +166,7 @@ enum BenchRunner {
             }
         }
         if options.verify {
-            report.verify = try BenchRunner.verify(configuration, report: report, sinkFiles: verifiable)
+            report.verify = try BenchRunner.verify(configuration, report: report, offered: offeredPerProducer, sinkFiles: verifiable)
         }
         return RunOutcome(report: report, verifiableFiles: verifiable.flatMap(\.files), outputFiles: outputs)
     }
@@ -362,19 +363,26 @@ enum BenchRunner {
     /// Verifies the run's plain-format files against what the producers offered and dropped.
     ///
     /// Every verifiable sink got every shipped record, so each sink is checked on its own.
-    private struct VerifiableOutput {
+    struct VerifiableOutput {
         var files: [String]
         var interleavesBuffers: Bool
     }
 
-    private static func verify(_ configuration: RunConfiguration, report: BenchReport, sinkFiles: [VerifiableOutput]) throws(BenchError) -> VerifyReport? {
+    /// The run's verification; `offered` holds each producer's offered record count (sequences `0..<offered[p]`).
+    static func verify(
+        _ configuration: RunConfiguration, report: BenchReport, offered: [UInt64], sinkFiles: [VerifiableOutput]
+    ) throws(BenchError) -> VerifyReport? {
         guard !sinkFiles.isEmpty else { return nil }
         var expectedRecords: UInt64?
         if case .records(let count) = configuration.amount { expectedRecords = count }
         var options = VerifyOptions(recordSize: configuration.recordSize, expectedProducers: configuration.producers, expectedRecords: expectedRecords)
+        if expectedRecords == nil {
+            // A timed run: each producer offered its own count, sequences 0..<offered.
+            options.expectedPerProducer = offered
+        }
         switch configuration.mode {
         case .block, .drop:
-            if expectedRecords != nil { options.expectedMissing = report.droppedRecords }
+            options.expectedMissing = report.droppedRecords
             options.allowGaps = report.droppedRecords > 0
         case .overwrite:
             options.allowGaps = true

@@ -157,7 +157,8 @@ final class RecordVerifier {
         // Without --expect-producers, the producers seen are the expected ones (at least one when
         // records are expected, so an empty output still counts as all missing).
         let expectedProducerCount =
-            options.expectedProducers ?? (options.expectedRecords != nil ? max(self.producers.count, 1) : self.producers.count)
+            options.expectedPerProducer?.count ?? options.expectedProducers
+            ?? (options.expectedRecords != nil ? max(self.producers.count, 1) : self.producers.count)
         let producerRows = max(self.producers.count, expectedProducerCount)
         var summaries: [VerifyReport.Producer] = []
         var problems: [String] = []
@@ -175,7 +176,9 @@ final class RecordVerifier {
             var unexpected: UInt64 = 0
             var ranges: [VerifyReport.MissingRange] = []
             if id < expectedProducerCount {
-                if let total = options.expectedRecords {
+                if let perProducer = options.expectedPerProducer {
+                    expected = perProducer[id]
+                } else if let total = options.expectedRecords {
                     expected = RecordSplit.count(forProducer: id, total: total, producers: expectedProducerCount)
                 }
                 let limit = expected ?? (state.records > 0 ? state.maxSequence + 1 : 0)

@@ -13,6 +13,11 @@ struct VerifyOptions: Sendable, Equatable {
     /// detected below each producer's highest sequence (a lost tail is invisible).
     var expectedRecords: UInt64?
 
+    /// When set, producer `p` must hold exactly sequences `0..<expectedPerProducer[p]` (what each
+    /// producer of a timed run offered); it takes the place of ``expectedRecords`` and sets the
+    /// producer count.
+    var expectedPerProducer: [UInt64]?
+
     /// Whether missing records are acceptable (drop and overwrite modes); they are still counted.
     var allowGaps: Bool = false
 
