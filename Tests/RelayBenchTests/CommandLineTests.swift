@@ -101,6 +101,7 @@ struct CommandLineTests {
             (["run", "--verify"], "add --sink file:PATH"),
             (["run", "--bogus"], "Unknown option '--bogus'"),
             (["run", "--stall-timeout", "1e20"], "--stall-timeout"),
+            (["run", "--records", "3", "--rate", "1e-11"], "--rate"),
             (["frobnicate"], "see 'relay-bench help <command>'"),
         ] as [([String], String)]
     )

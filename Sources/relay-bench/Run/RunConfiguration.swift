@@ -131,8 +131,9 @@ struct RunConfiguration: Sendable, Equatable {
             }
         }
         if let rate = self.ratePerProducer {
-            guard rate.isFinite, rate > 0, rate <= 1e10 else {
-                throw BenchError("rate \(rate) records/s is invalid: use --rate with a positive value up to 10G")
+            // Below 0.001 records/s the open-loop schedule's nanosecond deadlines overflow.
+            guard rate.isFinite, rate >= 0.001, rate <= 1e10 else {
+                throw BenchError("rate \(rate) records/s is invalid: use --rate from 0.001 up to 10G")
             }
         }
         if let buffers = self.buffers {
