@@ -186,6 +186,13 @@ struct CommandLineTests {
         #expect(throws: (any Error).self) { try LoadCommand.parse(["--count", "3M", "--duration", "2"]) }
     }
 
+    @Test("load: a target without a port, or a bracketed IPv6 target without a colon before it, is rejected", arguments: ["[::1]5140", "[::1]", "[::1]x5140", "[::1]:", "127.0.0.1:"])
+    func loadRejectsBracketWithoutColon(target: String) {
+        #expect(throws: (any Error).self) { try LoadEndpoint.resolve(target) }
+        #expect((try? LoadEndpoint.resolve("[::1]:5140")) != nil)
+        #expect((try? LoadEndpoint.resolve("127.0.0.1:5140")) != nil)
+    }
+
     @Test("load: a duration the clock cannot hold is bad input, not a crash", arguments: ["1e11", "inf"])
     func loadRejectsEndlessDuration(duration: String) {
         let result = diagnosis(["load", "--duration", duration])

@@ -20,12 +20,19 @@ struct LoadEndpoint: Sendable {
         let port: String
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
             host = String(text[text.index(after: text.startIndex)..<close])
-            port = String(text[text.index(after: close)...].dropFirst())
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else {
+                throw ValidationError("--target \(text): expected [host]:port, e.g. [::1]:5140")
+            }
+            port = String(rest.dropFirst())
         } else if let colon = text.lastIndex(of: ":") {
             host = String(text[..<colon])
             port = String(text[text.index(after: colon)...])
         } else {
             throw ValidationError("--target \(text): expected host:port, e.g. 127.0.0.1:5140")
+        }
+        guard !port.isEmpty else {
+            throw ValidationError("--target \(text): the port is missing, e.g. 127.0.0.1:5140")
         }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
