@@ -292,3 +292,40 @@ struct RunVerifyExpectationTests {
         #expect(lostTail.missingRecords == droppedCount + 5)
     }
 }
+
+extension RunVerifyExpectationTests {
+    @Test("overwrite mode: the records a sink did not ship are exactly the missing ones", arguments: [false, true])
+    func overwriteLostRecords(timed: Bool) throws {
+        let directory = try BenchTestDirectory()
+        // 2 producers offered 100 records each; the sink shipped 180: sequences 20..<30 of both
+        // producers were overwritten before the shipper copied them.
+        func file(_ name: String, losing lost: Set<[UInt64]>) throws -> String {
+            var builder = try RecordFileBuilder(size: 64)
+            for sequence in UInt64(0)..<100 where !(20..<30).contains(sequence) {
+                for producer in 0..<2 where !lost.contains([UInt64(producer), sequence]) { builder.add(producer, sequence) }
+            }
+            return try directory.write(name, builder.bytes)
+        }
+        let report = BenchReport(
+            producers: 2, recordSize: 64, mode: BenchMode.overwrite.rawValue, sinks: ["file"], offeredRecords: 200,
+            writtenRecords: 200, droppedRecords: 0, shippedBytes: 180 * 64, elapsedSeconds: 1, cpuSeconds: 1, peakRSSBytes: 0,
+            producerNsPerRecord: LatencyPercentiles(p50: 0, p99: 0, p999: 0), subbufSize: 1 << 20, subbufs: 8
+        )
+        func verify(_ path: String) throws -> VerifyReport {
+            let configuration = RunConfiguration(
+                producers: 2, amount: timed ? .seconds(1) : .records(200), recordSize: 64, mode: .overwrite,
+                sinks: [.file(path: path, options: FileSinkOptions())])
+            let output = BenchRunner.VerifiableOutput(files: [path], interleavesBuffers: false, shippedRecords: 180)
+            return try #require(try BenchRunner.verify(configuration, report: report, offered: [100, 100], sinkFiles: [output]))
+        }
+
+        let intact = try verify(try file("intact.log", losing: []))
+        #expect(intact.ok, "\(intact.problems)")
+        #expect(intact.missingRecords == 20)
+
+        // The file also lost records the sink had shipped.
+        let lost = try verify(try file("lost.log", losing: [[0, 50], [1, 99]]))
+        #expect(!lost.ok)
+        #expect(lost.missingRecords == 22)
+    }
+}

@@ -154,7 +154,7 @@ enum BenchRunner {
         }
         var outputs: [String] = []
         var verifiable: [VerifiableOutput] = []
-        for sink in configuration.sinks {
+        for (index, sink) in configuration.sinks.enumerated() {
             let files = RunSinks.outputFiles(of: sink, buffers: buffers)
             outputs += files
             if RunSinks.isVerifiable(sink) {
@@ -162,7 +162,8 @@ enum BenchRunner {
                 // CPUs can appear out of order in it; each buffer's own file stays in order.
                 var interleaved = false
                 if case .file = sink { interleaved = buffers > 1 }
-                verifiable.append(VerifiableOutput(files: files, interleavesBuffers: interleaved))
+                let shipped = index < report.sinkStats.count ? report.sinkStats[index].shippedBytes / UInt64(configuration.recordSize) : nil
+                verifiable.append(VerifiableOutput(files: files, interleavesBuffers: interleaved, shippedRecords: shipped))
             }
         }
         if options.verify {
@@ -366,6 +367,8 @@ enum BenchRunner {
     struct VerifiableOutput {
         var files: [String]
         var interleavesBuffers: Bool
+        /// The records the sink shipped (its byte count / record size), when known.
+        var shippedRecords: UInt64? = nil
     }
 
     /// The run's verification; `offered` holds each producer's offered record count (sequences `0..<offered[p]`).
@@ -387,9 +390,14 @@ enum BenchRunner {
         case .overwrite:
             options.allowGaps = true
         }
+        let offeredTotal = offered.reduce(0, +)
         var combined: VerifyReport?
         for output in sinkFiles {
             options.allowReorder = output.interleavesBuffers
+            if configuration.mode == .overwrite, let shipped = output.shippedRecords {
+                // What this sink did not ship was dropped or overwritten; nothing else may be missing.
+                options.expectedMissing = offeredTotal >= shipped ? offeredTotal - shipped : 0
+            }
             let result = try RecordVerifier.verify(files: output.files, options: options)
             if combined == nil || !result.ok { combined = result }
         }
