@@ -186,10 +186,12 @@ struct LoadPlan: Sendable {
     /// One connection's sending loop. Returns the messages sent and the error that ended it early, if any.
     func send(fd: Int32, connection: Int, quota: Int?, begin: ContinuousClock.Instant) -> (Int, String?) {
         let frameSize = self.layout.frameSize
-        let perConnectionRate = self.rate > 0 ? max(1, self.rate / self.connections) : 0
+        // Messages per second of this connection: an equal share of the total, fractional when the
+        // total does not divide evenly (0: full speed).
+        let perConnectionRate = self.rate > 0 ? Double(self.rate) / Double(self.connections) : 0
         // Batches of about 256 KiB at full speed; about 1 ms worth of messages when paced.
         var batch = max(1, (256 << 10) / frameSize)
-        if perConnectionRate > 0 { batch = max(1, min(batch, perConnectionRate / 1000)) }
+        if perConnectionRate > 0 { batch = max(1, min(batch, Int(perConnectionRate / 1000))) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: batch * frameSize, alignment: 64)
         defer { buffer.deallocate() }
         self.layout.template.withUnsafeBytes { template in
@@ -210,7 +212,7 @@ struct LoadPlan: Sendable {
             if let deadline, ContinuousClock.now >= deadline { break }
             if perConnectionRate > 0 {
                 // Message `sent` is due at begin + sent / rate.
-                let due = begin + .nanoseconds(Int64(Double(sent) / Double(perConnectionRate) * 1e9))
+                let due = begin + .nanoseconds(Int64(Double(sent) / perConnectionRate * 1e9))
                 let now = ContinuousClock.now
                 if due > now {
                     let wait = due - now
