@@ -167,6 +167,7 @@ struct CommandLineTests {
             (["compare", "--record-size", "31"], "use --record-size 32 or more"),
             (["compare", "--records", "20000000000000", "--record-size", "1048576", "--subbuf-size", "2MiB", "--sink", "file:/tmp/x"], "lower --records"),
             (["compare", "--producers", "65536", "--records", "600000000000000000"], "lower --records"),
+            (["compare", "--record-size", "100000", "--subbuf-size", "1MiB"], "leave mutex out of --variants"),
         ] as [([String], String)]
     )
     func compareRejects(arguments: [String], fragment: String) {
@@ -228,6 +229,7 @@ struct CommandLineTests {
             (["sweep", "--producers", "1,2", "--plot", "chart.png"], "does not end in .svg"),
             (["sweep", "--producers", "1,2", "--plot", "/nonexistent-relay-bench/x.svg"], "does not exist"),
             (["sweep", "--subbuf-size", "4KiB,3000"], "use a power of two from 4096"),
+            (["sweep", "--record-size", "4096,131072", "--subbuf-size", "1MiB"], "leave mutex out of --variants"),
         ] as [([String], String)]
     )
     func sweepRejects(arguments: [String], fragment: String) {

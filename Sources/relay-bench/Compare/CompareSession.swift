@@ -54,6 +54,11 @@ struct CompareSettings: Sendable, Equatable {
         guard self.variants.contains(.relay) else {
             throw BenchError("the variants must include relay, the reference of every ratio: add relay to --variants")
         }
+        // Checked here, not when the mutex variant runs after the others.
+        if self.variants.contains(.mutex) && self.workload.recordSize > 64 << 10 {
+            throw BenchError(
+                "record size \(self.workload.recordSize) does not fit the mutex variant's 64 KiB buffer: leave mutex out of --variants or use --record-size 65536 or less")
+        }
     }
 }
 
