@@ -187,6 +187,16 @@ struct CommandLineTests {
         #expect(throws: (any Error).self) { try LoadCommand.parse(["--count", "3M", "--duration", "2"]) }
     }
 
+    @Test("load: a hostname that leaves no room in the message, or breaks RFC 5424's 255 bytes, is rejected")
+    func loadRejectsLongHostname() {
+        let long = String(repeating: "h", count: 200)
+        let tooSmall = diagnosis(["load", "--hostname", long, "--size", "128"])
+        #expect(tooSmall.status == 2)
+        #expect(tooSmall.text?.contains("--size") == true, "\(tooSmall.text ?? "")")
+        #expect(diagnosis(["load", "--hostname", long, "--size", "512"]).status == 0)
+        #expect(diagnosis(["load", "--hostname", String(repeating: "h", count: 256), "--size", "4096"]).status == 2)
+    }
+
     @Test("load: a target without a port, or a bracketed IPv6 target without a colon before it, is rejected", arguments: ["[::1]5140", "[::1]", "[::1]x5140", "[::1]:", "127.0.0.1:"])
     func loadRejectsBracketWithoutColon(target: String) {
         #expect(throws: (any Error).self) { try LoadEndpoint.resolve(target) }

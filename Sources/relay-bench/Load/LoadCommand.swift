@@ -75,6 +75,13 @@ struct LoadCommand: ParsableCommand {
         guard self.hostname.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) && !self.hostname.isEmpty else {
             throw ValidationError("--hostname must be printable ASCII without spaces")
         }
+        guard self.hostname.utf8.count <= 255 else {
+            throw ValidationError("--hostname must be at most 255 bytes (RFC 5424)")
+        }
+        let header = LoadMessageLayout.headerLength(hostname: self.hostname)
+        guard self.size > header else {
+            throw ValidationError("--size must be more than \(header) bytes with this --hostname")
+        }
     }
 
     func run() throws {

@@ -24,6 +24,13 @@ struct LoadMessageLayout: Sendable {
     /// Offset of the 12 sequence digits in a frame.
     let sequenceOffset: Int
 
+    /// The bytes of this process's messages with `hostname` before their padding (header, connection
+    /// and sequence fields, with a 27-byte timestamp); a message must be longer.
+    static func headerLength(hostname: String) -> Int {
+        // "<134>1 " TIMESTAMP " " HOSTNAME " relay-bench " PID " load - c=" "0000 s=" "000000000000 "
+        7 + 27 + 1 + hostname.utf8.count + 13 + String(getpid()).utf8.count + 10 + 7 + 13
+    }
+
     /// Lays out messages of `size` bytes.
     init(size: Int, hostname: String, framing: LoadCommand.Framing) {
         var now = timespec()
@@ -45,6 +52,7 @@ struct LoadMessageLayout: Sendable {
         let sequenceInMessage = message.count
         message += Array("000000000000 ".utf8)
         precondition(message.count < size, "message size \(size) is too small for the header")
+        assert(message.count == Self.headerLength(hostname: hostname))
         message += [UInt8](repeating: UInt8(ascii: "x"), count: size - message.count)
 
         var frame: [UInt8]
