@@ -151,6 +151,34 @@ struct ShipperLifecycleTests {
         shipper.stop()
     }
 
+    @Test("a start() that fails leaves the channels unattached: the next shipper of a channel is woken by its writers")
+    func failedStartLeavesChannelsFree() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let first = try RelayChannel(RelayChannelConfiguration(name: "failed-a", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
+        let second = try RelayChannel(RelayChannelConfiguration(name: "failed-b", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
+        // The second channel's file cannot be opened, so the ring thread's set-up fails
+        // after the first channel's sinks were opened.
+        let failing = RelayShipper(logger: testLogger())
+        try failing.add(first, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("a.log")))])
+        try failing.add(second, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("missing/b.log")))])
+        #expect(throws: RelayShipperError.self) { try failing.start() }
+
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(20)), logger: testLogger())
+        try shipper.add(first, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("a.log")))])
+        try shipper.start()
+        // Let the ring thread find every buffer empty and sleep without a timer: only the
+        // writer's doorbell can tell it that a record now waits.
+        usleep(100_000)
+        first.write(Array("after a failed start\n".utf8))
+        let deadline = monotonicSeconds() + 2
+        while readFileBytes(dir.file("a.log"))?.isEmpty != false && monotonicSeconds() < deadline { usleep(1000) }
+        #expect(readFileBytes(dir.file("a.log")) == Array("after a failed start\n".utf8), "shipped by the switch timer, not by stop()")
+        first.close()
+        second.close()
+        shipper.stop()
+    }
+
     @Test("ServiceGroup-style run(): graceful shutdown drains")
     func serviceRun() async throws {
         let dir = TemporaryDirectory()

@@ -119,7 +119,6 @@ final class ShipperLoop {
                 sinkIndex += 1
             }
             self.channels.append(ChannelEntry(channel: channel, sinks: sinks, trackers: first..<self.trackers.count))
-            channel.attachConsumer(shared.wakeup)
         }
         if configuration.registerBuffers {
             self.registerRegions()
@@ -132,6 +131,12 @@ final class ShipperLoop {
             case .failure(let errno):
                 throw RelayShipperError(message: "cannot create an eventfd for wake-ups: \(errno)", errno: errno)
             }
+        }
+        // Last, once nothing can throw: a failed start must not leave a channel attached
+        // to this doorbell, or the next shipper's attach is refused and its writers ring
+        // a doorbell nobody waits on.
+        for entry in self.channels {
+            entry.channel.attachConsumer(shared.wakeup)
         }
     }
 
