@@ -264,6 +264,16 @@ public final class RelayChannel: @unchecked Sendable {
         // acquiring: pairs with the releasing store in `attachConsumer`.
         let address = self.consumerWakeupAddress.load(ordering: .acquiring)
         if address == 0 { return }
+        if threshold == .deepSleep {
+            // sequentiallyConsistent fence: Dekker with `RelayConsumerWakeup.prepareToSleep`
+            // and the consumer's re-check of the position (`hasPartialSubbuffer`). The
+            // first-record and switch paths published the position with a restartable
+            // sequence or an exclusive writer's plain store, which the store buffer may
+            // still hold when the state load below reads (StoreLoad); without the fence
+            // both sides can miss each other and the consumer sleeps without a timer. (A
+            // delivery's sequentially consistent state store already orders its load.)
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+        }
         let storage = UnsafeMutablePointer<RelayConsumerWakeup.Storage>(bitPattern: address).unsafelyUnwrapped
         // sequentiallyConsistent: Dekker with `RelayConsumerWakeup.prepareToSleep`.
         let state = storage.pointee.state.load(ordering: .sequentiallyConsistent)

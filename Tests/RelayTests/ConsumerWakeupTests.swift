@@ -1,0 +1,78 @@
+import Relay
+import RelayTestSupport
+import Synchronization
+import Testing
+
+/// The doorbell's Dekker pair: a consumer declares itself asleep and then re-checks the
+/// buffers; a writer publishes its work and then loads the consumer's state. At least one
+/// side must see the other, or the consumer sleeps on work nobody rings for.
+@Suite("Consumer wake-up (Dekker with a sleeping consumer)", .serialized)
+struct ConsumerWakeupTests {
+    static let cpus = CPUAffinity.onlineCount
+
+    final class Rounds: Sendable {
+        let go = Atomic<Int>(0)
+        let done = Atomic<Int>(0)
+        let spin = Atomic<Int>(0)
+    }
+
+    /// A store-buffering litmus test on the real code. Each round the writer (CPU 1) writes
+    /// the first record of an empty buffer: a restartable sequence (plain stores) moves the
+    /// position, then `wakeConsumer` loads the consumer's state. The consumer (CPU 0)
+    /// stores `.deepSleep` and re-checks with `hasPartialSubbuffer`, as `ShipperLoop.wait`
+    /// does. The consumer's delay adapts until the two race. Without a StoreLoad fence on
+    /// the writer's side both can miss each other (seen in optimized builds, a few hundred
+    /// rounds in 100,000; debug builds did not show it here): the shipper then sleeps
+    /// without a timer while the record waits.
+    @Test(
+        "the first record of a sub-buffer either rings a deep-sleeping consumer or is seen by its re-check",
+        .enabled(if: cpus >= 2, "needs 2 CPUs"))
+    func firstRecordReachesDeepSleeper() throws {
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(
+                name: "wake-dekker-\(UInt32.random(in: 0...UInt32.max))", subbufferSize: 4096, subbufferCount: 8,
+                mode: .drop))
+        let wakeup = RelayConsumerWakeup()
+        #expect(channel.attachConsumer(wakeup))
+        let rounds = 20_000
+        let sync = Rounds()
+        let writer = TestThreads.spawn {
+            CPUAffinity.pin(to: 1)
+            let record = [UInt8](repeating: 0x41, count: 32)
+            for round in 1...rounds {
+                // acquiring: pairs with the consumer's releasing store of the round.
+                while sync.go.load(ordering: .acquiring) != round {}
+                record.withUnsafeBytes { _ = channel.write($0) }
+                // releasing: pairs with the consumer's acquiring wait for the round.
+                sync.done.store(round, ordering: .releasing)
+            }
+        }
+        CPUAffinity.pin(to: 0)
+        defer { CPUAffinity.pin(to: nil) }
+        var random = SplitMix64(state: 7)
+        var center = 0
+        var lost = 0
+        for round in 1...rounds {
+            // Buffer 1 (the writer's) is empty: its next record is the first of sub-buffer 0.
+            try channel.reset()
+            wakeup.markAwake()
+            let ringsBefore = wakeup.ringCount
+            let delay = max(0, center + Int(random.next() % 64) - 32)
+            // releasing: pairs with the writer's acquiring wait for the round.
+            sync.go.store(round, ordering: .releasing)
+            for i in 0..<delay { sync.spin.store(i, ordering: .relaxed) }
+            wakeup.prepareToSleep(.deepSleep)
+            let sawPartial = channel.hasPartialSubbuffer(buffer: 1)
+            // acquiring: pairs with the writer's releasing store after its write.
+            while sync.done.load(ordering: .acquiring) != round {}
+            let rang = wakeup.ringCount != ringsBefore
+            if !sawPartial && !rang { lost += 1 }
+            // Consumer too early (only the writer saw the other side): wait longer; too late:
+            // wait less.
+            if rang && !sawPartial { center += 1 } else if sawPartial && !rang { center = max(0, center - 1) }
+        }
+        TestThreads.join(writer)
+        wakeup.markAwake()
+        #expect(lost == 0, "\(lost) of \(rounds) rounds: the writer did not ring and the consumer's re-check saw nothing")
+    }
+}
