@@ -12,6 +12,7 @@
 #include <linux/capability.h>
 #include <linux/sockios.h>
 #include <linux/stat.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
@@ -90,6 +91,11 @@ int CRelayLinux_peer_is_local(int fd) {
         return 0;
     }
     return 0;
+}
+
+uint64_t CRelayLinux_heap_in_use(void) {
+    struct mallinfo2 info = mallinfo2();
+    return (uint64_t)info.uordblks + (uint64_t)info.hblkhd;
 }
 
 int CRelayLinux_set_ipc_lock_effective(int enabled) {

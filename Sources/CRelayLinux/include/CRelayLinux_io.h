@@ -42,6 +42,10 @@ int CRelayLinux_peer_is_local(int fd);
 /// RLIMIT_MEMLOCK fallback as root. Returns 0 or -errno.
 int CRelayLinux_set_ipc_lock_effective(int enabled);
 
+/// Bytes of C heap memory allocated and not yet freed (mallinfo2: in-use arena bytes plus
+/// mmapped chunks). Tests use it to find leaks.
+uint64_t CRelayLinux_heap_in_use(void);
+
 /// Asks the kernel to attach the sender's credentials (SCM_CREDENTIALS) to every
 /// message received on the Unix socket `fd` (SO_PASSCRED). Returns 0 or -errno.
 int CRelayLinux_enable_passcred(int fd);

@@ -155,6 +155,8 @@ final class ShipperLoop {
             self.buffersRegistered = true
             for i in self.trackers.indices {
                 let t = self.trackers[i]
+                // The replacement stages in memory of its own; nothing refers to this yet.
+                t.staging?.deallocate()
                 self.trackers[i] = BufferTracker(
                     channelIndex: t.channelIndex, channel: t.channel, buffer: t.buffer, allSinks: t.allSinks, fixedIndex: UInt16(i))
             }
@@ -588,6 +590,11 @@ final class ShipperLoop {
         if let eventFD = self.eventFD {
             self.shared.wakeup.setEventFD(-1)
             Files.close(eventFD)
+        }
+        // Overwrite channels' staging copies, once no operation can still read them (past
+        // the deadline some may: then the memory is left to them).
+        if self.outstandingOps() == 0 {
+            for t in self.trackers { t.staging?.deallocate() }
         }
         self.publishStats(now: Clock.now, force: true)
     }
