@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Relay
 import RelayShipper
@@ -149,6 +150,25 @@ struct ShipperLifecycleTests {
         #expect(stats.threadCPUSeconds < 0.05)
         channel.close()
         shipper.stop()
+    }
+
+    @Test("a start() that fails closes the files it had opened")
+    func failedStartClosesFiles() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let first = try RelayChannel(RelayChannelConfiguration(name: "failed-fd-a", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
+        let second = try RelayChannel(RelayChannelConfiguration(name: "failed-fd-b", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
+        let failing = RelayShipper(logger: testLogger())
+        try failing.add(first, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("opened.log")))])
+        try failing.add(second, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("missing/b.log")))])
+        #expect(throws: RelayShipperError.self) { try failing.start() }
+        #expect(FileManager.default.fileExists(atPath: dir.file("opened.log")), "the first sink did open its file")
+        // No descriptor of this process may still refer to it.
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        let targets = open.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") }
+        #expect(!targets.contains(dir.file("opened.log")), "the failed start leaked the descriptor of opened.log")
+        first.close()
+        second.close()
     }
 
     @Test("a start() that fails leaves the channels unattached: the next shipper of a channel is woken by its writers")

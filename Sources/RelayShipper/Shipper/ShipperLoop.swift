@@ -106,10 +106,16 @@ final class ShipperLoop {
             for (position, sink) in registration.sinks.enumerated() {
                 switch sink.kind {
                 case .file(let c):
-                    let fileSink = try FileSink(
-                        index: sinkIndex, position: position, configuration: c, buffers: channel.buffers,
-                        subbufferSize: channel.configuration.subbufferSize, queueDepth: configuration.fileQueueDepth,
-                        label: sink.label)
+                    let fileSink: FileSink
+                    do {
+                        fileSink = try FileSink(
+                            index: sinkIndex, position: position, configuration: c, buffers: channel.buffers,
+                            subbufferSize: channel.configuration.subbufferSize, queueDepth: configuration.fileQueueDepth,
+                            label: sink.label)
+                    } catch {
+                        self.abandonSetup(sinks)
+                        throw error
+                    }
                     sinks.append(.file(fileSink))
                 case .socket(let c):
                     sinks.append(.socket(SocketSink(index: sinkIndex, position: position, configuration: c, label: sink.label)))
@@ -129,6 +135,7 @@ final class ShipperLoop {
                 self.eventFD = FileDescriptor(rawValue: fd)
                 shared.wakeup.setEventFD(fd)
             case .failure(let errno):
+                self.abandonSetup([])
                 throw RelayShipperError(message: "cannot create an eventfd for wake-ups: \(errno)", errno: errno)
             }
         }
@@ -142,6 +149,17 @@ final class ShipperLoop {
 
     deinit {
         self.eventBuffer.deallocate()
+    }
+
+    /// A failed start leaves nothing behind: closes the files its sinks (those of
+    /// `self.channels` and `pending`) opened and frees the staging copies. No operation
+    /// was queued yet.
+    private func abandonSetup(_ pending: [Sink]) {
+        for entry in self.channels {
+            for case .file(let s) in entry.sinks { s.closeAll(fsync: false) }
+        }
+        for case .file(let s) in pending { s.closeAll(fsync: false) }
+        for t in self.trackers { t.staging?.deallocate() }
     }
 
     private func registerRegions() {
