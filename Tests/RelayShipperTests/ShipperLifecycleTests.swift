@@ -272,3 +272,38 @@ struct OverwriteShippingTests {
         #expect(sequences == sequences.sorted())
     }
 }
+
+/// Durations too long to add to the monotonic clock ("as long as it takes") must not trap
+/// the ring thread: the child process this test starts runs ``HugeDurationProbe`` (a trap
+/// there would take this process down with it).
+@Suite("Huge durations", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
+struct HugeDurationTests {
+    @Test("a huge switch interval and stop timeout are waited out, not overflowed")
+    func hugeDurations() throws {
+        let (status, output) = try ChildTestProcess.run(filter: "HugeDurationProbe", environment: [hugeDurationProbeVariable: "1"])
+        #expect(status == 0, "the probe failed or trapped:\n\(output)")
+        #expect(output.contains("HUGE-DURATION-PROBE-PASSED"), "the probe did not finish:\n\(output)")
+    }
+}
+
+private let hugeDurationProbeVariable = "RELAY_HUGE_DURATION_PROBE"
+
+/// Runs only in the child process started by ``HugeDurationTests/hugeDurations()``.
+@Suite("HugeDurationProbe", .enabled(if: ProcessInfo.processInfo.environment[hugeDurationProbeVariable] != nil))
+struct HugeDurationProbe {
+    @Test("huge durations")
+    func probe() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "huge", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .seconds(Int64.max)), logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("h.log")))])
+        try shipper.start()
+        channel.write(Array("waits for stop\n".utf8))  // partly filled: arms the (far) switch timer
+        usleep(50_000)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(Int64.max)))
+        #expect(readFileBytes(dir.file("h.log")) == Array("waits for stop\n".utf8))
+        print("HUGE-DURATION-PROBE-PASSED")
+    }
+}

@@ -232,7 +232,7 @@ final class ShipperLoop {
         }
         var timeout: Int64? = nil
         if let deadline = self.nextDeadline() {
-            timeout = deadline > now ? Int64(deadline - now) : 0
+            timeout = deadline > now ? Int64(clamping: deadline - now) : 0
         }
         if timeout == 0 {
             self.shared.wakeup.markAwake()
@@ -493,7 +493,9 @@ final class ShipperLoop {
             self.collectDelivered(now: now)
         }
         if self.switchDeadline == nil && self.anyPartial() {
-            self.switchDeadline = now + self.configuration.switchInterval.nanoseconds
+            // Saturating: a huge interval means "never", not an overflow trap.
+            let (deadline, overflow) = now.addingReportingOverflow(self.configuration.switchInterval.nanoseconds)
+            self.switchDeadline = overflow ? UInt64.max : deadline
         }
     }
 
@@ -550,7 +552,9 @@ final class ShipperLoop {
                 for entry in self.channels { entry.channel.flush() }
             case .stop(let timeout):
                 if self.drainDeadline == nil {
-                    self.drainDeadline = now + timeout.nanoseconds
+                    // Saturating, as the switch deadline.
+                    let (deadline, overflow) = now.addingReportingOverflow(timeout.nanoseconds)
+                    self.drainDeadline = overflow ? UInt64.max : deadline
                 }
             case .abort:
                 self.exitRequested = true
