@@ -592,7 +592,9 @@ final class ShipperLoop {
         let cancelData = URingUserData(kind: OpKind.cancel.rawValue, index: 0, sequence: 0).rawValue
         if self.wakeArmed {
             let wakeData = URingUserData(kind: OpKind.wake.rawValue, index: 0, sequence: 0).rawValue
-            try? self.ring.cancel(wakeData, all: true, userData: cancelData)
+            // One wake-up read is armed at a time, so no CANCEL_ALL flag: kernels before 5.19
+            // reject any cancel flag (EINVAL), which would leave the read armed.
+            try? self.ring.cancel(wakeData, all: false, userData: cancelData)
         }
         self.isShuttingDown = true
         for entry in self.channels {
