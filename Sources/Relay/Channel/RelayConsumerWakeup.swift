@@ -68,6 +68,11 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
         // either a writer sees this state and rings, or our re-check after this store
         // sees its delivery.
         self.storage.pointee.state.store(state.rawValue, ordering: .sequentiallyConsistent)
+        // sequentiallyConsistent fence: the re-check reads the buffers' words with relaxed or
+        // acquiring loads, which a weakly ordered CPU (aarch64) may satisfy before the store
+        // above; the fence keeps them after it (the writers' side has its own, see
+        // `RelayChannel.wakeConsumer`). Once per sleep, never per record.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
     }
 
     /// Declares the consumer awake (after a wait returns).
