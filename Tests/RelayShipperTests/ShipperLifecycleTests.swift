@@ -171,6 +171,23 @@ struct ShipperLifecycleTests {
         second.close()
     }
 
+    @Test("a per-buffer file sink whose later file cannot be opened closes the files it opened before")
+    func failedPerBufferOpenClosesFiles() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "failed-per-buffer", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 2))
+        // "pb1" is a directory: buffer 0's file opens, buffer 1's cannot.
+        mkdir(dir.file("pb1"), 0o755)
+        let failing = RelayShipper(logger: testLogger())
+        try failing.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("pb"), layout: .perBuffer))])
+        #expect(throws: RelayShipperError.self) { try failing.start() }
+        #expect(FileManager.default.fileExists(atPath: dir.file("pb0")), "buffer 0's file was opened")
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        let targets = open.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") }
+        #expect(!targets.contains(dir.file("pb0")), "the failed start leaked the descriptor of pb0")
+        channel.close()
+    }
+
     @Test("a start() that fails leaves the channels unattached: the next shipper of a channel is woken by its writers")
     func failedStartLeavesChannelsFree() throws {
         let dir = TemporaryDirectory()

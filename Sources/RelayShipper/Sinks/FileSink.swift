@@ -116,7 +116,12 @@ final class FileSink {
                     + "block aligned); set format to packets or turn direct I/O off")
         }
         for i in self.files.indices {
-            try self.open(file: i, now: Clock.now, reopening: false)  // age rotation counts from here
+            do {
+                try self.open(file: i, now: Clock.now, reopening: false)  // age rotation counts from here
+            } catch {
+                self.closeAll(fsync: false)  // the files opened before this one
+                throw error
+            }
         }
     }
 
