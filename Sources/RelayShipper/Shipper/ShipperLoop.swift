@@ -167,7 +167,16 @@ final class ShipperLoop {
         for tracker in self.trackers {
             regions.append(tracker.channel.region(buffer: tracker.buffer))
         }
-        guard !regions.isEmpty, regions.count <= 16384 else { return }
+        guard !regions.isEmpty else { return }
+        guard regions.count <= 16384 else {
+            // The kernel's limit on registered buffers (IORING_MAX_REG_BUFFERS): say so, as for any
+            // other failure.
+            self.registrationFallback = true
+            self.logger.warning(
+                "relay buffers not registered with io_uring; using unregistered writes and sends",
+                metadata: ["reason": "\(regions.count) buffers, more than the 16384 io_uring can register; use fewer buffers"])
+            return
+        }
         switch self.ring.registerBuffers(regions) {
         case .success:
             self.buffersRegistered = true
