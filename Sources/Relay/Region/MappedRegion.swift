@@ -11,8 +11,10 @@ public enum RelayMemoryBacking: Sendable, Hashable {
     case anonymous
     /// One memfd per buffer; the descriptor can be passed to another process.
     case memfd
-    /// One file per buffer in a tmpfs or hugetlbfs directory (normally `/dev/shm`),
-    /// named `<channel>.<buffer>`, that another process can open and map.
+    /// One file per buffer in a tmpfs directory (normally `/dev/shm`), named
+    /// `<channel>.<buffer>`, that another process can open and map. (Not hugetlbfs: its
+    /// files are sized in whole huge pages, and a region is its 4 KiB control page plus
+    /// the sub-buffers.)
     case sharedMemory(directory: String)
 }
 
@@ -115,10 +117,17 @@ struct MappedRegion: @unchecked Sendable {
         }
         let tmpfsMagic = 0x0102_1994
         let hugetlbfsMagic = 0x9584_58f6
-        if type != Int64(tmpfsMagic) && type != Int64(hugetlbfsMagic) {
+        if type == Int64(hugetlbfsMagic) {
             throw RelayError(
                 code: .invalidConfiguration,
-                message: "\(directory) is not tmpfs or hugetlbfs: io_uring cannot register file-backed pages; "
+                message: "\(directory) is hugetlbfs, whose files are sized in whole huge pages, and a buffer region is a "
+                    + "4 KiB control page plus its sub-buffers; use /dev/shm (or .memfd / .anonymous backing)"
+            )
+        }
+        if type != Int64(tmpfsMagic) {
+            throw RelayError(
+                code: .invalidConfiguration,
+                message: "\(directory) is not tmpfs: io_uring cannot register file-backed pages; "
                     + "use /dev/shm (or .memfd / .anonymous backing)"
             )
         }

@@ -81,7 +81,7 @@ extension IOURing {
         switch errno {
         case .badAddress:
             return "io_uring buffer registration failed (EFAULT): the memory is a MAP_SHARED mapping of a file "
-                + "on disk, which the kernel cannot pin. Back relay buffers with memfd, /dev/shm or hugetlbfs; "
+                + "on disk, which the kernel cannot pin. Back relay buffers with memfd, /dev/shm or anonymous memory; "
                 + "shipping continues with unregistered writes (one extra page walk per write)."
         case .noMemory, .notPermitted:
             let limit = CRelayLinux_memlock_limit()
