@@ -137,6 +137,38 @@ struct DaemonLifecycleTests {
         #expect(stuck.stderr.contains("hard stop without draining"))
     }
 
+    @Test("A forward output whose target refuses connections counts errors{kind=\"connect\"}, not kind=\"write\"")
+    func refusedConnectsAreConnectErrors() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let deadPort = try RelaydTestSockets.freePort()
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+
+            [[outputs]]
+            name = "forward"
+            type = "tcp"
+            target = "127.0.0.1:\(deadPort)"
+            reconnect_backoff = "10ms..20ms"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        var metrics: [String: Double] = [:]
+        #expect(
+            try Eventually.wait {
+                metrics = try relayd.metrics()
+                return (metrics["relayd_output_errors_total{output=\"forward\",kind=\"connect\"}"] ?? 0) >= 3
+            }
+        )
+        // Nothing was ever written or sent, so none of the errors is a write error.
+        #expect(metrics["relayd_output_errors_total{output=\"forward\",kind=\"write\"}"] == 0)
+        relayd.send(SIGKILL)
+        _ = try relayd.waitForExit()
+    }
+
     @Test("stdin: one record per line; relayd drains and exits 0 at end of input")
     func stdinToFile() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

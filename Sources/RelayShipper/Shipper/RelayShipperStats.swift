@@ -19,6 +19,9 @@ public struct RelaySinkStats: Sendable, Hashable {
     public var durableSubbuffers: UInt64 = 0
     /// I/O errors seen (each retried; nothing is dropped by the shipper).
     public var errors: UInt64 = 0
+    /// Of ``errors``, failed connection attempts of a socket sink (address resolution, socket
+    /// creation, connect refused or timed out); the rest are write and send errors.
+    public var connectFailures: UInt64 = 0
     /// Socket reconnects.
     public var reconnects: UInt64 = 0
     /// Sub-buffers re-sent after a reconnect because the peer had not acknowledged them.

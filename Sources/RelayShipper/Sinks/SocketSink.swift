@@ -153,6 +153,7 @@ final class SocketSink {
             switch SocketAddress.resolve(self.configuration.endpoint) {
             case .success(let address): self.address = address
             case .failure(let error):
+                self.stats.connectFailures += 1
                 self.fail(loop, now: now, reason: error.message)
                 return
             }
@@ -162,6 +163,7 @@ final class SocketSink {
         switch Sockets.makeStream(family: address.family, sendBufferSize: self.configuration.sendBufferSize) {
         case .success(let s): fd = s
         case .failure(let errno):
+            self.stats.connectFailures += 1
             self.fail(loop, now: now, reason: "cannot create a socket: \(errno)")
             return
         }
@@ -193,6 +195,7 @@ final class SocketSink {
             let reason = self.connectCancelled
                 ? "connect to \(self.configuration.endpoint) timed out after \(self.configuration.connectTimeout)"
                 : "connect to \(self.configuration.endpoint) failed: \(Errno(rawValue: -result))"
+            self.stats.connectFailures += 1
             self.fail(loop, now: now, reason: reason)
             return
         }

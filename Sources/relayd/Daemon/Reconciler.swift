@@ -86,7 +86,11 @@ final class Reconciler: Sendable {
                 let metrics = self.outputs[index].metrics
                 let previous = published.sinks[index]
                 // Relaxed: exposition-only counters (see OutputMetrics).
-                let errors = sink.errors &- (previous?.errors ?? 0)
+                // The sink's `errors` include its failed connects: those are `kind="connect"`, the rest `kind="write"`.
+                let connectErrors = sink.connectFailures &- (previous?.connectFailures ?? 0)
+                if connectErrors > 0 { metrics.connectErrors.wrappingAdd(connectErrors, ordering: .relaxed) }
+                let errors = (sink.errors &- sink.connectFailures)
+                    &- ((previous?.errors ?? 0) &- (previous?.connectFailures ?? 0))
                 if errors > 0 { metrics.writeErrors.wrappingAdd(errors, ordering: .relaxed) }
                 let reconnects = sink.reconnects &- (previous?.reconnects ?? 0)
                 if reconnects > 0 { metrics.reconnects.wrappingAdd(reconnects, ordering: .relaxed) }
