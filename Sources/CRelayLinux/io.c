@@ -58,6 +58,14 @@ int64_t CRelayLinux_socket_unacked_bytes(int fd) {
     return outq;
 }
 
+int64_t CRelayLinux_readable_bytes(int fd) {
+    int available = 0;
+    if (ioctl(fd, FIONREAD, &available) != 0) {
+        return -errno;
+    }
+    return available;
+}
+
 int CRelayLinux_O_DIRECT(void) {
     return O_DIRECT;
 }

@@ -89,6 +89,60 @@ struct DaemonLifecycleTests {
         #expect(relayd.stderr.contains("dropped=0 received=\(total) written=\(total)"))
     }
 
+    @Test("SIGTERM while a client keeps sending: the drain reads what was queued, the output ships everything received")
+    func sigtermWhileAClientKeepsSending() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // A healthy forward destination that reads everything.
+        let (listener, targetPort) = try RelaydTestSockets.tcpListener()
+        defer { close(listener) }
+        let reader = Thread {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while buffer.withUnsafeMutableBytes({ recv(connection, $0.baseAddress, $0.count, 0) }) > 0 {}
+            close(connection)
+        }
+        reader.start()
+        let config = daemonPreamble(directory, switchInterval: "60s", drainTimeout: "4s") + """
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+
+            [[outputs]]
+            name = "forward"
+            type = "tcp"
+            format = "raw"
+            target = "127.0.0.1:\(targetPort)"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let client = try RelaydTestSockets.connectTCP(port: try #require(relayd.tcpPorts["tcp"]))
+        defer { close(client) }
+        _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+        let chunk = Array(repeating: Array("<13>1 - - app - - - \(String(repeating: "x", count: 100))\n".utf8), count: 500)
+            .flatMap { $0 }
+        func sendSome() {
+            _ = chunk.withUnsafeBytes { Glibc.send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        let loaded = ContinuousClock.now + .milliseconds(500)
+        while ContinuousClock.now < loaded { sendSome() }
+        let start = ContinuousClock.now
+        relayd.send(SIGTERM)
+        // The client goes on sending while relayd stops: that must not keep the inputs draining until the deadline,
+        // which would leave the shipper no time and drop what the channel holds.
+        var status: Int32?
+        while status == nil, ContinuousClock.now - start < .seconds(20) {
+            sendSome()
+            status = relayd.pollExit()
+        }
+        #expect(status == 0)
+        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(!relayd.stderr.contains("dropped_at_shutdown"), "\(relayd.stderr)")
+        #expect(relayd.stderr.contains("relayd stopped"))
+    }
+
     @Test("The drain deadline bounds the stop; what could not be shipped is counted; a second SIGTERM hard-stops")
     func drainDeadlineAndHardStop() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

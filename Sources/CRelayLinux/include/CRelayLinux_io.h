@@ -23,6 +23,11 @@ int CRelayLinux_dio_alignment(int fd, uint32_t *memory_align, uint32_t *offset_a
 /// acknowledged (TCP) or not read (Unix stream). Returns the count or -errno.
 int64_t CRelayLinux_socket_unacked_bytes(int fd);
 
+/// ioctl(fd, FIONREAD): bytes that a read on the descriptor can return now (a socket's
+/// or pipe's receive queue, a regular file's bytes after the file position). Returns
+/// the count or -errno.
+int64_t CRelayLinux_readable_bytes(int fd);
+
 /// The O_DIRECT flag value (needs _GNU_SOURCE to see).
 int CRelayLinux_O_DIRECT(void);
 

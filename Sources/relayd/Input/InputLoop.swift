@@ -40,8 +40,9 @@ final class StableBytes {
 /// ## Stopping
 /// On ``InputControl/requestStop(deadline:)`` the loop cancels its operations (a cancelled receive consumes
 /// nothing), then, with plain non-blocking system calls, accepts the connections still in the listen backlog and
-/// reads every socket and stdin until the kernel has nothing more (or the deadline passes). Frames cut short are
-/// delivered as incomplete. So everything the kernel accepted before the stop is routed.
+/// reads what every connection and stdin holds at that point (or until the deadline passes); what a client sends
+/// later is not read. Frames cut short are delivered as incomplete. So everything the kernel accepted before the
+/// stop is routed.
 final class InputLoop {
     /// Operation kinds in the `user_data` cookie.
     private enum OpKind: UInt8 {
@@ -773,13 +774,21 @@ final class InputLoop {
                 self.processDatagram(datagram, length: count)
             }
         }
+        // What the kernel holds for each connection (and stdin) now is what it accepted before the stop: the drain
+        // reads that much, not what a client that keeps sending adds meanwhile, which would keep the drain going
+        // until the deadline and leave the shipper none of `drain_timeout` to ship what the channels hold.
+        let queued = self.connections.map { connection -> Int? in
+            guard let connection else { return nil }
+            let available = CRelayLinux_readable_bytes(connection.fd)
+            return available >= 0 ? Int(available) : nil
+        }
         if let slot = self.stdinSlot {
             let flags = fcntl(STDIN_FILENO, F_GETFL)
             if flags >= 0 { _ = fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) }
-            self.drain(slot: slot)
+            self.drain(slot: slot, limit: queued[slot])
         }
         for slot in self.connections.indices where self.connections[slot] != nil {
-            self.drain(slot: slot)
+            self.drain(slot: slot, limit: queued[slot])
         }
         for listener in self.listeners {
             _ = close(listener.fd)
@@ -792,17 +801,22 @@ final class InputLoop {
         self.logger.debug("inputs drained and closed")
     }
 
-    private func drain(slot: Int) {
+    /// Reads what is left on a connection (at most `limit` bytes when given, else until the kernel has nothing more),
+    /// then closes it.
+    private func drain(slot: Int, limit: Int?) {
         guard let connection = self.connections[slot] else { return }
         let isStdin = slot == self.stdinSlot
-        while !self.pastDeadline {
+        var remaining = limit ?? Int.max
+        while remaining > 0, !self.pastDeadline {
             let count: Int
+            let size = min(connection.buffer.count, remaining)
             if isStdin {
-                count = read(connection.fd, connection.buffer.baseAddress, connection.buffer.count)
+                count = read(connection.fd, connection.buffer.baseAddress, size)
             } else {
-                count = recv(connection.fd, connection.buffer.baseAddress, connection.buffer.count, Int32(MSG_DONTWAIT))
+                count = recv(connection.fd, connection.buffer.baseAddress, size, Int32(MSG_DONTWAIT))
             }
             if count > 0 {
+                remaining -= count
                 let chunk = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(connection.buffer)[0..<count])
                 if !self.process(chunk, connection: connection) {
                     self.closeConnection(slot: slot, framingError: true)
