@@ -223,6 +223,91 @@ struct DaemonLifecycleTests {
         _ = try relayd.waitForExit()
     }
 
+    /// An IPv4 address of this host other than loopback (a peer there is not "local" to the socket sink, so it
+    /// uses zero-copy sends, which the kernel then copies), or `nil`.
+    static func nonLoopbackIPv4() -> String? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return nil }
+        defer { freeifaddrs(list) }
+        var entry = list
+        while let current = entry {
+            defer { entry = current.pointee.ifa_next }
+            guard let address = current.pointee.ifa_addr, Int32(address.pointee.sa_family) == AF_INET else { continue }
+            var ipv4 = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+            guard (UInt32(bigEndian: ipv4.s_addr) >> 24) != 127 else { continue }
+            var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+            guard inet_ntop(AF_INET, &ipv4, &text, socklen_t(text.count)) != nil else { continue }
+            return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return nil
+    }
+
+    @Test(
+        "Zero-copy sends are counted by their notification: copied ones never also count as result=\"zerocopy\"",
+        .enabled(if: Self.nonLoopbackIPv4() != nil, "no non-loopback IPv4 address")
+    )
+    func zeroCopyResultsAreCountedOnce() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let host = try #require(Self.nonLoopbackIPv4())
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr(host)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                guard bind(listener, $0, length) == 0, listen(listener, 4) == 0, getsockname(listener, $0, &length) == 0 else {
+                    throw TestFailure("cannot listen on \(host)")
+                }
+            }
+        }
+        let targetPort = UInt16(bigEndian: address.sin_port)
+        // A slow reader: sends wait in the socket, so notifications come well after their sends (across passes).
+        let reader = Thread {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while buffer.withUnsafeMutableBytes({ recv(connection, $0.baseAddress, $0.count, 0) }) > 0 { usleep(7_000) }
+            close(connection)
+        }
+        reader.start()
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+
+            [[outputs]]
+            name = "forward"
+            type = "tcp"
+            format = "raw"
+            target = "\(host):\(targetPort)"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let port = try #require(relayd.tcpPorts["tcp"])
+        let padding = String(repeating: "z", count: 100)
+        for round in 0..<20 {
+            try Self.send((0..<5000).map { "<13>1 - - app - - - \(round) \($0) \(padding)" }, port: port)
+        }
+        var metrics: [String: Double] = [:]
+        // Idle: every sub-buffer released, so every zero-copy send's notification has arrived.
+        #expect(
+            try Eventually.wait(timeout: .seconds(40)) {
+                metrics = try relayd.metrics()
+                return metrics["relayd_input_received_records_total{input=\"tcp\"}"] == 100_000
+                    && metrics["relayd_output_in_flight_records{output=\"forward\"}"] == 0
+            }
+        )
+        // The peer is on this host: the kernel copies every zero-copy send, and says so.
+        #expect((metrics["relayd_shipper_zerocopy_sends_total{result=\"copied\"}"] ?? 0) > 0)
+        #expect(metrics["relayd_shipper_zerocopy_sends_total{result=\"zerocopy\"}"] == 0)
+        relayd.send(SIGKILL)
+        _ = try relayd.waitForExit()
+    }
+
     @Test("stdin: one record per line; relayd drains and exits 0 at end of input")
     func stdinToFile() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

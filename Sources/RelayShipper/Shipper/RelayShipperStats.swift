@@ -29,6 +29,9 @@ public struct RelaySinkStats: Sendable, Hashable {
     /// Zero-copy sends, and how many of them the kernel reported as copied anyway.
     public var zeroCopySends: UInt64 = 0
     public var zeroCopyCopied: UInt64 = 0
+    /// Zero-copy sends whose notification arrived (``zeroCopyCopied`` of them copied): a send's
+    /// outcome is only known then.
+    public var zeroCopyNotifications: UInt64 = 0
     /// File writes issued as `WRITE_FIXED` from a registered region (see
     /// ``RelayFileSinkConfiguration/FixedBufferWrites``); the others were plain `WRITE`.
     public var fixedWrites: UInt64 = 0

@@ -359,6 +359,7 @@ final class SocketSink {
             if let n = self.pendingNotifications[entryID] {
                 if n <= 1 { self.pendingNotifications[entryID] = nil } else { self.pendingNotifications[entryID] = n - 1 }
             }
+            self.stats.zeroCopyNotifications += 1
             if completion.zcCopied {
                 self.stats.zeroCopyCopied += 1
             }

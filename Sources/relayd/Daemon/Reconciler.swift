@@ -97,12 +97,13 @@ final class Reconciler: Sendable {
                 let rotations = (sink.rotations + sink.reopens) &- ((previous?.rotations ?? 0) + (previous?.reopens ?? 0))
                 if rotations > 0 { metrics.rotations.wrappingAdd(rotations, ordering: .relaxed) }
                 metrics.connected.store(sink.failing || self.shipper.hasExited ? 0 : 1, ordering: .relaxed)
-                let zeroCopy = sink.zeroCopySends &- (previous?.zeroCopySends ?? 0)
+                // A send's outcome is known from its notification, which can come a pass after the send: count
+                // notifications, not sends, or a send counted as zero copy here would later be counted as copied too.
                 let copied = sink.zeroCopyCopied &- (previous?.zeroCopyCopied ?? 0)
                 if copied > 0 { self.metrics.shipper.zeroCopyCopied.wrappingAdd(copied, ordering: .relaxed) }
-                if zeroCopy > copied {
-                    self.metrics.shipper.zeroCopySends.wrappingAdd(zeroCopy - copied, ordering: .relaxed)
-                }
+                let notCopied = (sink.zeroCopyNotifications &- sink.zeroCopyCopied)
+                    &- ((previous?.zeroCopyNotifications ?? 0) &- (previous?.zeroCopyCopied ?? 0))
+                if notCopied > 0 { self.metrics.shipper.zeroCopySends.wrappingAdd(notCopied, ordering: .relaxed) }
                 published.sinks[index] = sink
             }
         }
