@@ -308,6 +308,40 @@ struct DaemonLifecycleTests {
         _ = try relayd.waitForExit()
     }
 
+    @Test(
+        "Out of descriptors, a pending metrics connection does not make the metrics thread spin",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "needs util-linux prlimit")
+    )
+    func metricsServerBacksOffWhenOutOfDescriptors() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let relayd = try RelaydProcess.start(config: Self.tcpToFileConfig(directory), directory: directory)
+        let port = try #require(relayd.tcpPorts["tcp"])
+        // Leave relayd a few descriptors, then take them with input connections.
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(relayd.pid)/fd").count
+        let prlimit = Process()
+        prlimit.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        prlimit.arguments = ["--pid", "\(relayd.pid)", "--nofile=\(open + 4):\(open + 4)"]
+        try prlimit.run()
+        prlimit.waitUntilExit()
+        #expect(prlimit.terminationStatus == 0)
+        let connections = try (0..<8).map { _ in try RelaydTestSockets.connectTCP(port: port) }
+        defer { for fd in connections { close(fd) } }
+        #expect(Eventually.wait { relayd.stderr.contains("accept failed; retrying in 100ms") })
+        func cpuSeconds() throws -> Double {
+            let stat = try String(contentsOfFile: "/proc/\(relayd.pid)/stat", encoding: .utf8)
+            let fields = try #require(stat.split(separator: ")").last).split(separator: " ")
+            return (try #require(Double(fields[11])) + (try #require(Double(fields[12])))) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        }
+        let before = try cpuSeconds()
+        let scrape = try RelaydTestSockets.connectTCP(port: try #require(relayd.metricsPort))
+        defer { close(scrape) }
+        usleep(1_000_000)
+        #expect(try cpuSeconds() - before < 0.3, "relayd used a CPU while it could not accept the scrape")
+        relayd.send(SIGKILL)
+        _ = try relayd.waitForExit()
+    }
+
     @Test("stdin: one record per line; relayd drains and exits 0 at end of input")
     func stdinToFile() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

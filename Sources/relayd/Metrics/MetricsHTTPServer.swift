@@ -214,7 +214,15 @@ final class MetricsHTTPServer: Sendable {
             if fds[1].revents != 0 { return }
             guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
             let connection = accept(self.listenFD, nil, nil)
-            guard connection >= 0 else { continue }
+            guard connection >= 0 else {
+                let error = Glibc.errno
+                if error == EAGAIN || error == EINTR || error == ECONNABORTED { continue }
+                // EMFILE/ENFILE/ENOBUFS/ENOMEM: the connection stays in the backlog and poll reports it again at
+                // once; back off (still waking for stop()) instead of spinning.
+                var wake = pollfd(fd: self.wakeFD, events: Int16(POLLIN), revents: 0)
+                if poll(&wake, 1, 100) > 0 { return }
+                continue
+            }
             _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
             _ = fcntl(connection, F_SETFL, fcntl(connection, F_GETFL) | O_NONBLOCK)
             let keepRunning = self.handle(connection)
