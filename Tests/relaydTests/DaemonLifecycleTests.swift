@@ -342,6 +342,63 @@ struct DaemonLifecycleTests {
         _ = try relayd.waitForExit()
     }
 
+    @Test("IPv4 and IPv6 wildcard listeners on one port are accepted (IPv6 inputs are IPv6-only) and both receive")
+    func dualStackWildcardListenersOnOnePort() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let port = try RelaydTestSockets.freePort()
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "v4"
+            type = "tcp"
+            listen = "0.0.0.0:\(port)"
+            allow_remote = true
+
+            [[inputs]]
+            name = "v6"
+            type = "tcp"
+            listen = "[::]:\(port)"
+            allow_remote = true
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/out.log"
+
+            """
+        try config.write(toFile: "\(directory)/relayd.toml", atomically: true, encoding: .utf8)
+        let check = try RelaydProcess(arguments: ["check-config", "\(directory)/relayd.toml"], directory: directory)
+        #expect(try check.waitForExit() == 0, "\(check.stderr)")
+        // A listener bound to the IPv6 wildcard with IPV6_V6ONLY does not take the IPv4 port.
+        #expect(!ConfigValidator.conflict(try ListenAddress.parse("0.0.0.0:\(port)"), try ListenAddress.parse("[::]:\(port)")))
+        #expect(!ConfigValidator.conflict(try ListenAddress.parse("[::]:\(port)"), try ListenAddress.parse("127.0.0.1:\(port)")))
+        #expect(ConfigValidator.conflict(try ListenAddress.parse("[::]:\(port)"), try ListenAddress.parse("[::1]:\(port)")))
+        #expect(ConfigValidator.conflict(try ListenAddress.parse("0.0.0.0:\(port)"), try ListenAddress.parse("127.0.0.1:\(port)")))
+        // The metrics listener is dual-stack: on the IPv6 wildcard it also takes the IPv4 port.
+        #expect(
+            ConfigValidator.conflict(
+                try ListenAddress.parse("[::]:\(port)"), try ListenAddress.parse("0.0.0.0:\(port)"), v6Only: (false, true))
+        )
+
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        try Self.send(["<13>1 - - app - - - over IPv4"], port: port)
+        let v6 = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(v6) }
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_addr = in6addr_loopback
+        address.sin6_port = port.bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(v6, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+        #expect(connected == 0)
+        try RelaydTestSockets.sendAll(v6, Array("<13>1 - - app - - - over IPv6\n".utf8))
+        #expect(Eventually.wait { Eventually.lines("\(directory)/out.log").count == 2 })
+        #expect(Set(Eventually.lines("\(directory)/out.log")) == ["<13>1 - - app - - - over IPv4", "<13>1 - - app - - - over IPv6"])
+        #expect(try relayd.stop() == 0)
+    }
+
     @Test("stdin: one record per line; relayd drains and exits 0 at end of input")
     func stdinToFile() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

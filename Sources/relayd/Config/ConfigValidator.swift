@@ -140,7 +140,8 @@ struct ConfigValidator {
 
     /// Listeners are loopback unless allowed; no two listeners share a port.
     mutating func checkListeners() {
-        var listeners: [(path: String, address: ListenAddress)] = []
+        // Input listeners on IPv6 are IPv6-only (IPV6_V6ONLY); the metrics listener is not.
+        var listeners: [(path: String, address: ListenAddress, v6Only: Bool)] = []
         if let metrics = self.config.daemon.metricsListen {
             if let problem = Self.remoteProblem(metrics), !self.config.daemon.allowRemote {
                 self.report(
@@ -148,7 +149,7 @@ struct ConfigValidator {
                     "\"\(metrics)\" \(problem); relayd only listens on loopback unless allow_remote = true is set in [daemon]"
                 )
             }
-            listeners.append(("daemon.metrics_listen", metrics))
+            listeners.append(("daemon.metrics_listen", metrics, false))
         }
         for (index, input) in self.config.inputs.enumerated() {
             guard case .tcp(let listen, _) = input.kind else { continue }
@@ -158,10 +159,11 @@ struct ConfigValidator {
                     "\"\(listen)\" \(problem); relayd only listens on loopback unless allow_remote = true is set"
                 )
             }
-            listeners.append(("\(self.inputPaths[index]).listen", listen))
+            listeners.append(("\(self.inputPaths[index]).listen", listen, true))
         }
         for (later, current) in listeners.enumerated() {
-            for earlier in listeners[..<later] where Self.conflict(earlier.address, current.address) {
+            for earlier in listeners[..<later]
+            where Self.conflict(earlier.address, current.address, v6Only: (earlier.v6Only, current.v6Only)) {
                 self.report(
                     current.path,
                     "\"\(current.address)\" conflicts with \(earlier.path) (\"\(earlier.address)\"); choose another port"
@@ -179,9 +181,15 @@ struct ConfigValidator {
     }
 
     /// Whether two listeners would collide (same port on the same or a wildcard address).
-    static func conflict(_ a: ListenAddress, _ b: ListenAddress) -> Bool {
+    ///
+    /// - Parameter v6Only: Whether each socket, when IPv6, is IPv6-only (`IPV6_V6ONLY`); an IPv6 wildcard that is
+    ///   not also takes the port on every IPv4 address.
+    static func conflict(_ a: ListenAddress, _ b: ListenAddress, v6Only: (Bool, Bool) = (true, true)) -> Bool {
         guard a.port == b.port, a.port != 0 else { return false }
-        if a.isUnspecified || b.isUnspecified { return a.family == b.family || a.family == .ipv6 || b.family == .ipv6 }
+        if a.family != b.family {
+            return (a.family == .ipv6 && a.isUnspecified && !v6Only.0) || (b.family == .ipv6 && b.isUnspecified && !v6Only.1)
+        }
+        if a.isUnspecified || b.isUnspecified { return true }
         return a.addressBytes == b.addressBytes
     }
 
