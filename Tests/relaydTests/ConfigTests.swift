@@ -436,6 +436,30 @@ struct ConfigTests {
         }
     }
 
+    @Test func aPathThatAnotherOutputRotatesOntoIsRejected() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        func second(_ path: String, rotation: String = "") -> String {
+            minimalConfig(directory).replacingOccurrences(of: "path = \"\(directory)/relayd.log\"\n", with: "path = \"\(directory)/relayd.log\"\n\(rotation)")
+                + "[[outputs]]\nname = \"second\"\ntype = \"file\"\npath = \"\(path)\"\n"
+        }
+        // The first output's rotation renames relayd.log to relayd.log.1 … relayd.log.8 over the second's file.
+        for path in ["\(directory)/relayd.log.1", "\(directory)/./relayd.log.8"] {
+            let errors = RelaydConfig.validate(second(path))
+            #expect(
+                errors.contains { $0.keyPath == "outputs[1].path" && $0.message.contains("is a rotated file of outputs[0]") },
+                "\(errors)"
+            )
+        }
+        #expect(RelaydConfig.validate(second("\(directory)/relayd.log.9")) == [])
+        #expect(RelaydConfig.validate(second("\(directory)/relayd.log.2", rotation: "rotate_count = 1\n")) == [])
+        // Without built-in rotation nothing is renamed.
+        #expect(RelaydConfig.validate(second("\(directory)/relayd.log.1", rotation: "rotate_size = 0\n")) == [])
+        #expect(
+            RelaydConfig.validate(second("\(directory)/relayd.log.1", rotation: "rotate_size = 0\nrotate_age = \"1d\"\n")) != []
+        )
+    }
+
     @Test func allowRemoteAcceptsNonLoopbackListeners() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }

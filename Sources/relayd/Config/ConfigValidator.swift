@@ -219,6 +219,19 @@ struct ConfigValidator {
                 claim(file.path, by: "\(self.outputPaths[index]).path", into: &self.errors)
             }
         }
+        // Built-in rotation renames `path` to `path.1` … `path.N` over whatever is there.
+        for (index, output) in self.config.outputs.enumerated() {
+            guard case .file(let file) = output.kind, file.rotateSize != 0 || file.rotateAge != nil else { continue }
+            for generation in 1...max(file.rotateCount, 1) {
+                let rotated = "\(file.path).\(generation)"
+                guard let owner = claimed[Self.normalize(rotated)] else { continue }
+                self.report(
+                    owner,
+                    "\"\(rotated)\" is a rotated file of \(self.outputPaths[index]) (\"\(file.path)\"), which rotation "
+                        + "would replace; choose another path"
+                )
+            }
+        }
     }
 
     /// `path` without `.` components and repeated slashes, for duplicate detection.
