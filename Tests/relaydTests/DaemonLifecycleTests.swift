@@ -399,6 +399,63 @@ struct DaemonLifecycleTests {
         #expect(try relayd.stop() == 0)
     }
 
+    @Test("relayd_output_connected is 0 while a forward output's connect is pending, 1 once it is connected")
+    func connectedGaugeWaitsForTheConnection() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // A listener whose accept queue is full: the kernel drops further SYNs, so connects hang.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                guard bind(listener, $0, length) == 0, listen(listener, 0) == 0, getsockname(listener, $0, &length) == 0 else {
+                    throw TestFailure("cannot listen")
+                }
+            }
+        }
+        var fillers: [Int32] = []
+        defer { for fd in fillers { close(fd) } }
+        for _ in 0..<2 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            fillers.append(fd)
+            var target = address
+            _ = withUnsafePointer(to: &target) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+
+            [[outputs]]
+            name = "forward"
+            type = "tcp"
+            target = "127.0.0.1:\(UInt16(bigEndian: address.sin_port))"
+            connect_timeout = "1s"
+            reconnect_backoff = "10ms..20ms"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        usleep(500_000)
+        #expect(try relayd.metrics()["relayd_output_connected{output=\"forward\"}"] == 0)
+        // Let connections through: relayd's retried connect completes.
+        _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+        #expect(
+            try Eventually.wait(timeout: .seconds(10)) {
+                while case let fd = accept(listener, nil, nil), fd >= 0 { fillers.append(fd) }
+                return try relayd.metrics()["relayd_output_connected{output=\"forward\"}"] == 1
+            }
+        )
+        relayd.send(SIGKILL)
+        _ = try relayd.waitForExit()
+    }
+
     @Test("stdin: one record per line; relayd drains and exits 0 at end of input")
     func stdinToFile() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

@@ -48,6 +48,8 @@ public struct RelaySinkStats: Sendable, Hashable {
     public var inFlight: UInt64 = 0
     /// Whether the sink is currently failing (retrying with backoff).
     public var failing: Bool = false
+    /// Socket sinks: whether a connection is established now (not while connecting).
+    public var connected: Bool = false
 
     /// The fraction of zero-copy sends the kernel copied (1.0 on loopback).
     public var zeroCopyCopiedRatio: Double {

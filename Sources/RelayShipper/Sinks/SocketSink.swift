@@ -200,6 +200,7 @@ final class SocketSink {
             return
         }
         self.state = .connected(fd)
+        self.stats.connected = true
         self.armPeerPoll(fd, loop: loop)
         self.peerIsLocal = Sockets.peerIsLocal(fd)
         if self.everConnected {
@@ -248,6 +249,7 @@ final class SocketSink {
             break
         }
         self.state = .disconnected
+        self.stats.connected = false
         // What the peer acknowledged before the break is finished; no query after an
         // error (a reset socket reports an empty queue, which would look like acks).
         self.finishAcknowledged(loop)
@@ -509,6 +511,7 @@ final class SocketSink {
             _ = shutdown(fd.rawValue, Int32(SHUT_WR))
             self.closeAfterSubmitting(fd, loop)
             self.state = .disconnected
+            self.stats.connected = false
         case .connecting:
             let target = self.userData(.socketConnect, entry: 0)
             let cancelData = URingUserData(kind: ShipperLoop.OpKind.cancel.rawValue, index: UInt16(self.index), sequence: 0).rawValue

@@ -96,7 +96,10 @@ final class Reconciler: Sendable {
                 if reconnects > 0 { metrics.reconnects.wrappingAdd(reconnects, ordering: .relaxed) }
                 let rotations = (sink.rotations + sink.reopens) &- ((previous?.rotations ?? 0) + (previous?.reopens ?? 0))
                 if rotations > 0 { metrics.rotations.wrappingAdd(rotations, ordering: .relaxed) }
-                metrics.connected.store(sink.failing || self.shipper.hasExited ? 0 : 1, ordering: .relaxed)
+                // A TCP output is connected only once its connect completed, not while it is (re)connecting.
+                let open: Bool
+                if case .tcp = self.outputs[index].config.kind { open = sink.connected } else { open = !sink.failing }
+                metrics.connected.store(open && !self.shipper.hasExited ? 1 : 0, ordering: .relaxed)
                 // A send's outcome is known from its notification, which can come a pass after the send: count
                 // notifications, not sends, or a send counted as zero copy here would later be counted as copied too.
                 let copied = sink.zeroCopyCopied &- (previous?.zeroCopyCopied ?? 0)
