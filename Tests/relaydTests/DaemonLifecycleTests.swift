@@ -96,14 +96,7 @@ struct DaemonLifecycleTests {
         // A healthy forward destination that reads everything.
         let (listener, targetPort) = try RelaydTestSockets.tcpListener()
         defer { close(listener) }
-        let reader = Thread {
-            let connection = accept(listener, nil, nil)
-            guard connection >= 0 else { return }
-            var buffer = [UInt8](repeating: 0, count: 1 << 20)
-            while buffer.withUnsafeMutableBytes({ recv(connection, $0.baseAddress, $0.count, 0) }) > 0 {}
-            close(connection)
-        }
-        reader.start()
+        RelaydTestSockets.startReadingOneConnection(listener)
         let config = daemonPreamble(directory, switchInterval: "60s", drainTimeout: "4s") + """
             [[inputs]]
             name = "tcp"
@@ -265,14 +258,7 @@ struct DaemonLifecycleTests {
         }
         let targetPort = UInt16(bigEndian: address.sin_port)
         // A slow reader: sends wait in the socket, so notifications come well after their sends (across passes).
-        let reader = Thread {
-            let connection = accept(listener, nil, nil)
-            guard connection >= 0 else { return }
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while buffer.withUnsafeMutableBytes({ recv(connection, $0.baseAddress, $0.count, 0) }) > 0 { usleep(7_000) }
-            close(connection)
-        }
-        reader.start()
+        RelaydTestSockets.startReadingOneConnection(listener, bufferSize: 65536, pauseMicroseconds: 7_000)
         let config = daemonPreamble(directory) + """
             [[inputs]]
             name = "tcp"

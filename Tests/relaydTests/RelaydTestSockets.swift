@@ -70,6 +70,20 @@ enum RelaydTestSockets {
         return (fd, UInt16(bigEndian: address.sin_port))
     }
 
+    /// Starts a thread that accepts one connection on `listener` and reads it to its end, pausing
+    /// `pauseMicroseconds` after every read (a slow peer) or not at all: a forward output's destination.
+    static func startReadingOneConnection(_ listener: Int32, bufferSize: Int = 1 << 20, pauseMicroseconds: UInt32 = 0) {
+        Thread {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            var buffer = [UInt8](repeating: 0, count: bufferSize)
+            while buffer.withUnsafeMutableBytes({ recv(connection, $0.baseAddress, $0.count, 0) }) > 0 {
+                if pauseMicroseconds > 0 { usleep(pauseMicroseconds) }
+            }
+            close(connection)
+        }.start()
+    }
+
     /// A TCP connection to 127.0.0.1:`port`.
     static func connectTCP(port: UInt16) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
