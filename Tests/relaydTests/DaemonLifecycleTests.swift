@@ -479,6 +479,38 @@ struct DaemonLifecycleTests {
         #expect(relayd.stderr.contains("stdin reached end of file"))
     }
 
+    @Test("stdin: a stop on SIGTERM leaves stdin's file status flags as relayd found them (no O_NONBLOCK left behind)")
+    func stopRestoresStdinFlags() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "stdin"
+            type = "stdin"
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/stdin.log"
+
+            """
+        var pipeFDs: [Int32] = [-1, -1]
+        #expect(pipe(&pipeFDs) == 0)
+        defer {
+            close(pipeFDs[0])
+            close(pipeFDs[1])
+        }
+        let relayd = try RelaydProcess.start(config: config, directory: directory, stdinFD: pipeFDs[0])
+        let text = Array("before the stop\n".utf8)
+        #expect(text.withUnsafeBytes { write(pipeFDs[1], $0.baseAddress, $0.count) } == text.count)
+        #expect(Eventually.wait { Eventually.lines("\(directory)/stdin.log") == ["before the stop"] })
+        // The read end shares its open file description (and so its O_NONBLOCK) with relayd's stdin, like a
+        // terminal shared with the shell that started relayd.
+        #expect(try relayd.stop() == 0)
+        #expect(fcntl(pipeFDs[0], F_GETFL) & O_NONBLOCK == 0, "relayd left its stdin non-blocking")
+    }
+
     @Test("Configuration errors: clear messages naming the key, exit status 2 (check-config and start)")
     func configurationErrorsExitTwo() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

@@ -786,6 +786,9 @@ final class InputLoop {
             let flags = fcntl(STDIN_FILENO, F_GETFL)
             if flags >= 0 { _ = fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) }
             self.drain(slot: slot, limit: queued[slot])
+            // The flags belong to the open file description, shared with whoever started relayd (a shell's
+            // terminal, a supervisor's pipe): put them back as found.
+            if flags >= 0 { _ = fcntl(STDIN_FILENO, F_SETFL, flags) }
         }
         for slot in self.connections.indices where self.connections[slot] != nil {
             self.drain(slot: slot, limit: queued[slot])
