@@ -161,6 +161,46 @@ struct ServiceEndToEndTests {
         #expect(stats.recordsDropped == stats.dropsReported + stats.dropsPending, "every drop counted")
     }
 
+    @Test("run() cancelled while shutdown() drains on another thread waits for it without spinning")
+    func cancelledRunWaitsForShutdownWithoutSpinning() async throws {
+        // A peer that reads a few KB every 3 s: shutdown() takes its whole drain timeout.
+        let receiver = try StreamReceiver(receiveBuffer: 4096, readDelayMicroseconds: 3_000_000)
+        defer { receiver.stop() }
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: .tcp(host: "127.0.0.1", port: receiver.port), overload: .block(timeout: nil),
+                subbufferSize: 4096, subbufferCount: 4, buffers: 1, switchInterval: .milliseconds(10),
+                drainTimeout: .seconds(1), diagnostics: quietDiagnostics))
+        let logger = Logger(label: "stuck") { service.makeHandler(label: $0) }
+        // A writer that fills the channel and waits for space until shutdown() closes the channel.
+        let filler = TestThreads.spawn {
+            for i in 0..<100_000 where !service.channel.isClosed { logger.info("filler \(i)") }
+        }
+        let deadline = monotonicSeconds() + 10
+        while service.stats().log.channel.total.writerWaits == 0 && monotonicSeconds() < deadline { usleep(1000) }
+        try #require(service.stats().log.channel.total.writerWaits > 0, "the channel filled up")
+        let stopper = TestThreads.spawn { _ = service.shutdown() }
+        // shutdown() closes the channel at once, then waits for the stuck destination until its drain timeout.
+        TestThreads.join(filler)
+        /// User and system CPU time of this process, in seconds.
+        func cpuSeconds() -> Double {
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+                + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        }
+        let cpuBefore = cpuSeconds()
+        let started = monotonicSeconds()
+        let run = Task { try await service.run() }
+        run.cancel()
+        try await run.value
+        let waited = monotonicSeconds() - started
+        let used = cpuSeconds() - cpuBefore
+        TestThreads.join(stopper)
+        #expect(waited > 0.5, "run() returned after \(waited) s, before shutdown() finished")
+        #expect(used < waited / 2, "run() used \(used) s of CPU waiting \(waited) s for shutdown()")
+    }
+
     @Test("as a Service: graceful shutdown of the group drains the logs")
     func serviceGroup() async throws {
         let directory = TemporaryDirectory(prefix: "relay-logging")

@@ -198,7 +198,8 @@ public final class RelayLoggingService: Service, Sendable {
     private func waitForShutdown() async {
         while true {
             if case .stopped = self.phase.withLock({ $0 }) { return }
-            try? await Task.sleep(for: .milliseconds(1))
+            // A cancelled task's sleep throws at once: sleep the thread instead of spinning.
+            do { try await Task.sleep(for: .milliseconds(1)) } catch { usleep(1000) }
         }
     }
 }
