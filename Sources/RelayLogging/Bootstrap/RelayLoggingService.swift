@@ -154,17 +154,23 @@ public final class RelayLoggingService: Service, Sendable {
 
     /// Writes out everything logged so far and stops: reports pending drops, closes the channel and
     /// waits for the shipper to write and acknowledge every sub-buffer. Blocks the calling thread for
-    /// at most ``RelayLoggingConfiguration/drainTimeout``. Idempotent; later log calls are counted as
+    /// at most ``RelayLoggingConfiguration/drainTimeout`` (a call made while another shutdown drains
+    /// waits for it, at most that long plus a second). Idempotent; later log calls are counted as
     /// refused.
     ///
     /// - Returns: `true` when everything was shipped.
     @discardableResult
     public func shutdown() -> Bool {
         guard self.beginShutdown() else {
-            while true {
+            // Another caller (or `run()`) drains: wait for it, within the same bound. Past it,
+            // report "not drained" rather than block on a drain that cannot make progress
+            // (e.g. `run()` waiting for a cooperative thread that blocked callers hold).
+            let deadline = ContinuousClock.now + self.configuration.drainTimeout + .seconds(1)
+            while ContinuousClock.now < deadline {
                 if case .stopped(let drained) = self.phase.withLock({ $0 }) { return drained }
                 usleep(1000)
             }
+            return false
         }
         let timeout = self.configuration.drainTimeout
         let deadline = ContinuousClock.now + timeout
