@@ -522,5 +522,35 @@ struct FileSinkTests {
         #expect(readFileBytes(dir.file("b.log")) == Array("before the restart\nfirst\nsecond\n".utf8))
         #expect(shipper.stats()?.sinks[0].rotations == 0)
     }
+
+    @Test("fsync after a size rotation, then idle: every shipped sub-buffer becomes durable")
+    func durableAfterRotationThenIdle() throws {
+        let dir = TemporaryDirectory(base: "/var/tmp")
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "rot-durable", subbufferSize: 4096, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 8 * 1024, keep: 10)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("d.log"), fsync: .everyBytes(1), rotation: rotation))])
+        try shipper.start()
+        // One sub-buffer at a time, so each is shipped alone: rotations every two or three.
+        let line = Array("\(String(repeating: "d", count: 99))\n".utf8)
+        for _ in 0..<7 {
+            for _ in 0..<30 { channel.write(line) }
+            channel.flush()
+            usleep(20_000)
+        }
+        // Idle: the last fsync's completion (or the rotated file's) leaves nothing unclaimed.
+        let deadline = monotonicSeconds() + 3
+        var stats = try #require(shipper.stats()).sinks[0]
+        while (stats.subbuffers < 7 || stats.durableSubbuffers < stats.subbuffers) && monotonicSeconds() < deadline {
+            usleep(10_000)
+            stats = try #require(shipper.stats()).sinks[0]
+        }
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(stats.rotations >= 2)
+        #expect(stats.subbuffers == 7)
+        #expect(stats.durableSubbuffers == stats.subbuffers, "durable \(stats.durableSubbuffers) of \(stats.subbuffers) while idle")
+    }
 }
 import Glibc

@@ -519,6 +519,11 @@ final class FileSink {
 
     private func maybeFsync(file i: Int, loop: ShipperLoop, now: UInt64) {
         guard !self.files[i].fsyncInFlight, self.files[i].bytesSinceFsync > 0, let fd = self.files[i].fd else { return }
+        // Not while a rotated-away descriptor of this file is still open: the fsync could claim
+        // nothing (see below), and with the writes counted in `bytesSinceFsync` already taken,
+        // an idle file would get no later fsync to claim them. The pump after its final fsync
+        // (or close) issues this one.
+        guard self.files[i].retired.isEmpty else { return }
         switch self.configuration.fsync {
         case .none:
             return
@@ -535,15 +540,11 @@ final class FileSink {
             return
         }
         // The fsync covers exactly the writes completed by now: remember them (per-buffer
-        // layout: file i holds buffer i only). Unless a rotated-away descriptor of this file
-        // is still open: the writes completed on it are in the same watermarks, but only its
-        // own final fsync covers them. Claim nothing then; the first fsync after it is
-        // closed claims them all.
-        self.pendingDurable[i] =
-            self.files[i].retired.isEmpty
-            ? loop.completedWatermarks(
-                sinkIndex: self.index, sinkPosition: self.position, buffer: self.configuration.layout == .perChannel ? nil : i)
-            : nil
+        // layout: file i holds buffer i only). No rotated-away descriptor of this file is
+        // open (see above), so the writes completed on those were covered by their own final
+        // fsync.
+        self.pendingDurable[i] = loop.completedWatermarks(
+            sinkIndex: self.index, sinkPosition: self.position, buffer: self.configuration.layout == .perChannel ? nil : i)
         self.files[i].fsyncInFlight = true
         self.files[i].bytesSinceFsync = 0
     }
@@ -584,8 +585,11 @@ final class FileSink {
         guard self.failingSince == nil else { return nil }
         guard case .interval = self.configuration.fsync else { return nil }
         var deadline: UInt64? = nil
-        // A file whose fsync is in flight is due again only after its completion (which wakes the loop).
-        for i in self.files.indices where self.files[i].bytesSinceFsync > 0 && !self.files[i].fsyncInFlight {
+        // A file whose fsync is in flight is due again only after its completion (which wakes the loop);
+        // so is one with a rotated-away descriptor whose writes or final fsync are in flight.
+        for i in self.files.indices where self.files[i].bytesSinceFsync > 0 && !self.files[i].fsyncInFlight
+            && !self.files[i].retired.contains(where: { $0.inFlight > 0 || $0.closing })
+        {
             let due = self.files[i].nextFsyncAt ?? 0
             deadline = min(deadline ?? due, due)
         }
