@@ -552,5 +552,26 @@ struct FileSinkTests {
         #expect(stats.subbuffers == 7)
         #expect(stats.durableSubbuffers == stats.subbuffers, "durable \(stats.durableSubbuffers) of \(stats.subbuffers) while idle")
     }
+
+    @Test("reopen of a file truncated in place (copytruncate, then SIGHUP) with no write in flight: writing goes on at its start, no hole")
+    func reopenTruncatedFile() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "reopen-trunc", subbufferSize: 4096, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("t.log")))])
+        try shipper.start()
+        channel.write(Array("before the truncation\n".utf8))
+        let deadline = monotonicSeconds() + 10
+        while readFileBytes(dir.file("t.log")) != Array("before the truncation\n".utf8) && monotonicSeconds() < deadline { usleep(5_000) }
+        usleep(50_000)
+        try #require(shell("truncate -s 0 '\(dir.file("t.log"))'") == 0)
+        shipper.reopen()
+        usleep(50_000)
+        channel.write(Array("after\n".utf8))
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(readFileBytes(dir.file("t.log")) == Array("after\n".utf8))
+    }
 }
 import Glibc

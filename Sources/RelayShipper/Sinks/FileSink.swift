@@ -156,10 +156,15 @@ final class FileSink {
         }
         var size: Int64 = 0
         if case .success(let s) = Files.size(fd) { size = s }
-        if let old = self.files[i].fd, Files.isSameFile(old, fd) {
+        if let old = self.files[i].fd,
+            self.files[i].inFlight > 0 || self.files[i].retired.contains(where: { $0.inFlight > 0 }),
+            Files.isSameFile(old, fd)
+        {
             // The same file again (a reopen without a rename, e.g. a reload): continue after
             // every write already issued. The size does not count writes still in flight or
-            // parked, and new writes there would land on them.
+            // parked (on this descriptor or one an earlier reopen retired), and new writes
+            // there would land on them. With none, the size is right: a file truncated in
+            // place (copytruncate) goes on at its end, not after a hole as long as the cut.
             size = max(size, self.files[i].offset)
         }
         if self.configuration.directIO, size % 4096 != 0 {
