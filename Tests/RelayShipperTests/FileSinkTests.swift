@@ -573,5 +573,23 @@ struct FileSinkTests {
         #expect(shipper.stop(timeout: .seconds(10)))
         #expect(readFileBytes(dir.file("t.log")) == Array("after\n".utf8))
     }
+
+    @Test("rotation by age with a huge maxAge (never, in effect): no overflow trap once the file holds data")
+    func rotationByHugeAge() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "age-huge", subbufferSize: 4096, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxAge: .seconds(Int64.max), keep: 2)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("h.log"), rotation: rotation))])
+        try shipper.start()
+        channel.write(Array("first\n".utf8))
+        usleep(100_000)
+        channel.write(Array("second\n".utf8))
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(readFileBytes(dir.file("h.log")) == Array("first\nsecond\n".utf8))
+        #expect(shipper.stats()?.sinks[0].rotations == 0)
+    }
 }
 import Glibc

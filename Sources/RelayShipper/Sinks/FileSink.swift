@@ -519,7 +519,11 @@ final class FileSink {
 
     var nextAgeRotation: UInt64? {
         guard let maxAge = self.configuration.rotation?.maxAge?.nanoseconds else { return nil }
-        return self.files.filter { $0.offset > 0 && !$0.rotationPending }.map { $0.openedAt + maxAge }.min()
+        // Saturating: a huge maxAge means "never", and `openedAt` is a real time now (not 0).
+        return self.files.filter { $0.offset > 0 && !$0.rotationPending }.map {
+            let (at, overflow) = $0.openedAt.addingReportingOverflow(maxAge)
+            return overflow ? UInt64.max : at
+        }.min()
     }
 
     private func maybeFsync(file i: Int, loop: ShipperLoop, now: UInt64) {
