@@ -314,12 +314,23 @@ struct HugeDurationProbe {
         defer { dir.remove() }
         let channel = try RelayChannel(RelayChannelConfiguration(name: "huge", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
         let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .seconds(Int64.max)), logger: testLogger())
-        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("h.log")))])
+        let never = Duration.seconds(Int64.max)
+        // Also: an fsync interval, a connect timeout and a reconnect backoff that long (a port
+        // nobody listens on, so the sink fails, backs off and keeps its sub-buffers).
+        let deadPort = 1  // tcpmux: nothing listens there
+        try shipper.add(
+            channel,
+            sinks: [
+                .file(RelayFileSinkConfiguration(path: dir.file("h.log"), fsync: .interval(never))),
+                .socket(
+                    RelaySocketSinkConfiguration(
+                        endpoint: .tcp(host: "127.0.0.1", port: deadPort), reconnectDelay: never...never, connectTimeout: never)),
+            ])
         try shipper.start()
         channel.write(Array("waits for stop\n".utf8))  // partly filled: arms the (far) switch timer
         usleep(50_000)
         channel.close()
-        #expect(shipper.stop(timeout: .seconds(Int64.max)))
+        _ = shipper.stop(timeout: .seconds(1))  // the socket sink never drains; no trap is the point
         #expect(readFileBytes(dir.file("h.log")) == Array("waits for stop\n".utf8))
         print("HUGE-DURATION-PROBE-PASSED")
     }

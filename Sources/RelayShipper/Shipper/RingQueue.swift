@@ -63,7 +63,7 @@ struct Backoff {
     /// The next delay (and doubles the one after).
     mutating func next() -> UInt64 {
         let delay = self.current
-        self.current = Swift.min(self.longest, self.current * 2)
+        self.current = Swift.min(self.longest, self.current.saturatingAdding(self.current))
         return delay
     }
 
@@ -77,6 +77,15 @@ extension Duration {
         if seconds < 0 { return 0 }
         let (ns, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return UInt64.max }
-        return ns &+ UInt64(attoseconds / 1_000_000_000)
+        return ns.saturatingAdding(UInt64(attoseconds / 1_000_000_000))
+    }
+}
+
+extension UInt64 {
+    /// `self + other`, or `UInt64.max` where that overflows: a deadline that far away means
+    /// "never", not an arithmetic trap on the ring thread.
+    func saturatingAdding(_ other: UInt64) -> UInt64 {
+        let (sum, overflow) = self.addingReportingOverflow(other)
+        return overflow ? UInt64.max : sum
     }
 }

@@ -503,8 +503,7 @@ final class ShipperLoop {
         }
         if self.switchDeadline == nil && self.anyPartial() {
             // Saturating: a huge interval means "never", not an overflow trap.
-            let (deadline, overflow) = now.addingReportingOverflow(self.configuration.switchInterval.nanoseconds)
-            self.switchDeadline = overflow ? UInt64.max : deadline
+            self.switchDeadline = now.saturatingAdding(self.configuration.switchInterval.nanoseconds)
         }
     }
 
@@ -562,8 +561,7 @@ final class ShipperLoop {
             case .stop(let timeout):
                 if self.drainDeadline == nil {
                     // Saturating, as the switch deadline.
-                    let (deadline, overflow) = now.addingReportingOverflow(timeout.nanoseconds)
-                    self.drainDeadline = overflow ? UInt64.max : deadline
+                    self.drainDeadline = now.saturatingAdding(timeout.nanoseconds)
                 }
             case .abort:
                 self.exitRequested = true
@@ -618,6 +616,9 @@ final class ShipperLoop {
             for case .file(let s) in entry.sinks {
                 if case .none = s.configuration.fsync { s.closeAll(fsync: false) } else { s.closeAll(fsync: true) }
             }
+            // Nothing is submitted after this: descriptors still waiting for their SQEs to be
+            // taken (the kernel refused them) can no longer be named by a submission.
+            for case .socket(let s) in entry.sinks { s.closeDeferred() }
             entry.channel.detachConsumer()
         }
         if let eventFD = self.eventFD {

@@ -401,7 +401,7 @@ final class FileSink {
     private func enterFailure(_ errno: Errno, loop: ShipperLoop, now: UInt64, path: String) {
         if self.failingSince == nil { self.failingSince = now }
         let delay = self.backoff.next()
-        self.retryAt = now + delay
+        self.retryAt = now.saturatingAdding(delay)
         self.stats.failing = true
         if now - self.lastErrorLog > 1_000_000_000 || self.lastErrorLog == 0 {
             self.lastErrorLog = now
@@ -520,10 +520,7 @@ final class FileSink {
     var nextAgeRotation: UInt64? {
         guard let maxAge = self.configuration.rotation?.maxAge?.nanoseconds else { return nil }
         // Saturating: a huge maxAge means "never", and `openedAt` is a real time now (not 0).
-        return self.files.filter { $0.offset > 0 && !$0.rotationPending }.map {
-            let (at, overflow) = $0.openedAt.addingReportingOverflow(maxAge)
-            return overflow ? UInt64.max : at
-        }.min()
+        return self.files.filter { $0.offset > 0 && !$0.rotationPending }.map { $0.openedAt.saturatingAdding(maxAge) }.min()
     }
 
     private func maybeFsync(file i: Int, loop: ShipperLoop, now: UInt64) {
@@ -540,7 +537,7 @@ final class FileSink {
             if self.files[i].bytesSinceFsync < Int64(n) { return }
         case .interval(let interval):
             if let next = self.files[i].nextFsyncAt, now < next { return }
-            self.files[i].nextFsyncAt = now + interval.nanoseconds
+            self.files[i].nextFsyncAt = now.saturatingAdding(interval.nanoseconds)
         }
         let userData = URingUserData(kind: ShipperLoop.OpKind.fileFsync.rawValue, index: UInt16(self.index), sequence: UInt64(i)).rawValue
         do {

@@ -177,7 +177,7 @@ final class SocketSink {
             return
         }
         self.state = .connecting(fd)
-        self.connectDeadline = now + self.configuration.connectTimeout.nanoseconds
+        self.connectDeadline = now.saturatingAdding(self.configuration.connectTimeout.nanoseconds)
         self.connectCancelled = false
     }
 
@@ -222,7 +222,7 @@ final class SocketSink {
         self.stats.errors += 1
         self.stats.failing = true
         let delay = self.backoff.next()
-        self.reconnectAt = now + delay
+        self.reconnectAt = now.saturatingAdding(delay)
         if self.lastErrorLog == 0 || now - self.lastErrorLog > 1_000_000_000 {
             self.lastErrorLog = now
             loop.logger.warning(
@@ -490,6 +490,13 @@ final class SocketSink {
     private func closeSubmitted(_ loop: ShipperLoop) {
         _ = try? loop.ring.submit()
         guard loop.ring.pendingSubmissions == 0 else { return }
+        for fd in self.closeAfterSubmit { Files.close(fd) }
+        self.closeAfterSubmit.removeAll()
+    }
+
+    /// At shutdown, once nothing is submitted any more: closes the descriptors still waiting
+    /// for their SQEs to be taken.
+    func closeDeferred() {
         for fd in self.closeAfterSubmit { Files.close(fd) }
         self.closeAfterSubmit.removeAll()
     }
