@@ -131,22 +131,31 @@ struct ServiceEndToEndTests {
         #expect(service.stats().log.recordsRefusedClosed == 1)
     }
 
-    @Test("shutdown with a drop report pending and a stuck destination returns at its drain timeout (block mode, no timeout)")
-    func shutdownWithStuckDestination() throws {
-        // A peer that reads a few KB every 3 s: the channel fills and stays full.
-        let receiver = try StreamReceiver(receiveBuffer: 4096, readDelayMicroseconds: 3_000_000)
-        defer { receiver.stop() }
+    /// A block-mode service (no timeout) whose destination, `receiver`, reads a few KB every 3 s, and a
+    /// thread that has filled its channel and now waits for space (until shutdown closes the channel).
+    static func filledServiceWithStuckDestination(
+        _ receiver: StreamReceiver, drainTimeout: Duration
+    ) throws -> (RelayLoggingService, TestThreads.Handle) {
         let service = try RelayLoggingService(
             RelayLoggingConfiguration(
                 destination: .tcp(host: "127.0.0.1", port: receiver.port), overload: .block(timeout: nil),
                 subbufferSize: 4096, subbufferCount: 4, buffers: 1, switchInterval: .milliseconds(10),
-                drainTimeout: .milliseconds(500), diagnostics: quietDiagnostics))
+                drainTimeout: drainTimeout, diagnostics: quietDiagnostics))
         let logger = Logger(label: "stuck") { service.makeHandler(label: $0) }
-        // A writer that fills the channel, then waits for space (until shutdown closes the channel).
-        let filler = TestThreads.spawn { for i in 0..<100_000 { logger.info("filler \(i)") } }
+        let filler = TestThreads.spawn {
+            for i in 0..<100_000 where !service.channel.isClosed { logger.info("filler \(i)") }
+        }
         let deadline = monotonicSeconds() + 10
         while service.stats().log.channel.total.writerWaits == 0 && monotonicSeconds() < deadline { usleep(1000) }
         try #require(service.stats().log.channel.total.writerWaits > 0, "the channel filled up")
+        return (service, filler)
+    }
+
+    @Test("shutdown with a drop report pending and a stuck destination returns at its drain timeout (block mode, no timeout)")
+    func shutdownWithStuckDestination() throws {
+        let receiver = try StreamReceiver(receiveBuffer: 4096, readDelayMicroseconds: 3_000_000)
+        defer { receiver.stop() }
+        let (service, filler) = try Self.filledServiceWithStuckDestination(receiver, drainTimeout: .milliseconds(500))
         // A record that does not fit even truncated (its label is larger than a sub-buffer): dropped,
         // and its report is pending, to be written at shutdown if there is space in time.
         let huge = Logger(label: String(repeating: "l", count: 5000)) { service.makeHandler(label: $0) }
@@ -165,22 +174,10 @@ struct ServiceEndToEndTests {
     // process's CPU time also counts the suites that run in parallel, so such a check fails at random.
     @Test("run() cancelled while shutdown() drains on another thread waits for it")
     func cancelledRunWaitsForShutdown() async throws {
-        // A peer that reads a few KB every 3 s: shutdown() takes its whole drain timeout.
+        // shutdown() takes its whole drain timeout.
         let receiver = try StreamReceiver(receiveBuffer: 4096, readDelayMicroseconds: 3_000_000)
         defer { receiver.stop() }
-        let service = try RelayLoggingService(
-            RelayLoggingConfiguration(
-                destination: .tcp(host: "127.0.0.1", port: receiver.port), overload: .block(timeout: nil),
-                subbufferSize: 4096, subbufferCount: 4, buffers: 1, switchInterval: .milliseconds(10),
-                drainTimeout: .seconds(1), diagnostics: quietDiagnostics))
-        let logger = Logger(label: "stuck") { service.makeHandler(label: $0) }
-        // A writer that fills the channel and waits for space until shutdown() closes the channel.
-        let filler = TestThreads.spawn {
-            for i in 0..<100_000 where !service.channel.isClosed { logger.info("filler \(i)") }
-        }
-        let deadline = monotonicSeconds() + 10
-        while service.stats().log.channel.total.writerWaits == 0 && monotonicSeconds() < deadline { usleep(1000) }
-        try #require(service.stats().log.channel.total.writerWaits > 0, "the channel filled up")
+        let (service, filler) = try Self.filledServiceWithStuckDestination(receiver, drainTimeout: .seconds(1))
         let stopper = TestThreads.spawn { _ = service.shutdown() }
         // shutdown() closes the channel at once, then waits for the stuck destination until its drain timeout.
         TestThreads.join(filler)
