@@ -9,6 +9,24 @@ import Glibc
 
 /// The `[daemon]` and `[channels.default]` sections every daemon test uses: metrics on an ephemeral loopback port,
 /// small sub-buffers, a short switch interval so records reach files quickly.
+/// A TCP input on an ephemeral port of 127.0.0.1 and a `tcp` output named "forward" to `target`, with
+/// `outputKeys` (TOML lines) added to the output's table.
+func tcpForwardConfig(target: String, outputKeys: String = "") -> String {
+    """
+    [[inputs]]
+    name = "tcp"
+    type = "tcp"
+    listen = "127.0.0.1:0"
+
+    [[outputs]]
+    name = "forward"
+    type = "tcp"
+    target = "\(target)"
+    \(outputKeys)
+
+    """
+}
+
 func daemonPreamble(_ directory: String, switchInterval: String = "20ms", drainTimeout: String = "10s") -> String {
     """
     [daemon]

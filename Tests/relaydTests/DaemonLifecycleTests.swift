@@ -97,19 +97,8 @@ struct DaemonLifecycleTests {
         let (listener, targetPort) = try RelaydTestSockets.tcpListener()
         defer { close(listener) }
         RelaydTestSockets.startReadingOneConnection(listener)
-        let config = daemonPreamble(directory, switchInterval: "60s", drainTimeout: "4s") + """
-            [[inputs]]
-            name = "tcp"
-            type = "tcp"
-            listen = "127.0.0.1:0"
-
-            [[outputs]]
-            name = "forward"
-            type = "tcp"
-            format = "raw"
-            target = "127.0.0.1:\(targetPort)"
-
-            """
+        let config = daemonPreamble(directory, switchInterval: "60s", drainTimeout: "4s")
+            + tcpForwardConfig(target: "127.0.0.1:\(targetPort)", outputKeys: #"format = "raw""#)
         let relayd = try RelaydProcess.start(config: config, directory: directory)
         let client = try RelaydTestSockets.connectTCP(port: try #require(relayd.tcpPorts["tcp"]))
         defer { close(client) }
@@ -143,18 +132,7 @@ struct DaemonLifecycleTests {
         // Forward to a port nobody listens on: records stay in the channel.
         let deadPort = try RelaydTestSockets.freePort()
         func config(drain: String) -> String {
-            daemonPreamble(directory, drainTimeout: drain) + """
-                [[inputs]]
-                name = "tcp"
-                type = "tcp"
-                listen = "127.0.0.1:0"
-
-                [[outputs]]
-                name = "forward"
-                type = "tcp"
-                target = "127.0.0.1:\(deadPort)"
-
-                """
+            daemonPreamble(directory, drainTimeout: drain) + tcpForwardConfig(target: "127.0.0.1:\(deadPort)")
         }
         let messages = (0..<50).map { "<13>1 - - app - - - undeliverable \($0)" }
 
@@ -189,19 +167,8 @@ struct DaemonLifecycleTests {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }
         let deadPort = try RelaydTestSockets.freePort()
-        let config = daemonPreamble(directory) + """
-            [[inputs]]
-            name = "tcp"
-            type = "tcp"
-            listen = "127.0.0.1:0"
-
-            [[outputs]]
-            name = "forward"
-            type = "tcp"
-            target = "127.0.0.1:\(deadPort)"
-            reconnect_backoff = "10ms..20ms"
-
-            """
+        let config = daemonPreamble(directory)
+            + tcpForwardConfig(target: "127.0.0.1:\(deadPort)", outputKeys: #"reconnect_backoff = "10ms..20ms""#)
         let relayd = try RelaydProcess.start(config: config, directory: directory)
         var metrics: [String: Double] = [:]
         #expect(
@@ -259,19 +226,7 @@ struct DaemonLifecycleTests {
         let targetPort = UInt16(bigEndian: address.sin_port)
         // A slow reader: sends wait in the socket, so notifications come well after their sends (across passes).
         RelaydTestSockets.startReadingOneConnection(listener, bufferSize: 65536, pauseMicroseconds: 7_000)
-        let config = daemonPreamble(directory) + """
-            [[inputs]]
-            name = "tcp"
-            type = "tcp"
-            listen = "127.0.0.1:0"
-
-            [[outputs]]
-            name = "forward"
-            type = "tcp"
-            format = "raw"
-            target = "\(host):\(targetPort)"
-
-            """
+        let config = daemonPreamble(directory) + tcpForwardConfig(target: "\(host):\(targetPort)", outputKeys: #"format = "raw""#)
         let relayd = try RelaydProcess.start(config: config, directory: directory)
         let port = try #require(relayd.tcpPorts["tcp"])
         let padding = String(repeating: "z", count: 100)
@@ -413,20 +368,10 @@ struct DaemonLifecycleTests {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
         }
-        let config = daemonPreamble(directory) + """
-            [[inputs]]
-            name = "tcp"
-            type = "tcp"
-            listen = "127.0.0.1:0"
-
-            [[outputs]]
-            name = "forward"
-            type = "tcp"
-            target = "127.0.0.1:\(UInt16(bigEndian: address.sin_port))"
-            connect_timeout = "1s"
-            reconnect_backoff = "10ms..20ms"
-
-            """
+        let config = daemonPreamble(directory)
+            + tcpForwardConfig(
+                target: "127.0.0.1:\(UInt16(bigEndian: address.sin_port))",
+                outputKeys: "connect_timeout = \"1s\"\nreconnect_backoff = \"10ms..20ms\"")
         let relayd = try RelaydProcess.start(config: config, directory: directory)
         usleep(500_000)
         #expect(try relayd.metrics()["relayd_output_connected{output=\"forward\"}"] == 0)
