@@ -81,4 +81,30 @@ struct RecordFormatterTests {
         #expect(report.records == 2_000)
         #expect(report.bytes == UInt64(2_000 * size))
     }
+
+    @Test(
+        "the incremental cursor writes the same bytes as the formatter, across digit-count changes",
+        arguments: [32, 33, 128, 4096])
+    func cursorMatchesFormatter(size: Int) throws {
+        let formatter = try RecordFormatter(size: size)
+        let starts: [(Int, UInt64)] = [
+            (0, 0), (1, 5), (7, 95), (12, 990), (65_535, 99_990), (3, 9_999_980), (65_535, RecordFormatter.maxSequence - 30),
+        ]
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        defer { buffer.deallocate() }
+        for (producer, start) in starts {
+            let cursor = RecordCursor(formatter: formatter, producer: producer, sequence: start)
+            for offset in 0..<31 as Range<UInt64> {
+                let sequence = start + offset
+                #expect(cursor.sequence == sequence)
+                if offset % 7 == 3 {
+                    cursor.skip()  // a failed reservation: the sequence is not reused
+                    continue
+                }
+                cursor.next(to: buffer)
+                let written = Array(UnsafeRawBufferPointer(start: buffer, count: size))
+                #expect(written == formatter.record(producer: producer, sequence: sequence), "producer \(producer) sequence \(sequence)")
+            }
+        }
+    }
 }

@@ -58,12 +58,13 @@ extension CompareBaselines {
                     var block = -1
                     var fill = 0
                     var sequence: UInt64 = 0
+                    let cursor = RecordCursor(formatter: formatter, producer: producer)
                     while sequence < count && !failure.hasFailed {
                         if block < 0 {
                             block = pool.takeFree()
                             fill = 0
                         }
-                        formatter.write(producer: producer, sequence: sequence, to: pool.address(of: block) + fill)
+                        cursor.next(to: pool.address(of: block) + fill)
                         fill += size
                         if fill + size > pool.blockCapacity {
                             pool.enqueue(block: block, length: fill)

@@ -122,12 +122,16 @@ enum ProducerLoop {
         defer { scratch.deallocate() }
         switch api {
         case .reserve, .write:
-            let writer = RecordWriter(channel: channel, formatter: formatter, producer: producer, api: api, scratch: scratch)
+            let writer = RecordWriter(
+                channel: channel, cursor: RecordCursor(formatter: formatter, producer: producer), producer: producer, api: api,
+                scratch: scratch)
             ProducerLoop.run(writer, limit: limit, rate: rate, clockOverhead: clockOverhead, control: control, result: &result)
         case .exclusive:
             do {
                 let exclusive = try channel.makeExclusiveWriter(buffer: channel.sharedBuffers + producer)
-                let writer = ExclusiveRecordWriter(writer: exclusive, formatter: formatter, producer: producer, scratch: scratch)
+                let writer = ExclusiveRecordWriter(
+                    writer: exclusive, cursor: RecordCursor(formatter: formatter, producer: producer), producer: producer,
+                    scratch: scratch)
                 ProducerLoop.run(writer, limit: limit, rate: rate, clockOverhead: clockOverhead, control: control, result: &result)
             } catch {
                 result.failure = "producer \(producer) could not claim an exclusive buffer: \(error.message)"
@@ -282,9 +286,10 @@ protocol ProducerWriter: ~Copyable {
 }
 
 /// Writes through the shared path: ``WriteAPI/reserve`` or ``WriteAPI/write``.
-struct RecordWriter: ProducerWriter {
+struct RecordWriter: ProducerWriter, ~Copyable {
     let channel: RelayChannel
-    let formatter: RecordFormatter
+    /// Renders this producer's records in order (every call writes the next sequence).
+    let cursor: RecordCursor
     let producer: Int
     let api: WriteAPI
     /// One record of scratch space for ``WriteAPI/write``.
@@ -293,24 +298,26 @@ struct RecordWriter: ProducerWriter {
     /// Writes record `sequence` and counts the outcome.
     @inline(__always)
     func write(_ sequence: UInt64, written: inout UInt64, dropped: inout UInt64, closed: inout UInt64) {
+        assert(self.cursor.sequence == sequence, "producer loops offer every sequence once, in order")
         switch self.api {
         case .reserve:
             do {
-                let reservation = try self.channel.reserve(self.formatter.size)
+                let reservation = try self.channel.reserve(self.cursor.size)
                 reservation.withUnsafeMutableBytes { bytes in
-                    self.formatter.write(producer: self.producer, sequence: sequence, to: bytes.baseAddress.unsafelyUnwrapped)
+                    self.cursor.next(to: bytes.baseAddress.unsafelyUnwrapped)
                 }
                 reservation.commit()
                 written &+= 1
             } catch {
+                self.cursor.skip()
                 switch error {
                 case .closed: closed &+= 1
                 case .dropped, .timedOut, .tooBig, .emptyReservation: dropped &+= 1
                 }
             }
         case .write:
-            self.formatter.write(producer: self.producer, sequence: sequence, to: self.scratch)
-            switch self.channel.write(UnsafeRawBufferPointer(start: self.scratch, count: self.formatter.size)) {
+            self.cursor.next(to: self.scratch)
+            switch self.channel.write(UnsafeRawBufferPointer(start: self.scratch, count: self.cursor.size)) {
             case .written: written &+= 1
             case .closed: closed &+= 1
             case .dropped, .timedOut, .tooBig: dropped &+= 1
@@ -324,7 +331,8 @@ struct RecordWriter: ProducerWriter {
 /// Writes through an exclusive buffer (``WriteAPI/exclusive``).
 struct ExclusiveRecordWriter: ProducerWriter, ~Copyable {
     let writer: RelayExclusiveWriter
-    let formatter: RecordFormatter
+    /// Renders this producer's records in order (every call writes the next sequence).
+    let cursor: RecordCursor
     let producer: Int
     /// One record of scratch space.
     let scratch: UnsafeMutableRawPointer
@@ -332,8 +340,9 @@ struct ExclusiveRecordWriter: ProducerWriter, ~Copyable {
     /// Formats record `sequence` into the scratch record and copies it into the owned buffer.
     @inline(__always)
     func write(_ sequence: UInt64, written: inout UInt64, dropped: inout UInt64, closed: inout UInt64) {
-        self.formatter.write(producer: self.producer, sequence: sequence, to: self.scratch)
-        switch self.writer.write(UnsafeRawBufferPointer(start: self.scratch, count: self.formatter.size)) {
+        assert(self.cursor.sequence == sequence, "producer loops offer every sequence once, in order")
+        self.cursor.next(to: self.scratch)
+        switch self.writer.write(UnsafeRawBufferPointer(start: self.scratch, count: self.cursor.size)) {
         case .written: written &+= 1
         case .closed: closed &+= 1
         case .dropped, .timedOut, .tooBig: dropped &+= 1

@@ -132,8 +132,9 @@ enum CompareBaselines {
                 defer { record.deallocate() }
                 let count = RecordSplit.count(forProducer: producer, total: workload.records, producers: workload.producers)
                 var sequence: UInt64 = 0
+                let records = RecordCursor(formatter: formatter, producer: producer)
                 while sequence < count && !failure.hasFailed {
-                    formatter.write(producer: producer, sequence: sequence, to: record)
+                    records.next(to: record)
                     let code: Int32
                     if isSocket {
                         code = sendLock.withLock { _ in POSIXIO.sendAll(fd, record, size) }
@@ -185,8 +186,9 @@ enum CompareBaselines {
                 defer { record.deallocate() }
                 let count = RecordSplit.count(forProducer: producer, total: workload.records, producers: workload.producers)
                 var sequence: UInt64 = 0
+                let records = RecordCursor(formatter: formatter, producer: producer)
                 while sequence < count && !failure.hasFailed {
-                    formatter.write(producer: producer, sequence: sequence, to: record)
+                    records.next(to: record)
                     let code = shared.state.withLock { state -> Int32 in
                         var code: Int32 = 0
                         if state.fill + size > state.capacity {
