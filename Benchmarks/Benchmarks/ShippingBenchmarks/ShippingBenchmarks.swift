@@ -52,7 +52,7 @@ func prepareFile(_ path: String, bytes: Int) {
 /// written) is inside it.
 func shipToFile(
     subbufferSize: Int, producers: Int, exclusive: Bool = false, fixedWrites: Bool = false, mebibytes: Int, path: String,
-    measured: (() -> Void) -> Void
+    durable: Bool = false, measured: (() -> Void) -> Void
 ) {
     // The shipper appends at the file's end: start from an empty file.
     let fd = open(path, O_WRONLY | O_CLOEXEC)
@@ -87,7 +87,16 @@ func shipToFile(
         }
         channel.close()
         precondition(shipper.stop(timeout: .seconds(120)), "shipper did not drain")
+        if durable { dataSync(path) }
     }
+}
+
+/// `fdatasync(2)` of the file at `path`: on the disk, every byte written to it so far (the
+/// `dd conv=fdatasync` end point).
+func dataSync(_ path: String) {
+    let fd = open(path, O_WRONLY | O_CLOEXEC)
+    precondition(fd >= 0 && fdatasync(fd) == 0, "fdatasync of \(path) failed")
+    close(fd)
 }
 
 /// Allocates the file's blocks before the loop writes over them from offset 0, as the file
@@ -100,7 +109,7 @@ func reserveBlocks(_ fd: Int32, bytes: Int) {
 
 /// Writes `mebibytes` 1 MiB blocks into `path` with `write(2)`; the file's blocks are
 /// reserved before `measured` starts, as the file sink preallocates before it writes.
-func writeLoop(mebibytes: Int, path: String, measured: (() -> Void) -> Void) {
+func writeLoop(mebibytes: Int, path: String, durable: Bool = false, measured: (() -> Void) -> Void) {
     let fd = open(path, O_WRONLY | O_CLOEXEC)
     ftruncate(fd, 0)
     reserveBlocks(fd, bytes: mebibytes * mib)
@@ -115,6 +124,7 @@ func writeLoop(mebibytes: Int, path: String, measured: (() -> Void) -> Void) {
                 done += n
             }
         }
+        if durable { precondition(fdatasync(fd) == 0, "fdatasync failed") }
     }
     close(fd)
     block.deallocate()
@@ -227,6 +237,33 @@ let benchmarks: @Sendable () -> Void = {
         variants.append(Variant(subbufferSize: mib, producers: producers, exclusive: true))
         variants.append(Variant(subbufferSize: mib, producers: producers, fixedWrites: true))
     }
+    // To the disk: 1 GiB, ending with fdatasync inside the measurement (the `dd bs=1M
+    // conv=fdatasync` end point), where the disk's write bandwidth, not the page-cache copy,
+    // sets the pace. Relay's row is the file-target configuration: 2 producers, 1 MiB
+    // sub-buffers, plain format.
+    let durableSize = 1024
+    let durablePath = "\(directory)/relay-shipping-benchmark-durable.out"
+    prepareFile(durablePath, bytes: durableSize * mib)
+    let durableConfig = Benchmark.Configuration(
+        metrics: [.wallClock, .throughput, .cpuTotal],
+        warmupIterations: 1,
+        scalingFactor: .one,
+        maxDuration: .seconds(30),
+        maxIterations: 7
+    )
+    Benchmark("write(2) loop, 1 MiB blocks, 1 GiB + fdatasync", configuration: durableConfig) { benchmark in
+        for _ in 0..<(benchmark.scaledIterations.count) {
+            writeLoop(mebibytes: durableSize, path: durablePath, durable: true, measured: measuring(benchmark))
+        }
+    }
+    Benchmark("relay → file, 1024 KiB sub-buffers, 2 producers, 1 GiB + fdatasync", configuration: durableConfig) { benchmark in
+        for _ in 0..<(benchmark.scaledIterations.count) {
+            shipToFile(
+                subbufferSize: mib, producers: 2, mebibytes: durableSize, path: durablePath, durable: true,
+                measured: measuring(benchmark))
+        }
+    }
+
     for v in variants {
         let writers = "\(v.producers) \(v.exclusive ? "exclusive writer" : "producer")\(v.producers == 1 ? "" : "s")"
         Benchmark(
