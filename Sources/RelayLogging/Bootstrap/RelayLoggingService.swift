@@ -195,8 +195,9 @@ public final class RelayLoggingService: Service, Sendable {
 
     @discardableResult
     private func finishShutdown() -> Bool {
-        let stats = self.shipper.stats()
-        let drained = stats.map { $0.subbuffersShipped == $0.subbuffersReleased } ?? true
+        // The ring thread's own verdict: shipped == released misses sub-buffers it never took
+        // (sealed, but a writer was still inside a record at the deadline).
+        let drained = self.shipper.drained
         self.phase.withLock { $0 = .stopped(drained: drained) }
         return drained
     }

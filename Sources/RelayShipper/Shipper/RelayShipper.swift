@@ -125,12 +125,20 @@ public final class RelayShipper: Sendable, Service {
     ///
     /// Close the channels first (or stop their writers) so there is an end to drain.
     ///
-    /// - Returns: `true` if everything was shipped before the deadline.
+    /// - Returns: `true` if everything was shipped before the deadline: every sub-buffer
+    ///   sealed, delivered (no writer still inside a record), and released by every sink.
     @discardableResult
     public func stop(timeout: Duration = .seconds(10)) -> Bool {
         guard self.requestStop(timeout: timeout) else { return true }
         self.exited.wait()
-        return self.undeliveredAfterStop == 0
+        return self.drained
+    }
+
+    /// Whether the ring thread exited after shipping everything (see ``stop(timeout:)``):
+    /// `false` while it runs, and after a stop whose deadline passed or a cancellation.
+    public var drained: Bool {
+        // acquiring: pairs with the ring thread's releasing store before it exits.
+        self.exited.isSignalled && self.shared.drained.load(ordering: .acquiring)
     }
 
     /// Asks the ring thread to drain and stop; does not wait. Returns false if the
@@ -144,11 +152,6 @@ public final class RelayShipper: Sendable, Service {
         guard running else { return false }
         self.shared.send(.stop(timeout: timeout))
         return true
-    }
-
-    private var undeliveredAfterStop: UInt64 {
-        guard let stats = self.shared.stats else { return 0 }
-        return stats.subbuffersShipped - stats.subbuffersReleased
     }
 
     /// Reopens every output file at its path: for logrotate-style external rotation

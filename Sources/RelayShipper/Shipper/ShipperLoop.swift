@@ -2,6 +2,7 @@ internal import CRelayLinux
 internal import Glibc
 import Logging
 import Relay
+import Synchronization
 import SystemPackage
 
 /// The ring owner: runs on one dedicated OS thread, which created the ring
@@ -210,6 +211,9 @@ final class ShipperLoop {
             if let deadline = self.drainDeadline {
                 if self.isDrained() {
                     self.logger.debug("shipper drained")
+                    // releasing: pairs with the acquiring load in `RelayShipper.drained`, after
+                    // the exit event.
+                    self.shared.drained.store(true, ordering: .releasing)
                     break
                 }
                 if now >= deadline {

@@ -23,6 +23,9 @@ final class ShipperShared: Sendable {
     private let commands = Mutex<[Command]>([])
     private let commandFlag = Atomic<Bool>(false)
     private let latest = Mutex<RelayShipperStats?>(nil)
+    /// Set by the ring thread when it exits because everything was shipped (not at a
+    /// deadline, not at an abort).
+    let drained = Atomic<Bool>(false)
 
     func send(_ command: Command) {
         self.commands.withLock { $0.append(command) }

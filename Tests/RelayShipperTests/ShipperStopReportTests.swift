@@ -1,0 +1,30 @@
+import Logging
+import Relay
+import RelayShipper
+import RelayTestSupport
+import Testing
+
+@Suite("Shipper stop reports", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
+struct ShipperStopReportTests {
+    @Test("stop() whose deadline passes while a sealed sub-buffer still waits for a writer's commit reports false")
+    func stopReportsUncommittedSubbuffer() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "held", subbufferSize: 4096, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("held.log")))])
+        try shipper.start()
+        channel.write(Array("before\n".utf8))
+        // A writer inside its record: the stop's flush seals the sub-buffer, but it is
+        // delivered (and can be shipped) only at this commit.
+        let reservation = try channel.reserve(6)
+        reservation.withUnsafeMutableBytes { $0.copyBytes(from: Array("held!\n".utf8)) }
+        let started = monotonicSeconds()
+        let shipped = shipper.stop(timeout: .milliseconds(200))
+        #expect(monotonicSeconds() - started < 2)
+        #expect(!shipped, "the sub-buffer holding \"before\" never left: stop() must not report everything shipped")
+        #expect(readFileBytes(dir.file("held.log"))?.count == 0)
+        reservation.commit()
+        channel.close()
+    }
+}
