@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import Relay
 import RelayShipper
@@ -102,3 +103,69 @@ func expectExactlyOnce(_ records: [(Int, Int)], producers: Int, perProducer: Int
     #expect(missing == 0, "missing records", sourceLocation: sourceLocation)
     #expect(duplicates == 0, "duplicated records", sourceLocation: sourceLocation)
 }
+struct StalledPeerError: Error {}
+
+/// A TCP listener on 127.0.0.1 whose connections are never read (a stalled peer): what the
+/// shipper sends stays in its own socket buffer, sent but unacknowledged, once the peer's
+/// small receive buffer is full. ``reset()`` kills it (RST) like a crashing peer.
+final class StalledPeer {
+    let listener: Int32
+    let port: Int
+    private(set) var connection: Int32 = -1
+
+    init(receiveBuffer: Int32 = 4096) throws {
+        let fd = socket(AF_INET, 1 /* SOCK_STREAM */ | 0o2000000 /* SOCK_CLOEXEC */, 0)
+        guard fd >= 0 else { throw StalledPeerError() }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var small = receiveBuffer
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else {
+            close(fd)
+            throw StalledPeerError()
+        }
+        self.listener = fd
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Accepts the pending connection (waits up to 5 s); true if there was one.
+    @discardableResult
+    func accept() -> Bool {
+        var pfd = pollfd(fd: self.listener, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 5000) == 1 else { return false }
+        self.connection = Glibc.accept(self.listener, nil, nil)
+        return self.connection >= 0
+    }
+
+    /// Resets the connection (unread data is lost) and stops listening.
+    func reset() {
+        if self.connection >= 0 {
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(self.connection, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            close(self.connection)
+            self.connection = -1
+        }
+        close(self.listener)
+    }
+}
+
+/// Waits until `condition` holds on the shipper's stats (or 5 s pass).
+@discardableResult
+func waitForStats(_ shipper: RelayShipper, timeout: Double = 5, _ condition: (RelayShipperStats) -> Bool) -> RelayShipperStats? {
+    let deadline = monotonicSeconds() + timeout
+    while monotonicSeconds() < deadline {
+        if let stats = shipper.stats(), condition(stats) { return stats }
+        usleep(5000)
+    }
+    return shipper.stats()
+}
+

@@ -10,9 +10,10 @@ public struct RelaySinkStats: Sendable, Hashable {
     /// TCP. These are released to the channel (once every sink of it finished).
     public var subbuffers: UInt64 = 0
     /// Watermark: sub-buffers handed to the kernel completely (write or send completed).
+    /// Each counts once: a sub-buffer sent again after a reconnect does not count again.
     public var sentSubbuffers: UInt64 = 0
     /// Watermark: sub-buffers whose memory the kernel no longer references (for
-    /// zero-copy sends, after the notification).
+    /// zero-copy sends, after the notification). Each counts once, like ``sentSubbuffers``.
     public var reusableSubbuffers: UInt64 = 0
     /// Watermark (files): sub-buffers covered by a completed fsync, i.e. written before
     /// that fsync was submitted.

@@ -78,6 +78,11 @@ final class SocketSink {
     var zeroCopyPausedUntilSend: UInt64 = 0
     var sendsIssued: UInt64 = 0
     var stats: RelaySinkStats
+    /// The last entries counted in ``RelaySinkStats/sentSubbuffers`` and
+    /// ``RelaySinkStats/reusableSubbuffers``: those are watermarks, so an entry sent again
+    /// after a reconnect (or in two parts, each with its notification) counts once.
+    var sentMark: UInt64 = 0
+    var reusableMark: UInt64 = 0
 
     /// The message and iovecs of the batched send in flight (there is at most one send in
     /// flight); valid until its completion, as the sink lives as long as the loop that
@@ -365,7 +370,6 @@ final class SocketSink {
             if completion.zcCopied {
                 self.stats.zeroCopyCopied += 1
             }
-            self.stats.reusableSubbuffers += 1
             self.noteZeroCopy(copied: completion.zcCopied)
             self.finishAcknowledged(loop)
             return
@@ -411,8 +415,6 @@ final class SocketSink {
             }
             sent -= rest
             self.streamSent += Int64(rest)
-            self.stats.sentSubbuffers += 1
-            if !completion.hasMore { self.stats.reusableSubbuffers += 1 }
             self.queue[self.sendIndex].endOffset = self.streamSent
             self.sendIndex += 1
             self.sentInEntry = 0
@@ -466,6 +468,7 @@ final class SocketSink {
     static let longestAckPollDelay: UInt64 = 2_000_000
 
     private func finishAcknowledged(_ loop: ShipperLoop) {
+        self.advanceWatermarks()
         guard self.staleSends == 0 else { return }
         while let first = self.queue.first, let end = first.endOffset, end <= self.acked,
             self.pendingNotifications[first.id & 0xFFFF_FFFF] == nil
@@ -475,6 +478,28 @@ final class SocketSink {
             self.stats.bytes += UInt64(first.bytes.count)
             self.stats.subbuffers += 1
             loop.sinkFinished(self.position, item: first.item, bytes: first.bytes.count)
+        }
+    }
+
+    /// Counts the entries newly sent whole (in queue order) and those whose memory no send
+    /// reads any more: no zero-copy notification pending, no send of a closed connection
+    /// in flight. Queued entries have consecutive ids, so each walk starts after the mark.
+    private func advanceWatermarks() {
+        guard let first = self.queue.first?.id else { return }
+        var i = Int(clamping: self.sentMark &+ 1 &- min(self.sentMark &+ 1, first))
+        while i < self.queue.count, self.queue[i].endOffset != nil {
+            self.sentMark = self.queue[i].id
+            self.stats.sentSubbuffers += 1
+            i += 1
+        }
+        guard self.staleSends == 0 else { return }
+        i = Int(clamping: self.reusableMark &+ 1 &- min(self.reusableMark &+ 1, first))
+        while i < self.queue.count, self.queue[i].id <= self.sentMark,
+            self.pendingNotifications[self.queue[i].id & 0xFFFF_FFFF] == nil
+        {
+            self.reusableMark = self.queue[i].id
+            self.stats.reusableSubbuffers += 1
+            i += 1
         }
     }
 
