@@ -216,6 +216,32 @@ struct ShipperLifecycleTests {
         shipper.stop()
     }
 
+    @Test("a second shipper of a channel another running shipper ships is refused at start, and the first one keeps shipping")
+    func secondShipperOfChannelRefused() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "twice", subbufferSize: 4096, subbufferCount: 4, mode: .block(), buffers: 1))
+        let first = RelayShipper(logger: testLogger())
+        try first.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("first.log")))])
+        try first.start()
+        let second = RelayShipper(logger: testLogger())
+        try second.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("second.log")))])
+        // Two consumers would both ship every sub-buffer and both release them: the
+        // writers could reuse memory one of them is still writing out.
+        #expect(throws: RelayShipperError.self) { try second.start() }
+        var expected: [UInt8] = []
+        for i in 0..<300 {
+            let line = Array("twice \(i) \(String(repeating: "t", count: i % 30))\n".utf8)
+            #expect(channel.write(line) == .written)
+            expected += line
+        }
+        channel.close()
+        #expect(first.stop(timeout: .seconds(10)))
+        second.stop()
+        #expect(readFileBytes(dir.file("first.log")) == expected)
+        #expect((readFileBytes(dir.file("second.log")) ?? []).count == 0, "the refused shipper shipped nothing")
+    }
+
     @Test("ServiceGroup-style run(): graceful shutdown drains")
     func serviceRun() async throws {
         let dir = TemporaryDirectory()

@@ -143,8 +143,19 @@ final class ShipperLoop {
         // Last, once nothing can throw: a failed start must not leave a channel attached
         // to this doorbell, or the next shipper's attach is refused and its writers ring
         // a doorbell nobody waits on.
-        for entry in self.channels {
-            entry.channel.attachConsumer(shared.wakeup)
+        // A channel has one consumer: a second one (another running shipper, or a reader that
+        // attached) would ship the same sub-buffers and release them while this one still
+        // writes them out.
+        for (index, entry) in self.channels.enumerated() where !entry.channel.attachConsumer(shared.wakeup) {
+            for attached in self.channels[..<index] { attached.channel.detachConsumer() }
+            self.abandonSetup([])
+            if let eventFD = self.eventFD {
+                shared.wakeup.setEventFD(-1)
+                Files.close(eventFD)
+            }
+            throw RelayShipperError(
+                message: "channel '\(entry.channel.configuration.name)' already has a consumer (another running shipper); "
+                    + "stop it (and wait for it to exit) before starting this one")
         }
     }
 
