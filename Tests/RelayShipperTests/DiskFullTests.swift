@@ -133,4 +133,51 @@ struct DiskFullTests {
         #expect(parsed.malformed == 0)
         expectExactlyOnce(parsed.records, producers: 1, perProducer: perProducer)
     }
+
+    /// A stop whose deadline passes during ENOSPC leaves the failed writes unfinished (a
+    /// short write may have put part of a sub-buffer in the file). The next shipper of the
+    /// channel ships those sub-buffers again, whole, at the file's end: the file must end
+    /// where the first unfinished write starts, or it holds a torn record and duplicates.
+    @Test("ENOSPC until the stop deadline, then a new shipper of the channel: no torn record, nothing twice", arguments: [8, 1])
+    func enospcThenRestart(queueDepth: Int) throws {
+        let dir = TemporaryDirectory(prefix: "relay-enospc-restart")
+        defer {
+            shell("umount '\(dir.path)' 2>/dev/null")
+            dir.remove()
+        }
+        try #require(shell("mount -t tmpfs -o size=1m tmpfs '\(dir.path)'") == 0, "mount tmpfs")
+        // Leave 40 KiB: the third 16 KiB sub-buffer is written in part (a page-aligned short write).
+        try #require(shell("dd if=/dev/zero of='\(dir.file("filler"))' bs=4k count=246 status=none") == 0)
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(name: "enospc-restart", subbufferSize: 16384, subbufferCount: 8, mode: .block(timeout: .milliseconds(50)), buffers: 1))
+        let configuration = RelayShipperConfiguration(fileQueueDepth: queueDepth)
+        let sink = RelaySink.file(RelayFileSinkConfiguration(path: dir.file("out.log"), preallocate: 0))
+        let first = RelayShipper(configuration: configuration, logger: testLogger())
+        try first.add(channel, sinks: [sink])
+        try first.start()
+        // 100-byte lines: a page boundary falls inside a line.
+        let lines = 1000
+        var refused = 0
+        writeSequentialLines(channel, count: lines, refused: &refused) { i in
+            let head = "p0 \(i) "
+            return head + String(repeating: "e", count: 99 - head.utf8.count) + "\n"
+        }
+        try #require(refused == 0)
+        channel.flush()
+        let failing = waitForStats(first) { $0.sinks[0].failing }
+        try #require(failing?.sinks[0].failing == true)
+        #expect(!first.stop(timeout: .milliseconds(200)))
+        #expect(shell("rm -f '\(dir.file("filler"))'") == 0)
+        let second = RelayShipper(configuration: configuration, logger: testLogger())
+        try second.add(channel, sinks: [sink])
+        try second.start()
+        channel.close()
+        #expect(second.stop(timeout: .seconds(10)))
+        let bytes = try #require(readFileBytes(dir.file("out.log")))
+        let torn = bytes.split(separator: 0x0A).filter { $0.count != 99 }.count
+        #expect(torn == 0, "no torn record where the first shipper's write stopped")
+        let parsed = parseLines(bytes)
+        #expect(parsed.malformed == 0)
+        expectExactlyOnce(parsed.records, producers: 1, perProducer: lines)
+    }
 }

@@ -78,6 +78,8 @@ final class FileSink {
     var pendingDurable: [Int: [Int: UInt64]] = [:]
 
     let subbufferSize: Int
+    /// The channel's buffers (all of them share the one file of the per-channel layout).
+    let buffers: Int
 
     /// Whether writes use `WRITE_FIXED` when the regions are registered: always for
     /// O_DIRECT; for buffered files only when asked (see
@@ -92,6 +94,7 @@ final class FileSink {
     ) throws(RelayShipperError) {
         self.index = index
         self.subbufferSize = subbufferSize
+        self.buffers = buffers
         self.position = position
         self.configuration = configuration
         self.queueDepth = max(1, queueDepth)
@@ -600,6 +603,37 @@ final class FileSink {
             deadline = min(deadline ?? due, due)
         }
         return deadline
+    }
+
+    /// At shutdown, once none of this sink's writes is in the kernel: cuts every file back to
+    /// where its first unfinished (failed, parked) write starts. Those sub-buffers were not
+    /// released, so whoever ships the channel next writes them again, whole, at the file's
+    /// end; without the cut, what a short write put there of one (and later writes that did
+    /// complete, of sub-buffers not released either) would stay in front of them: a torn
+    /// record and duplicates. Each descriptor is cut at its own first unfinished write (a
+    /// rotation's fresh file may still keep writes that completed after an unfinished one in
+    /// the old file). Only where everything in the file is this buffer's: with several
+    /// buffers in one file, a later write may be another buffer's, already released.
+    func cutUnfinishedWrites() {
+        guard self.configuration.layout != .perChannel || self.buffers == 1 else { return }
+        struct Descriptor: Hashable {
+            let file: Int
+            let generation: UInt32
+        }
+        var cuts: [Descriptor: Int64] = [:]
+        for opIndex in self.ops.indices {
+            guard let op = self.ops[opIndex] else { continue }
+            // Still in the kernel (the shutdown gave up waiting): it could write after any cut.
+            guard self.parked.contains(opIndex) else { return }
+            let descriptor = Descriptor(file: op.file, generation: op.generation)
+            cuts[descriptor] = min(cuts[descriptor] ?? op.offset, op.offset)
+        }
+        for (descriptor, offset) in cuts {
+            guard let fd = self.fd(file: descriptor.file, generation: descriptor.generation),
+                case .success(let size) = Files.size(fd), size > offset
+            else { continue }
+            _ = Files.truncate(fd, to: offset)
+        }
     }
 
     /// Closes every descriptor (after a final fsync when the policy asks for one).
