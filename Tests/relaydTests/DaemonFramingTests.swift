@@ -95,6 +95,63 @@ struct DaemonFramingTests {
         #expect(try relayd.stop() == 0)
     }
 
+    @Test("CRLF endings: a frame that is only CR/LF/NUL (a CRLF trailer, a blank CRLF line, an LF datagram) is skipped as empty")
+    func blankFramesAreSkippedNotWrittenAsEmptyRecords() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "auto"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+
+            [[inputs]]
+            name = "dgram"
+            type = "unix_dgram"
+            path = "\(directory)/dgram.sock"
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/blank.log"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let fd = try RelaydTestSockets.connectTCP(port: try #require(relayd.tcpPorts["auto"]))
+        // Octet-counted frames with a CRLF trailer (the same bytes framing = "octet-counting" tolerates between
+        // frames), then CRLF lines with a blank one among them.
+        try RelaydTestSockets.sendAll(
+            fd,
+            Self.frame("<13>1 - - a - - - first") + Array("\r\n".utf8) + Self.frame("<13>1 - - a - - - second")
+                + Array("\r\n<13>1 - - b - - - third\r\n\r\n<13>1 - - b - - - fourth\r\n".utf8)
+        )
+        close(fd)
+        try RelaydTestSockets.sendDatagram(Array("\n".utf8), to: "\(directory)/dgram.sock")
+        try RelaydTestSockets.sendDatagram(Array("<13>1 - - c - - - fifth\n".utf8), to: "\(directory)/dgram.sock")
+
+        var metrics: [String: Double] = [:]
+        #expect(
+            try Eventually.wait {
+                metrics = try relayd.metrics()
+                return metrics["relayd_input_frames_empty_total{input=\"auto\"}", default: 0]
+                    + metrics["relayd_input_frames_empty_total{input=\"dgram\"}", default: 0]
+                    + metrics["relayd_output_written_records_total{output=\"files\"}", default: 0] >= 9
+            }
+        )
+        #expect(try relayd.stop() == 0)
+        #expect(
+            Eventually.lines("\(directory)/blank.log").sorted() == [
+                "<13>1 - - a - - - first", "<13>1 - - a - - - second", "<13>1 - - b - - - fourth",
+                "<13>1 - - b - - - third", "<13>1 - - c - - - fifth",
+            ]
+        )
+        #expect(metrics["relayd_input_received_records_total{input=\"auto\"}"] == 4)
+        #expect(metrics["relayd_input_frames_empty_total{input=\"auto\"}"] == 3)
+        #expect(metrics["relayd_input_received_records_total{input=\"dgram\"}"] == 1)
+        #expect(metrics["relayd_input_frames_empty_total{input=\"dgram\"}"] == 1)
+    }
+
     @Test("strict octet counting: a bad prefix closes the connection with a log line; other connections continue")
     func strictOctetCountingClosesOnBadPrefix() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

@@ -1,4 +1,5 @@
 import Relay
+import Synchronization
 
 /// Routes the records of one input to its outputs: parse once, then per output measure, reserve exactly that
 /// many bytes in the output's channel, encode into the reservation and commit.
@@ -73,6 +74,12 @@ final class RecordRouter {
     ///   - context: Receive facts and tags.
     @inline(__always)
     func route(_ frame: UnsafeRawBufferPointer, context: RecordContext) {
+        // A frame of nothing but trailer bytes (the CR of a CRLF trailer after an octet-counted frame, a blank CRLF
+        // line, a datagram of one LF) is an empty frame, like a lone LF: skipped and counted, not an empty record.
+        if SyslogMessage.contentLength(frame) == 0 {
+            self.skipEmpty()
+            return
+        }
         self.pendingRecords += 1
         self.pendingBytes += frame.count
         let message = self.needsParse ? SyslogMessage.parse(frame) : SyslogMessage.unparsed(frame)
@@ -94,6 +101,13 @@ final class RecordRouter {
                 }
             }
         }
+    }
+
+    /// Counts a frame that is empty once its trailing CR/LF/NUL bytes are removed.
+    @inline(never)
+    private func skipEmpty() {
+        // Relaxed: an exposition-only counter (see InputMetrics.add).
+        self.metrics.framesEmpty.wrappingAdd(1, ordering: .relaxed)
     }
 
     /// Counts a record the channel refused (after flushing, so the admission is counted first).

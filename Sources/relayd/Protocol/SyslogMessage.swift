@@ -73,11 +73,7 @@ struct SyslogMessage {
     /// - Parameter frame: One frame from ``SyslogFrameDecoder`` or one datagram.
     /// - Returns: The parsed message; never fails.
     static func parse(_ frame: UnsafeRawBufferPointer) -> SyslogMessage {
-        var length = frame.count
-        while length > 0, frame[length - 1] == 0x0A || frame[length - 1] == 0x0D || frame[length - 1] == 0x00 {
-            length -= 1
-        }
-        let bytes = UnsafeRawBufferPointer(rebasing: frame[0..<length])
+        let bytes = UnsafeRawBufferPointer(rebasing: frame[0..<Self.contentLength(frame)])
         var scanner = ByteScanner(bytes: bytes)
         guard let priority = scanner.priority() else {
             return SyslogMessage(bytes: bytes, unparsedFrom: 0, priority: nil)
@@ -98,11 +94,18 @@ struct SyslogMessage {
     /// - Parameter frame: One frame or datagram.
     /// - Returns: An ``Format/unparsed`` message.
     static func unparsed(_ frame: UnsafeRawBufferPointer) -> SyslogMessage {
+        SyslogMessage(bytes: UnsafeRawBufferPointer(rebasing: frame[0..<Self.contentLength(frame)]), unparsedFrom: 0, priority: nil)
+    }
+
+    /// The length of `frame` without its trailing LF, CR and NUL bytes; 0 for a frame that holds nothing else
+    /// (a CRLF trailer or a blank CRLF line read as an LF frame), which the router skips as empty.
+    @inline(__always)
+    static func contentLength(_ frame: UnsafeRawBufferPointer) -> Int {
         var length = frame.count
         while length > 0, frame[length - 1] == 0x0A || frame[length - 1] == 0x0D || frame[length - 1] == 0x00 {
             length -= 1
         }
-        return SyslogMessage(bytes: UnsafeRawBufferPointer(rebasing: frame[0..<length]), unparsedFrom: 0, priority: nil)
+        return length
     }
 
     private init(bytes: UnsafeRawBufferPointer, unparsedFrom start: Int, priority: Int?) {
