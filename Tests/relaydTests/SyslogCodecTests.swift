@@ -251,6 +251,39 @@ struct SyslogParsingTests {
         #expect(parseFields("<13>app: hello") == ParsedFields(.rfc3164, priority: 13, appName: "app", message: "hello"))
     }
 
+    @Test("a BSD timestamp with an unpadded one-digit day (\"Nov 7 09:05:01\", as many devices send) is a timestamp, as in rsyslog")
+    func rfc3164UnpaddedDay() {
+        #expect(
+            parseFields("<13>Nov 7 09:05:01 host app[12]: one-digit day")
+                == ParsedFields(
+                    .rfc3164,
+                    priority: 13,
+                    timestamp: "bsd 11/7 9:5:1",
+                    hostname: "host",
+                    appName: "app",
+                    procID: "12",
+                    message: "one-digit day"
+                )
+        )
+        #expect(
+            parseFields("<30>Jan 1 00:00:00 sshd[4711]: no host")
+                == ParsedFields(.rfc3164, priority: 30, timestamp: "bsd 1/1 0:0:0", appName: "sshd", procID: "4711", message: "no host")
+        )
+        // Re-encoded with the message's time, host and tag, not the receive time and the whole line as MSG.
+        let encoder = RecordEncoder(format: .rfc5424, framing: .lf, sdID: "relayd@32473", utcOffsetSeconds: 0)
+        let line = Array("<13>Nov 7 09:05:01 host app[12]: one-digit day".utf8)
+        let received = WallClockTimestamp(seconds: 1_762_506_000, nanoseconds: 0)  // 2025-11-07T09:00:00Z
+        let encoded = line.withUnsafeBytes { frame -> String in
+            let context = RecordContext(inputName: UnsafeRawBufferPointer(start: nil, count: 0), receivedAt: received, tags: TagOptions(inputName: false, peer: false, receivedAt: false))
+            var output = [UInt8](repeating: 0, count: 256)
+            let count = output.withUnsafeMutableBytes { encoder.encode(SyslogMessage.parse(frame), context: context, into: $0) } ?? 0
+            return String(decoding: output[0..<count], as: UTF8.self)
+        }
+        #expect(encoded == "<13>1 2025-11-07T09:05:01Z host app 12 - - one-digit day\n")
+        // Not a timestamp: a day without the space before the time.
+        #expect(parseFields("<13>Nov 709:05:01 x").timestamp == nil)
+    }
+
     @Test func unparsableInputBecomesMSG() {
         #expect(parseFields("plain text line") == ParsedFields(.unparsed, priority: nil, message: "plain text line"))
         #expect(parseFields("<192>too high") == ParsedFields(.unparsed, priority: nil, message: "<192>too high"))

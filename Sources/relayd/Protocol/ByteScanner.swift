@@ -126,22 +126,38 @@ struct ByteScanner {
         return index
     }
 
-    /// `Mmm dd hh:mm:ss` (day space- or zero-padded), leaving the cursor after the seconds.
+    /// `Mmm dd hh:mm:ss` (day space- or zero-padded, or a one-digit day without padding, `Mmm d hh:mm:ss`, which
+    /// many devices send and rsyslog accepts), leaving the cursor after the seconds.
     mutating func bsdTimestamp() -> SyslogMessage.BSDTimestamp? {
-        guard self.position + 15 <= self.bytes.count else { return nil }
-        let field = UnsafeRawBufferPointer(rebasing: self.bytes[self.position..<(self.position + 15)])
-        func b(_ offset: Int) -> UInt8 { field[offset] }
-        let monthCode = (UInt32(b(0)) << 16) | (UInt32(b(1)) << 8) | UInt32(b(2))
-        guard let month = ByteScanner.monthCodes.firstIndex(of: monthCode), b(3) == 0x20 else { return nil }
-        let dayTens = b(4) == 0x20 ? 0 : ByteScanner.digit(b(4))
-        guard let tens = dayTens, let ones = ByteScanner.digit(b(5)), b(6) == 0x20,
-            let h1 = ByteScanner.digit(b(7)), let h2 = ByteScanner.digit(b(8)), b(9) == UInt8(ascii: ":"),
-            let m1 = ByteScanner.digit(b(10)), let m2 = ByteScanner.digit(b(11)), b(12) == UInt8(ascii: ":"),
-            let s1 = ByteScanner.digit(b(13)), let s2 = ByteScanner.digit(b(14))
+        guard self.position + 14 <= self.bytes.count else { return nil }
+        func b(_ offset: Int) -> UInt8? {
+            self.position + offset < self.bytes.count ? self.bytes[self.position + offset] : nil
+        }
+        guard let c0 = b(0), let c1 = b(1), let c2 = b(2) else { return nil }
+        let monthCode = (UInt32(c0) << 16) | (UInt32(c1) << 8) | UInt32(c2)
+        guard let month = ByteScanner.monthCodes.firstIndex(of: monthCode), b(3) == 0x20, let d4 = b(4), let d5 = b(5)
+        else { return nil }
+        // The time starts after the day and one SP: at 7 for "Mmm dd " and "Mmm  d ", at 6 for "Mmm d ".
+        let day: Int
+        let time: Int
+        if d5 == 0x20, let ones = ByteScanner.digit(d4) {
+            day = ones
+            time = 6
+        } else {
+            let dayTens = d4 == 0x20 ? 0 : ByteScanner.digit(d4)
+            guard let tens = dayTens, let ones = ByteScanner.digit(d5), b(6) == 0x20 else { return nil }
+            day = tens * 10 + ones
+            time = 7
+        }
+        guard let h1 = b(time).flatMap(ByteScanner.digit), let h2 = b(time + 1).flatMap(ByteScanner.digit),
+            b(time + 2) == UInt8(ascii: ":"),
+            let m1 = b(time + 3).flatMap(ByteScanner.digit), let m2 = b(time + 4).flatMap(ByteScanner.digit),
+            b(time + 5) == UInt8(ascii: ":"),
+            let s1 = b(time + 6).flatMap(ByteScanner.digit), let s2 = b(time + 7).flatMap(ByteScanner.digit)
         else { return nil }
         let timestamp = SyslogMessage.BSDTimestamp(
             month: month + 1,
-            day: tens * 10 + ones,
+            day: day,
             hour: h1 * 10 + h2,
             minute: m1 * 10 + m2,
             second: s1 * 10 + s2
@@ -150,7 +166,7 @@ struct ByteScanner {
         else {
             return nil
         }
-        self.position += 15
+        self.position += time + 8
         return timestamp
     }
 
