@@ -436,6 +436,22 @@ struct ConfigTests {
         }
     }
 
+    @Test("inputs = [] and outputs = [] are rejected like missing sections, not \"valid (0 inputs, 0 outputs)\"")
+    func emptyInputAndOutputListsAreRejected() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let path = directory + "/empty.toml"
+        try "inputs = []\noutputs = []\n\n[daemon]\nstate_dir = \"\(directory)\"\n".write(
+            toFile: path,
+            atomically: true,
+            encoding: .utf8
+        )
+        var lines: [String] = []
+        #expect(ConfigCheck.run(path: path, report: { lines.append($0) }) == 2, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("\(path): inputs: ") && $0.contains("add at least one input") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("\(path): outputs: ") && $0.contains("add at least one output") }, "\(lines)")
+    }
+
     @Test func aPathThatAnotherOutputRotatesOntoIsRejected() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }

@@ -172,13 +172,20 @@ extension ConfigDecoder {
         }
         let inputTables = self.arrayOfTables(rootTable, "inputs")
         let outputTables = self.arrayOfTables(rootTable, "outputs")
-        if rootTable["inputs"] == nil {
+        // Absent, or written as an empty array (`inputs = []`, e.g. from a template with nothing to fill in): a
+        // relayd without inputs or outputs would run and never ship anything.
+        func isMissing(_ value: ConfigValue?) -> Bool {
+            guard let value else { return true }
+            if case .array(let elements) = value { return elements.isEmpty }
+            return false
+        }
+        if isMissing(rootTable["inputs"]) {
             self.report(
                 "inputs",
                 "no [[inputs]] section; add at least one input (relayd --print-default-config shows examples)"
             )
         }
-        if rootTable["outputs"] == nil {
+        if isMissing(rootTable["outputs"]) {
             self.report(
                 "outputs",
                 "no [[outputs]] section; add at least one output (relayd --print-default-config shows examples)"
