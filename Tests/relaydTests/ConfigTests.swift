@@ -452,6 +452,23 @@ struct ConfigTests {
         #expect(lines.contains { $0.hasPrefix("\(path): outputs: ") && $0.contains("add at least one output") }, "\(lines)")
     }
 
+    @Test("an output rejected for a bad target or path does not also make its inputs \"not routed to any output\"")
+    func aRejectedOutputDoesNotReportItsInputsAsUnrouted() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        for (old, new, keyPath) in [
+            ("type = \"file\"\npath = \"\(directory)/relayd.log\"", "type = \"tcp\"\ntarget = \"logs.example.net\"", "outputs[0].target"),
+            ("path = \"\(directory)/relayd.log\"", "path = \"\(directory)/\"", "outputs[0].path"),
+            ("path = \"\(directory)/relayd.log\"", "", "outputs[0].path"),
+        ] {
+            let text = minimalConfig(directory).replacingOccurrences(of: old, with: new)
+            #expect(text != minimalConfig(directory))
+            let errors = RelaydConfig.validate(text)
+            // The one real problem, at the output; not a second, wrong one at the input it routes.
+            #expect(errors.map(\.keyPath) == [keyPath], "\(errors)")
+        }
+    }
+
     @Test func aPathThatAnotherOutputRotatesOntoIsRejected() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }

@@ -7,6 +7,8 @@ struct ConfigDecoder {
     var inputPaths: [String] = []
     /// The key path (`outputs[1]`) of each decoded output, parallel to ``RelaydConfig/outputs``.
     var outputPaths: [String] = []
+    /// Names of the inputs routed to outputs that were rejected (and so are missing from the configuration).
+    var inputsOfRejectedOutputs: Set<String> = []
 
     /// Records an error.
     mutating func report(_ keyPath: String, _ message: String) {

@@ -14,12 +14,21 @@ struct ConfigValidator {
     let inputPaths: [String]
     /// Key path of each output.
     let outputPaths: [String]
+    /// Inputs routed to outputs the decoder rejected: not reported as unrouted on top of the output's own error.
+    let inputsOfRejectedOutputs: Set<String>
 
     /// Creates a validator; `inputPaths`/`outputPaths` give each entry's key path when they differ from its index.
-    init(config: RelaydConfig, inputPaths: [String]? = nil, outputPaths: [String]? = nil, options: ValidationOptions) {
+    init(
+        config: RelaydConfig,
+        inputPaths: [String]? = nil,
+        outputPaths: [String]? = nil,
+        inputsOfRejectedOutputs: Set<String> = [],
+        options: ValidationOptions
+    ) {
         self.config = config
         self.inputPaths = inputPaths ?? config.inputs.indices.map { "inputs[\($0)]" }
         self.outputPaths = outputPaths ?? config.outputs.indices.map { "outputs[\($0)]" }
+        self.inputsOfRejectedOutputs = inputsOfRejectedOutputs
         self.options = options
     }
 
@@ -86,7 +95,8 @@ struct ConfigValidator {
                 "no [channels.\(output.channel)] section; \(suggestion)define it or use one of: \(defined)"
             )
         }
-        for (index, input) in self.config.inputs.enumerated() where self.config.outputs(consuming: input.name).isEmpty {
+        for (index, input) in self.config.inputs.enumerated()
+        where self.config.outputs(consuming: input.name).isEmpty && !self.inputsOfRejectedOutputs.contains(input.name) {
             self.report(
                 "\(self.inputPaths[index])",
                 "input \"\(input.name)\" is not routed to any output, so its records would be dropped; "

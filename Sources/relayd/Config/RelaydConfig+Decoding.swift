@@ -49,6 +49,7 @@ extension RelaydConfig {
                 config: config,
                 inputPaths: decoder.inputPaths,
                 outputPaths: decoder.outputPaths,
+                inputsOfRejectedOutputs: decoder.inputsOfRejectedOutputs,
                 options: options
             )
             validator.run()
@@ -207,6 +208,12 @@ extension ConfigDecoder {
             if let output = self.decodeOutput(table, allInputNames: allInputNames) {
                 outputs.append(output)
                 self.outputPaths.append(table.path)
+            } else if case .array(let listed)? = table["inputs"] {
+                // Rejected (its problems are reported at the output): the inputs it lists are routed, not "not
+                // routed to any output".
+                for case .string(let name) in listed { self.inputsOfRejectedOutputs.insert(name) }
+            } else {
+                self.inputsOfRejectedOutputs.formUnion(allInputNames)
             }
         }
         return RelaydConfig(daemon: daemon, channels: channels, inputs: inputs, outputs: outputs)
