@@ -162,6 +162,48 @@ struct DaemonLifecycleTests {
         #expect(stuck.stderr.contains("hard stop without draining"))
     }
 
+    @Test("Records dropped while running are logged (output, reason, fix), not only counted")
+    func runtimeDropsAreLogged() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // Forward to a port nobody listens on, through a tiny channel that drops when full.
+        let deadPort = try RelaydTestSockets.freePort()
+        let config = daemonPreamble(directory) + """
+            [channels.tiny]
+            subbuf_size = "4KiB"
+            subbufs = 2
+            mode = "drop"
+            switch_interval = "5ms"
+
+            """ + tcpForwardConfig(target: "127.0.0.1:\(deadPort)", outputKeys: "channel = \"tiny\"")
+            .replacingOccurrences(of: "listen = \"127.0.0.1:0\"", with: "listen = \"127.0.0.1:0\"\nmax_frame = 4000")
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let padding = String(repeating: "p", count: 150)
+        // 15 KB into 8 KiB of channel: most records are dropped as channel_full; one near max_frame grows past the
+        // 4 KiB sub-buffer when re-encoded with the header and tags: too_big.
+        let messages = (0..<100).map { "<13>1 - - app - - - \($0) \(padding)" } + [String(repeating: "x", count: 3990)]
+        try Self.send(messages, port: try #require(relayd.tcpPorts["tcp"]))
+        #expect(
+            try Eventually.wait(timeout: .seconds(5)) {
+                let metrics = try relayd.metrics()
+                return metrics["relayd_output_dropped_records_total{output=\"forward\",reason=\"too_big\"}"] == 1
+                    && metrics["relayd_output_dropped_records_total{output=\"forward\",reason=\"channel_full\"}", default: 0] > 0
+            }
+        )
+        // While relayd runs, not only in the last line at the stop.
+        #expect(
+            Eventually.wait(timeout: .seconds(5)) {
+                relayd.stderr.split(separator: "\n").contains { line in
+                    line.contains("warning") && line.contains("output \"forward\" dropped") && line.contains("channel_full")
+                        && line.contains("too_big") && line.contains("channels.tiny")
+                }
+            },
+            "\(relayd.stderr)"
+        )
+        relayd.send(SIGKILL)
+        _ = try relayd.waitForExit()
+    }
+
     @Test("A forward output whose target refuses connections counts errors{kind=\"connect\"}, not kind=\"write\"")
     func refusedConnectsAreConnectErrors() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

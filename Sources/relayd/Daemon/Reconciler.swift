@@ -1,3 +1,5 @@
+import CRelayLinux
+import Logging
 import Relay
 import RelayShipper
 import Synchronization
@@ -24,22 +26,36 @@ final class Reconciler: Sendable {
         var sinks: [RelaySinkStats?]
         /// Overwritten bytes already counted, per output (the ledger keeps one byte total for all reasons).
         var overwrittenBytes: [UInt64]
+        /// Drops per output and reason already reported in a warning.
+        var reportedDrops: [[UInt64]]
+        /// CLOCK_MONOTONIC ns of each output's last drop warning (0: none yet).
+        var lastDropWarning: [UInt64]
     }
+
+    /// At most one drop warning per output in this interval (the first one is logged at once).
+    static let dropWarningInterval: UInt64 = 10_000_000_000
 
     private let outputs: [OutputPipeline]
     private let metrics: RelaydMetrics
     private let shipper: RelayShipper
+    private let logger: Logger?
     private let published: Mutex<Published>
 
-    /// Creates a reconciler.
-    init(outputs: [OutputPipeline], metrics: RelaydMetrics, shipper: RelayShipper) {
+    /// Creates a reconciler; with a `logger`, records an output drops while running are reported there (rate-limited).
+    init(outputs: [OutputPipeline], metrics: RelaydMetrics, shipper: RelayShipper, logger: Logger? = nil) {
         self.outputs = outputs
         self.metrics = metrics
         self.shipper = shipper
+        self.logger = logger
         self.published = Mutex(
             Published(
                 sinks: [RelaySinkStats?](repeating: nil, count: outputs.count),
-                overwrittenBytes: [UInt64](repeating: 0, count: outputs.count)
+                overwrittenBytes: [UInt64](repeating: 0, count: outputs.count),
+                reportedDrops: [[UInt64]](
+                    repeating: [UInt64](repeating: 0, count: OutputDropReason.allCases.count),
+                    count: outputs.count
+                ),
+                lastDropWarning: [UInt64](repeating: 0, count: outputs.count)
             )
         )
     }
@@ -76,6 +92,7 @@ final class Reconciler: Sendable {
                     )
                     published.overwrittenBytes[index] = totals.overwrittenBytes
                 }
+                self.reportDrops(of: output, index: index, published: &published)
             }
             guard let stats = self.shipper.stats() else { return }
             self.metrics.shipper.setBuffers(
@@ -110,6 +127,53 @@ final class Reconciler: Sendable {
                 published.sinks[index] = sink
             }
         }
+    }
+
+    /// Logs a warning when the output dropped records since the last report: at once the first time, then at most
+    /// every ``dropWarningInterval``, with the count per reason and the fix. Drops at the stop (`shutdown`) are
+    /// reported by the final log line instead.
+    private func reportDrops(of output: OutputPipeline, index: Int, published: inout Published) {
+        guard let logger = self.logger else { return }
+        let dropped = output.metrics.ledger.snapshot().droppedRecords
+        let reported = published.reportedDrops[index]
+        let reasons = OutputDropReason.allCases.filter { $0 != .shutdown && dropped[$0.rawValue] > reported[$0.rawValue] }
+        guard !reasons.isEmpty else { return }
+        let now = CRelayLinux_monotonic_ns()
+        let last = published.lastDropWarning[index]
+        guard last == 0 || now &- last >= Self.dropWarningInterval else { return }
+        published.lastDropWarning[index] = now
+        published.reportedDrops[index] = dropped
+        let channel = output.config.channel
+        var total: UInt64 = 0
+        var counts: [String] = []
+        var fixes: [String] = []
+        for reason in reasons {
+            let count = dropped[reason.rawValue] - reported[reason.rawValue]
+            total += count
+            counts.append("\(reason.label)=\(count)")
+            switch reason {
+            case .channelFull:
+                fixes.append(
+                    "channel_full: the destination does not keep up or is unreachable (see relayd_output_connected and "
+                        + "relayd_output_errors_total); more or larger sub-buffers in [channels.\(channel)] ride out longer stalls"
+                )
+            case .tooBig:
+                fixes.append(
+                    "too_big: re-encoded records exceed a sub-buffer's payload; lower max_frame of the inputs routed here "
+                        + "or raise channels.\(channel).subbuf_size"
+                )
+            case .overwritten:
+                fixes.append("overwritten: channels.\(channel) has mode = \"overwrite\" and the destination fell behind")
+            case .writeError:
+                fixes.append("write_error: the destination failed; see the errors logged for it")
+            case .shutdown:
+                break
+            }
+        }
+        logger.warning(
+            "output \"\(output.config.name)\" dropped \(total) records \(last == 0 ? "since relayd started" : "since the last report") (\(counts.joined(separator: " "))): \(fixes.joined(separator: "; "))",
+            metadata: ["output": "\(output.config.name)"]
+        )
     }
 
     /// The last pass, after the shipper exited: what is still in flight was not written before the drain

@@ -111,7 +111,7 @@ enum RelaydDaemon {
             return Self.exitConfiguration
         }
 
-        let reconciler = Reconciler(outputs: outputs, metrics: metrics, shipper: shipper)
+        let reconciler = Reconciler(outputs: outputs, metrics: metrics, shipper: shipper, logger: logger)
         var server: MetricsHTTPServer?
         if let address = config.daemon.metricsListen {
             do {
