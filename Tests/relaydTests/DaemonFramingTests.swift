@@ -152,6 +152,47 @@ struct DaemonFramingTests {
         #expect(metrics["relayd_input_frames_empty_total{input=\"dgram\"}"] == 1)
     }
 
+    @Test("A frame or datagram cut at max_frame is logged with the input, the size limit and the key to raise")
+    func truncationIsLoggedWithTheFix() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "auto"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+            max_frame = 480
+
+            [[inputs]]
+            name = "dgram"
+            type = "unix_dgram"
+            path = "\(directory)/dgram.sock"
+            max_frame = 512
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/cut.log"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let fd = try RelaydTestSockets.connectTCP(port: try #require(relayd.tcpPorts["auto"]))
+        defer { close(fd) }
+        try RelaydTestSockets.sendAll(fd, Self.frame("<13>1 - - a - - - " + String(repeating: "o", count: 481)))
+        try RelaydTestSockets.sendDatagram(Array(("<13>" + String(repeating: "d", count: 600)).utf8), to: "\(directory)/dgram.sock")
+        #expect(Eventually.wait { Eventually.lines("\(directory)/cut.log").count >= 2 })
+        func logged(_ input: String, _ keyPath: String, _ limit: String) -> Bool {
+            relayd.stderr.split(separator: "\n").contains { line in
+                line.contains("warning") && line.contains("input=\(input)") && line.contains("truncated")
+                    && line.contains(limit) && line.contains(keyPath)
+            }
+        }
+        #expect(Eventually.wait(timeout: .seconds(5)) { logged("auto", "inputs[0].max_frame", "480") }, "\(relayd.stderr)")
+        #expect(Eventually.wait(timeout: .seconds(5)) { logged("dgram", "inputs[1].max_frame", "512") }, "\(relayd.stderr)")
+        #expect(try relayd.stop() == 0)
+    }
+
     @Test("strict octet counting: a bad prefix closes the connection with a log line; other connections continue")
     func strictOctetCountingClosesOnBadPrefix() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

@@ -618,7 +618,16 @@ final class InputLoop {
             router.route(frame.bytes, context: context)
         }
         router.flush()
-        router.metrics.add(connection.decoder.takeCounters())
+        let counters = connection.decoder.takeCounters()
+        router.metrics.add(counters)
+        if counters.truncated > 0 {
+            self.warn(
+                input,
+                "frame longer than max_frame (\(input.config.maxFrame) bytes) truncated to its first \(input.config.maxFrame) "
+                    + "bytes, the rest skipped; raise inputs[\(input.index)].max_frame if such records are expected",
+                ["peer": "\(String(decoding: connection.peer.buffer, as: UTF8.self))", "truncated": "\(counters.truncated)"]
+            )
+        }
         if outcome == .closeConnection {
             self.warn(
                 input,
@@ -686,6 +695,12 @@ final class InputLoop {
             var counters = FrameDecoderCounters()
             counters.truncated = 1
             router.metrics.add(counters)
+            self.warn(
+                input,
+                "datagram of \(length) bytes longer than max_frame (\(input.config.maxFrame) bytes) truncated to its first "
+                    + "\(kept) bytes; raise inputs[\(input.index)].max_frame if such records are expected",
+                ["peer": "\(String(decoding: datagram.peer, as: UTF8.self))"]
+            )
         }
         if kept == 0 {
             var counters = FrameDecoderCounters()
