@@ -469,6 +469,36 @@ struct ConfigTests {
         }
     }
 
+    @Test("a permission mode written as a decimal integer (file_mode = 440) is rejected, not read as mode 0o670")
+    func decimalPermissionModesAreRejected() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        func output(_ mode: String) -> String {
+            minimalConfig(directory) + "file_mode = \(mode)\n"
+        }
+        // Decimal 440 is 0o670 (group-writable and executable): an operator who meant r--r----- must hear about it.
+        let errors = RelaydConfig.validate(output("440"))
+        #expect(errors.map(\.keyPath) == ["outputs[0].file_mode"], "\(errors)")
+        #expect(errors.first?.message.contains("\"0440\"") == true, "\(errors)")
+        #expect(RelaydConfig.validate(output("511")).map(\.keyPath) == ["outputs[0].file_mode"])
+        // Octal integers and octal strings keep working.
+        for (text, mode) in [("0o440", 0o440), ("\"0440\"", 0o440), ("0o640", 0o640), ("\"640\"", 0o640)] {
+            let config = try RelaydConfig.parse(output(text))
+            guard case .file(let file) = config.outputs[0].kind else {
+                Issue.record("not a file output")
+                continue
+            }
+            #expect(file.fileMode == UInt32(mode), "\(text)")
+        }
+        let socket = minimalConfig(directory)
+            + "\n[[inputs]]\nname = \"dev\"\ntype = \"unix_dgram\"\npath = \"\(directory)/log.sock\"\nsocket_mode = 0o666\n"
+        #expect(try RelaydConfig.parse(socket).inputs[1].kind == .unixDatagram(path: "\(directory)/log.sock", socketMode: 0o666))
+        #expect(
+            RelaydConfig.validate(socket.replacingOccurrences(of: "socket_mode = 0o666", with: "socket_mode = 438")).map(\.keyPath)
+                == ["inputs[1].socket_mode"]
+        )
+    }
+
     @Test func aPathThatAnotherOutputRotatesOntoIsRejected() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }

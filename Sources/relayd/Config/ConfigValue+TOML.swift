@@ -25,8 +25,22 @@ extension ConfigValue {
     private static func convert(_ table: TOMLTable) -> ConfigValue {
         var entries: [(key: String, value: ConfigValue)] = []
         entries.reserveCapacity(table.count)
+        var rendered: String?
         for (key, value) in table {
-            entries.append((key: key, value: Self.convert(value)))
+            var converted = Self.convert(value)
+            // Permission modes (`file_mode`, `socket_mode`): the reader returns 0o640 and 416 alike, but only the
+            // octal literal means rw-r-----; `file_mode = 440` is decimal (0o670). Octal literals are passed on as
+            // their octal text, so the decoder can tell them from decimal integers, which it rejects.
+            if key.hasSuffix("_mode"), case .integer(let mode) = converted {
+                // toml++ keeps each integer's base and writes octal literals back as 0o….
+                let text = rendered ?? table.convert(to: .toml)
+                rendered = text
+                let prefix = key + " = 0o"
+                if text.split(separator: "\n").contains(where: { $0.trimmingASCIIWhitespace().hasPrefix(prefix) }) {
+                    converted = .string("0o" + String(mode, radix: 8))
+                }
+            }
+            entries.append((key: key, value: converted))
         }
         return .table(entries)
     }

@@ -614,15 +614,29 @@ extension ConfigDecoder {
         return self.choice(table, "type", as: type)
     }
 
-    /// An octal permission mode: a string such as `"0660"` or a TOML octal integer such as `0o660`.
+    /// An octal permission mode: a string such as `"0660"` or a TOML octal integer such as `0o660` (which the reader
+    /// passes on as the text `"0o660"`). A decimal integer (`440`, which is 0o670) is rejected: it is almost always
+    /// an octal mode written without the quotes or the `0o`.
     mutating func fileMode(_ table: ConfigTable, _ key: String) -> UInt32? {
         guard let value = table[key] else { return nil }
         switch value {
-        case .integer(let mode) where (0...0o777).contains(mode):
-            return UInt32(mode)
+        case .integer(let mode) where mode == 0:
+            return 0
+        case .integer(let mode):
+            let digits = String(mode)
+            let fix =
+                mode > 0 && digits.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "7") }) && digits.count <= 4
+                ? "write \(key) = \"0\(digits)\" (or 0o\(digits))"
+                : "write an octal string such as \(key) = \"0660\""
+            self.report(
+                table.path(key),
+                "\(mode) is a decimal integer, not an octal permission mode; \(fix)"
+            )
+            return nil
         case .string(let text):
-            guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "7") }),
-                let mode = UInt32(text, radix: 8), mode <= 0o777
+            let octal = text.hasPrefix("0o") ? String(text.dropFirst(2)) : text
+            guard !octal.isEmpty, octal.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "7") }),
+                let mode = UInt32(octal, radix: 8), mode <= 0o777
             else {
                 self.report(
                     table.path(key),
