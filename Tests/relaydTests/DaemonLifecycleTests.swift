@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import relayd
@@ -200,6 +201,37 @@ struct DaemonLifecycleTests {
             },
             "\(relayd.stderr)"
         )
+        relayd.send(SIGKILL)
+        _ = try relayd.waitForExit()
+    }
+
+    @Test("A destination that accepts and at once closes every connection gets reconnect_backoff's growing delays, not one reconnect per first delay")
+    func reconnectBackoffGrowsWhenConnectionsDieAtOnce() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // An aggregator at its session limit, or a load balancer without a healthy backend: the TCP handshake
+        // completes, then the connection is closed before anything is read.
+        let (listener, port) = try RelaydTestSockets.tcpListener()
+        defer { close(listener) }
+        let accepted = Atomic<Int>(0)
+        Thread {
+            while true {
+                let connection = accept(listener, nil, nil)
+                guard connection >= 0 else { return }
+                accepted.wrappingAdd(1, ordering: .relaxed)
+                var linger = linger(l_onoff: 1, l_linger: 0)
+                setsockopt(connection, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+                close(connection)
+            }
+        }.start()
+        let config = daemonPreamble(directory)
+            + tcpForwardConfig(target: "127.0.0.1:\(port)", outputKeys: "reconnect_backoff = \"100ms..2s\"")
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        try Self.send(["<13>1 - - app - - - held while the destination resets"], port: try #require(relayd.tcpPorts["tcp"]))
+        usleep(3_000_000)
+        // 100, 200, 400, 800, 1600 ms between attempts: about 5 connections in 3 s (30 with a delay stuck at 100 ms).
+        let connections = accepted.load(ordering: .relaxed)
+        #expect(connections >= 2 && connections <= 8, "\(connections) connections in 3 s")
         relayd.send(SIGKILL)
         _ = try relayd.waitForExit()
     }

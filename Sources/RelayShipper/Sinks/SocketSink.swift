@@ -43,6 +43,9 @@ final class SocketSink {
     var reconnectAt: UInt64? = 0
     var backoff: Backoff
     var everConnected = false
+    /// When the current connection completed (`nil` while disconnected): a connection that breaks soon after is a
+    /// failure like a refused connect, and the backoff keeps growing.
+    var connectedAt: UInt64?
     var lastErrorLog: UInt64 = 0
 
     var queue = RingQueue<Entry>(capacity: 64)
@@ -213,7 +216,10 @@ final class SocketSink {
             loop.logger.notice("socket sink reconnected", metadata: ["endpoint": "\(self.configuration.endpoint)", "resending": "\(self.queue.count)"])
         }
         self.everConnected = true
-        self.backoff.reset()
+        // The backoff is not reset here but when a connection that lasted breaks (`disconnect`): a peer that
+        // accepts and closes at once (an aggregator at its session limit, a load balancer without a backend)
+        // would otherwise be reconnected to every first delay, forever.
+        self.connectedAt = now
         self.stats.failing = false
         self.streamSent = 0
         self.acked = 0
@@ -268,7 +274,17 @@ final class SocketSink {
         self.sentInEntry = 0
         self.ackPollAt = nil
         self.generation &+= 1
+        if let connectedAt = self.connectedAt, now &- connectedAt >= Self.stableConnection(self.backoff) {
+            self.backoff.reset()
+        }
+        self.connectedAt = nil
         self.fail(loop, now: now, reason: reason)
+    }
+
+    /// How long a connection must have lasted for its break to start the backoff over: the longest delay, at most
+    /// 10 s.
+    static func stableConnection(_ backoff: Backoff) -> UInt64 {
+        min(backoff.longest, 10_000_000_000)
     }
 
     // MARK: Peer liveness
