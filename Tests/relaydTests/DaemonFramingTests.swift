@@ -333,6 +333,62 @@ struct DaemonFramingTests {
         _ = try relayd.waitForExit()
     }
 
+    @Test("overwrite mode with a stalled destination: sub-buffers reused while a send hangs are counted as overwritten, not left in flight")
+    func overwrittenRecordsAreCountedWhileTheDestinationStalls() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // A peer that accepts nothing and has a small receive buffer: the first send soon hangs for good.
+        let (stalled, stalledPort) = try RelaydTestSockets.tcpListener()
+        defer { close(stalled) }
+        let config = daemonPreamble(directory) + """
+            [channels.recorder]
+            subbuf_size = "4KiB"
+            subbufs = 2
+            mode = "overwrite"
+            switch_interval = "5ms"
+
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+            max_frame = 480
+
+            [[outputs]]
+            name = "recorder"
+            type = "tcp"
+            target = "127.0.0.1:\(stalledPort)"
+            channel = "recorder"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let total = 40_000
+        let padding = String(repeating: "p", count: 200)
+        try DaemonLifecycleTests.send((0..<total).map { "<13>1 - - app - - - \($0) \(padding)" }, port: try #require(relayd.tcpPorts["tcp"]))
+        var metrics: [String: Double] = [:]
+        #expect(
+            try Eventually.wait {
+                metrics = try relayd.metrics()
+                return metrics["relayd_output_received_records_total{output=\"recorder\"}"] == Double(total)
+            }
+        )
+        // The channel holds 2 × 4 KiB (about 30 records) and the shipper at most as much again: everything else was
+        // overwritten and is lost, which the drop counter must say while the destination still hangs.
+        let bound = 200.0
+        #expect(
+            try Eventually.wait(timeout: .seconds(5)) {
+                metrics = try relayd.metrics()
+                return metrics["relayd_output_in_flight_records{output=\"recorder\"}", default: .infinity] <= bound
+            },
+            "in flight: \(metrics["relayd_output_in_flight_records{output=\"recorder\"}"] ?? -1)"
+        )
+        let overwritten = metrics["relayd_output_dropped_records_total{output=\"recorder\",reason=\"overwritten\"}", default: 0]
+        let written = metrics["relayd_output_written_records_total{output=\"recorder\"}", default: 0]
+        #expect(overwritten >= Double(total) - written - bound, "overwritten \(overwritten), written \(written)")
+        expectReconciled(metrics, inputs: ["tcp"], outputs: ["recorder": ["tcp"]])
+        relayd.send(SIGKILL)
+        _ = try relayd.waitForExit()
+    }
+
     @Test("Unix stream (NUL or LF delimited) and oversized datagrams; datagrams are tagged with the sender's pid and uid")
     func unixStreamAndDatagramLimits() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

@@ -74,23 +74,32 @@ final class Reconciler: Sendable {
                 // records are admitted; never complete more than was admitted (the rest follows next tick).
                 let admitted = before.receivedRecords &- before.droppedTotal
                 let written = min(totals.writtenRecords, admitted)
-                if written > before.completedRecords {
+                var completed = before.completedRecords
+                if written > completed {
                     let admittedBytes = before.receivedBytes &- before.droppedBytes
                     let writtenBytes = written == totals.writtenRecords ? totals.writtenBytes : min(totals.writtenBytes, admittedBytes)
                     output.metrics.recordsWritten(
-                        Int(written - before.completedRecords),
+                        Int(written - completed),
                         bytes: Int(writtenBytes &- before.completedBytes)
                     )
+                    completed = written
                 }
+                // Overwrites are seen as the writer reuses a sub-buffer, which can also be before the ring admitted
+                // its records: like written, never more than what is admitted and not yet written or dropped.
                 let overwrittenIndex = OutputDropReason.overwritten.rawValue
                 let overwritten = before.droppedRecords[overwrittenIndex]
                 if totals.overwrittenRecords > overwritten {
-                    output.metrics.recordsDropped(
-                        Int(totals.overwrittenRecords - overwritten),
-                        bytes: Int(totals.overwrittenBytes &- published.overwrittenBytes[index]),
-                        reason: .overwritten
-                    )
-                    published.overwrittenBytes[index] = totals.overwrittenBytes
+                    let due = totals.overwrittenRecords - overwritten
+                    let count = min(due, admitted > completed ? admitted - completed : 0)
+                    if count > 0 {
+                        // Bytes go with the last part of a deferred count (the ledger keeps one byte total).
+                        output.metrics.recordsDropped(
+                            Int(count),
+                            bytes: count == due ? Int(totals.overwrittenBytes &- published.overwrittenBytes[index]) : 0,
+                            reason: .overwritten
+                        )
+                        if count == due { published.overwrittenBytes[index] = totals.overwrittenBytes }
+                    }
                 }
                 self.reportDrops(of: output, index: index, published: &published)
             }

@@ -48,12 +48,23 @@ final class DeliveryLedger: Sendable {
         var starts: [(sequence: UInt64, nanoseconds: UInt64)]
         var deliveredRecords: UInt64 = 0
         var deliveredBytes: UInt64 = 0
-        /// Overwritten sub-buffers not yet passed by the consumed count.
+        /// Overwritten sub-buffers not yet counted (the shipper may have copied them out before the reuse).
         var pendingOverwrites: [(sequence: UInt64, records: UInt64, bytes: UInt64)] = []
+        /// Overwritten sub-buffers already counted (certainly lost) that the consumed count has not passed yet, in
+        /// sequence order. Bounded: past ``maxAheadOverwrites`` neighbours are merged into their first sequence,
+        /// which can only make the written count lag until the consumed count passes the merged ones.
+        var aheadOverwrites: [(sequence: UInt64, records: UInt64, bytes: UInt64)] = []
+        /// Records of counted overwritten sub-buffers below the consumed count (subtracted from the cumulative
+        /// delivered count to get the written count).
+        var passedOverwrittenRecords: UInt64 = 0
+        var passedOverwrittenBytes: UInt64 = 0
         var totals = Totals()
         /// The next sequence whose delivery delay has not been sampled.
         var delaySequence: UInt64 = 0
     }
+
+    /// Counted overwritten sub-buffers ahead of the consumed count kept one by one (see `State.aheadOverwrites`).
+    static let maxAheadOverwrites = 1024
 
     /// Sub-buffers remembered.
     let capacity: Int
@@ -154,23 +165,53 @@ final class DeliveryLedger: Sendable {
     func account(consumed: UInt64, delay: (Duration) -> Void) -> Totals {
         let now = CRelayLinux_monotonic_ns()
         return self.state.withLock { state in
-            guard consumed > 0 else { return state.totals }
-            var index = 0
-            while index < state.pendingOverwrites.count {
-                let overwrite = state.pendingOverwrites[index]
+            // A reused sub-buffer is lost unless the shipper copied it out first. The consumed count passing it
+            // settles that (the shipper skipped it or shipped its copy). So does being too far ahead: the shipper
+            // holds fewer than `subbufferCount` sub-buffers beyond the consumed count, so one at or past
+            // `consumed + subbufferCount` was never taken, and it cannot be taken after its slot was reused.
+            // Without the second rule a destination whose send hangs (the consumed count stands still) left
+            // every overwritten record "in flight" for as long as it hung.
+            let horizon = consumed &+ UInt64(self.subbufferCount)
+            var undecided: [(sequence: UInt64, records: UInt64, bytes: UInt64)] = []
+            for overwrite in state.pendingOverwrites {
+                if overwrite.sequence >= consumed && overwrite.sequence < horizon {
+                    undecided.append(overwrite)
+                    continue
+                }
+                state.totals.overwrittenRecords &+= overwrite.records
+                state.totals.overwrittenBytes &+= overwrite.bytes
                 if overwrite.sequence < consumed {
-                    state.totals.overwrittenRecords &+= overwrite.records
-                    state.totals.overwrittenBytes &+= overwrite.bytes
-                    state.pendingOverwrites.remove(at: index)
+                    state.passedOverwrittenRecords &+= overwrite.records
+                    state.passedOverwrittenBytes &+= overwrite.bytes
                 } else {
-                    index += 1
+                    state.aheadOverwrites.append(overwrite)
                 }
             }
+            state.pendingOverwrites = undecided
+            // Sequence order: the passed ones are a prefix.
+            let passed = state.aheadOverwrites.prefix { $0.sequence < consumed }
+            for overwrite in passed {
+                state.passedOverwrittenRecords &+= overwrite.records
+                state.passedOverwrittenBytes &+= overwrite.bytes
+            }
+            state.aheadOverwrites.removeFirst(passed.count)
+            if state.aheadOverwrites.count > Self.maxAheadOverwrites {
+                let ahead = state.aheadOverwrites
+                state.aheadOverwrites = stride(from: 0, to: ahead.count, by: 2).map { first in
+                    var merged = ahead[first]
+                    if first + 1 < ahead.count {
+                        merged.records &+= ahead[first + 1].records
+                        merged.bytes &+= ahead[first + 1].bytes
+                    }
+                    return merged
+                }
+            }
+            guard consumed > 0 else { return state.totals }
             let last = consumed - 1
             let entry = state.entries[Int(last % UInt64(self.capacity))]
             if entry.sequence == last {
-                let records = entry.cumulativeRecords &- state.totals.overwrittenRecords
-                let bytes = entry.cumulativeBytes &- state.totals.overwrittenBytes
+                let records = entry.cumulativeRecords &- state.passedOverwrittenRecords
+                let bytes = entry.cumulativeBytes &- state.passedOverwrittenBytes
                 // Monotonic: an overwrite noticed before the consumer passes it can make the difference dip.
                 if records > state.totals.writtenRecords && records <= entry.cumulativeRecords {
                     state.totals.writtenRecords = records
