@@ -238,6 +238,10 @@ struct DaemonFramingTests {
         #expect(metrics["relayd_input_frames_bad_prefix_total{input=\"strict\"}"] == 1)
         #expect(metrics["relayd_input_connections_accepted_total{input=\"strict\"}"] == 2)
         #expect(relayd.stderr.contains("closing connection: frame without a valid RFC 6587 length prefix"))
+        // The line says what arrived and which key to change.
+        let closing = relayd.stderr.split(separator: "\n").first { $0.contains("closing connection") } ?? ""
+        #expect(closing.contains("not a frame"), "\(closing)")
+        #expect(closing.contains("inputs[0].framing = \"auto\""), "\(closing)")
         #expect(try relayd.stop() == 0)
     }
 

@@ -629,10 +629,15 @@ final class InputLoop {
             )
         }
         if outcome == .closeConnection {
+            let start = min(connection.decoder.closedAt ?? 0, chunk.count)
             self.warn(
                 input,
-                "closing connection: frame without a valid RFC 6587 length prefix (framing = \"octet-counting\")",
-                ["peer": "\(String(decoding: connection.peer.buffer, as: UTF8.self))"]
+                "closing connection: frame without a valid RFC 6587 length prefix (framing = \"octet-counting\"); "
+                    + "if this sender writes LF-terminated lines, set inputs[\(input.index)].framing = \"auto\" (or \"lf\")",
+                [
+                    "peer": "\(String(decoding: connection.peer.buffer, as: UTF8.self))",
+                    "received": "\(Self.excerpt(UnsafeRawBufferPointer(rebasing: chunk[start...])))",
+                ]
             )
             return false
         }
@@ -853,6 +858,20 @@ final class InputLoop {
     }
 
     // MARK: Diagnostics
+
+    /// The first bytes of `bytes` for a log line: printable ASCII as is, anything else as `\xNN`.
+    static func excerpt(_ bytes: UnsafeRawBufferPointer, limit: Int = 32) -> String {
+        var text = ""
+        for byte in bytes.prefix(limit) {
+            if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") {
+                text.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let hex = String(byte, radix: 16)
+                text += "\\x" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return bytes.count > limit ? text + "…" : text
+    }
 
     private func warn(_ input: InputState, _ message: String, _ metadata: Logger.Metadata) {
         let now = CRelayLinux_monotonic_ns()

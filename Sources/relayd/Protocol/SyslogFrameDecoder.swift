@@ -114,6 +114,9 @@ struct SyslogFrameDecoder: ~Copyable {
     let nulDelimiter: Bool
     /// Totals since init (or since the last ``takeCounters()``).
     private(set) var counters = FrameDecoderCounters()
+    /// Where, in the chunk of the ``decode(_:onFrame:)`` call that returned ``FrameDecoderOutcome/closeConnection``,
+    /// the offending frame starts (for the log line).
+    private(set) var closedAt: Int?
 
     private var state: State = .frameStart
     /// Reassembly buffer, `maxFrame` bytes.
@@ -187,6 +190,7 @@ struct SyslogFrameDecoder: ~Copyable {
                     } else {
                         self.counters.badPrefix += 1
                         self.state = .closed
+                        self.closedAt = position
                         return .closeConnection
                     }
                 } else if byte == 0x0A || (self.nulDelimiter && byte == 0x00) {
@@ -223,6 +227,7 @@ struct SyslogFrameDecoder: ~Copyable {
                     self.counters.badPrefix += 1
                     if self.mode == .octetCounting {
                         self.state = .closed
+                        self.closedAt = frameStart
                         return .closeConnection
                     }
                     // Fall back to an LF frame that keeps the digits (stashed and/or at `frameStart`); the byte at
