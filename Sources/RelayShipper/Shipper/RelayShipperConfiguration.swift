@@ -203,7 +203,10 @@ public struct RelaySocketSinkConfiguration: Sendable, Hashable {
     public var zeroCopy: ZeroCopy
     /// Smallest payload sent with SEND_ZC under ``ZeroCopy/automatic``.
     public var zeroCopyThreshold: Int
-    /// First and longest reconnect delay (exponential backoff between them).
+    /// First and longest reconnect delay (exponential backoff between them). The backoff
+    /// starts again from the first delay only when a connection that lasted the longest
+    /// delay (at most 10 s) breaks, so a peer that accepts and closes at once is retried
+    /// ever more slowly.
     public var reconnectDelay: ClosedRange<Duration>
     /// How long one connection attempt may take before it is cancelled and retried.
     public var connectTimeout: Duration
