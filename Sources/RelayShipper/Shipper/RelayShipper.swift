@@ -274,16 +274,27 @@ enum ShipperThread {
     }
 
     static func spawn(name: String, _ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Box(name: name, body)).toOpaque()
+        let rc = self.trySpawn(name: name, body)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+    }
+
+    /// Like ``spawn(name:_:)``, but returns pthread_create's error (0 on success) instead of
+    /// trapping: for threads started while the shipper runs.
+    static func trySpawn(name: String, _ body: @escaping @Sendable () -> Void) -> Int32 {
+        let retained = Unmanaged.passRetained(Box(name: name, body))
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
             CRelayLinux_set_thread_name(String(box.name.prefix(15)))
             box.body()
             return nil
-        }, box)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
+        }, retained.toOpaque())
+        guard rc == 0 else {
+            retained.release()
+            return rc
+        }
         pthread_detach(thread)
+        return 0
     }
 }
 

@@ -582,6 +582,10 @@ final class ShipperLoop {
                 self.exitRequested = true
             case .publishStats:
                 self.publishStats(now: now, force: true)
+            case .resolved(let index, let request, let result):
+                if case .socket(let sink) = self.sink(index) {
+                    sink.lookUpCompleted(request: request, result: result, loop: self, now: now)
+                }
             }
         }
     }

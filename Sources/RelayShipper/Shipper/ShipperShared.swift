@@ -17,6 +17,9 @@ final class ShipperShared: Sendable {
         case stop(timeout: Duration)
         case abort
         case publishStats
+        /// A socket sink's host name look-up finished on its resolver thread (see
+        /// `SocketSink.startLookUp`): sink index, request number, result.
+        case resolved(sink: Int, request: UInt64, result: Result<ResolvedSocketAddress, SocketAddressError>)
     }
 
     let wakeup = RelayConsumerWakeup()

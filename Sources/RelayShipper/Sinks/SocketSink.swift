@@ -37,7 +37,20 @@ final class SocketSink {
     let index: Int
     let position: Int
     let configuration: RelaySocketSinkConfiguration
+    /// The address connects go to. A host name is looked up again before every connect
+    /// (each one follows a failed connect or a disconnect, so a DNS change is picked up);
+    /// a numeric or Unix address is kept. Replaced only while `.disconnected`: a CONNECT in
+    /// flight reads it.
     var address: SocketAddress?
+    /// The endpoint is a TCP host name (not a literal address): it is looked up off the
+    /// ring thread before every connect.
+    var endpointIsHostName = false
+    /// The look-up in progress on a resolver thread, if any (its request number).
+    var lookUpInProgress: UInt64? = nil
+    var lookUpRequests: UInt64 = 0
+    /// The last connect found the SQ full: the next one reuses `address` as it is.
+    var openAgain = false
+    var lastLookUpWarning: UInt64 = 0
     var state: State = .disconnected
     var generation: UInt64 = 0
     var reconnectAt: UInt64? = 0
@@ -157,16 +170,95 @@ final class SocketSink {
 
     private func connect(_ loop: ShipperLoop, now: UInt64) {
         self.reconnectAt = nil
+        if self.openAgain, let address = self.address {
+            // The last attempt found the SQ full: same address, no new look-up.
+            self.openAgain = false
+            self.open(address, loop, now: now)
+            return
+        }
+        if self.endpointIsHostName {
+            // Looked up again before every attempt: each follows a failed connect or a
+            // disconnect, and the name may point elsewhere now.
+            self.startLookUp(loop, now: now)
+            return
+        }
         if self.address == nil {
-            switch SocketAddress.resolve(self.configuration.endpoint) {
-            case .success(let address): self.address = address
-            case .failure(let error):
+            switch SocketAddress.resolveWithoutLookUp(self.configuration.endpoint) {
+            case .some(.success(let address)):
+                self.address = address
+            case .some(.failure(let error)):
                 self.stats.connectFailures += 1
                 self.fail(loop, now: now, reason: error.message)
+                return
+            case .none:
+                // A host name: looked up on a thread of its own; `lookUpCompleted` connects.
+                self.endpointIsHostName = true
+                self.startLookUp(loop, now: now)
                 return
             }
         }
         guard let address = self.address else { return }
+        self.open(address, loop, now: now)
+    }
+
+    /// Starts a look-up of the endpoint's host name on a resolver thread: getaddrinfo can
+    /// block for seconds (a slow or unreachable DNS server), and the ring thread serves
+    /// every other sink meanwhile. The result comes back as a `.resolved` command, which
+    /// wakes the loop. One look-up at a time per sink, so at most one resolver thread per
+    /// socket sink; one that outlives the shipper only posts to its command queue.
+    private func startLookUp(_ loop: ShipperLoop, now: UInt64) {
+        guard case .tcp(let host, let port) = self.configuration.endpoint, self.lookUpInProgress == nil else { return }
+        self.lookUpRequests += 1
+        let request = self.lookUpRequests
+        let shared = loop.shared
+        let index = self.index
+        // No ordering of our own: the result travels inside the command, which
+        // `ShipperShared.send` appends under its mutex and the ring thread takes under the
+        // same mutex (and `send` rings the doorbell after its releasing flag store).
+        let rc = ShipperThread.trySpawn(name: "relay-resolve") {
+            let result = SocketAddress.lookUp(host: host, port: port)
+            shared.send(.resolved(sink: index, request: request, result: result))
+        }
+        guard rc == 0 else {
+            self.stats.connectFailures += 1
+            self.fail(loop, now: now, reason: "cannot start a thread to resolve '\(host)': \(Errno(rawValue: rc))")
+            return
+        }
+        self.lookUpInProgress = request
+    }
+
+    /// A look-up finished: connect to the address, or back off and retry. If the name
+    /// cannot be resolved now but was before, the last address is tried (a DNS outage
+    /// alone does not keep the sink from its peer).
+    func lookUpCompleted(request: UInt64, result: Result<ResolvedSocketAddress, SocketAddressError>, loop: ShipperLoop, now: UInt64) {
+        guard self.lookUpInProgress == request else { return }
+        self.lookUpInProgress = nil
+        guard case .disconnected = self.state, !loop.isShuttingDown else { return }
+        switch result {
+        case .success(let resolved):
+            let address = SocketAddress(resolved)
+            self.address = address
+            self.open(address, loop, now: now)
+        case .failure(let error):
+            if let previous = self.address {
+                self.stats.errors += 1
+                if self.lastLookUpWarning == 0 || now - self.lastLookUpWarning > 1_000_000_000 {
+                    self.lastLookUpWarning = now
+                    loop.logger.warning(
+                        "socket sink cannot resolve its host again; connecting to the last address",
+                        metadata: ["endpoint": "\(self.configuration.endpoint)", "reason": "\(error.message)"])
+                }
+                self.open(previous, loop, now: now)
+            } else {
+                self.stats.connectFailures += 1
+                self.fail(loop, now: now, reason: error.message)
+            }
+        }
+    }
+
+    /// Creates a socket and submits its CONNECT to `address` (which must stay valid until
+    /// the completion: it is `self.address`, replaced only while disconnected).
+    private func open(_ address: SocketAddress, _ loop: ShipperLoop, now: UInt64) {
         let fd: FileDescriptor
         switch Sockets.makeStream(family: address.family, sendBufferSize: self.configuration.sendBufferSize) {
         case .success(let s): fd = s
@@ -182,6 +274,7 @@ final class SocketSink {
         } catch {
             Files.close(fd)
             self.reconnectAt = now  // SQ full: try again next round
+            self.openAgain = true
             return
         }
         self.state = .connecting(fd)

@@ -1,5 +1,6 @@
 internal import CRelayLinux
 internal import Glibc
+import Synchronization
 import SystemPackage
 
 /// A resolved socket address in stable storage: io_uring's CONNECT reads it
@@ -25,8 +26,18 @@ final class SocketAddress {
         UnsafeRawPointer(self.storage).assumingMemoryBound(to: sockaddr.self)
     }
 
-    /// Resolves an endpoint (getaddrinfo for TCP; the first address wins).
-    static func resolve(_ endpoint: RelaySocketSinkConfiguration.Endpoint) -> Result<SocketAddress, SocketAddressError> {
+    /// Builds the address from a look-up's result (on the ring thread, which owns it).
+    convenience init(_ resolved: ResolvedSocketAddress) {
+        let storage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+        storage.initialize(to: sockaddr_storage())
+        resolved.bytes.withUnsafeBytes { UnsafeMutableRawPointer(storage).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        self.init(storage: storage, length: socklen_t(resolved.bytes.count), family: resolved.family, description: resolved.description)
+    }
+
+    /// Resolves an endpoint without asking a name service: Unix paths and numeric TCP
+    /// hosts (IPv4 or IPv6 literals) at once; `nil` for a TCP host name, which needs
+    /// ``lookUp(host:port:)`` (off the ring thread: it can block for seconds).
+    static func resolveWithoutLookUp(_ endpoint: RelaySocketSinkConfiguration.Endpoint) -> Result<SocketAddress, SocketAddressError>? {
         switch endpoint {
         case .unix(let path):
             var addr = sockaddr_un()
@@ -47,31 +58,74 @@ final class SocketAddress {
                 storage: storage, length: socklen_t(MemoryLayout<sockaddr_un>.size), family: AF_UNIX,
                 description: "unix:\(path)"))
         case .tcp(let host, let port):
-            guard port > 0 && port < 65536 else {
-                return .failure(SocketAddressError(message: "port \(port) is out of range; use 1-65535"))
+            // AI_NUMERICHOST: never a name-service query; a host name fails with EAI_NONAME.
+            switch self.getAddressInfo(host: host, port: port, flags: AI_NUMERICHOST) {
+            case .success(let resolved): return .success(SocketAddress(resolved))
+            case .failure(.noName): return nil
+            case .failure(.other(let error)): return .failure(error)
             }
-            var hints = addrinfo()
-            hints.ai_family = AF_UNSPEC
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-            var result: UnsafeMutablePointer<addrinfo>? = nil
-            let rc = getaddrinfo(host, String(port), &hints, &result)
-            guard rc == 0, let first = result else {
-                let reason = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
-                return .failure(SocketAddressError(message: "cannot resolve host '\(host)': \(reason); check the name or use an IP address"))
-            }
-            defer { freeaddrinfo(result) }
-            let storage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
-            storage.initialize(to: sockaddr_storage())
-            UnsafeMutableRawPointer(storage).copyMemory(from: first.pointee.ai_addr, byteCount: Int(first.pointee.ai_addrlen))
-            return .success(SocketAddress(
-                storage: storage, length: first.pointee.ai_addrlen, family: first.pointee.ai_family,
-                description: "tcp:\(host):\(port)"))
         }
+    }
+
+    /// Looks a TCP host name up (getaddrinfo; the first address wins). Blocks: call it on a
+    /// thread of its own.
+    static func lookUp(host: String, port: Int) -> Result<ResolvedSocketAddress, SocketAddressError> {
+        var host = host
+        var port = port
+        if let standIn = self.lookUpStandIns.withLock({ $0[host] }) {
+            (host, port) = standIn()
+        }
+        return self.getAddressInfo(host: host, port: port, flags: 0).mapError { failure in
+            switch failure {
+            case .noName:
+                SocketAddressError(message: "cannot resolve host '\(host)': \(String(cString: gai_strerror(EAI_NONAME))); check the name or use an IP address")
+            case .other(let error): error
+            }
+        }
+    }
+
+    /// Tests only: host names whose look-up asks this closure (on the resolver thread) for
+    /// the host and port to look up instead, standing in for a DNS server that is slow or
+    /// changes its answer. Empty in production; each test uses names of its own.
+    static let lookUpStandIns = Mutex<[String: @Sendable () -> (host: String, port: Int)]>([:])
+
+    private enum LookUpFailure: Error {
+        case noName
+        case other(SocketAddressError)
+    }
+
+    private static func getAddressInfo(host: String, port: Int, flags: Int32) -> Result<ResolvedSocketAddress, LookUpFailure> {
+        guard port > 0 && port < 65536 else {
+            return .failure(.other(SocketAddressError(message: "port \(port) is out of range; use 1-65535")))
+        }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = flags
+        var result: UnsafeMutablePointer<addrinfo>? = nil
+        let rc = getaddrinfo(host, String(port), &hints, &result)
+        if rc == EAI_NONAME { return .failure(.noName) }
+        guard rc == 0, let first = result else {
+            let reason = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
+            return .failure(.other(SocketAddressError(message: "cannot resolve host '\(host)': \(reason); check the name or use an IP address")))
+        }
+        defer { freeaddrinfo(result) }
+        let bytes = [UInt8](UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+        let description = host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
+        return .success(ResolvedSocketAddress(bytes: bytes, family: first.pointee.ai_family, description: description))
     }
 }
 
+/// A looked-up address as plain bytes, so the resolver thread can hand it to the ring
+/// thread (in a ``ShipperShared/Command``), which copies it into a ``SocketAddress``.
+struct ResolvedSocketAddress: Sendable {
+    let bytes: [UInt8]
+    let family: Int32
+    let description: String
+}
+
 /// Resolution failed; the message says how to fix it.
-struct SocketAddressError: Error, CustomStringConvertible {
+struct SocketAddressError: Error, Sendable, CustomStringConvertible {
     let message: String
     var description: String { self.message }
 }

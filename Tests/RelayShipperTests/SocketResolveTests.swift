@@ -1,0 +1,220 @@
+import Glibc
+import Logging
+import Relay
+@testable import RelayShipper
+import RelayTestSupport
+import Synchronization
+import Testing
+
+/// Keeps every log message (with its metadata) for the test to look at.
+final class CapturedLog: Sendable {
+    private let messages = Mutex<[String]>([])
+
+    var all: [String] { self.messages.withLock { $0 } }
+
+    func logger(level: Logger.Level = .notice) -> Logger {
+        var logger = Logger(label: "test.capture") { _ in Handler(log: self) }
+        logger.logLevel = level
+        return logger
+    }
+
+    struct Handler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .notice
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { self.metadata[key] }
+            set { self.metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let metadata = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            self.log.messages.withLock { $0.append("\(event.level) \(event.message) \(metadata)") }
+        }
+    }
+}
+
+/// Whether "localhost" resolves to 127.0.0.1 first (the sink connects to the first address,
+/// and the test receivers listen on 127.0.0.1 only).
+let localhostIsIPv4First: Bool = {
+    var hints = addrinfo()
+    hints.ai_family = AF_UNSPEC
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    var result: UnsafeMutablePointer<addrinfo>? = nil
+    guard getaddrinfo("localhost", "80", &hints, &result) == 0, let first = result else { return false }
+    defer { freeaddrinfo(result) }
+    return first.pointee.ai_family == AF_INET
+}()
+
+@Suite("Socket sink host names", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
+struct SocketResolveTests {
+    @Test("a host name (localhost) is looked up off the ring thread and connects; it is looked up again after a disconnect",
+          .enabled(if: localhostIsIPv4First, "localhost does not resolve to 127.0.0.1 first here"))
+    func localhost() throws {
+        let first = try StreamReceiver()
+        let port = first.port
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "localhost", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "localhost", port: port), reconnectDelay: .milliseconds(10)...(.milliseconds(100))))])
+        try shipper.start()
+        channel.write(Array("one\n".utf8))
+        #expect(first.waitFor(bytes: 4, timeout: 5) == 4)
+        first.stop()
+        let second = try StreamReceiver(tcpPort: port)
+        defer { second.stop() }
+        let reconnected = waitForStats(shipper) { $0.sinks[0].reconnects >= 1 }
+        #expect(reconnected?.sinks[0].reconnects == 1)
+        channel.write(Array("two\n".utf8))
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(5)))
+        second.waitFor(bytes: 4, timeout: 5)
+        #expect(first.received == Array("one\n".utf8))
+        #expect(second.received == Array("two\n".utf8))
+    }
+
+    @Test("a slow look-up (1.5 s) does not hold up the ring thread: a file sink of the same shipper keeps shipping meanwhile")
+    func slowLookUp() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let receiver = try StreamReceiver()
+        defer { receiver.stop() }
+        let port = receiver.port
+        let lookUpStarted = Atomic<Bool>(false)
+        SocketAddress.lookUpStandIns.withLock {
+            $0["slow.relay-test"] = {
+                lookUpStarted.store(true, ordering: .relaxed)
+                usleep(1_500_000)
+                return ("127.0.0.1", port)
+            }
+        }
+        defer { _ = SocketAddress.lookUpStandIns.withLock { $0.removeValue(forKey: "slow.relay-test") } }
+        let files = try RelayChannel(RelayChannelConfiguration(name: "slow-file", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let socket = try RelayChannel(RelayChannelConfiguration(name: "slow-sock", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        try shipper.add(files, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("kept.log")))])
+        try shipper.add(socket, sinks: [.socket(RelaySocketSinkConfiguration(endpoint: .tcp(host: "slow.relay-test", port: 1)))])
+        try shipper.start()
+        socket.write(Array("after the look-up\n".utf8))
+        let started = monotonicSeconds()
+        while !lookUpStarted.load(ordering: .relaxed) && monotonicSeconds() < started + 5 { usleep(1000) }
+        // Each line reaches the file within a bound far below the look-up's 1.5 s.
+        var expected: [UInt8] = []
+        var slowest = 0.0
+        for i in 0..<4 {
+            let line = Array("file line \(i)\n".utf8)
+            expected += line
+            let written = monotonicSeconds()
+            #expect(files.write(line) == .written)
+            while (readFileBytes(dir.file("kept.log")) ?? []).count < expected.count && monotonicSeconds() < written + 5 { usleep(2000) }
+            slowest = max(slowest, monotonicSeconds() - written)
+            usleep(150_000)
+        }
+        #expect(readFileBytes(dir.file("kept.log")) == expected)
+        #expect(monotonicSeconds() - started < 1.5, "the lines were written while the look-up was still running")
+        #expect(slowest < 0.5, "a line took \(Int(slowest * 1000)) ms to reach the file: the ring thread waited for the look-up")
+        receiver.waitFor(bytes: 18, timeout: 5)
+        #expect(receiver.received == Array("after the look-up\n".utf8), "the socket connected once the look-up answered")
+        files.close()
+        socket.close()
+        #expect(shipper.stop(timeout: .seconds(5)))
+    }
+
+    @Test("a name that points elsewhere after a disconnect: the reconnect looks it up again and reaches the new address")
+    func addressChanges() throws {
+        let old = try StreamReceiver()
+        let new = try StreamReceiver()
+        defer { new.stop() }
+        let target = Atomic<Int>(old.port)
+        SocketAddress.lookUpStandIns.withLock { $0["moving.relay-test"] = { ("127.0.0.1", target.load(ordering: .relaxed)) } }
+        defer { _ = SocketAddress.lookUpStandIns.withLock { $0.removeValue(forKey: "moving.relay-test") } }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "moving", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "moving.relay-test", port: 1), reconnectDelay: .milliseconds(10)...(.milliseconds(100))))])
+        try shipper.start()
+        channel.write(Array("one\n".utf8))
+        #expect(old.waitFor(bytes: 4, timeout: 5) == 4)
+        // The name moves, then the old peer goes away for good.
+        target.store(new.port, ordering: .relaxed)
+        old.stop()
+        let reconnected = waitForStats(shipper) { $0.sinks[0].reconnects >= 1 }
+        #expect(reconnected?.sinks[0].reconnects == 1, "reconnected to the new address")
+        channel.write(Array("two\n".utf8))
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(5)))
+        new.waitFor(bytes: 4, timeout: 5)
+        #expect(old.received == Array("one\n".utf8))
+        #expect(new.received == Array("two\n".utf8))
+    }
+
+    @Test("a name that no longer resolves: the reconnect goes to the last address, and says why")
+    func lastAddressWhenLookUpFails() throws {
+        let log = CapturedLog()
+        let first = try StreamReceiver()
+        let port = first.port
+        let answer = Mutex<(host: String, port: Int)>(("127.0.0.1", port))
+        SocketAddress.lookUpStandIns.withLock { $0["fading.relay-test"] = { answer.withLock { $0 } } }
+        defer { _ = SocketAddress.lookUpStandIns.withLock { $0.removeValue(forKey: "fading.relay-test") } }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "fading", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: log.logger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "fading.relay-test", port: 1), reconnectDelay: .milliseconds(10)...(.milliseconds(100))))])
+        try shipper.start()
+        channel.write(Array("one\n".utf8))
+        #expect(first.waitFor(bytes: 4, timeout: 5) == 4)
+        answer.withLock { $0 = ("nonexistent.invalid", port) }
+        first.stop()
+        let second = try StreamReceiver(tcpPort: port)
+        defer { second.stop() }
+        let reconnected = waitForStats(shipper) { $0.sinks[0].reconnects >= 1 }
+        #expect(reconnected?.sinks[0].reconnects == 1, "reconnected to the last address")
+        channel.write(Array("two\n".utf8))
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(5)))
+        second.waitFor(bytes: 4, timeout: 5)
+        #expect(second.received == Array("two\n".utf8))
+        #expect(log.all.contains { $0.contains("connecting to the last address") && $0.contains("cannot resolve host 'nonexistent.invalid'") },
+                "the failed look-up is logged: \(log.all)")
+    }
+
+    @Test("an unresolvable host name: a clear error, retries with backoff, and a file sink of the same shipper keeps shipping")
+    func unresolvable() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let log = CapturedLog()
+        let files = try RelayChannel(RelayChannelConfiguration(name: "resolve-file", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let socket = try RelayChannel(RelayChannelConfiguration(name: "resolve-sock", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: log.logger())
+        try shipper.add(files, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("kept.log")))])
+        try shipper.add(socket, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "nonexistent.invalid", port: 9), reconnectDelay: .milliseconds(20)...(.milliseconds(200))))])
+        try shipper.start()
+        socket.write(Array("never delivered\n".utf8))
+        // While the socket sink fails to resolve, over and over, the file gets each line.
+        var expected: [UInt8] = []
+        var failuresSeen: [UInt64] = []
+        for i in 0..<5 {
+            let line = Array("file line \(i)\n".utf8)
+            expected += line
+            #expect(files.write(line) == .written)
+            let deadline = monotonicSeconds() + 5
+            while (readFileBytes(dir.file("kept.log")) ?? []).count < expected.count && monotonicSeconds() < deadline { usleep(5000) }
+            #expect(readFileBytes(dir.file("kept.log")) == expected, "line \(i) reached the file")
+            failuresSeen.append(shipper.stats()?.sinks[1].connectFailures ?? 0)
+            usleep(100_000)
+        }
+        let stats = try #require(waitForStats(shipper) { $0.sinks[1].connectFailures >= 3 })
+        let sink = stats.sinks[1]
+        #expect(sink.connectFailures >= 3, "the look-up was retried")
+        // 20, 40, 80, 160, 200 ms apart: a handful in ~1 s, not one per loop iteration.
+        #expect(sink.connectFailures <= 15, "\(sink.connectFailures) failures: retried without backoff")
+        #expect(sink.failing)
+        #expect(!sink.connected)
+        #expect(failuresSeen.last! > failuresSeen.first!, "the file was shipped while the look-ups kept failing: \(failuresSeen)")
+        #expect(log.all.contains { $0.contains("socket sink unavailable") && $0.contains("cannot resolve host 'nonexistent.invalid'") },
+                "the reason is logged: \(log.all)")
+        files.close()
+        socket.close()
+        #expect(!shipper.stop(timeout: .milliseconds(200)), "the socket's record could not be delivered")
+    }
+}
