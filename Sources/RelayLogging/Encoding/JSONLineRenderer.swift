@@ -286,20 +286,18 @@ extension JSONLineRenderer {
                 $0.sortedMembers(of: layer, skipping: skipping, skipFilter: skipFilter, first: &first)
             }
         }
-        // By index, not `for (key, value) in`: the iterator returns each element as an optional tuple,
-        // which the compiler moved between stack slots after the value witness copied it (41 bytes,
-        // reloaded in 16-byte pieces right after narrower stores: a store-forwarding stall per entry).
-        // `switch layer.values[index]` copies the value once, through the witness, and matches it there.
-        var index = layer.startIndex
-        let end = layer.endIndex
-        while index != end {
-            defer { layer.formIndex(after: &index) }
-            let key = layer.keys[index]
+        // The dictionary's iterator, and `switch consume value`: the iterator finds the next occupied
+        // bucket inline, where walking indices costs an out-of-line `index(after:)` and two index
+        // validations (`keys[i]`, `values[i]`) per entry. `consume` matters: switching over the bound
+        // `value` (as `for (key, value) in` does) copies it a second time through the value witness
+        // and destroys both copies; consumed, the iterator's copy is matched and moved into `string`.
+        var iterator = layer.makeIterator()
+        while case let (key, value)? = iterator.next() {
             if _slowPath(skipFilter != 0), MetadataKeyFilter.contains(key, filter: skipFilter, in: skipping) {
                 continue
             }
             guard self.memberKey(key, first: first) else { return false }
-            switch layer.values[index] {
+            switch consume value {
             case .string(let string):
                 guard self.stringValue(string) else { return false }
             case let other:
