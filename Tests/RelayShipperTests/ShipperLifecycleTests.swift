@@ -152,6 +152,23 @@ struct ShipperLifecycleTests {
         shipper.stop()
     }
 
+    @Test("the discard sink's watermarks count what it finished, like every other sink's")
+    func discardSinkWatermarks() throws {
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(name: "discard-stats", subbufferSize: 4096, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.discard])
+        try shipper.start()
+        let record = [UInt8](repeating: 0x61, count: 100)
+        for _ in 0..<1000 { #expect(channel.write(record) == .written) }
+        channel.close()
+        #expect(shipper.stop())
+        let sink = try #require(shipper.stats()?.sinks.first)
+        #expect(sink.subbuffers > 20)
+        #expect(sink.sentSubbuffers == sink.subbuffers)
+        #expect(sink.reusableSubbuffers == sink.subbuffers)
+    }
+
     @Test("a start() that fails closes the files it had opened")
     func failedStartClosesFiles() throws {
         let dir = TemporaryDirectory()

@@ -435,6 +435,9 @@ final class ShipperLoop {
             case .discard(let position, let stats):
                 stats.value.bytes += UInt64(content.count)
                 stats.value.subbuffers += 1
+                // Finished at once, with nothing handed to the kernel: sent and reusable too.
+                stats.value.sentSubbuffers += 1
+                stats.value.reusableSubbuffers += 1
                 self.sinkFinished(position, item: item, bytes: content.count)
             }
         }
