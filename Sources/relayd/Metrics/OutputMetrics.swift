@@ -43,7 +43,7 @@ final class OutputMetrics: Sendable {
     let connectErrors = Atomic<UInt64>(0)
     /// Connections re-established after a loss.
     let reconnects = Atomic<UInt64>(0)
-    /// File rotations.
+    /// File rotations, reopens (SIGHUP) included.
     let rotations = Atomic<UInt64>(0)
     /// 1 while a TCP output is connected (always 1 for files that are open).
     let connected = Atomic<Int64>(0)

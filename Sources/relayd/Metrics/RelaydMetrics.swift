@@ -87,7 +87,7 @@ enum RelaydMetricFamily {
         outputInFlightRecords: "Records in the channel or in flight to the destination (received - written - dropped).",
         outputErrors: "Destination errors, by kind.",
         outputReconnects: "TCP reconnections after a lost connection.",
-        outputRotations: "File rotations.",
+        outputRotations: "File rotations, counting reopens (SIGHUP) too.",
         outputConnected: "1 while the destination is open or connected.",
         outputDeliveryDelay:
             "Time from reading a record to its write completion (per shipped sub-buffer, oldest record).",
