@@ -254,6 +254,19 @@ struct ServiceEndToEndTests {
         #expect(output.contains("BOOTSTRAP-PROBE-PASSED"), "the probe did not run:\n\(output)")
     }
 
+    /// A second `bootstrap` must not reach `LoggingSystem.bootstrap`, whose precondition kills the
+    /// process (after the second service already opened its file and started its shipper): it runs in
+    /// a child process, ``DoubleBootstrapProbe``.
+    @Test("a second bootstrap throws instead of crashing the process, and starts nothing")
+    func secondBootstrap() throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let (status, output) = try ChildTestProcess.run(
+            filter: "DoubleBootstrapProbe", environment: [doubleBootstrapProbeVariable: directory.path])
+        #expect(status == 0, "the double-bootstrap probe failed:\n\(output)")
+        #expect(output.contains("DOUBLE-BOOTSTRAP-PROBE-PASSED"), "the probe did not run:\n\(output)")
+    }
+
     @Test("setup errors say what to fix")
     func setupErrors() {
         #expect(throws: RelayLoggingError.self) {
@@ -314,5 +327,37 @@ struct BootstrapProbe {
             drained.records.map { ($0["metadata"] as? [String: String]) }
                 == [["only-on": "first", "provided": "yes"], ["only-on": "second", "provided": "yes"]])
         print("BOOTSTRAP-PROBE-PASSED")
+    }
+}
+
+private let doubleBootstrapProbeVariable = "RELAY_LOGGING_DOUBLE_BOOTSTRAP_PROBE"
+
+/// Runs only in the child process started by ``ServiceEndToEndTests/secondBootstrap()``.
+@Suite(
+    "DoubleBootstrapProbe",
+    .enabled(if: ProcessInfo.processInfo.environment[doubleBootstrapProbeVariable] != nil && ioURingUnavailable == nil)
+)
+struct DoubleBootstrapProbe {
+    @Test("a second bootstrap in the same process")
+    func secondBootstrap() throws {
+        let directory = try #require(ProcessInfo.processInfo.environment[doubleBootstrapProbeVariable])
+        let first = try RelayLoggingService.bootstrap(
+            RelayLoggingConfiguration(
+                destination: .file(path: "\(directory)/first.jsonl"), buffers: 1, diagnostics: quietDiagnostics))
+        do {
+            let second = try RelayLoggingService.bootstrap(
+                RelayLoggingConfiguration(
+                    destination: .file(path: "\(directory)/second.jsonl"), buffers: 1, diagnostics: quietDiagnostics))
+            second.shutdown()
+            Issue.record("a second bootstrap must throw")
+        } catch {
+            #expect(error.message.contains("once per process"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/second.jsonl"), "the second service started nothing")
+        Logger(label: "after").info("still logging")
+        #expect(first.shutdown())
+        let drained = DrainedRecords(readFileBytes("\(directory)/first.jsonl") ?? [])
+        #expect(drained.records.map { $0["message"] as? String } == ["still logging"])
+        print("DOUBLE-BOOTSTRAP-PROBE-PASSED")
     }
 }

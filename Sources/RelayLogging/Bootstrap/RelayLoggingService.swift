@@ -89,15 +89,38 @@ public final class RelayLoggingService: Service, Sendable {
         self.shipper = shipper
     }
 
+    /// Whether ``bootstrap(_:)`` has bootstrapped `LoggingSystem` in this process (or is doing so).
+    private static let bootstrapped = Mutex<Bool>(false)
+
     /// Sets up logging and bootstraps `LoggingSystem` with this service's handlers (and the
-    /// configuration's metadata provider). `LoggingSystem` can be bootstrapped once per process.
+    /// configuration's metadata provider). `LoggingSystem` can be bootstrapped once per process: a
+    /// second call throws (before it opens a channel or starts a shipper) instead of reaching
+    /// swift-log's precondition, which would end the process. For more services, use
+    /// ``init(_:)`` and ``makeHandler(label:)``. A call that throws a setup error can be retried.
     ///
     /// - Returns: The service; run it in a `ServiceGroup`, or call ``shutdown()`` before exiting.
-    /// - Throws: ``RelayLoggingError`` (see ``init(_:)``).
+    /// - Throws: ``RelayLoggingError`` (see ``init(_:)``), or when `bootstrap` already succeeded.
     public static func bootstrap(_ configuration: RelayLoggingConfiguration) throws(RelayLoggingError)
         -> RelayLoggingService
     {
-        let service = try RelayLoggingService(configuration)
+        let first = Self.bootstrapped.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        guard first else {
+            throw RelayLoggingError(
+                message:
+                    "LoggingSystem was already bootstrapped by RelayLoggingService.bootstrap: it can be bootstrapped "
+                    + "once per process; create further services with RelayLoggingService(_:) and use their "
+                    + "makeHandler(label:)")
+        }
+        let service: RelayLoggingService
+        do {
+            service = try RelayLoggingService(configuration)
+        } catch {
+            Self.bootstrapped.withLock { $0 = false }
+            throw error
+        }
         let writer = service.writer
         let level = configuration.logLevel
         if let provider = configuration.metadataProvider {
