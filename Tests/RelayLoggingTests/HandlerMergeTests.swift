@@ -48,6 +48,32 @@ struct HandlerMergeTests {
         }
     }
 
+    @Test("a provider that logs through a logger with the same provider is not asked again from inside itself")
+    func providerThatLogs() throws {
+        let channel = try makeTestChannel()
+        let writer = RelayLogWriter(channel: channel)
+        let calls = Atomic<Int>(0)
+        // Without a guard every record the provider logs asks the provider again, without end (a
+        // stack overflow); the cap only keeps the process alive when that happens.
+        let inner = Mutex<Logger?>(nil)
+        let provider = Logger.MetadataProvider {
+            let call = calls.add(1, ordering: .relaxed).newValue
+            if call < 20, let logger = inner.withLock({ $0 }) {
+                logger.info("from the provider")
+            }
+            return ["provided": "yes"]
+        }
+        let logger = makeTestLogger(writer, metadataProvider: provider)
+        inner.withLock { $0 = logger }
+        logger.info("outer")
+        #expect(calls.load(ordering: .relaxed) == 1, "the provider was asked again from inside itself")
+
+        let records = splitLines(drainChannel(channel)).compactMap { parseJSONLine($0) }
+        #expect(records.map { $0["message"] as? String } == ["from the provider", "outer"])
+        #expect(records.first?["metadata"] == nil, "a record logged inside the provider gets no provider metadata")
+        #expect((records.last?["metadata"] as? [String: String]) == ["provided": "yes"])
+    }
+
     @Test("the provider is asked once per record and sees task-local values")
     func providerPerRecord() async throws {
         let channel = try makeTestChannel()

@@ -61,7 +61,9 @@ public struct RelayLogHandler: LogHandler {
     /// The level below which calls are discarded (by `Logger`, before they reach the handler).
     public var logLevel: Logger.Level
 
-    /// The metadata provider, asked for metadata on every record.
+    /// The metadata provider, asked for metadata on every record. Records logged from inside a
+    /// provider (on the thread running it) are written without provider metadata, so a provider that
+    /// logs does not ask itself again without end.
     public var metadataProvider: Logger.MetadataProvider?
 
     /// Creates a handler.

@@ -163,7 +163,7 @@ public final class RelayLogWriter: Sendable {
         provider: Logger.MetadataProvider?
     ) {
         let timestamp = WallClock.nanosecondsSinceEpoch
-        let provided = provider?.get()
+        let provided = provider.flatMap { ProviderReentrancy.metadata(from: $0) }
         var written: Bool? = nil
         if self.isJSONLines, handlerMetadata.isEmpty || handlerMetadata.style == .json {
             written = self.writeJSONLine(
@@ -451,6 +451,30 @@ public struct RelayLogStats: Sendable, Hashable {
     public var blankRecords: UInt64
     /// The channel's own counters.
     public var channel: RelayChannelStats
+}
+
+/// Keeps a metadata provider that logs from asking itself again without end.
+///
+/// While a thread runs a provider for a record, the records it logs (from inside the provider, through
+/// any ``RelayLogWriter``) are written without provider metadata instead of asking a provider again:
+/// a provider that logs through a logger with the same provider would otherwise recurse until the
+/// stack overflows. One thread-specific word; no allocation.
+enum ProviderReentrancy {
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "RelayLogging: pthread_key_create failed")
+        return key
+    }()
+
+    /// What `provider` returns, or `nil` when the calling thread is already inside a provider.
+    @inline(__always)
+    static func metadata(from provider: Logger.MetadataProvider) -> Logger.Metadata? {
+        let key = Self.key
+        guard pthread_getspecific(key) == nil else { return nil }
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(key, nil) }
+        return provider.get()
+    }
 }
 
 /// The wall clock, read through the vDSO.
