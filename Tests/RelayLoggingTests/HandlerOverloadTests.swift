@@ -192,6 +192,22 @@ struct HandlerOverloadTests {
         #expect(stats.recordsTruncated == 0)
     }
 
+    @Test("the report of a record dropped for being too large says so, not that the channel was full")
+    func tooLargeDropReportReason() throws {
+        let channel = try makeTestChannel(subbufferSize: 4096, subbufferCount: 4)
+        let writer = RelayLogWriter(channel: channel)
+        makeTestLogger(writer, label: String(repeating: "L", count: 5000)).info("lost")
+        makeTestLogger(writer).info("kept")
+        let drained = DrainedRecords(drainChannel(channel))
+        let report = try #require(drained.reports.first)
+        let message = try #require(report["message"] as? String)
+        // The channel had space all along: only the label was too long for its largest record.
+        #expect(!message.contains("was full"), "misleading reason: \(message)")
+        #expect(message.contains("too large"), "no reason given: \(message)")
+        #expect((report["metadata"] as? [String: String])?["relay.dropped_too_large"] == "1")
+        #expect(drained.droppedReported == 1)
+    }
+
     @Test("records logged after the channel closed are counted as refused")
     func closedChannel() throws {
         let channel = try makeTestChannel()

@@ -32,7 +32,9 @@ import Synchronization
 ///   LTTng's discarded-events accounting): `"1520 log records dropped since
 ///   2026-11-27T16:00:00.123456Z: the relay channel was full"`, with the numbers also in its
 ///   metadata (`relay.dropped`, `relay.dropped_since`). Every dropped record is reported exactly
-///   once; ``stats()`` counts the drops not yet reported.
+///   once; ``stats()`` counts the drops not yet reported. Records dropped because they do not fit
+///   the channel's largest record even truncated (see "Size limit") are reported the same way,
+///   with that reason in the message and their number in `relay.dropped_too_large`.
 /// - `.block(timeout:)`: the call waits for space (back-pressure); a record that still finds no
 ///   space within the timeout is dropped and reported as above, and until the shipper frees
 ///   space later calls drop at once instead of each waiting again (``RelayMode/block(timeout:)``),
@@ -77,6 +79,10 @@ public final class RelayLogWriter: Sendable {
     /// The drops not reported yet: `first` is their number, `second` the bit pattern of the wall-clock
     /// time (ns) of the first of them.
     let dropEpisode = Atomic<WordPair>(WordPair(first: 0, second: 0))
+    /// How many of the unreported drops were records too large for the channel even truncated (a
+    /// label, file or function name longer than its largest record), so the report names that cause
+    /// instead of a full channel. At most `dropEpisode.first` once both settle.
+    let tooLargePending = Atomic<UInt64>(0)
     /// Non-zero when `dropEpisode` may hold drops: the one word every log call reads (a shared,
     /// read-mostly cache line), so the common case never touches `dropEpisode`.
     let dropHint = Atomic<UInt>(0)
@@ -352,6 +358,11 @@ public final class RelayLogWriter: Sendable {
             self.refusedClosedCount.add(1, ordering: .relaxed)
         case .dropped, .timedOut, .tooBig, .emptyReservation:
             self.droppedCount.add(1, ordering: .relaxed)
+            if error == .tooBig {
+                // relaxed: only chooses the report's wording (counted before the episode, so a report
+                // that takes this drop finds it).
+                self.tooLargePending.add(1, ordering: .relaxed)
+            }
             self.addPendingDrops(1, since: WallClock.nanosecondsSinceEpoch)
         }
     }
@@ -392,8 +403,16 @@ public final class RelayLogWriter: Sendable {
         let episode = self.dropEpisode.exchange(WordPair(first: 0, second: 0), ordering: .sequentiallyConsistent)
         let count = episode.first
         guard count > 0 else { return true }
+        // relaxed: wording only. A too-large drop counted here whose episode entry came after the
+        // exchange above goes back for the next report.
+        let tooLargeTaken = self.tooLargePending.exchange(0, ordering: .relaxed)
+        let tooLarge = Swift.min(tooLargeTaken, UInt64(count))
+        if tooLargeTaken > tooLarge {
+            self.tooLargePending.add(tooLargeTaken - tooLarge, ordering: .relaxed)
+        }
         let since = Int64(bitPattern: UInt64(episode.second))
-        let record = Self.dropReport(count: UInt64(count), since: since, timestamp: WallClock.nanosecondsSinceEpoch)
+        let record = Self.dropReport(
+            count: UInt64(count), tooLarge: tooLarge, since: since, timestamp: WallClock.nanosecondsSinceEpoch)
         switch self.write(record, waitingAtMost: timeout) {
         case .written, .truncated:
             self.summaryCount.add(1, ordering: .relaxed)
@@ -401,20 +420,35 @@ public final class RelayLogWriter: Sendable {
             return true
         case .lost, .unencodable:
             // Still no space: keep the drops (with their original start) for the next attempt.
+            if tooLarge > 0 {
+                self.tooLargePending.add(tooLarge, ordering: .relaxed)
+            }
             self.addPendingDrops(count, since: since)
             return false
         }
     }
 
-    /// The record reporting `count` drops since `since`.
-    static func dropReport(count: UInt64, since: Int64, timestamp: Int64) -> LogRecordFields {
+    /// The record reporting `count` drops since `since`, `tooLarge` of them records too large for the
+    /// channel even truncated.
+    static func dropReport(count: UInt64, tooLarge: UInt64 = 0, since: Int64, timestamp: Int64) -> LogRecordFields {
         let sinceText = WallClock.rfc3339(since)
+        let reason: String
+        var metadata: Logger.Metadata = ["relay.dropped": "\(count)", "relay.dropped_since": .string(sinceText)]
+        if tooLarge == 0 {
+            reason = "the relay channel was full"
+        } else {
+            metadata["relay.dropped_too_large"] = "\(tooLarge)"
+            let what =
+                "too large for the relay channel even truncated (a label, file or function name longer than its "
+                + "largest record)"
+            reason = tooLarge == count ? what : "\(tooLarge) \(what), the others because it was full"
+        }
         return LogRecordFields(
             timestampNanoseconds: timestamp,
             level: .warning,
             label: "relay.logging",
-            message: "\(count) log records dropped since \(sinceText): the relay channel was full",
-            callMetadata: ["relay.dropped": "\(count)", "relay.dropped_since": .string(sinceText)],
+            message: "\(count) log records dropped since \(sinceText): \(reason)",
+            callMetadata: metadata,
             source: "RelayLogging",
             file: #fileID,
             function: #function,
@@ -434,7 +468,8 @@ public struct RelayLogStats: Sendable, Hashable {
     /// Log records delivered by the channel (drop reports and blank records not included). Exact
     /// once the channel is flushed; lags while sub-buffers are partly filled.
     public var recordsWritten: UInt64
-    /// Records the channel had no space for (drop mode), or no space within the block timeout.
+    /// Records the channel had no space for (drop mode), or no space within the block timeout, and
+    /// records too large for the channel even truncated.
     public var recordsDropped: UInt64
     /// Records shortened to the channel's largest record (written, with a marker).
     public var recordsTruncated: UInt64
