@@ -46,8 +46,10 @@ public final class RelayShipper: Sendable, Service {
     /// Creates a shipper.
     ///
     /// - Parameters:
+    ///   - configuration: the ring's settings (switch interval, ring size, buffer
+    ///     registration, file queue depth).
+    ///   - drainTimeout: the deadline for draining on graceful shutdown (``run()``).
     ///   - logger: where the shipper's own diagnostics go (never into a relay channel it ships).
-    ///   - drainTimeout: the deadline for draining on graceful shutdown.
     public init(
         configuration: RelayShipperConfiguration = RelayShipperConfiguration(),
         drainTimeout: Duration = .seconds(10),
@@ -62,7 +64,8 @@ public final class RelayShipper: Sendable, Service {
     /// released only when every sink is done with it). Call before ``start()``.
     ///
     /// - Throws: ``RelayShipperError`` if the shipper already started, the channel is
-    ///   already shipped, or `sinks` is empty or has more than 64 entries.
+    ///   already shipped by this shipper, or `sinks` is empty or has more than 64 entries.
+    ///   (A channel that another running shipper consumes is refused by ``start()``.)
     public func add(_ channel: RelayChannel, sinks: [RelaySink]) throws(RelayShipperError) {
         guard !sinks.isEmpty, sinks.count <= 64 else {
             throw RelayShipperError(message: "a channel needs 1 to 64 sinks (got \(sinks.count)); use .discard to consume without I/O")
@@ -82,8 +85,9 @@ public final class RelayShipper: Sendable, Service {
     /// Starts the ring thread: probes io_uring, creates the ring, registers the relay
     /// regions and opens every sink. Returns once all of that succeeded.
     ///
-    /// - Throws: ``RelayShipperError`` (io_uring unavailable, a file cannot be opened, …)
-    ///   with a message that says how to fix it. Nothing is left running on failure.
+    /// - Throws: ``RelayShipperError`` (io_uring unavailable, a file cannot be opened, a
+    ///   channel already has a consumer such as another running shipper, …) with a message
+    ///   that says how to fix it. Nothing is left running on failure.
     public func start() throws(RelayShipperError) {
         let registrations: [ShipperRegistration] = try self.phase.withLock { phase throws(RelayShipperError) in
             guard case .configuring(let registrations) = phase else {
@@ -126,7 +130,9 @@ public final class RelayShipper: Sendable, Service {
     /// Close the channels first (or stop their writers) so there is an end to drain.
     ///
     /// - Returns: `true` if everything was shipped before the deadline: every sub-buffer
-    ///   sealed, delivered (no writer still inside a record), and released by every sink.
+    ///   sealed, delivered (no writer still inside a record), and released by every sink
+    ///   (``drained``). A shipper that is not running (never started, or its start failed)
+    ///   ships nothing and returns `true` at once.
     @discardableResult
     public func stop(timeout: Duration = .seconds(10)) -> Bool {
         guard self.requestStop(timeout: timeout) else { return true }
