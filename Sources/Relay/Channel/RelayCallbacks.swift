@@ -16,10 +16,11 @@ public struct RelayCallbacks: Sendable {
     /// A no-overwrite buffer became full (relayfs `buf_full`): once per episode, until
     /// space is freed again.
     public var bufferFull: (@Sendable (BufferFull) -> Void)?
-    /// A buffer region was mapped (relayfs `buf_mapped`): at open for every buffer, and
-    /// when another process attaches.
+    /// A buffer region was mapped (relayfs `buf_mapped`): at open, once for every buffer.
+    /// (The channel cannot see another process map a shared region, so that calls nothing.)
     public var bufferMapped: (@Sendable (BufferMapping) -> Void)?
-    /// A buffer region is being unmapped (relayfs `buf_unmapped`).
+    /// A buffer region is being unmapped (relayfs `buf_unmapped`): when the channel is
+    /// deinitialized, once for every buffer.
     public var bufferUnmapped: (@Sendable (BufferMapping) -> Void)?
 
     /// Creates a set of callbacks; all default to none.

@@ -1,6 +1,7 @@
 /// How to open a ``RelayChannel``: the arguments of relayfs's `relay_open`.
 public struct RelayChannelConfiguration: Sendable, Hashable {
-    /// The base name: shared-memory files are `<name>.<buffer>`, file sinks use it too.
+    /// The base name: shared-memory files are `<name>.<buffer>`, memfds are named after it,
+    /// and errors and shipper messages name the channel by it.
     public var name: String
     /// Bytes per sub-buffer: a power of two, at least 4096 and at most 1 GiB.
     public var subbufferSize: Int

@@ -98,7 +98,8 @@ public struct RelayLoggingConfiguration: Sendable {
     /// Sort the keys of provider and per-call metadata in every record (see
     /// ``RelayLogWriter/sortsMetadataKeys``).
     public var sortsMetadataKeys: Bool
-    /// The channel's name (files in `/dev/shm` when the channel is shared, and the shipper's labels).
+    /// The channel's name, used in error and shipper messages (the service's channel lives in
+    /// anonymous memory, never in `/dev/shm`).
     public var channelName: String
     /// Bytes per sub-buffer (a power of two, 4 KiB to 1 GiB); records are truncated to a little less.
     public var subbufferSize: Int
