@@ -253,6 +253,13 @@ struct VerifyCommandTests {
         #expect(command.json)
     }
 
+    @Test("--expect-records and --expect-missing take the k/M/G suffixes of run's --records")
+    func countSuffixes() throws {
+        let command = try VerifyCommand.parse(["a.log", "--expect-records", "10M", "--expect-missing", "2k"])
+        #expect(command.options.expectedRecords == 10_000_000)
+        #expect(command.options.expectedMissing == 2_000)
+    }
+
     @Test("rejects malformed arguments")
     func rejectsArguments() {
         #expect(throws: (any Error).self) { try VerifyCommand.parse([]) }

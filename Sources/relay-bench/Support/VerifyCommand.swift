@@ -32,16 +32,20 @@ struct VerifyCommand: ParsableCommand {
     var expectProducers: Int?
 
     /// Expected total record count across producers.
-    @Option(help: "Total records offered across all producers, split as 'run' does (N/P, +1 for p < N%P).")
-    var expectRecords: UInt64?
+    @Option(help: ArgumentHelp(
+        "Total records offered across all producers, split as 'run' does (N/P, +1 for p < N%P); k/M/G suffixes are powers of ten, as for 'run --records'.",
+        valueName: "n"))
+    var expectRecords: CountArgument?
 
     /// Whether gaps are acceptable.
     @Flag(help: "Accept missing records (drop/overwrite modes); they are still counted and reported.")
     var allowGaps = false
 
     /// The exact number of records that must be missing.
-    @Option(help: "Require exactly N missing records (the dropped count of a drop-mode run); implies --allow-gaps.")
-    var expectMissing: UInt64?
+    @Option(help: ArgumentHelp(
+        "Require exactly N missing records (the dropped count of a drop-mode run); implies --allow-gaps. k/M/G suffixes as for --expect-records.",
+        valueName: "n"))
+    var expectMissing: CountArgument?
 
     /// Whether order violations are acceptable.
     @Flag(help: "Count but accept records whose sequence goes backwards within a file: a per-channel file interleaves per-CPU buffers, so a producer that migrated between CPUs can appear out of order.")
@@ -63,9 +67,9 @@ struct VerifyCommand: ParsableCommand {
         VerifyOptions(
             recordSize: self.recordSize,
             expectedProducers: self.expectProducers,
-            expectedRecords: self.expectRecords,
+            expectedRecords: self.expectRecords?.value,
             allowGaps: self.allowGaps,
-            expectedMissing: self.expectMissing,
+            expectedMissing: self.expectMissing?.value,
             allowReorder: self.allowReorder,
             maxExamples: self.maxExamples
         )
