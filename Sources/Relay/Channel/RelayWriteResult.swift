@@ -29,7 +29,7 @@ public enum RelayReserveError: Error, Sendable, Hashable {
     case tooBig
     /// The channel is closed.
     case closed
-    /// The length is zero.
+    /// The length is zero or negative. Not counted.
     case emptyReservation
 
     var writeResult: RelayWriteResult {

@@ -111,7 +111,9 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
 
     /// Rotation by size and count, and by age.
     public struct Rotation: Sendable, Hashable {
-        /// Rotate when the current file reaches this many bytes (at a sub-buffer boundary).
+        /// Rotate before a write would take the current file past this many bytes (at a
+        /// sub-buffer boundary), so files stay within it; an empty file takes its first
+        /// sub-buffer whatever its size.
         public var maxBytes: Int?
         /// Rotate when the current file is this old.
         public var maxAge: Duration?
