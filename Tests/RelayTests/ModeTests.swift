@@ -100,6 +100,32 @@ struct ModeTests {
         #expect(channel.stats().total.blockTimeouts == 1)
     }
 
+    @Test("block without a timeout: a reserve(_:waitingAtMost:) that times out does not make later writes fail fast")
+    func blockWaitingAtMostDoesNotStall() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .block())
+        for _ in 0..<4 { #expect(channel.write(Self.record) == .written) }
+        #expect(throws: RelayReserveError.timedOut) { _ = try channel.reserve(100, waitingAtMost: .milliseconds(20)) }
+        // A plain write on a `.block(timeout: nil)` channel waits forever for space: it must
+        // still be waiting when the consumer frees a sub-buffer, then succeed. (Had the
+        // per-call timeout stalled the buffer, it would return .timedOut at once.)
+        let result = Mutex<RelayWriteResult?>(nil)
+        let writer = TestThreads.spawn {
+            let r = channel.write(Self.record)
+            result.withLock { $0 = r }
+        }
+        usleep(100_000)
+        guard case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in () }) else {
+            Issue.record("sub-buffer 0 was not delivered")
+            TestThreads.join(writer)
+            return
+        }
+        TestThreads.join(writer)
+        #expect(result.withLock { $0 } == .written)
+        let stats = channel.stats().total
+        #expect(stats.recordsDropped == 1, "only the per-call reservation was dropped")
+        #expect(stats.blockTimeouts == 1)
+    }
+
     @Test("block with a timeout beyond Int64 nanoseconds opens (it waits as long as it can), not a crash")
     func blockHugeTimeout() throws {
         let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .seconds(Int64.max)))

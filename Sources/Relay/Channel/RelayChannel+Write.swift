@@ -72,6 +72,10 @@ extension RelayChannel {
     /// ``reserve(_:)``). For a write that must not wait longer than a deadline of its own,
     /// such as a last record written at shutdown.
     ///
+    /// Running out of `timeout` does not mark the buffer stalled (only the channel's own
+    /// timeout does, see ``RelayMode/block(timeout:)``): other writes keep waiting as the
+    /// mode says, forever on a `.block(timeout: nil)` channel.
+    ///
     /// - Throws: ``RelayReserveError``; `.timedOut` when `timeout` passed without space.
     public func reserve(_ length: Int, waitingAtMost timeout: Duration) throws(RelayReserveError) -> RelayReservation {
         return try self.reserve(length, in: self.currentSharedCore(), timeoutNanoseconds: Clock.nanoseconds(timeout))

@@ -435,6 +435,13 @@ extension RelayChannel {
                     }
                 }
                 if !self.waitForSpace(b, deadline: deadline) {
+                    self.countLoss(b, RegionLayout.droppedFullOffset)
+                    b.count(RegionLayout.blockTimeoutsOffset)
+                    // Only a wait with the channel's own timeout marks the buffer stalled: a
+                    // caller's shorter wait (`reserve(_:waitingAtMost:)`) says nothing about
+                    // the consumer, and on a `.block(timeout: nil)` channel a stall would make
+                    // every later write fail at once instead of waiting forever.
+                    if timeoutNanoseconds != nil { return .timedOut }
                     // relaxed + sequentiallyConsistent fence: the Dekker store of
                     // `wakeBlockedWriters` (which pairs with this fence). The consumer may
                     // have freed space since the wait timed out without seeing a flag to
@@ -449,8 +456,6 @@ extension RelayChannel {
                         // relaxed: as the store above.
                         b.blockStalled.pointee.store(0, ordering: .relaxed)
                     }
-                    self.countLoss(b, RegionLayout.droppedFullOffset)
-                    b.count(RegionLayout.blockTimeoutsOffset)
                     return .timedOut
                 }
                 outcome = self.reserveSlow(b, length: length)

@@ -27,7 +27,7 @@ public struct RelayMode: Sendable, Hashable, CustomStringConvertible {
     /// space) until the consumer frees a sub-buffer, or until `timeout` elapses, in which
     /// case the record is dropped and counted. `nil` waits forever.
     ///
-    /// Once a wait has timed out, the buffer counts as stalled until the consumer frees
+    /// Once a wait with this timeout has timed out, the buffer counts as stalled until the consumer frees
     /// space: later writes that find it full fail at once (dropped and counted, like a
     /// timeout) instead of each waiting `timeout` again. So a dead consumer costs the
     /// writers one timeout per stall, not one per record.
