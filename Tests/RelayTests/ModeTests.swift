@@ -242,6 +242,27 @@ struct ModeTests {
         #expect(skipped == 5, "0...4 were overwritten before the reader got to them")
     }
 
+    @Test("overwrite: subbufsConsumed with a count beyond what was delivered stops at a sealed sub-buffer a writer is still in")
+    func overwriteConsumedStopsAtUndelivered() throws {
+        let channel = try smallChannel(subbufferCount: 4, mode: .overwrite)
+        let held = try channel.reserve(10)  // sub-buffer 0
+        channel.flush()  // sealed, not delivered: the reservation is still open
+        channel.subbufsConsumed(buffer: 0, count: 3)
+        var stats = channel.stats().total
+        #expect(stats.subbuffersDelivered == 0)
+        #expect(stats.subbuffersConsumed == 0, "nothing was delivered, so nothing can have been consumed")
+        held.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0x41) }
+        held.commit()
+        let read = channel.withNextSubbuffer(buffer: 0, consume: true) { ($0.sequence, $0.records) }
+        guard case .read(let (sequence, records)) = read else {
+            Issue.record("sub-buffer 0 was delivered but the reader never gets it: \(read)")
+            return
+        }
+        #expect(sequence == 0 && records == 1)
+        stats = channel.stats().total
+        #expect(stats.subbuffersConsumed == 1)
+    }
+
     @Test("overwrite: a lapped reader that consumes what it reads has consumed everything it skipped")
     func overwriteConsumeAfterLap() throws {
         let channel = try smallChannel(subbufferCount: 4, mode: .overwrite)

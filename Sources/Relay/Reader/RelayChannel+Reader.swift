@@ -96,7 +96,9 @@ extension RelayChannel {
     ///
     /// The consumed count never exceeds what was delivered in order: extra counts are
     /// ignored (relayfs clamps to produced; clamping to delivered also protects a
-    /// sub-buffer that still has a writer inside).
+    /// sub-buffer that still has a writer inside, so the reader still gets it once that
+    /// writer commits). In overwrite mode, sub-buffers overwritten before the consumer got
+    /// to them count as delivered.
     public func subbufsConsumed(buffer index: Int, count: Int) {
         self.checkBufferIndex(index)
         precondition(count >= 0, "consumed count must not be negative")
@@ -106,14 +108,23 @@ extension RelayChannel {
         var consumed = old
         let target = old &+ UInt64(count)
         if b.mode == .overwrite {
-            consumed = min(target, self.produced(b))
-        } else {
-            while consumed < target {
-                // acquiring: pairs with the deliverer's store.
-                let state = b.stateWord(slot: b.slot(ofSequence: consumed)).pointee.load(ordering: .acquiring)
-                if state != (consumed << 2) | RegionLayout.phaseDelivered { break }
-                consumed &+= 1
+            // Sub-buffers a whole buffer behind the newest sealed one were overwritten: gone,
+            // so they count as consumed without looking at their slots.
+            let produced = self.produced(b)
+            if produced > b.subbufCount && consumed < produced - b.subbufCount {
+                consumed = min(target, produced - b.subbufCount)
             }
+        }
+        while consumed < target {
+            // acquiring: pairs with the deliverer's store.
+            let state = b.stateWord(slot: b.slot(ofSequence: consumed)).pointee.load(ordering: .acquiring)
+            if state != (consumed << 2) | RegionLayout.phaseDelivered {
+                // Overwrite mode: a later incarnation in the slot means this one was delivered
+                // and then overwritten (a slot is reused only after delivery): gone, consumed.
+                // Anything else (sealed but a writer still inside, or not sealed) stops here.
+                if b.mode != .overwrite || state >> 2 <= consumed { break }
+            }
+            consumed &+= 1
         }
         if consumed == old { return }
         // sequentiallyConsistent: releases our reads of the consumed sub-buffers to the
