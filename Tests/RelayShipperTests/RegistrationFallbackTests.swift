@@ -41,4 +41,24 @@ struct RegistrationFallbackTests {
         #expect(stats.registeredBuffers == 0)
         expectExactlyOnce(parseLines(try #require(readFileBytes(dir.file("m.log")))).records, producers: 2, perProducer: 20_000)
     }
+
+    @Test("a buffer of the largest size (1 GiB of sub-buffers) is registered: its control pages are not counted against io_uring's 1 GiB limit")
+    func largestBufferIsRegistered() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(name: "largest", subbufferSize: 512 << 20, subbufferCount: 2, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(
+            channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("l.log"), fixedBufferWrites: .always))])
+        try shipper.start()
+        writeLines(channel, producers: 1, perProducer: 1000)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        let stats = try #require(shipper.stats())
+        #expect(!stats.registrationFallback, "the 1 GiB buffer was not registered")
+        #expect(stats.registeredBuffers == 1)
+        #expect(stats.sinks.first?.fixedWrites ?? 0 > 0, "no WRITE_FIXED from the registered sub-buffers")
+        expectExactlyOnce(parseLines(try #require(readFileBytes(dir.file("l.log")))).records, producers: 1, perProducer: 1000)
+    }
 }

@@ -170,9 +170,18 @@ package struct DeliveredSubbuffer: Sendable, Hashable {
 }
 
 extension RelayChannel {
-    /// The mapped region of buffer `index` (for io_uring registration).
+    /// The mapped region of buffer `index`: control state, then the sub-buffers.
     package func region(buffer index: Int) -> UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(start: self.regions[index].base, count: self.regions[index].size)
+    }
+
+    /// The sub-buffers of buffer `index`, from the first to the region's end: what a shipper
+    /// registers with io_uring. Every sub-buffer (header included) lies inside it, and at
+    /// most 1 GiB (the configuration's limit), io_uring's limit per registered buffer, which
+    /// the whole region, control state included, can exceed by a few pages.
+    package func subbufferArea(buffer index: Int) -> UnsafeMutableRawBufferPointer {
+        let offset = self.cores[index].data - self.regions[index].base
+        return UnsafeMutableRawBufferPointer(start: self.regions[index].base + offset, count: self.regions[index].size - offset)
     }
 
     /// The memfd / shm descriptor behind buffer `index`, or -1 for anonymous memory.

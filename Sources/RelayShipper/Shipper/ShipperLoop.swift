@@ -177,7 +177,9 @@ final class ShipperLoop {
     private func registerRegions() {
         var regions: [UnsafeMutableRawBufferPointer] = []
         for tracker in self.trackers {
-            regions.append(tracker.channel.region(buffer: tracker.buffer))
+            // The sub-buffers only: fixed writes and sends never read the control state, and a
+            // 1 GiB buffer's whole region is over io_uring's 1 GiB limit per registered buffer.
+            regions.append(tracker.channel.subbufferArea(buffer: tracker.buffer))
         }
         guard !regions.isEmpty else { return }
         guard regions.count <= 16384 else {
