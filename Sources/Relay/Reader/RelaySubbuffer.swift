@@ -25,7 +25,9 @@ public struct RelaySubbuffer: @unchecked Sendable {
     public let padding: Int
     /// The records, back to back.
     public let content: UnsafeRawBufferPointer
-    /// The client's header bytes (``RelayChannelConfiguration/clientHeaderSize``).
+    /// The client's header area: ``RelayChannelConfiguration/clientHeaderSize`` bytes as the
+    /// sub-buffer start callback wrote them, then up to 7 zero bytes (the header is rounded up
+    /// to 8 bytes, and a packet read back from a file records only the rounded size).
     public let clientHeader: UnsafeRawBufferPointer
     /// The whole sub-buffer: header, records and padding (what a `packets` file holds).
     public let packet: UnsafeRawBufferPointer
