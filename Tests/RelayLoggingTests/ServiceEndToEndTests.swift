@@ -12,6 +12,7 @@ import Relay
 import RelayShipper
 import RelayTestSupport
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 @testable import RelayLogging
@@ -109,6 +110,78 @@ struct ServiceEndToEndTests {
         #expect(drained.reports.count == Int(stats.dropReports))
         #expect(drained.records.count + drained.droppedReported == threads * perThread)
         #expect(stats.recordsWritten == UInt64(drained.records.count))
+    }
+
+    @Test(
+        "drop mode: a lasting overload of one CPU's buffer costs one drop report per interval, not one per record",
+        .enabled(if: CPUAffinity.onlineCount >= 2, "needs 2 CPUs"))
+    func lastingOverloadOfOneBuffer() throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let path = directory.file("app.jsonl")
+        let interval = 0.2
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: .file(path: path),
+                overload: .drop,
+                dropReportInterval: .milliseconds(200),
+                subbufferSize: 4096, subbufferCount: 2, buffers: 2,
+                switchInterval: .milliseconds(5),
+                diagnostics: quietDiagnostics))
+        let logged = Atomic<Int>(0)
+        let overloadSeconds = Mutex<Double>(0)
+        let onFirstBuffer = Atomic<Bool>(false)
+        // One thread on CPU 1 (buffer 1, which the shipper keeps empty) and CPU 0 (buffer 0, held full:
+        // an open reservation keeps its first sub-buffer from being delivered, so once the others fill
+        // up every record there is dropped), alternating: a drop on CPU 0, then a record on CPU 1.
+        let thread = TestThreads.spawn {
+            defer { CPUAffinity.pin(to: nil) }
+            let logger = Logger(label: "overload") { service.makeHandler(label: $0) }
+            CPUAffinity.pin(to: 0)
+            let held: RelayReservation
+            do { held = try service.channel.reserve(64) } catch { return }
+            onFirstBuffer.store(held.buffer == 0, ordering: .relaxed)
+            var count = 0
+            while service.stats().log.recordsDropped == 0 && count < 10_000 {
+                logger.info("filler", metadata: ["i": "\(count)"])
+                count += 1
+            }
+            let started = monotonicSeconds()
+            while monotonicSeconds() - started < 1.0 {
+                CPUAffinity.pin(to: 0)
+                logger.info("dropped", metadata: ["i": "\(count)"])
+                CPUAffinity.pin(to: 1)
+                logger.info("kept", metadata: ["i": "\(count + 1)"])
+                count += 2
+            }
+            overloadSeconds.withLock { $0 = monotonicSeconds() - started }
+            // Released: the channel commits it as one blank line.
+            _ = consume held
+            logged.store(count, ordering: .relaxed)
+        }
+        TestThreads.join(thread)
+        let heldInFirstBuffer = onFirstBuffer.load(ordering: .relaxed)
+        try #require(heldInFirstBuffer, "CPU 0 writes into buffer 0")
+        #expect(service.shutdown())
+        let drained = DrainedRecords(readFileBytes(path) ?? [])
+        let stats = service.stats().log
+        let seconds = overloadSeconds.withLock { $0 }
+        let kept = drained.records.filter { $0["message"] as? String == "kept" }.count
+        #expect(kept > 100, "records kept finding space in buffer 1 (\(kept))")
+        #expect(stats.recordsDropped > 100, "buffer 0 stayed full (\(stats.recordsDropped) drops)")
+        // Rate-limited: one report per interval (plus the one written at shutdown), however many
+        // records found space after new drops.
+        let allowed = Int((seconds / interval).rounded(.up)) + 1
+        #expect(
+            drained.reports.count <= allowed,
+            "\(drained.reports.count) drop reports in \(seconds) s with an interval of \(interval) s")
+        // Every drop counted exactly once, in the reports and in the stats.
+        #expect(stats.dropsPending == 0, "shutdown reports the last drops")
+        #expect(drained.reports.count == Int(stats.dropReports))
+        #expect(drained.droppedReported == Int(stats.recordsDropped))
+        #expect(stats.dropsReported == stats.recordsDropped)
+        #expect(drained.blankLines <= 1, "the held reservation commits as at most one blank record")
+        #expect(drained.records.count + drained.droppedReported == logged.load(ordering: .relaxed))
     }
 
     @Test("shutdown drains everything logged before it; later records are refused")

@@ -66,8 +66,9 @@ public struct RelayLogDestination: Sendable, Hashable {
 
 /// What a log call does when the channel has no free space.
 public enum RelayLogOverload: Sendable, Hashable {
-    /// Return at once and count the record as dropped; the next record that finds space is preceded
-    /// by one record reporting how many were dropped since when. The default: logging never blocks a
+    /// Return at once and count the record as dropped; the next record that finds space is followed
+    /// by one record reporting how many were dropped since when (at most one such report per
+    /// ``RelayLoggingConfiguration/dropReportInterval``). The default: logging never blocks a
     /// request.
     case drop
     /// Wait for space (back-pressure), at most `timeout` (`nil`: forever); a record that still finds no
@@ -91,6 +92,14 @@ public struct RelayLoggingConfiguration: Sendable {
     public var format: RecordFormat
     /// What a log call does when the channel is full.
     public var overload: RelayLogOverload
+    /// The least time between two drop reports (`"N log records dropped since T"`) written by log
+    /// calls; 1 s by default. After a report, drops keep being counted, and the first record that
+    /// finds space once the interval has passed is followed by one report of all of them, so a
+    /// lasting overload (of one CPU's buffer while others have room, say) costs one report per
+    /// interval, not one per record. Shutdown reports the drops still pending at once. `.zero`
+    /// reports after every record that finds space and follows new drops. See
+    /// ``RelayLogWriter/dropReportInterval``.
+    public var dropReportInterval: Duration
     /// The level of new loggers.
     public var logLevel: Logger.Level
     /// The metadata provider of new loggers.
@@ -121,6 +130,7 @@ public struct RelayLoggingConfiguration: Sendable {
     ///   - destination: Where records go.
     ///   - format: The record format.
     ///   - overload: What a log call does when the channel is full.
+    ///   - dropReportInterval: The least time between two drop reports written by log calls.
     ///   - logLevel: The level of new loggers.
     ///   - metadataProvider: The metadata provider of new loggers.
     ///   - sortsMetadataKeys: Sort per-record metadata keys.
@@ -135,6 +145,7 @@ public struct RelayLoggingConfiguration: Sendable {
         destination: RelayLogDestination,
         format: RecordFormat = .jsonLines,
         overload: RelayLogOverload = .drop,
+        dropReportInterval: Duration = .seconds(1),
         logLevel: Logger.Level = .info,
         metadataProvider: Logger.MetadataProvider? = nil,
         sortsMetadataKeys: Bool = false,
@@ -149,6 +160,7 @@ public struct RelayLoggingConfiguration: Sendable {
         self.destination = destination
         self.format = format
         self.overload = overload
+        self.dropReportInterval = dropReportInterval
         self.logLevel = logLevel
         self.metadataProvider = metadataProvider
         self.sortsMetadataKeys = sortsMetadataKeys

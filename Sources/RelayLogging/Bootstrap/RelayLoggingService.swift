@@ -85,7 +85,8 @@ public final class RelayLoggingService: Service, Sendable {
             throw RelayLoggingError(message: "cannot start shipping logs: \(error.message)")
         }
         self.writer = RelayLogWriter(
-            channel: channel, format: configuration.format, sortsMetadataKeys: configuration.sortsMetadataKeys)
+            channel: channel, format: configuration.format, sortsMetadataKeys: configuration.sortsMetadataKeys,
+            dropReportInterval: configuration.dropReportInterval)
         self.shipper = shipper
     }
 

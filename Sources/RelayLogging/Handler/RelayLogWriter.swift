@@ -31,10 +31,15 @@ import Synchronization
 ///   with label `relay.logging`, that says how many records were dropped and since when (like
 ///   LTTng's discarded-events accounting): `"1520 log records dropped since
 ///   2026-11-27T16:00:00.123456Z: the relay channel was full"`, with the numbers also in its
-///   metadata (`relay.dropped`, `relay.dropped_since`). Every dropped record is reported exactly
-///   once; ``stats()`` counts the drops not yet reported. Records dropped because they do not fit
-///   the channel's largest record even truncated (see "Size limit") are reported the same way,
-///   with that reason in the message and their number in `relay.dropped_too_large`.
+///   metadata (`relay.dropped`, `relay.dropped_since`). Reports are rate-limited: after one, the
+///   next is written no sooner than ``dropReportInterval`` later (by the first record that finds
+///   space after it), so a lasting overload of one CPU's buffer, while records keep finding space
+///   in another's, costs one report per interval instead of one per record; the drops in between
+///   join the next report. ``reportDrops(waitingAtMost:)`` (shutdown calls it) reports at once.
+///   Every dropped record is reported exactly once; ``stats()`` counts the drops not yet
+///   reported. Records dropped because they do not fit the channel's largest record even
+///   truncated (see "Size limit") are reported the same way, with that reason in the message and
+///   their number in `relay.dropped_too_large`.
 /// - `.block(timeout:)`: the call waits for space (back-pressure); a record that still finds no
 ///   space within the timeout is dropped and reported as above, and until the shipper frees
 ///   space later calls drop at once instead of each waiting again (``RelayMode/block(timeout:)``),
@@ -56,6 +61,9 @@ public final class RelayLogWriter: Sendable {
     /// Whether provider and per-call metadata keys are sorted in each record (see
     /// ``RelayLogHandler``).
     public let sortsMetadataKeys: Bool
+    /// The least time between two drop reports written by log calls (see "Overload"); `.zero`
+    /// reports after every record that finds space and follows new drops.
+    public let dropReportInterval: Duration
 
     let encoder: LogRecordEncoder
     let maxRecordSize: Int
@@ -86,6 +94,12 @@ public final class RelayLogWriter: Sendable {
     /// Non-zero when `dropEpisode` may hold drops: the one word every log call reads (a shared,
     /// read-mostly cache line), so the common case never touches `dropEpisode`.
     let dropHint = Atomic<UInt>(0)
+    /// ``dropReportInterval`` in nanoseconds (at least 0).
+    let dropReportIntervalNanoseconds: Int64
+    /// The wall-clock time (ns) of the latest drop report (or of a log call's claim to write the
+    /// next one), `Int64.min` before the first: log calls report only `dropReportInterval` after it.
+    /// Read only while drops are pending.
+    let lastDropReport = Atomic<Int64>(Int64.min)
 
     /// Creates a writer.
     ///
@@ -96,10 +110,24 @@ public final class RelayLogWriter: Sendable {
     ///     handler's own metadata is always sorted, at no cost per record). Off by default: swift-log
     ///     metadata is an unordered dictionary, JSON readers do not depend on member order, and sorting
     ///     costs a few comparisons per key on every call.
-    public init(channel: RelayChannel, format: RecordFormat = .jsonLines, sortsMetadataKeys: Bool = false) {
+    ///   - dropReportInterval: The least time between two drop reports written by log calls (1 s by
+    ///     default; see "Overload"). `.zero`: a report after every record that finds space and
+    ///     follows new drops. Drops in between are counted and join the next report.
+    public init(
+        channel: RelayChannel,
+        format: RecordFormat = .jsonLines,
+        sortsMetadataKeys: Bool = false,
+        dropReportInterval: Duration = .seconds(1)
+    ) {
         self.channel = channel
         self.format = format
         self.sortsMetadataKeys = sortsMetadataKeys
+        self.dropReportInterval = dropReportInterval
+        let (seconds, attoseconds) = dropReportInterval.components
+        let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        self.dropReportIntervalNanoseconds =
+            seconds < 0 || attoseconds < 0
+            ? 0 : nanoseconds.overflow ? Int64.max : nanoseconds.partialValue &+ attoseconds / 1_000_000_000
         self.encoder = LogRecordEncoder(format: format, sortsMetadataKeys: sortsMetadataKeys)
         self.maxRecordSize = channel.maxRecordSize
         if case .jsonLines = format {
@@ -179,10 +207,10 @@ public final class RelayLogWriter: Sendable {
             written = self.writeGeneral(
                 event, timestamp: timestamp, label: header.label, handlerMetadata: handlerMetadata, provided: provided)
         }
-        // The record found space, so the drops before it can be reported now (relaxed: a hint;
-        // `reportDrops` synchronises through `dropEpisode`).
+        // The record found space, so the drops before it can be reported, if the interval since the
+        // last report has passed (relaxed: a hint; `reportDrops` synchronises through `dropEpisode`).
         if _slowPath(written == true && self.dropHint.load(ordering: .relaxed) != 0) {
-            self.reportDrops()
+            self.reportDropsIfDue(now: timestamp)
         }
     }
 
@@ -387,9 +415,37 @@ public final class RelayLogWriter: Sendable {
         }
     }
 
+    /// A log call's report: at most one per ``dropReportInterval``. `now` is the record's timestamp
+    /// (no clock read of its own).
+    @inline(never)
+    func reportDropsIfDue(now: Int64) {
+        let interval = self.dropReportIntervalNanoseconds
+        guard interval > 0 else {
+            self.reportDrops()
+            return
+        }
+        // relaxed (load and compare-exchange): `lastDropReport` only decides which call tries to
+        // report and when; it publishes no other memory (the drops themselves are taken through
+        // `dropEpisode`, sequentially consistent, see `addPendingDrops`). The compare-exchange is a
+        // single atomic word, so of the calls that see the same due slot exactly one claims it.
+        let last = self.lastDropReport.load(ordering: .relaxed)
+        // Not due yet; a wall clock set back (now < last) does not hold reports back.
+        if last != Int64.min, now >= last, now &- last < interval { return }
+        guard
+            self.lastDropReport.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged
+        else { return }
+        if self.reportPendingDrops(waitingAtMost: nil, reportedAt: nil) != true {
+            // Nothing was written (no space after all): give the slot back, so that the next record
+            // that finds space tries again instead of waiting a whole interval. relaxed: as above;
+            // fails harmlessly if another report moved the slot on meanwhile.
+            _ = self.lastDropReport.compareExchange(expected: now, desired: last, ordering: .relaxed)
+        }
+    }
+
     /// Writes the record that reports the unreported drops, if there are any and the channel has
-    /// space. Log calls do this by themselves; call it to report drops without logging anything else
-    /// (shutdown does).
+    /// space, at once (``dropReportInterval`` does not apply). Log calls do this by themselves, at
+    /// most once per interval; call it to report drops without logging anything else (shutdown
+    /// does, so drops pending at shutdown are reported, or stay counted in ``stats()``).
     ///
     /// - Parameter timeout: With a ``RelayMode/block(timeout:)`` channel, wait for space at most
     ///   this long instead of the channel's timeout (shutdown passes what is left of its deadline,
@@ -398,11 +454,18 @@ public final class RelayLogWriter: Sendable {
     @discardableResult
     @inline(never)
     public func reportDrops(waitingAtMost timeout: Duration? = nil) -> Bool {
+        self.reportPendingDrops(waitingAtMost: timeout, reportedAt: WallClock.nanosecondsSinceEpoch) != false
+    }
+
+    /// Reports the pending drops. Returns `nil` when there were none, `true` when the report was
+    /// written, `false` when it found no space (the drops stay pending). `reportedAt`, when given,
+    /// becomes the time of the latest report if one is written (log calls claim theirs beforehand).
+    private func reportPendingDrops(waitingAtMost timeout: Duration?, reportedAt: Int64?) -> Bool? {
         // sequentiallyConsistent: see `addPendingDrops`.
         self.dropHint.store(0, ordering: .sequentiallyConsistent)
         let episode = self.dropEpisode.exchange(WordPair(first: 0, second: 0), ordering: .sequentiallyConsistent)
         let count = episode.first
-        guard count > 0 else { return true }
+        guard count > 0 else { return nil }
         // relaxed: wording only. A too-large drop counted here whose episode entry came after the
         // exchange above goes back for the next report.
         let tooLargeTaken = self.tooLargePending.exchange(0, ordering: .relaxed)
@@ -417,6 +480,10 @@ public final class RelayLogWriter: Sendable {
         case .written, .truncated:
             self.summaryCount.add(1, ordering: .relaxed)
             self.reportedCount.add(UInt64(count), ordering: .relaxed)
+            if let reportedAt {
+                // relaxed: see `reportDropsIfDue`; the next log call's report waits an interval from here.
+                self.lastDropReport.store(reportedAt, ordering: .relaxed)
+            }
             return true
         case .lost, .unencodable:
             // Still no space: keep the drops (with their original start) for the next attempt.
@@ -479,7 +546,8 @@ public struct RelayLogStats: Sendable, Hashable {
     public var dropReports: UInt64
     /// The sum of the counts in those reports.
     public var dropsReported: UInt64
-    /// Drops not reported yet (the next record that finds space reports them).
+    /// Drops not reported yet (the first record that finds space once ``RelayLogWriter/dropReportInterval``
+    /// has passed since the last report reports them, or shutdown does).
     public var dropsPending: UInt64
     /// Reservations committed blank because a `stringConvertible` or error description changed length
     /// between measuring and writing (the record was written again after it).
