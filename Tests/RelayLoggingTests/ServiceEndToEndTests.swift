@@ -263,6 +263,59 @@ struct ServiceEndToEndTests {
         #expect(waited > 0.5, "run() returned after \(waited) s, before shutdown() finished")
     }
 
+    @Test("as a Service: a drop report the interval held back is written within about one interval, with no later log call")
+    func heldBackReportIsWrittenByTheService() async throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let path = directory.file("app.jsonl")
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: .file(path: path), overload: .drop, dropReportInterval: .seconds(1),
+                subbufferSize: 4096, subbufferCount: 2, buffers: 1, switchInterval: .milliseconds(5),
+                diagnostics: quietDiagnostics))
+        let group = ServiceGroup(services: [service], logger: quietDiagnostics)
+        let logger = Logger(label: "held") { service.makeHandler(label: $0) }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            // Two overloads in a row, each ended by a record that finds space again: the first such
+            // record reports at once; the second comes within the interval after that report, so
+            // its drops stay pending, and nothing is logged afterwards.
+            for round in 0..<2 {
+                let held = try service.channel.reserve(64)  // keeps its sub-buffer from being delivered
+                let before = service.stats().log.recordsDropped
+                var i = 0
+                while service.stats().log.recordsDropped == before {
+                    logger.info("filler \(round) \(i)")
+                    i += 1
+                }
+                _ = consume held
+                while true {
+                    let dropped = service.stats().log.recordsDropped
+                    logger.info("space again \(round)")
+                    if service.stats().log.recordsDropped == dropped { break }
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+            let held = service.stats().log
+            #expect(held.dropReports == 1)
+            #expect(held.dropsPending > 0, "the second overload's drops wait for the interval")
+            // No log call from here on: the running service writes the held report.
+            let start = ContinuousClock.now
+            while service.stats().log.dropsPending > 0 && ContinuousClock.now - start < .seconds(4) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let after = service.stats().log
+            #expect(after.dropsPending == 0, "still pending \(ContinuousClock.now - start) later")
+            #expect(after.dropReports == 2)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let drained = DrainedRecords(readFileBytes(path) ?? [])
+        let stats = service.stats().log
+        #expect(drained.reports.count == 2)
+        #expect(drained.droppedReported == Int(stats.recordsDropped))
+    }
+
     @Test("as a Service: graceful shutdown of the group drains the logs")
     func serviceGroup() async throws {
         let directory = TemporaryDirectory(prefix: "relay-logging")

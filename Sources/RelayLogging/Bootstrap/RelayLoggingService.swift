@@ -154,7 +154,14 @@ public final class RelayLoggingService: Service, Sendable {
     public func run() async throws {
         var drainTimeout = self.configuration.drainTimeout
         do {
-            try await gracefulShutdown()
+            // Until the graceful shutdown: also write drop reports that the rate limit held back
+            // and no later log call has written (see `reportHeldDrops`).
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await gracefulShutdown() }
+                group.addTask { await self.reportHeldDrops() }
+                try await group.next()
+                group.cancelAll()
+            }
         } catch {
             drainTimeout = drainTimeout / 10
         }
@@ -174,6 +181,22 @@ public final class RelayLoggingService: Service, Sendable {
             await self.shipper.waitUntilExited()
         }
         self.finishShutdown()
+    }
+
+    /// While the service runs (until cancelled): once per ``RelayLoggingConfiguration/dropReportInterval``,
+    /// writes the report of drops that are still pending. Log calls write reports themselves, at most
+    /// one per interval, so without this a report held back by the interval would wait for the next
+    /// log call, however late that comes. Never waits for space (a full channel keeps the drops
+    /// pending for the next attempt).
+    private func reportHeldDrops() async {
+        let interval = self.writer.dropReportInterval
+        guard interval > .zero else { return }  // log calls report at once
+        while true {
+            do { try await Task.sleep(for: interval) } catch { return }
+            if self.writer.hasPendingDrops {
+                _ = self.writer.reportDrops(waitingAtMost: .zero)
+            }
+        }
     }
 
     /// Writes out everything logged so far and stops: reports pending drops, closes the channel and

@@ -442,6 +442,12 @@ public final class RelayLogWriter: Sendable {
         }
     }
 
+    /// Whether drops are waiting to be reported (a hint: relaxed, like the log calls' check).
+    var hasPendingDrops: Bool {
+        // relaxed: a hint; `reportDrops` takes the drops through `dropEpisode`.
+        self.dropHint.load(ordering: .relaxed) != 0
+    }
+
     /// Writes the record that reports the unreported drops, if there are any and the channel has
     /// space, at once (``dropReportInterval`` does not apply). Log calls do this by themselves, at
     /// most once per interval; call it to report drops without logging anything else (shutdown
