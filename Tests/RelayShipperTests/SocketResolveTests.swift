@@ -33,8 +33,8 @@ final class CapturedLog: Sendable {
     }
 }
 
-/// Whether "localhost" resolves to 127.0.0.1 first (the sink connects to the first address,
-/// and the test receivers listen on 127.0.0.1 only).
+/// Whether "localhost" resolves to 127.0.0.1 first (the test receivers listen on 127.0.0.1
+/// only; `localhostIPv6First` covers a host that gives ::1 first).
 let localhostIsIPv4First: Bool = {
     var hints = addrinfo()
     hints.ai_family = AF_UNSPEC
@@ -44,6 +44,52 @@ let localhostIsIPv4First: Bool = {
     defer { freeaddrinfo(result) }
     return first.pointee.ai_family == AF_INET
 }()
+
+/// Whether "localhost" resolves to ::1 first and to 127.0.0.1 after it (common with an
+/// `::1 localhost` line in /etc/hosts): a sink that tried only the first address would never
+/// reach a receiver on 127.0.0.1.
+let localhostIsIPv6FirstThenIPv4: Bool = {
+    var hints = addrinfo()
+    hints.ai_family = AF_UNSPEC
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    var result: UnsafeMutablePointer<addrinfo>? = nil
+    guard getaddrinfo("localhost", "80", &hints, &result) == 0, let first = result else { return false }
+    defer { freeaddrinfo(result) }
+    guard first.pointee.ai_family == AF_INET6 else { return false }
+    var next = first.pointee.ai_next
+    while let info = next {
+        if info.pointee.ai_family == AF_INET { return true }
+        next = info.pointee.ai_next
+    }
+    return false
+}()
+
+/// A TCP port on 127.0.0.1 where nothing listens, held (bound, never listening) until
+/// ``release()``: a connect to it is refused at once, and no other test can take the port.
+final class ClosedPort {
+    let fd: Int32
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        self.port = Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    func release() { close(self.fd) }
+}
 
 @Suite("Socket sink host names", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
 struct SocketResolveTests {
@@ -72,6 +118,59 @@ struct SocketResolveTests {
         #expect(second.received == Array("two\n".utf8))
     }
 
+    @Test("a name with several addresses: a refused one is skipped at once, and the next one (the receiver) gets every record without a backoff")
+    func nextAddressAfterRefusal() throws {
+        let closed = try ClosedPort()
+        defer { closed.release() }
+        let receiver = try StreamReceiver()
+        defer { receiver.stop() }
+        let port = receiver.port
+        let closedPort = closed.port
+        SocketAddress.lookUpStandIns.withLock {
+            $0["two-addresses.relay-test"] = { [("127.0.0.1", closedPort), ("127.0.0.1", port)] }
+        }
+        defer { _ = SocketAddress.lookUpStandIns.withLock { $0.removeValue(forKey: "two-addresses.relay-test") } }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "two-addresses", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        // A backoff far longer than the wait below: only an immediate retry at the next
+        // address can deliver in time.
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "two-addresses.relay-test", port: 1), reconnectDelay: .seconds(2)...(.seconds(4))))])
+        try shipper.start()
+        var expected: [UInt8] = []
+        for i in 0..<3 {
+            let line = Array("record \(i)\n".utf8)
+            expected += line
+            #expect(channel.write(line) == .written)
+        }
+        let started = monotonicSeconds()
+        receiver.waitFor(bytes: expected.count, timeout: 1)
+        let took = monotonicSeconds() - started
+        #expect(receiver.received == expected, "every record reached the receiver at the second address")
+        #expect(took < 1, "took \(Int(took * 1000)) ms: the sink waited for its backoff")
+        let stats = try #require(waitForStats(shipper, timeout: 1) { $0.sinks[0].connected }, "connected to the second address")
+        #expect(stats.sinks[0].connectFailures == 0, "a refused address that has a next one is not a connect failure")
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(1)))
+    }
+
+    @Test("localhost resolving to ::1 first reaches a receiver that listens on 127.0.0.1 only",
+          .enabled(if: localhostIsIPv6FirstThenIPv4, "localhost does not resolve to ::1 first (then 127.0.0.1) here"))
+    func localhostIPv6First() throws {
+        let receiver = try StreamReceiver()
+        defer { receiver.stop() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "localhost-v6", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .tcp(host: "localhost", port: receiver.port), reconnectDelay: .seconds(2)...(.seconds(4))))])
+        try shipper.start()
+        #expect(channel.write(Array("one\n".utf8)) == .written)
+        #expect(receiver.waitFor(bytes: 4, timeout: 1) == 4, "reached 127.0.0.1 after ::1 was refused")
+        #expect(shipper.stats()?.sinks[0].connectFailures == 0)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(1)))
+    }
+
     @Test("a slow look-up (1.5 s) does not hold up the ring thread: a file sink of the same shipper keeps shipping meanwhile")
     func slowLookUp() throws {
         let dir = TemporaryDirectory()
@@ -84,7 +183,7 @@ struct SocketResolveTests {
             $0["slow.relay-test"] = {
                 lookUpStarted.store(true, ordering: .relaxed)
                 usleep(1_500_000)
-                return ("127.0.0.1", port)
+                return [("127.0.0.1", port)]
             }
         }
         defer { _ = SocketAddress.lookUpStandIns.withLock { $0.removeValue(forKey: "slow.relay-test") } }
@@ -125,7 +224,7 @@ struct SocketResolveTests {
         let new = try StreamReceiver()
         defer { new.stop() }
         let target = Atomic<Int>(old.port)
-        SocketAddress.lookUpStandIns.withLock { $0["moving.relay-test"] = { ("127.0.0.1", target.load(ordering: .relaxed)) } }
+        SocketAddress.lookUpStandIns.withLock { $0["moving.relay-test"] = { [("127.0.0.1", target.load(ordering: .relaxed))] } }
         defer { _ = SocketAddress.lookUpStandIns.withLock { $0.removeValue(forKey: "moving.relay-test") } }
         let channel = try RelayChannel(RelayChannelConfiguration(name: "moving", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
         let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
@@ -153,7 +252,7 @@ struct SocketResolveTests {
         let first = try StreamReceiver()
         let port = first.port
         let answer = Mutex<(host: String, port: Int)>(("127.0.0.1", port))
-        SocketAddress.lookUpStandIns.withLock { $0["fading.relay-test"] = { answer.withLock { $0 } } }
+        SocketAddress.lookUpStandIns.withLock { $0["fading.relay-test"] = { [answer.withLock { $0 }] } }
         defer { _ = SocketAddress.lookUpStandIns.withLock { $0.removeValue(forKey: "fading.relay-test") } }
         let channel = try RelayChannel(RelayChannelConfiguration(name: "fading", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
         let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: log.logger())

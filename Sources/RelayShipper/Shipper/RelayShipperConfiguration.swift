@@ -175,7 +175,8 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
 public struct RelaySocketSinkConfiguration: Sendable, Hashable {
     /// Where to connect.
     public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
-        /// TCP, IPv4 or IPv6 (host name or literal).
+        /// TCP, IPv4 or IPv6 (host name or literal). A host name's addresses are tried in
+        /// getaddrinfo's order until one accepts (`localhost` may give `::1` first).
         case tcp(host: String, port: Int)
         /// A Unix stream socket.
         case unix(path: String)
@@ -210,7 +211,8 @@ public struct RelaySocketSinkConfiguration: Sendable, Hashable {
     /// delay (at most 10 s) breaks, so a peer that accepts and closes at once is retried
     /// ever more slowly.
     public var reconnectDelay: ClosedRange<Duration>
-    /// How long one connection attempt may take before it is cancelled and retried.
+    /// How long one connection attempt may take before it is cancelled and retried (for a host
+    /// name with several addresses: per address, the next one tried at once).
     public var connectTimeout: Duration
     /// SO_SNDBUF, if set.
     public var sendBufferSize: Int?

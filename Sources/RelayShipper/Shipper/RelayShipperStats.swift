@@ -21,7 +21,9 @@ public struct RelaySinkStats: Sendable, Hashable {
     /// I/O errors seen (each retried; nothing is dropped by the shipper).
     public var errors: UInt64 = 0
     /// Of ``errors``, failed connection attempts of a socket sink (address resolution, socket
-    /// creation, connect refused or timed out); the rest are write and send errors.
+    /// creation, connect refused or timed out); the rest are write and send errors. For a
+    /// host name with several addresses, one attempt tries them all in turn and fails (counts
+    /// once) only if none accepts.
     public var connectFailures: UInt64 = 0
     /// Socket reconnects.
     public var reconnects: UInt64 = 0

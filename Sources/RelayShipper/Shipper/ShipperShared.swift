@@ -18,8 +18,9 @@ final class ShipperShared: Sendable {
         case abort
         case publishStats
         /// A socket sink's host name look-up finished on its resolver thread (see
-        /// `SocketSink.startLookUp`): sink index, request number, result.
-        case resolved(sink: Int, request: UInt64, result: Result<ResolvedSocketAddress, SocketAddressError>)
+        /// `SocketSink.startLookUp`): sink index, request number, result (every address, in
+        /// getaddrinfo's order).
+        case resolved(sink: Int, request: UInt64, result: Result<[ResolvedSocketAddress], SocketAddressError>)
     }
 
     let wakeup = RelayConsumerWakeup()

@@ -37,11 +37,18 @@ final class SocketSink {
     let index: Int
     let position: Int
     let configuration: RelaySocketSinkConfiguration
-    /// The address connects go to. A host name is looked up again before every connect
-    /// (each one follows a failed connect or a disconnect, so a DNS change is picked up);
-    /// a numeric or Unix address is kept. Replaced only while `.disconnected`: a CONNECT in
-    /// flight reads it.
-    var address: SocketAddress?
+    /// The addresses connects go to, tried in order: a host name's every address, in
+    /// getaddrinfo's order (a refused, unreachable or timed-out one is followed at once by
+    /// the next, see ``tryNextAddress(_:now:reason:)``); one for a numeric or Unix address.
+    /// A host name is looked up again before every connect round (each one follows a failed
+    /// round or a disconnect, so a DNS change is picked up); a numeric or Unix address is
+    /// kept. Replaced only while `.disconnected`: a CONNECT in flight reads the storage of
+    /// `addresses[addressIndex]`, which the array keeps alive until its completion.
+    var addresses: [SocketAddress] = []
+    /// The address being (or last) connected to: after a connect succeeds it stays the one
+    /// in use (reconnects with the SQ full, or when the next look-up fails, start with it).
+    var addressIndex = 0
+    var address: SocketAddress? { self.addressIndex < self.addresses.count ? self.addresses[self.addressIndex] : nil }
     /// The endpoint is a TCP host name (not a literal address): it is looked up off the
     /// ring thread before every connect.
     var endpointIsHostName = false
@@ -185,7 +192,8 @@ final class SocketSink {
         if self.address == nil {
             switch SocketAddress.resolveWithoutLookUp(self.configuration.endpoint) {
             case .some(.success(let address)):
-                self.address = address
+                self.addresses = [address]
+                self.addressIndex = 0
             case .some(.failure(let error)):
                 self.stats.connectFailures += 1
                 self.fail(loop, now: now, reason: error.message)
@@ -227,20 +235,24 @@ final class SocketSink {
         self.lookUpInProgress = request
     }
 
-    /// A look-up finished: connect to the address, or back off and retry. If the name
-    /// cannot be resolved now but was before, the last address is tried (a DNS outage
-    /// alone does not keep the sink from its peer).
-    func lookUpCompleted(request: UInt64, result: Result<ResolvedSocketAddress, SocketAddressError>, loop: ShipperLoop, now: UInt64) {
+    /// A look-up finished: connect to its first address (the others follow if it fails), or
+    /// back off and retry. If the name cannot be resolved now but was before, the last
+    /// addresses are tried, the one last used first (a DNS outage alone does not keep the
+    /// sink from its peer).
+    func lookUpCompleted(request: UInt64, result: Result<[ResolvedSocketAddress], SocketAddressError>, loop: ShipperLoop, now: UInt64) {
         guard self.lookUpInProgress == request else { return }
         self.lookUpInProgress = nil
         guard case .disconnected = self.state, !loop.isShuttingDown else { return }
         switch result {
         case .success(let resolved):
-            let address = SocketAddress(resolved)
-            self.address = address
-            self.open(address, loop, now: now)
+            // Disconnected: no CONNECT reads the addresses replaced here.
+            self.addresses = resolved.map(SocketAddress.init)
+            self.addressIndex = 0
+            self.open(self.addresses[0], loop, now: now)
         case .failure(let error):
             if let previous = self.address {
+                self.addresses = [previous] + self.addresses.filter { $0 !== previous }
+                self.addressIndex = 0
                 self.stats.errors += 1
                 if self.lastLookUpWarning == 0 || now - self.lastLookUpWarning > 1_000_000_000 {
                     self.lastLookUpWarning = now
@@ -257,14 +269,15 @@ final class SocketSink {
     }
 
     /// Creates a socket and submits its CONNECT to `address` (which must stay valid until
-    /// the completion: it is `self.address`, replaced only while disconnected).
+    /// the completion: it is `self.address`, and `addresses` is replaced only while
+    /// disconnected).
     private func open(_ address: SocketAddress, _ loop: ShipperLoop, now: UInt64) {
         let fd: FileDescriptor
         switch Sockets.makeStream(family: address.family, sendBufferSize: self.configuration.sendBufferSize) {
         case .success(let s): fd = s
         case .failure(let errno):
-            self.stats.connectFailures += 1
-            self.fail(loop, now: now, reason: "cannot create a socket: \(errno)")
+            // An address family the host lacks (IPv6 disabled, say): the next address may do.
+            self.tryNextAddress(loop, now: now, reason: "cannot create a socket for \(address.numericDescription): \(errno)")
             return
         }
         self.generation &+= 1
@@ -293,11 +306,11 @@ final class SocketSink {
         if result < 0 {
             Files.close(fd)
             self.state = .disconnected
+            let target = self.addresses.count > 1 ? "\(self.configuration.endpoint) (\(self.address?.numericDescription ?? "?"))" : "\(self.configuration.endpoint)"
             let reason = self.connectCancelled
-                ? "connect to \(self.configuration.endpoint) timed out after \(self.configuration.connectTimeout)"
-                : "connect to \(self.configuration.endpoint) failed: \(Errno(rawValue: -result))"
-            self.stats.connectFailures += 1
-            self.fail(loop, now: now, reason: reason)
+                ? "connect to \(target) timed out after \(self.configuration.connectTimeout)"
+                : "connect to \(target) failed: \(Errno(rawValue: -result))"
+            self.tryNextAddress(loop, now: now, reason: reason)
             return
         }
         self.state = .connected(fd)
@@ -320,6 +333,26 @@ final class SocketSink {
         self.sentInEntry = 0
         for i in 0..<self.queue.count { self.queue[i].endOffset = nil }
         self.sendNext(fd, loop: loop, now: now)
+    }
+
+    /// A connect to `addresses[addressIndex]` failed (refused, unreachable, timed out, or no
+    /// socket for its family): the next address is tried at once; only when none is left
+    /// does the round count as one connect failure and back off (the next round starts over
+    /// from the first address, after a new look-up for a host name).
+    private func tryNextAddress(_ loop: ShipperLoop, now: UInt64, reason: String) {
+        if self.addressIndex + 1 < self.addresses.count {
+            self.addressIndex += 1
+            loop.logger.debug(
+                "socket sink trying the next address",
+                metadata: ["endpoint": "\(self.configuration.endpoint)", "reason": "\(reason)",
+                           "next": "\(self.addresses[self.addressIndex].numericDescription)"])
+            self.open(self.addresses[self.addressIndex], loop, now: now)
+            return
+        }
+        let tried = self.addresses.count
+        self.addressIndex = 0
+        self.stats.connectFailures += 1
+        self.fail(loop, now: now, reason: tried > 1 ? "\(reason); all \(tried) addresses failed" : reason)
     }
 
     private func fail(_ loop: ShipperLoop, now: UInt64, reason: String) {

@@ -26,6 +26,19 @@ final class SocketAddress {
         UnsafeRawPointer(self.storage).assumingMemoryBound(to: sockaddr.self)
     }
 
+    /// The numeric address and port (`127.0.0.1:514`, `[::1]:514`) for messages that must
+    /// say which of a host name's addresses was tried; the description for a Unix path.
+    var numericDescription: String {
+        guard self.family == AF_INET || self.family == AF_INET6 else { return self.description }
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        guard getnameinfo(self.address, self.length, &host, socklen_t(host.count), &service, socklen_t(service.count),
+                          NI_NUMERICHOST | NI_NUMERICSERV) == 0 else { return self.description }
+        let h = String(cString: host)
+        let p = String(cString: service)
+        return self.family == AF_INET6 ? "[\(h)]:\(p)" : "\(h):\(p)"
+    }
+
     /// Builds the address from a look-up's result (on the ring thread, which owns it).
     convenience init(_ resolved: ResolvedSocketAddress) {
         let storage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
@@ -59,23 +72,38 @@ final class SocketAddress {
                 description: "unix:\(path)"))
         case .tcp(let host, let port):
             // AI_NUMERICHOST: never a name-service query; a host name fails with EAI_NONAME.
+            // A literal has exactly one address.
             switch self.getAddressInfo(host: host, port: port, flags: AI_NUMERICHOST) {
-            case .success(let resolved): return .success(SocketAddress(resolved))
+            case .success(let resolved): return .success(SocketAddress(resolved[0]))
             case .failure(.noName): return nil
             case .failure(.other(let error)): return .failure(error)
             }
         }
     }
 
-    /// Looks a TCP host name up (getaddrinfo; the first address wins). Blocks: call it on a
-    /// thread of its own.
-    static func lookUp(host: String, port: Int) -> Result<ResolvedSocketAddress, SocketAddressError> {
-        var host = host
-        var port = port
-        if let standIn = self.lookUpStandIns.withLock({ $0[host] }) {
-            (host, port) = standIn()
+    /// Looks a TCP host name up (getaddrinfo): every address, in getaddrinfo's order (its
+    /// preference, RFC 6724), duplicates removed; never empty on success. The sink tries
+    /// them in that order until one accepts. Blocks: call it on a thread of its own.
+    static func lookUp(host: String, port: Int) -> Result<[ResolvedSocketAddress], SocketAddressError> {
+        guard let standIn = self.lookUpStandIns.withLock({ $0[host] }) else {
+            return self.lookUpName(host: host, port: port)
         }
-        return self.getAddressInfo(host: host, port: port, flags: 0).mapError { failure in
+        // Each answer looked up in turn, its addresses appended; the first failure fails all.
+        var addresses: [ResolvedSocketAddress] = []
+        for answer in standIn() {
+            switch self.lookUpName(host: answer.host, port: answer.port) {
+            case .success(let found): addresses += found.filter { new in !addresses.contains { $0.bytes == new.bytes } }
+            case .failure(let error): return .failure(error)
+            }
+        }
+        guard !addresses.isEmpty else {
+            return .failure(SocketAddressError(message: "cannot resolve host '\(host)': no address; check the name or use an IP address"))
+        }
+        return .success(addresses)
+    }
+
+    private static func lookUpName(host: String, port: Int) -> Result<[ResolvedSocketAddress], SocketAddressError> {
+        self.getAddressInfo(host: host, port: port, flags: 0).mapError { failure in
             switch failure {
             case .noName:
                 SocketAddressError(message: "cannot resolve host '\(host)': \(String(cString: gai_strerror(EAI_NONAME))); check the name or use an IP address")
@@ -85,16 +113,19 @@ final class SocketAddress {
     }
 
     /// Tests only: host names whose look-up asks this closure (on the resolver thread) for
-    /// the host and port to look up instead, standing in for a DNS server that is slow or
-    /// changes its answer. Empty in production; each test uses names of its own.
-    static let lookUpStandIns = Mutex<[String: @Sendable () -> (host: String, port: Int)]>([:])
+    /// the hosts and ports to look up instead, in order (their addresses are the name's,
+    /// in that order), standing in for a DNS server that is slow, changes its answer or
+    /// returns several addresses. Empty in production; each test uses names of its own.
+    static let lookUpStandIns = Mutex<[String: @Sendable () -> [(host: String, port: Int)]]>([:])
 
     private enum LookUpFailure: Error {
         case noName
         case other(SocketAddressError)
     }
 
-    private static func getAddressInfo(host: String, port: Int, flags: Int32) -> Result<ResolvedSocketAddress, LookUpFailure> {
+    /// Every address getaddrinfo returns, in its order, without duplicates (a host listed
+    /// twice in /etc/hosts); never empty on success.
+    private static func getAddressInfo(host: String, port: Int, flags: Int32) -> Result<[ResolvedSocketAddress], LookUpFailure> {
         guard port > 0 && port < 65536 else {
             return .failure(.other(SocketAddressError(message: "port \(port) is out of range; use 1-65535")))
         }
@@ -105,14 +136,25 @@ final class SocketAddress {
         var result: UnsafeMutablePointer<addrinfo>? = nil
         let rc = getaddrinfo(host, String(port), &hints, &result)
         if rc == EAI_NONAME { return .failure(.noName) }
-        guard rc == 0, let first = result else {
+        guard rc == 0, result != nil else {
             let reason = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
             return .failure(.other(SocketAddressError(message: "cannot resolve host '\(host)': \(reason); check the name or use an IP address")))
         }
         defer { freeaddrinfo(result) }
-        let bytes = [UInt8](UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
         let description = host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
-        return .success(ResolvedSocketAddress(bytes: bytes, family: first.pointee.ai_family, description: description))
+        var addresses: [ResolvedSocketAddress] = []
+        var next = result
+        while let info = next {
+            next = info.pointee.ai_next
+            guard let addr = info.pointee.ai_addr else { continue }
+            let bytes = [UInt8](UnsafeRawBufferPointer(start: addr, count: Int(info.pointee.ai_addrlen)))
+            guard !addresses.contains(where: { $0.bytes == bytes }) else { continue }
+            addresses.append(ResolvedSocketAddress(bytes: bytes, family: info.pointee.ai_family, description: description))
+        }
+        guard !addresses.isEmpty else {
+            return .failure(.other(SocketAddressError(message: "cannot resolve host '\(host)': no address; check the name or use an IP address")))
+        }
+        return .success(addresses)
     }
 }
 
