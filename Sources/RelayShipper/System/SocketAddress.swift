@@ -34,8 +34,8 @@ final class SocketAddress {
         var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
         guard getnameinfo(self.address, self.length, &host, socklen_t(host.count), &service, socklen_t(service.count),
                           NI_NUMERICHOST | NI_NUMERICSERV) == 0 else { return self.description }
-        let h = String(cString: host)
-        let p = String(cString: service)
+        let h = host.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let p = service.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         return self.family == AF_INET6 ? "[\(h)]:\(p)" : "\(h):\(p)"
     }
 
