@@ -219,22 +219,8 @@ struct SocketSinkTests {
     @Test("a peer that half-closes but keeps reading: the send in flight ends at the disconnect, not after the peer read it all")
     func halfClosedPeer() throws {
         // A listener whose connections have small receive buffers, so a send stays in flight.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(listener >= 0)
+        let (listener, port) = try loopbackListener()
         defer { close(listener) }
-        var small: Int32 = 4096
-        setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length) == 0 && listen(listener, 4) == 0 && getsockname(listener, $0, &length) == 0
-            }
-        }
-        try #require(bound)
-        let port = Int(UInt16(bigEndian: address.sin_port))
 
         let channel = try RelayChannel(RelayChannelConfiguration(name: "halfclose", subbufferSize: 65536, subbufferCount: 16, mode: .block(), buffers: 1))
         let shipper = RelayShipper(logger: testLogger())
