@@ -244,13 +244,8 @@ let benchmarks: @Sendable () -> Void = {
     let durableSize = 1024
     let durablePath = "\(directory)/relay-shipping-benchmark-durable.out"
     prepareFile(durablePath, bytes: durableSize * mib)
-    let durableConfig = Benchmark.Configuration(
-        metrics: [.wallClock, .throughput, .cpuTotal],
-        warmupIterations: 1,
-        scalingFactor: .one,
-        maxDuration: .seconds(30),
-        maxIterations: 7
-    )
+    var durableConfig = config
+    durableConfig.maxDuration = .seconds(30)  // a sample takes about a second
     Benchmark("write(2) loop, 1 MiB blocks, 1 GiB + fdatasync", configuration: durableConfig) { benchmark in
         for _ in 0..<(benchmark.scaledIterations.count) {
             writeLoop(mebibytes: durableSize, path: durablePath, durable: true, measured: measuring(benchmark))
