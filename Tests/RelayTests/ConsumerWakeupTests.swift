@@ -3,6 +3,10 @@ import RelayTestSupport
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The doorbell's Dekker pair: a consumer declares itself asleep and then re-checks the
 /// buffers; a writer publishes its work and then loads the consumer's state. At least one
 /// side must see the other, or the consumer sleeps on work nobody rings for.
@@ -74,5 +78,74 @@ struct ConsumerWakeupTests {
         TestThreads.join(writer)
         wakeup.markAwake()
         #expect(lost == 0, "\(lost) of \(rounds) rounds: the writer did not ring and the consumer's re-check saw nothing")
+    }
+
+    final class Stop: Sendable {
+        let flag = Atomic<Bool>(false)
+    }
+
+    /// A ringer loads the eventfd's number, then writes 8 bytes to it. If the consumer could
+    /// replace and close the descriptor between the two, the write would land in whatever
+    /// file the number was reused for. Ringers ring as fast as they can while the consumer
+    /// replaces its descriptor, closes it, and opens a file that usually gets the same
+    /// number; that file must never receive a byte. (The "eventfd" is an unlinked file here: the
+    /// ringer's write(2) is the same. Without the wait in `setEventFD`, a ringer preempted
+    /// between its load and its write hit the reused descriptor in under a second in each of 5 runs here; with
+    /// it, 350-750 rounds in 2 s saw no write.)
+    @Test("a descriptor replaced by setEventFD is never written afterwards (it can be closed and reused)")
+    func replacedEventFDIsNotWritten() throws {
+        let wakeup = RelayConsumerWakeup()
+        let stop = Stop()
+        let ringers = (0..<3).map { _ in
+            TestThreads.spawn {
+                while !stop.flag.load(ordering: .relaxed) {
+                    wakeup.prepareToSleep(.sleeping)
+                    wakeup.ring()
+                }
+            }
+        }
+        // Anonymous files: created and unlinked at once.
+        let directory = "/tmp/relay-eventfd-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        var files = 0
+        func memfd(_ name: String) -> Int32 {
+            files += 1
+            let path = "\(directory)-\(name)-\(files)"
+            let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            precondition(fd >= 0, "cannot create \(path): errno \(errno)")
+            unlink(path)
+            return fd
+        }
+        func size(_ fd: Int32) -> Int {
+            var st = stat()
+            precondition(fstat(fd, &st) == 0)
+            return Int(st.st_size)
+        }
+        var rounds = 0
+        var reused = 0
+        var written = 0
+        var current = memfd("eventfd-stand-in")
+        let deadline = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < deadline && written == 0 {
+            rounds += 1
+            let next = memfd("eventfd-stand-in")
+            wakeup.setEventFD(next)
+            // The old descriptor is no longer used: close it and reuse its number.
+            close(current)
+            let bystander = memfd("bystander")
+            if bystander == current { reused += 1 }
+            // Give a ringer that still held the old number time to write.
+            let until = ContinuousClock.now + .microseconds(50)
+            while ContinuousClock.now < until {}
+            if size(bystander) != 0 { written += 1 }
+            close(bystander)
+            current = next
+        }
+        wakeup.setEventFD(-1)
+        close(current)
+        stop.flag.store(true, ordering: .relaxed)
+        for ringer in ringers { TestThreads.join(ringer) }
+        #expect(rounds > 50, "only \(rounds) rounds ran")
+        #expect(reused * 2 > rounds, "descriptor numbers were reused in \(reused) of \(rounds) rounds; the test needs most")
+        #expect(written == 0, "a ringer wrote into a closed-and-reused eventfd number in \(written) of \(rounds) rounds")
     }
 }

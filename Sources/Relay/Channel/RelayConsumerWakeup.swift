@@ -31,6 +31,13 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
         let rings: Atomic<UInt64>
         /// An eventfd to signal as well (for consumers without IORING_OP_FUTEX_WAIT), or -1.
         let eventFD: Atomic<Int64>
+        /// Bumped by every ``setEventFD(_:)``; its parity picks the `eventFDUsers` counter
+        /// that ringers entering now use.
+        let eventFDGeneration: Atomic<UInt64>
+        /// Ringers between their load of `eventFD` and the end of their write(2) to it, for
+        /// even and odd generations: ``setEventFD(_:)`` waits for the old generation's to drain.
+        let eventFDUsersEven: Atomic<Int64>
+        let eventFDUsersOdd: Atomic<Int64>
     }
 
     let storage: UnsafeMutablePointer<Storage>
@@ -38,7 +45,10 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
     /// Creates a doorbell.
     public init() {
         self.storage = .allocate(capacity: 1)
-        self.storage.initialize(to: Storage(word: Atomic(0), state: Atomic(0), rings: Atomic(0), eventFD: Atomic(-1)))
+        self.storage.initialize(
+            to: Storage(
+                word: Atomic(0), state: Atomic(0), rings: Atomic(0), eventFD: Atomic(-1), eventFDGeneration: Atomic(0),
+                eventFDUsersEven: Atomic(0), eventFDUsersOdd: Atomic(0)))
     }
 
     deinit {
@@ -82,8 +92,78 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
 
     /// Also signals `eventFD` (an eventfd) on every ring, for consumers that sleep on an
     /// eventfd read instead of a futex. Pass -1 to stop.
+    ///
+    /// When it returns, no writer still uses the descriptor set before, so the caller may
+    /// close it. (Otherwise a writer that loaded the old number just before it was replaced
+    /// could write its 8 bytes into whatever file or socket reused the number after the
+    /// close.) It waits only for writers that loaded the old descriptor and are inside their
+    /// write(2) to it, which does not block on an eventfd; writers that come later use the new
+    /// one and are not waited for. Call it from one thread at a time (the consumer's).
     public func setEventFD(_ eventFD: Int32) {
-        self.storage.pointee.eventFD.store(Int64(eventFD), ordering: .releasing)
+        let storage = self.storage
+        // sequentiallyConsistent: ordered before the generation bump below, so a writer that
+        // still validates the old generation loads the old descriptor at the latest then.
+        storage.pointee.eventFD.store(Int64(eventFD), ordering: .sequentiallyConsistent)
+        // relaxed: only this (the one setting) thread changes the generation.
+        let old = storage.pointee.eventFDGeneration.load(ordering: .relaxed)
+        // sequentiallyConsistent: Dekker with the writer's increment of its users counter and
+        // its re-load of the generation in `ring` (either it sees the new generation and
+        // retries, or our load of the old counter below sees its increment).
+        storage.pointee.eventFDGeneration.store(old &+ 1, ordering: .sequentiallyConsistent)
+        var spins = 0
+        // sequentiallyConsistent: the load half of the pair above (and acquiring: the
+        // writer's write(2), released by its decrement, is over before we return).
+        while Self.users(storage, generation: old) != 0 {
+            spins += 1
+            if spins > 64 { sched_yield_() }
+        }
+    }
+
+    /// The number of writers using generation `generation`'s descriptor.
+    private static func users(_ storage: UnsafeMutablePointer<Storage>, generation: UInt64) -> Int64 {
+        // sequentiallyConsistent: see `setEventFD`.
+        generation & 1 == 0
+            ? storage.pointee.eventFDUsersEven.load(ordering: .sequentiallyConsistent)
+            : storage.pointee.eventFDUsersOdd.load(ordering: .sequentiallyConsistent)
+    }
+
+    /// Adds `delta` to generation `generation`'s users: sequentially consistent when entering
+    /// (+1, see `signalEventFD`), releasing when leaving (-1: pairs with `setEventFD`'s load).
+    private static func addUsers(_ storage: UnsafeMutablePointer<Storage>, generation: UInt64, _ delta: Int64) {
+        switch (generation & 1 == 0, delta > 0) {
+        case (true, true): storage.pointee.eventFDUsersEven.wrappingAdd(delta, ordering: .sequentiallyConsistent)
+        case (true, false): storage.pointee.eventFDUsersEven.wrappingAdd(delta, ordering: .releasing)
+        case (false, true): storage.pointee.eventFDUsersOdd.wrappingAdd(delta, ordering: .sequentiallyConsistent)
+        case (false, false): storage.pointee.eventFDUsersOdd.wrappingAdd(delta, ordering: .releasing)
+        }
+    }
+
+    /// Writes to the eventfd, if one is set, such that ``setEventFD(_:)`` cannot return (and
+    /// its caller close the descriptor) between our load of it and the end of our write.
+    private static func signalEventFD(_ storage: UnsafeMutablePointer<Storage>) {
+        var generation: UInt64
+        while true {
+            // sequentiallyConsistent: pairs with `setEventFD`'s generation store.
+            generation = storage.pointee.eventFDGeneration.load(ordering: .sequentiallyConsistent)
+            // sequentiallyConsistent (in addUsers): Dekker with `setEventFD`'s generation store
+            // and its load of this counter.
+            Self.addUsers(storage, generation: generation, 1)
+            // sequentiallyConsistent: still this generation after our increment, so a
+            // `setEventFD` that replaces the descriptor after this point waits for us.
+            if storage.pointee.eventFDGeneration.load(ordering: .sequentiallyConsistent) == generation { break }
+            // releasing (in addUsers): pairs with `setEventFD`'s load of the counter.
+            Self.addUsers(storage, generation: generation, -1)
+        }
+        // sequentiallyConsistent: after our validated generation load, so at worst the
+        // descriptor this generation's `setEventFD` replaces, which waits for us.
+        let eventFD = storage.pointee.eventFD.load(ordering: .sequentiallyConsistent)
+        if eventFD >= 0 {
+            var one: UInt64 = 1
+            _ = write(Int32(eventFD), &one, 8)
+        }
+        // releasing (in addUsers): pairs with `setEventFD`'s load of the counter; our write(2)
+        // is over.
+        Self.addUsers(storage, generation: generation, -1)
     }
 
     /// How many times writers rang (wake-up syscalls issued).
@@ -104,11 +184,7 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
             storage.pointee.rings.wrappingAdd(1, ordering: .relaxed)
             let word = UnsafeMutableRawPointer(storage).assumingMemoryBound(to: UInt32.self)
             _ = CRelayLinux_futex_wake(word, Int32.max, 0)
-            let eventFD = storage.pointee.eventFD.load(ordering: .relaxed)
-            if eventFD >= 0 {
-                var one: UInt64 = 1
-                _ = write(Int32(eventFD), &one, 8)
-            }
+            Self.signalEventFD(storage)
         }
     }
 
