@@ -14,6 +14,9 @@ public struct RelayShipperConfiguration: Sendable, Hashable {
     public var registerBuffers: Bool
     /// Writes in flight per file (explicit offsets keep them ordered on disk).
     public var fileQueueDepth: Int
+    /// Sleep on an eventfd read even where the kernel has `IORING_OP_FUTEX_WAIT` (6.7+): what
+    /// older kernels get. For tests, so that path runs on every kernel.
+    package var wakesThroughEventFD = false
 
     /// Creates a configuration.
     public init(

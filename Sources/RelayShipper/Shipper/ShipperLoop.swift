@@ -81,7 +81,7 @@ final class ShipperLoop {
         case .failure(let error): throw RelayShipperError(message: error.message)
         }
         self.supportsSendZC = capabilities.sendZC
-        self.supportsFutexWait = capabilities.futexWait
+        self.supportsFutexWait = capabilities.futexWait && !configuration.wakesThroughEventFD
         do {
             // The kernel's limits: 32768 SQ entries, 65536 CQ entries.
             let entries = UInt32(min(max(8, configuration.ringEntries), 32768))
