@@ -84,7 +84,7 @@ public struct RelayExclusiveWriter: ~Copyable {
         }
         f.position.pointee.store(p &+ length, ordering: .relaxed)
         RecordCopy.copy(
-            f.data + Int(p & f.dataMask), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
+            f.data + Int(truncatingIfNeeded: p & f.dataMask), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
         self.commit(position: p, length: length)
         self.leave()
         return .written
@@ -122,7 +122,7 @@ public struct RelayExclusiveWriter: ~Copyable {
         }
         f.position.pointee.store(p &+ length, ordering: .relaxed)
         RecordCopy.copy(
-            f.data + Int(p & f.dataMask), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
+            f.data + Int(truncatingIfNeeded: p & f.dataMask), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
         self.reservedAtEdge(position: p, length: length)
         self.commit(position: p, length: length)
         self.leave()
@@ -289,7 +289,7 @@ struct ExclusiveFastPath: @unchecked Sendable {
     @inlinable
     @inline(__always)
     func commitWord(slot: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        (self.commitWords + Int(slot) &* Self.slotStride).assumingMemoryBound(to: Atomic<UInt64>.self)
+        (self.commitWords + Int(truncatingIfNeeded: slot) &* Self.slotStride).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 }
 
