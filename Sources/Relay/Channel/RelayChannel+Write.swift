@@ -239,7 +239,8 @@ extension RelayChannel {
             b.exclusiveOwner.pointee.store(owner, ordering: .relaxed)
             self.readCursors[index].store(0, ordering: .relaxed)
             // Idle channel (the caller's promise): locked instructions, no remote path.
-            self.startSubbuffer(b.withoutOwner, sequence: 0, previousPadding: nil, overwriting: false)
+            self.startSubbuffer(
+                b.withoutOwner, sequence: 0, beginTime: Clock.realtimeNanoseconds, previousPadding: nil, overwriting: false)
         }
         self.closedState.store(false, ordering: .releasing)
     }

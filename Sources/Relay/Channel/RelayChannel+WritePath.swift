@@ -18,10 +18,11 @@ import Synchronization
 //   (sequentiallyConsistent: releases the whole sub-buffer to readers, and is the
 //   writer half of the Dekker pair with a sleeping consumer).
 //
-// The sub-buffer header's begin fields are written by the switcher, its seal fields
-// (end time, padding, content size, losses, flags) by the sealer, and its record count
-// by the deliverer. Each group is published by that thread's own commit-word add, so
-// the deliverer always sees all of them.
+// The sub-buffer header's begin fields are written by the switcher (the begin time read
+// before its switch CAS), its seal fields (end time, padding, content size, losses,
+// flags) by the sealer, and its record count by the deliverer, which also raises the end
+// time to the begin time if the realtime clock stepped back. Each group is published by
+// that thread's own commit-word add, so the deliverer always sees all of them.
 extension RelayChannel {
     /// Result of a reserve attempt on one buffer.
     enum Reserve {
@@ -121,6 +122,12 @@ extension RelayChannel {
                 return .full
             }
             let desired = (next &<< b.shift) &+ b.headerSize &+ length  // + not |: an exact fill carries into the sequence
+            // The begin time is read before the switch CAS: once the CAS succeeds, other
+            // writers can fill and seal the new sub-buffer (stamping its end time) before
+            // this thread gets to its header, so a clock read after the CAS could be later
+            // than the end. Read before, it precedes every reserve and seal in the
+            // sub-buffer (they all follow the CAS).
+            let beginTime = Clock.realtimeNanoseconds
             let (exchanged, current) = b.compareExchangePosition(expected: p, desired: desired)
             if !exchanged {
                 p = current
@@ -132,7 +139,8 @@ extension RelayChannel {
                 previousPadding = Int(padding)
                 self.seal(b, sequence: sequence, padding: padding, flags: [])
             }
-            self.startSubbuffer(b, sequence: next, previousPadding: previousPadding, overwriting: overwriting)
+            self.startSubbuffer(
+                b, sequence: next, beginTime: beginTime, previousPadding: previousPadding, overwriting: overwriting)
             if length == b.subbufSize &- b.headerSize {
                 // This record fills the new sub-buffer exactly.
                 self.writeSealFields(b, sequence: next, padding: 0, flags: [])
@@ -200,7 +208,10 @@ extension RelayChannel {
     // MARK: Switch, seal, deliver
 
     /// Initializes sub-buffer `sequence` after this thread won the switch CAS.
-    func startSubbuffer(_ b: BufferCore, sequence: UInt64, previousPadding: Int?, overwriting: Bool) {
+    ///
+    /// `beginTime` is the header's begin time: CLOCK_REALTIME read *before* that CAS (see
+    /// `reserveSlow`), so it is not later than any reserve or seal in the sub-buffer.
+    func startSubbuffer(_ b: BufferCore, sequence: UInt64, beginTime: UInt64, previousPadding: Int?, overwriting: Bool) {
         let slot = b.slot(ofSequence: sequence)
         // relaxed: published by the header commit below (releasing).
         b.stateWord(slot: slot).pointee.store((sequence << 2) | RegionLayout.phaseWriting, ordering: .relaxed)
@@ -214,8 +225,7 @@ extension RelayChannel {
             of: UInt16(b.headerSize), toByteOffset: SubbufferHeaderLayout.headerSizeOffset, as: UInt16.self)
         h.storeBytes(of: UInt32(b.index), toByteOffset: SubbufferHeaderLayout.bufferIndexOffset, as: UInt32.self)
         h.storeBytes(of: sequence, toByteOffset: SubbufferHeaderLayout.sequenceOffset, as: UInt64.self)
-        h.storeBytes(
-            of: Clock.realtimeNanoseconds, toByteOffset: SubbufferHeaderLayout.beginTimeOffset, as: UInt64.self)
+        h.storeBytes(of: beginTime, toByteOffset: SubbufferHeaderLayout.beginTimeOffset, as: UInt64.self)
         h.storeBytes(
             of: UInt32(b.subbufSize), toByteOffset: SubbufferHeaderLayout.subbufSizeOffset, as: UInt32.self)
         if overwriting {
@@ -296,6 +306,13 @@ extension RelayChannel {
         let contentSize = h.load(fromByteOffset: SubbufferHeaderLayout.contentSizeOffset, as: UInt32.self)
         let padding = h.load(fromByteOffset: SubbufferHeaderLayout.paddingOffset, as: UInt32.self)
         h.storeBytes(of: UInt32(truncatingIfNeeded: records), toByteOffset: SubbufferHeaderLayout.recordsOffset, as: UInt32.self)
+        // begin ≤ end even if CLOCK_REALTIME stepped back between the switch and the seal
+        // (settimeofday, an NTP step): the end time is raised to the begin time. The
+        // switcher's and the sealer's commit-word adds published both fields to us.
+        let begin = h.load(fromByteOffset: SubbufferHeaderLayout.beginTimeOffset, as: UInt64.self)
+        if _slowPath(h.load(fromByteOffset: SubbufferHeaderLayout.endTimeOffset, as: UInt64.self) < begin) {
+            h.storeBytes(of: begin, toByteOffset: SubbufferHeaderLayout.endTimeOffset, as: UInt64.self)
+        }
         b.count(RegionLayout.recordsWrittenOffset, records)
         b.count(RegionLayout.bytesWrittenOffset, UInt64(contentSize))
         b.count(RegionLayout.deliveredOffset)

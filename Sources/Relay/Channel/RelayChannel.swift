@@ -122,7 +122,9 @@ public final class RelayChannel: @unchecked Sendable {
         // relayfs calls subbuf_start for the first sub-buffer of every buffer at open. No other
         // thread can see the regions yet: locked instructions, no remote path.
         for index in 0..<total {
-            self.startSubbuffer(cores[index].withoutOwner, sequence: 0, previousPadding: nil, overwriting: false)
+            self.startSubbuffer(
+                cores[index].withoutOwner, sequence: 0, beginTime: Clock.realtimeNanoseconds, previousPadding: nil,
+                overwriting: false)
         }
         if let mapped = callbacks.bufferMapped {
             for index in 0..<total {

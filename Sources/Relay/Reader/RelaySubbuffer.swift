@@ -17,7 +17,8 @@ public struct RelaySubbuffer: @unchecked Sendable {
     public let lostRecords: UInt64
     /// CLOCK_REALTIME ns at the sub-buffer's start (≤ its first record).
     public let beginTimeNanoseconds: UInt64
-    /// CLOCK_REALTIME ns at its seal (≥ its last reservation).
+    /// CLOCK_REALTIME ns at its seal (≥ its last reservation, and never less than
+    /// ``beginTimeNanoseconds``, even if the realtime clock stepped back meanwhile).
     public let endTimeNanoseconds: UInt64
     /// Header flags.
     public let flags: SubbufferFlags

@@ -138,7 +138,7 @@ enum RegionLayout {
 ///  +12 flags       UInt32  SubbufferFlags
 ///  +16 sequence    UInt64  per-buffer sub-buffer sequence number, from 0
 ///  +24 beginTime   UInt64  CLOCK_REALTIME ns when the sub-buffer started (≤ first record)
-///  +32 endTime     UInt64  CLOCK_REALTIME ns when it was sealed (≥ last reserve)
+///  +32 endTime     UInt64  CLOCK_REALTIME ns when it was sealed (≥ last reserve, ≥ beginTime)
 ///  +40 contentSize UInt32  bytes of records (subbufSize − headerSize − padding)
 ///  +44 padding     UInt32  unused bytes at the end
 ///  +48 lostRecords UInt64  cumulative records lost in this buffer when sealed

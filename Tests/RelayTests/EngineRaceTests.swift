@@ -1,0 +1,58 @@
+import Glibc
+@testable import Relay
+import RelayTestSupport
+import Synchronization
+import Testing
+
+/// Races between switches, seals, full episodes, waits and flushes, forced where the
+/// engine lets a test force them (callbacks, internal words) and otherwise provoked
+/// often enough to show up in one run.
+@Suite("Engine races", .serialized)
+struct EngineRaceTests {
+    // MARK: Sub-buffer timestamps
+
+    @Test("a sub-buffer's begin time is never later than its end time, however switches and seals interleave")
+    func beginNotAfterEnd() throws {
+        // One shared buffer, small sub-buffers of exactly two records each: the second
+        // record fills its sub-buffer exactly, so its writer stamps the end time right
+        // after its reserve, racing the switcher that stamps the begin time. More threads
+        // than CPUs, so a switcher is now and then preempted right after its switch, and
+        // a flusher seals partly filled sub-buffers too.
+        let channel = try smallChannel(subbufferSize: 4096, subbufferCount: 16, mode: .drop, buffers: 1)
+        let half = (4096 - channel.subbufferHeaderSize) / 2
+        let stop = Atomic<Bool>(false)
+        let inverted = Atomic<Int>(0)
+        let checked = Atomic<Int>(0)
+        @Sendable func drain() {
+            while case .read(let (begin, end)) = channel.withNextSubbuffer(
+                buffer: 0, consume: true, { ($0.beginTimeNanoseconds, $0.endTimeNanoseconds) })
+            {
+                checked.add(1, ordering: .relaxed)
+                if begin > end { inverted.add(1, ordering: .relaxed) }
+            }
+        }
+        let consumer = TestThreads.spawn {
+            while !stop.load(ordering: .acquiring) { drain() }
+        }
+        let flusher = TestThreads.spawn {
+            while !stop.load(ordering: .acquiring) {
+                channel.flush()
+                usleep(50)
+            }
+        }
+        let deadline = ContinuousClock.now + .milliseconds(1500)
+        TestThreads.run(count: 4) { producer in
+            let record = [UInt8](repeating: UInt8(0x41 + producer), count: half)
+            while ContinuousClock.now < deadline {
+                for _ in 0..<64 { channel.write(record) }
+            }
+        }
+        stop.store(true, ordering: .releasing)
+        TestThreads.join(flusher)
+        TestThreads.join(consumer)
+        channel.flush()
+        drain()
+        #expect(checked.load(ordering: .relaxed) > 1000, "enough sub-buffers to mean anything")
+        #expect(inverted.load(ordering: .relaxed) == 0, "begin time after end time")
+    }
+}
