@@ -55,4 +55,31 @@ struct EngineRaceTests {
         #expect(checked.load(ordering: .relaxed) > 1000, "enough sub-buffers to mean anything")
         #expect(inverted.load(ordering: .relaxed) == 0, "begin time after end time")
     }
+
+    // MARK: Buffer-full episodes
+
+    @Test("buffer-full fires once per episode: a writer that saw the buffer full before space came back reports nothing")
+    func bufferFullOncePerEpisode() throws {
+        let full = EventLog<BufferFull>()
+        let channel = try smallChannel(
+            subbufferCount: 2, mode: .drop, callbacks: RelayCallbacks(bufferFull: { full.append($0) }))
+        let record = [UInt8](repeating: 0x44, count: 2000)  // two per 4 KiB sub-buffer
+        for _ in 0..<4 { #expect(channel.write(record) == .written) }
+        #expect(channel.write(record) == .dropped)  // seals sub-buffer 1; sub-buffer 2 cannot start
+        #expect(full.all.map(\.lastSequence) == [1])
+        // Writer A found the buffer full in the sealed state (sub-buffer 2 cannot start)…
+        // …then the consumer frees a sub-buffer and writer B starts sub-buffer 2…
+        #expect(channel.withNextSubbuffer(buffer: 0, consume: true) { $0.records }.value == 2)
+        #expect(channel.write(record) == .written)
+        // …and only now does A get to report the episode B already ended.
+        channel.enterFull(channel.cores[0], lastSequence: 1)
+        #expect(full.all.map(\.lastSequence) == [1], "the same episode reported twice")
+        #expect(channel.stats().total.bufferFullEvents == 1)
+        // The next episode (sub-buffer 3 cannot start) is reported, once.
+        #expect(channel.write(record) == .written)
+        #expect(channel.write(record) == .dropped)
+        #expect(channel.write(record) == .dropped)
+        #expect(full.all.map(\.lastSequence) == [1, 2])
+        #expect(channel.stats().total.bufferFullEvents == 2)
+    }
 }

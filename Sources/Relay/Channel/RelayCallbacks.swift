@@ -13,8 +13,9 @@ public struct RelayCallbacks: Sendable {
     /// A sub-buffer is complete: sealed, and every reservation in it committed
     /// (relayfs `deliver`). Runs on the thread whose commit completed it.
     public var deliver: (@Sendable (SubbufferDelivery) -> Void)?
-    /// A no-overwrite buffer became full (relayfs `buf_full`): once per episode, until
-    /// space is freed again.
+    /// A no-overwrite buffer became full (relayfs `buf_full`): once per episode. An
+    /// episode lasts until a writer starts a sub-buffer in space the consumer freed;
+    /// writers that found the buffer full during it do not fire again.
     public var bufferFull: (@Sendable (BufferFull) -> Void)?
     /// A buffer region was mapped (relayfs `buf_mapped`): at open, once for every buffer.
     /// (The channel cannot see another process map a shared region, so that calls nothing.)

@@ -194,14 +194,31 @@ extension RelayChannel {
         return exchanged
     }
 
-    /// A writer found the buffer full: fire the buffer-full callback once per episode.
+    /// A writer found the buffer full (sub-buffer `lastSequence + 1` cannot start): fire
+    /// the buffer-full callback once per episode.
+    ///
+    /// An episode is named by the sub-buffer that cannot start, `lastSequence + 1`: every
+    /// writer that finds the buffer full before the consumer frees space computes the same
+    /// one, and the next episode's is larger (that sub-buffer must start first). The
+    /// `fullFlag` word holds the latest episode reported (0: none), so a writer fires only
+    /// for a later episode. Nothing has to clear the word when space comes back: a writer
+    /// that saw the buffer full and gets here only after the consumer freed space and
+    /// another writer started that sub-buffer reports nothing (it once found the word
+    /// cleared by that switch and fired a second callback for the same episode), and a
+    /// new episode found before the switcher got to a clear is not missed.
     func enterFull(_ b: BufferCore, lastSequence: UInt64) {
-        // relaxed: the flag only deduplicates callbacks.
-        if b.fullFlag.pointee.load(ordering: .relaxed) == 0,
-            b.fullFlag.pointee.compareExchange(expected: 0, desired: 1, ordering: .relaxed).exchanged
-        {
-            b.count(RegionLayout.bufferFullEventsOffset)
-            self.callbacks.bufferFull?(BufferFull(buffer: b.index, lastSequence: lastSequence))
+        let episode = lastSequence &+ 1
+        // relaxed (load and CAS): the word only deduplicates callbacks; it orders nothing.
+        var reported = b.fullFlag.pointee.load(ordering: .relaxed)
+        while reported < episode {
+            let (exchanged, current) = b.fullFlag.pointee.compareExchange(
+                expected: reported, desired: episode, ordering: .relaxed)
+            if exchanged {
+                b.count(RegionLayout.bufferFullEventsOffset)
+                self.callbacks.bufferFull?(BufferFull(buffer: b.index, lastSequence: lastSequence))
+                return
+            }
+            reported = current
         }
     }
 
@@ -230,9 +247,6 @@ extension RelayChannel {
             of: UInt32(b.subbufSize), toByteOffset: SubbufferHeaderLayout.subbufSizeOffset, as: UInt32.self)
         if overwriting {
             b.count(RegionLayout.overwrittenOffset)
-        }
-        if b.fullFlag.pointee.load(ordering: .relaxed) != 0 {
-            b.fullFlag.pointee.store(0, ordering: .relaxed)
         }
         if let start = self.callbacks.subbufferStart {
             let client = UnsafeMutableRawBufferPointer(

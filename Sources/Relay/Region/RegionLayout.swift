@@ -75,7 +75,7 @@ enum RegionLayout {
     // Control line.
     static let flushRequestOffset = 0x0C0
     static let exclusiveOwnerOffset = 0x0C8
-    static let fullFlagOffset = 0x0D0  // 1 while a full episode is in progress (one buffer-full callback each)
+    static let fullFlagOffset = 0x0D0  // the last full episode reported: its blocked sequence (one buffer-full callback each)
     static let blockStalledOffset = 0x0D8  // block mode: 1 after a wait timed out, until the consumer frees space
     // Consumer line.
     static let consumedOffset = 0x100
