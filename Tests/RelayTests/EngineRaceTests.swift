@@ -82,4 +82,63 @@ struct EngineRaceTests {
         #expect(full.all.map(\.lastSequence) == [1, 2])
         #expect(channel.stats().total.bufferFullEvents == 2)
     }
+
+    // MARK: writerWaits
+
+    static let fill = 4096 - 64  // one record fills a 4 KiB sub-buffer (no client header)
+
+    @Test("writerWaits: a reserve whose deadline has already passed did not wait")
+    func zeroWaitIsNotAWait() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .block())
+        let record = [UInt8](repeating: 0x42, count: Self.fill)
+        for _ in 0..<2 { #expect(channel.write(record) == .written) }
+        #expect(throws: RelayReserveError.timedOut) { _ = try channel.reserve(10, waitingAtMost: .zero) }
+        #expect(channel.stats().total.writerWaits == 0)
+        #expect(channel.stats().total.blockTimeouts == 1)
+    }
+
+    @Test("writerWaits counts each write that waited once, however often it was woken and lost the space again")
+    func writerWaitsOncePerWrite() throws {
+        // Every write finds the buffer full (each record fills a sub-buffer, and the
+        // consumer frees one only while every writer is inside a wait), so every write
+        // waits: a write woken for space another writer took must not count again.
+        let channel = try smallChannel(subbufferCount: 2, mode: .block())
+        let record = [UInt8](repeating: 0x43, count: Self.fill)
+        for _ in 0..<2 { #expect(channel.write(record) == .written) }
+        let writers = 8
+        let perWriter = 1000
+        let finished = Atomic<Int>(0)
+        let written = Atomic<Int>(0)
+        let threads = (0..<writers).map { _ in
+            TestThreads.spawn {
+                for _ in 0..<perWriter {
+                    if channel.write(record) == .written { written.add(1, ordering: .relaxed) }
+                }
+                finished.add(1, ordering: .relaxed)
+            }
+        }
+        let b = channel.cores[0]
+        var consumed = 0
+        while consumed < writers * perWriter {
+            // Free one sub-buffer only once the last one freed was taken (each write seals
+            // the sub-buffer it fills) and every writer still writing waits for space:
+            // then every write starts on a full buffer.
+            let taken = channel.producedCount(buffer: 0) == UInt64(2 + consumed)
+            let live = writers - finished.load(ordering: .relaxed)
+            if !taken || (live > 0 && b.waiters.pointee.load(ordering: .relaxed) < UInt64(live)) {
+                sched_yield()
+                continue
+            }
+            if case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in () }) {
+                consumed += 1
+            } else {
+                sched_yield()
+            }
+        }
+        for thread in threads { TestThreads.join(thread) }
+        let stats = channel.stats().total
+        #expect(written.load(ordering: .relaxed) == writers * perWriter)
+        #expect(stats.writerWaits <= UInt64(writers * perWriter), "one count per write at most")
+        #expect(stats.writerWaits > 0)
+    }
 }

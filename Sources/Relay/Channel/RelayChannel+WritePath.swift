@@ -359,8 +359,12 @@ extension RelayChannel {
 
     /// Waits until buffer `b` may have space, the deadline passes, or the channel closes.
     /// Returns false on timeout.
-    func waitForSpace(_ b: BufferCore, deadline: UInt64?) -> Bool {
-        b.count(RegionLayout.writerWaitsOffset)
+    ///
+    /// `waited` is the caller's (one write's) record of whether it already slept for space:
+    /// the first sleep of a write counts one `writerWaits`, later ones (spurious wake-ups,
+    /// or space another writer took first, which sends the caller back here) do not, and
+    /// a call that never sleeps (space came back, or the deadline had passed) counts none.
+    func waitForSpace(_ b: BufferCore, deadline: UInt64?, waited: inout Bool) -> Bool {
         while true {
             // sequentiallyConsistent (all three): Dekker with `subbufsConsumed`, which
             // stores `consumed`, bumps the futex word, then loads `waiters`. Either it sees
@@ -382,8 +386,14 @@ extension RelayChannel {
                         timeout = Int64(deadline - now)
                     }
                 }
-                if !timedOut, Futex.wait(b.spaceFutex, expected: word, timeoutNanoseconds: timeout) == .timedOut {
-                    timedOut = true
+                if !timedOut {
+                    if !waited {
+                        waited = true
+                        b.count(RegionLayout.writerWaitsOffset)
+                    }
+                    if Futex.wait(b.spaceFutex, expected: word, timeoutNanoseconds: timeout) == .timedOut {
+                        timedOut = true
+                    }
                 }
             }
             b.waiters.pointee.wrappingSubtract(1, ordering: .relaxed)
@@ -434,6 +444,9 @@ extension RelayChannel {
         var outcome = first
         var deadline: UInt64? = nil
         var deadlineComputed = false
+        // Whether this write slept for space yet: it counts one `writerWaits`, however
+        // often it is woken (see `waitForSpace`).
+        var waited = false
         while true {
             switch outcome {
             case .reserved, .timedOut:
@@ -465,7 +478,7 @@ extension RelayChannel {
                         deadline = Clock.monotonicNanoseconds &+ UInt64(timeout)
                     }
                 }
-                if !self.waitForSpace(b, deadline: deadline) {
+                if !self.waitForSpace(b, deadline: deadline, waited: &waited) {
                     self.countLoss(b, RegionLayout.droppedFullOffset)
                     b.count(RegionLayout.blockTimeoutsOffset)
                     // Only a wait with the channel's own timeout marks the buffer stalled: a

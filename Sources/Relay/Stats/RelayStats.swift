@@ -32,7 +32,9 @@ public struct RelayBufferStats: Sendable, Hashable {
     public var subbuffersConsumed: UInt64 = 0
     /// Overwrite mode: sub-buffers reused before they were consumed.
     public var subbuffersOverwritten: UInt64 = 0
-    /// Times a writer had to wait for space (block mode).
+    /// Writes (and reserves) that had to wait for space (block mode): each counted once,
+    /// however often it was woken before it got space or timed out. A write that finds
+    /// the buffer full but never sleeps (its deadline already passed) is not counted.
     public var writerWaits: UInt64 = 0
     /// Buffer-full episodes (buffer-full callbacks).
     public var bufferFullEvents: UInt64 = 0
