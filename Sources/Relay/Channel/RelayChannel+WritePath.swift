@@ -133,6 +133,22 @@ extension RelayChannel {
                 p = current
                 continue
             }
+            if b.mode == .overwrite && next >= b.subbufCount {
+                // releasing fence: the seqlock writer's fence. This switch reuses a slot a
+                // reader may be reading (its previous incarnation, delivered and perhaps
+                // unconsumed), and the reader validates by re-reading the position after
+                // its reads (`stillIntact`, whose acquiring fence this pairs with). So the
+                // position store of the CAS above must be visible before any store into
+                // the slot that follows: the header and state word below, this thread's
+                // later records. The CAS's own release only orders what came *before* it
+                // (on arm64 a later plain store can be seen before it). Other writers'
+                // records in the slot come after their reserve CAS, whose acquire half
+                // read this position or a later one: a reader that sees such a record
+                // and then fences sees the switch too (x86-64 and arm64 are
+                // multi-copy atomic), so the record path needs no fence. On x86-64
+                // (TSO) this emits no instruction.
+                atomicMemoryFence(ordering: .releasing)
+            }
             var previousPadding: Int? = nil
             if needsSeal {
                 let padding = b.subbufSize &- offset

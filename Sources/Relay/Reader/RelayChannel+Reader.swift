@@ -80,10 +80,19 @@ extension RelayChannel {
     /// this call free of concurrent overwrites? A slot is reused only when the switch to
     /// `sequence + subbufCount` moves the position word, and writers write only after
     /// that CAS; so if the position has not reached it after our reads, they were clean.
+    ///
+    /// Correct without TSO: the reader's fence here and the switcher's fence after its
+    /// CAS (`reserveSlow`) make "saw a byte of the new incarnation" imply "sees the
+    /// switch" on arm64 too.
     func stillIntact(_ b: BufferCore, sequence: UInt64) -> Bool {
-        // acquiring fence: orders the caller's reads of the sub-buffer before the
-        // position load below (the seqlock reader's fence).
+        // acquiring fence: the seqlock reader's fence. Orders the caller's reads of the
+        // sub-buffer (header and records, plain loads) before the position load below;
+        // pairs with the releasing fence a switcher issues after the CAS that reuses the
+        // slot (`reserveSlow`): if any of our reads saw a store made after that fence,
+        // the load below sees the switch. Without it an arm64 core may satisfy the
+        // position load before the data loads and accept a torn sub-buffer.
         atomicMemoryFence(ordering: .acquiring)
+        // relaxed: ordered after the reads by the fence above; compared only.
         let p = b.position.pointee.load(ordering: .relaxed) & ~RegionLayout.closedBit
         let open = p &>> b.shift
         let started = p & b.offsetMask == 0 ? open &- 1 : open
