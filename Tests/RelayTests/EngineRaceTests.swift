@@ -141,4 +141,51 @@ struct EngineRaceTests {
         #expect(stats.writerWaits <= UInt64(writers * perWriter), "one count per write at most")
         #expect(stats.writerWaits > 0)
     }
+
+    // MARK: Idle flushes of exclusive buffers
+
+    @Test("an idle flush of an exclusive buffer skips the handshake; a flush after a write still delivers it")
+    func idleExclusiveFlush() throws {
+        let channel = try smallChannel(subbufferSize: 4096, subbufferCount: 4, mode: .drop, buffers: 1, exclusiveBuffers: 1)
+        let b = channel.cores[1]
+        @Sendable func handshakes() -> UInt64 { b.counter(RegionLayout.handshakesOffset) }
+        do {
+            let writer = try channel.makeExclusiveWriter(buffer: 1)
+            // Nothing written yet: nothing to seal, no handshake.
+            channel.flush()
+            #expect(handshakes() == 0)
+            // A record: the flush parks the writer, seals and delivers.
+            #expect(writer.write(Array("first\n".utf8)) == .written)
+            channel.flush()
+            #expect(handshakes() == 1)
+            #expect(channel.drainLines() == ["first"])
+            // Nothing new since that seal: no handshake, however often.
+            for _ in 0..<10 { channel.flush(buffer: 1) }
+            #expect(handshakes() == 1)
+        }
+        // A record written on another thread before the flush (by a writer claimed and
+        // released there) is still delivered by it.
+        let other = TestThreads.spawn {
+            let writer = try! channel.makeExclusiveWriter(buffer: 1)
+            _ = writer.write(Array("second\n".utf8))
+        }
+        TestThreads.join(other)
+        channel.flush()
+        #expect(handshakes() == 2)
+        #expect(channel.drainLines() == ["second"])
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        // A record that fills its sub-buffer exactly is sealed (and delivered) by the
+        // write itself: the flush that follows has nothing to do.
+        var exact = [UInt8](repeating: 0x61, count: 4096 - channel.subbufferHeaderSize)
+        exact[exact.count - 1] = 0x0A
+        #expect(writer.write(exact) == .written)
+        channel.flush()
+        #expect(handshakes() == 2)
+        #expect(channel.drainLines().count == 1)
+        #expect(channel.stats(buffer: 1).flushes == 2)
+        // close() still parks the writer (it sets the closed bit even with nothing to seal).
+        channel.close()
+        #expect(handshakes() == 3)
+        #expect(writer.write(Array("late\n".utf8)) == .closed)
+    }
 }

@@ -110,7 +110,8 @@ extension RelayChannel {
     /// Forces a sub-buffer switch on every buffer (relayfs `relay_flush`): each partly
     /// filled sub-buffer is sealed, and delivered as soon as its in-flight reservations
     /// commit. Empty sub-buffers are left alone, so flushing an idle channel costs a few
-    /// loads per buffer.
+    /// loads per buffer (an exclusive buffer with nothing written since its last seal
+    /// included: its writer is not disturbed, and no membarrier(2) is paid).
     ///
     /// Safe to call from any thread (a timer) while writers run: the seal is a CAS on the
     /// position word, like a reserve, so nothing is lost or torn. Concurrent flushes are
@@ -127,6 +128,20 @@ extension RelayChannel {
     public func flush(buffer index: Int) {
         self.checkBufferIndex(index)
         let b = self.cores[index]
+        // Nothing written since the last seal (the position is at a sub-buffer start):
+        // nothing to seal, so no handshake with an exclusive writer either (a shared
+        // buffer's `sealCurrent` makes the same check before its CAS).
+        // relaxed: an exclusive writer moves the position with plain (relaxed) stores, so
+        // no ordering could be acquired from it anyway; what flush must deliver is what
+        // was committed before this call, and such a write's position store happens
+        // before this load, which by coherence returns it or a later value. The position
+        // only moves forward, so a later value at a sub-buffer start means that
+        // sub-buffer was sealed after the write, and it is delivered as soon as the
+        // reservations in it commit (the same promise a sealing flush makes). A write
+        // concurrent with this call is not flush's to deliver.
+        if b.position.pointee.load(ordering: .relaxed) & b.offsetMask <= b.headerSize {
+            return
+        }
         self.withExclusiveWriterParked(b, waitForever: false) {
             self.sealCurrent(b, close: false)
         }

@@ -332,6 +332,7 @@ extension RelayChannel {
             if spins > 64 { sched_yield_() }
         }
         AsymmetricFence.heavy()
+        b.count(RegionLayout.handshakesOffset)
         // acquiring: pairs with the writer's releasing store of busy = 0.
         let start = Clock.monotonicNanoseconds
         var parked = true

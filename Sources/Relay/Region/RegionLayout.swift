@@ -18,7 +18,7 @@ import Synchronization
 ///  │ 0x100 consumer line   consumed, spaceFutex, waiters                      │
 ///  │ 0x140 delivery stats  records, bytes, delivered (per sub-buffer)         │
 ///  │ 0x180 loss stats      dropped, tooBig, lapped, timeouts, ...             │
-///  │ 0x1C0 more stats      overwritten, waits, full events, abandoned         │
+///  │ 0x1C0 more stats      overwritten, waits, full events, abandoned, ...    │
 ///  │ 0x200 slot table      per sub-buffer: commit word, state word (32 B)     │
 ///  │ ...   (rounded up to a page)                                             │
 ///  ├──────────────────────────────────────────────────────────────────────────┤
@@ -100,6 +100,7 @@ enum RegionLayout {
     static let flushesOffset = 0x1E0
     static let flushSkipsOffset = 0x1E8
     static let remoteOperationsOffset = 0x1F0  // per-CPU buffers: operations that took the remote path
+    static let handshakesOffset = 0x1F8  // exclusive buffers: flushes and closes that parked the writer (internal)
 
     static let slotTableOffset = 0x200
     static let slotStride = 32
