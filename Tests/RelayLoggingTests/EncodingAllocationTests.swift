@@ -102,14 +102,19 @@
                         source: "App", file: "App/Handlers.swift", function: "login(user:)", line: 42
                     )
                 ),
-                // Collisions: handler entries copied one by one, a provider key overridden.
+                // Collisions: handler entries copied one by one, a provider key overridden; keys
+                // named like fixed fields (escaped with `_`, one longer than the name check's
+                // scratch buffer).
                 (
                     "\(name)/collisions", format,
                     LogRecordFields(
                         timestampNanoseconds: 0, level: .critical, label: "l", message: "m",
                         handlerMetadata: PreEncodedMetadata(handler, format: format),
-                        providerMetadata: ["service": "p", "k": "p"],
-                        callMetadata: ["k": "c", "zone": "c"],
+                        providerMetadata: ["service": "p", "k": "p", "line": "p"],
+                        callMetadata: [
+                            "k": "c", "zone": "c", "msg": "c", "error": ["type": "c"],
+                            String(repeating: "_", count: 70) + "source": "c",
+                        ],
                         source: "S", file: "f", function: "g", line: 1
                     )
                 ),

@@ -35,6 +35,12 @@ public enum RecordFormat: Equatable, Sendable {
     /// `http.status=200`, array elements are numbered (`tags.0=a tags.1=b`), and an empty dictionary
     /// or array is written as `{}` or `[]`. Keys that are not valid logfmt keys have the offending
     /// characters replaced with `_` (an empty key is `_`).
+    ///
+    /// A metadata key never reads as a fixed field: a flattened key that is `ts`, `level`, `label`,
+    /// `msg`, `source`, `file`, `function`, `line`, `error` or `error.type`, possibly behind
+    /// underscores, gets one more `_` in front (`msg=…` from metadata is written `_msg=…`, `_msg` is
+    /// `__msg`, `["error": ["type": "x"]]` is `_error.type=x`); other keys are unchanged. See
+    /// `FixedFieldNames`.
     case logfmt
 
     /// RFC 5424 syslog, LF-terminated or RFC 6587 octet-counted (see ``RFC5424Options``).
@@ -43,6 +49,12 @@ public enum RecordFormat: Equatable, Sendable {
     /// <14>1 2026-11-27T15:58:35.123456Z host app 1234 - [meta@32473 k="v" source="App"
     /// file="App/main.swift" function="run()" line="42"] hi
     /// ```
+    ///
+    /// Metadata become `SD-PARAM`s of the one element, flattened like logfmt keys. A `PARAM-NAME` is
+    /// 1 to 32 bytes of printable US-ASCII other than `=`, space, `]` and `"`: other characters become
+    /// `_`, an empty key is `_`, and longer names are cut to 32 bytes. A name that is `source`, `file`,
+    /// `function`, `line`, `error` or `error.type`, possibly behind underscores, gets one more `_` in
+    /// front (cut to 32 bytes again), so metadata never reads as one of the fixed parameters.
     case rfc5424(RFC5424Options)
 }
 
