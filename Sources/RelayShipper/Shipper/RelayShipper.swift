@@ -287,8 +287,16 @@ enum ShipperThread {
     /// Like ``spawn(name:_:)``, but returns pthread_create's error (0 on success) instead of
     /// trapping: for threads started while the shipper runs.
     static func trySpawn(name: String, _ body: @escaping @Sendable () -> Void) -> Int32 {
-        let retained = Unmanaged.passRetained(Box(name: name, body))
         var thread = pthread_t()
+        let rc = self.trySpawnJoinable(name: name, thread: &thread, body)
+        if rc == 0 { pthread_detach(thread) }
+        return rc
+    }
+
+    /// Starts a joinable thread (stored in `thread`): the caller must join or detach it.
+    /// Returns pthread_create's error (0 on success).
+    static func trySpawnJoinable(name: String, thread: inout pthread_t, _ body: @escaping @Sendable () -> Void) -> Int32 {
+        let retained = Unmanaged.passRetained(Box(name: name, body))
         let rc = pthread_create(&thread, nil, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
             CRelayLinux_set_thread_name(String(box.name.prefix(15)))
@@ -299,7 +307,6 @@ enum ShipperThread {
             retained.release()
             return rc
         }
-        pthread_detach(thread)
         return 0
     }
 }

@@ -588,6 +588,8 @@ final class ShipperLoop {
             case .publishStats:
                 self.publishStats(now: now, force: true)
             case .resolved(let index, let request, let result):
+                // Its thread is past posting this: join it (and any other finished one).
+                self.shared.resolvers.joinFinished()
                 if case .socket(let sink) = self.sink(index) {
                     sink.lookUpCompleted(request: request, result: result, loop: self, now: now)
                 }
@@ -645,6 +647,18 @@ final class ShipperLoop {
             // taken (the kernel refused them) can no longer be named by a submission.
             for case .socket(let s) in entry.sinks { s.closeDeferred() }
             entry.channel.detachConsumer()
+        }
+        // Resolver threads post to the command queue and ring the doorbell (its eventfd):
+        // join them before the eventfd is closed, or abandon the ones still looking up.
+        let resolvers = self.shared.resolvers.reap()
+        if resolvers.abandoned > 0 {
+            self.logger.warning(
+                "shipper stopped while host name look-ups were still running; their threads were left to finish on their own and their results are dropped (a slow or unreachable DNS server? check /etc/resolv.conf, or use an IP address)",
+                metadata: [
+                    "abandoned_lookups": "\(resolvers.abandoned)",
+                    "waited_ms": "\(self.shared.resolvers.joinTimeoutNanoseconds.load(ordering: .relaxed) / 1_000_000)",
+                ]
+            )
         }
         if let eventFD = self.eventFD {
             self.shared.wakeup.setEventFD(-1)

@@ -24,6 +24,8 @@ final class ShipperShared: Sendable {
     }
 
     let wakeup = RelayConsumerWakeup()
+    /// The socket sinks' resolver threads (joined at shutdown, see ``ResolverThreads``).
+    let resolvers = ResolverThreads()
     private let commands = Mutex<[Command]>([])
     private let commandFlag = Atomic<Bool>(false)
     private let latest = Mutex<RelayShipperStats?>(nil)

@@ -213,7 +213,9 @@ final class SocketSink {
     /// block for seconds (a slow or unreachable DNS server), and the ring thread serves
     /// every other sink meanwhile. The result comes back as a `.resolved` command, which
     /// wakes the loop. One look-up at a time per sink, so at most one resolver thread per
-    /// socket sink; one that outlives the shipper only posts to its command queue.
+    /// socket sink. The threads are joined (``ResolverThreads``): as their results arrive, and
+    /// at shutdown within a bounded wait, after which a look-up still running is abandoned and
+    /// posts nothing.
     private func startLookUp(_ loop: ShipperLoop, now: UInt64) {
         guard case .tcp(let host, let port) = self.configuration.endpoint, self.lookUpInProgress == nil else { return }
         self.lookUpRequests += 1
@@ -223,9 +225,10 @@ final class SocketSink {
         // No ordering of our own: the result travels inside the command, which
         // `ShipperShared.send` appends under its mutex and the ring thread takes under the
         // same mutex (and `send` rings the doorbell after its releasing flag store).
-        let rc = ShipperThread.trySpawn(name: "relay-resolve") {
+        let resolvers = shared.resolvers
+        let rc = resolvers.spawn(name: "relay-resolve") { id in
             let result = SocketAddress.lookUp(host: host, port: port)
-            shared.send(.resolved(sink: index, request: request, result: result))
+            resolvers.finish(id) { shared.send(.resolved(sink: index, request: request, result: result)) }
         }
         guard rc == 0 else {
             self.stats.connectFailures += 1
