@@ -264,6 +264,7 @@ struct MetricsHTTPServerTests {
     func withServer(
         timeout: Duration = .seconds(2),
         healthy: Bool = true,
+        maxConnections: Int = 16,
         _ body: (MetricsHTTPServer, RelaydMetrics) throws -> Void
     ) throws {
         let metrics = RelaydMetrics(inputNames: ["in"], outputNames: ["out"])
@@ -271,6 +272,7 @@ struct MetricsHTTPServerTests {
             address: Self.loopbackEphemeral,
             requestTimeout: timeout,
             maxRequestBytes: 1024,
+            maxConnections: maxConnections,
             metrics: { metrics.exposition() },
             health: { healthy ? (true, "ok") : (false, "output out disconnected") }
         )
@@ -357,12 +359,55 @@ struct MetricsHTTPServerTests {
             defer { close(slow) }
             try RelaydTestSockets.sendAll(slow, Array("GET /metr".utf8))
             let started = ContinuousClock.now
-            // Queued behind the slow client; answered once its deadline passes.
+            // Served on a connection thread of its own while the slow client waits for its deadline.
             let response = try httpExchange(port: server.address.port, "GET /healthz HTTP/1.1\r\n\r\n")
             #expect(httpStatusLine(response) == "HTTP/1.1 200 OK")
             #expect(ContinuousClock.now - started < .seconds(2))
             let slowResponse = String(decoding: try RelaydTestSockets.readAll(slow), as: UTF8.self)
             #expect(httpStatusLine(slowResponse) == "HTTP/1.1 408 Request Timeout")
+        }
+    }
+
+    @Test func idleClientsDoNotBlockScrapes() throws {
+        // A request deadline far longer than the bound below: only concurrent handling answers in time.
+        try self.withServer(timeout: .seconds(5)) { server, _ in
+            let port = server.address.port
+            var idle: [Int32] = []
+            defer { for fd in idle { close(fd) } }
+            // Connected and silent, and one that sent half a request head.
+            idle.append(try RelaydTestSockets.connectTCP(port: port))
+            idle.append(try RelaydTestSockets.connectTCP(port: port))
+            try RelaydTestSockets.sendAll(idle[1], Array("GET /metr".utf8))
+            usleep(100_000)  // let the server accept them
+            for path in ["/metrics", "/healthz", "/metrics"] {
+                let started = ContinuousClock.now
+                let response = try httpExchange(port: port, "GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n")
+                let took = ContinuousClock.now - started
+                #expect(httpStatusLine(response) == "HTTP/1.1 200 OK", "GET \(path)")
+                #expect(took < .milliseconds(500), "GET \(path) took \(took) behind idle clients")
+            }
+        }
+    }
+
+    @Test func connectionsBeyondTheLimitWaitForAFreeSlot() throws {
+        try self.withServer(timeout: .milliseconds(600), maxConnections: 2) { server, _ in
+            let port = server.address.port
+            let first = try RelaydTestSockets.connectTCP(port: port)
+            defer { close(first) }
+            let second = try RelaydTestSockets.connectTCP(port: port)
+            defer { close(second) }
+            usleep(100_000)  // both accepted: every slot is taken
+            let started = ContinuousClock.now
+            let response = try httpExchange(port: port, "GET /healthz HTTP/1.1\r\n\r\n")
+            let took = ContinuousClock.now - started
+            #expect(httpStatusLine(response) == "HTTP/1.1 200 OK")
+            // Answered once the idle clients' deadlines freed a slot, not before and not much after.
+            #expect(took >= .milliseconds(300), "served beyond maxConnections after \(took)")
+            #expect(took < .seconds(3), "took \(took)")
+            for fd in [first, second] {
+                let idleResponse = String(decoding: try RelaydTestSockets.readAll(fd), as: UTF8.self)
+                #expect(httpStatusLine(idleResponse) == "HTTP/1.1 408 Request Timeout")
+            }
         }
     }
 
@@ -377,7 +422,10 @@ struct MetricsHTTPServerTests {
         let port = server.address.port
         let idle = try RelaydTestSockets.connectTCP(port: port)
         defer { close(idle) }
-        usleep(50_000)  // let the server pick up the idle connection
+        let halfRequest = try RelaydTestSockets.connectTCP(port: port)
+        defer { close(halfRequest) }
+        try RelaydTestSockets.sendAll(halfRequest, Array("GET /".utf8))
+        usleep(50_000)  // let the server pick up the idle connections
         let started = ContinuousClock.now
         server.stop()
         #expect(ContinuousClock.now - started < .seconds(2))

@@ -18,12 +18,16 @@ struct MetricsServerError: Error, CustomStringConvertible {
     var description: String { "\(self.message) (\(self.errno))" }
 }
 
-/// A minimal HTTP/1.1 server for `GET /metrics` and `GET /healthz`, on one dedicated thread.
+/// A minimal HTTP/1.1 server for `GET /metrics` and `GET /healthz`.
 ///
-/// Design: a blocking `poll(2)` loop over the listening socket and an `eventfd` used to stop it. Connections are
-/// served one at a time with `Connection: close`; every request has a deadline (`requestTimeout`) covering
-/// reading the request head and writing the response, so a slow or idle client holds the thread for at most that
-/// long (Prometheus scrapes are one request per interval; this is not a general web server). No SwiftNIO.
+/// Design: a listener thread runs a blocking `poll(2)` loop over the listening socket and a pipe used to stop it,
+/// and hands each accepted connection to a connection thread of its own, at most `maxConnections` at a time, so a
+/// slow or idle client never delays another scrape. While that many connections are open, new ones wait in the
+/// listen backlog until one finishes. Every connection is served with `Connection: close` and has a deadline
+/// (`requestTimeout`) covering reading the request head and writing the response, so a slow or idle client holds
+/// its slot for at most that long (Prometheus scrapes are one request per interval; this is not a general web
+/// server). The metrics and health sources are called for one request at a time. ``stop()`` wakes and joins every
+/// thread. No SwiftNIO.
 ///
 /// Responses: `200` for `/metrics` (Prometheus text format 0.0.4) and `/healthz` (`503` when unhealthy),
 /// `404` for other paths, `405` for methods other than GET/HEAD, `400` for malformed requests, `408` when the
@@ -40,6 +44,8 @@ final class MetricsHTTPServer: Sendable {
     let requestTimeout: Duration
     /// Largest accepted request head.
     let maxRequestBytes: Int
+    /// Most connections served at once (each on a thread of its own).
+    let maxConnections: Int
 
     private let listenFD: Int32
     /// Read end of the stop pipe (polled with every socket).
@@ -49,6 +55,19 @@ final class MetricsHTTPServer: Sendable {
     private let metrics: MetricsSource
     private let health: HealthCheck
     private let lifecycle = Mutex<Lifecycle>(.created)
+    /// Connection threads: running ones by id, and the ids of those that finished (to join).
+    private let connections = Mutex<ConnectionThreads>(ConnectionThreads())
+    /// Serialises calls of the metrics and health sources.
+    private let sourceLock = Mutex<Void>(())
+
+    private struct ConnectionThreads {
+        var running: [UInt64: pthread_t] = [:]
+        /// Finished and not yet joined (a thread may finish before it is recorded in `running`).
+        var finished: [UInt64] = []
+        /// Started and not yet finished.
+        var active = 0
+        var nextID: UInt64 = 0
+    }
 
     private enum Lifecycle {
         case created
@@ -62,13 +81,15 @@ final class MetricsHTTPServer: Sendable {
     ///   - address: Where to listen; port 0 picks an ephemeral port (see ``address``).
     ///   - requestTimeout: Per-request deadline.
     ///   - maxRequestBytes: Largest request head.
-    ///   - metrics: Produces the `/metrics` body (called on the server thread).
+    ///   - maxConnections: Most connections served at once.
+    ///   - metrics: Produces the `/metrics` body (called on a connection thread, one call at a time).
     ///   - health: Produces the `/healthz` status.
     /// - Throws: ``MetricsServerError`` naming the address and the fix.
     init(
         address: ListenAddress,
         requestTimeout: Duration = .seconds(2),
         maxRequestBytes: Int = 8192,
+        maxConnections: Int = 16,
         metrics: @escaping MetricsSource,
         health: @escaping HealthCheck = { (true, "ok") }
     ) throws(MetricsServerError) {
@@ -123,6 +144,7 @@ final class MetricsHTTPServer: Sendable {
         self.address = resolved
         self.requestTimeout = requestTimeout
         self.maxRequestBytes = maxRequestBytes
+        self.maxConnections = max(1, maxConnections)
         self.listenFD = fd
         self.wakeFD = wakePipe[0]
         self.wakeWriteFD = wakePipe[1]
@@ -169,7 +191,7 @@ final class MetricsHTTPServer: Sendable {
         }
     }
 
-    /// Stops the server: wakes the thread (also out of a slow client), joins it and closes the socket.
+    /// Stops the server: wakes the threads (also out of slow clients), joins them and closes the socket.
     /// Idempotent.
     func stop() {
         let thread: pthread_t? = self.lifecycle.withLock { state in
@@ -201,18 +223,24 @@ final class MetricsHTTPServer: Sendable {
     // MARK: Serving
 
     private func serve() {
+        CRelayLinux_set_thread_name("relayd-metrics")
+        defer { self.joinConnections(all: true) }
         while true {
+            self.joinConnections(all: false)
+            // At the connection limit, leave new connections in the backlog and look again shortly (a connection
+            // thread ends within `requestTimeout`).
+            let full = self.connections.withLock { $0.active } >= self.maxConnections
             var fds = [
-                pollfd(fd: self.listenFD, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: self.listenFD, events: full ? 0 : Int16(POLLIN), revents: 0),
                 pollfd(fd: self.wakeFD, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&fds, 2, -1)
+            let ready = poll(&fds, 2, full ? 10 : -1)
             if ready < 0 {
                 if Glibc.errno == EINTR { continue }
                 return
             }
             if fds[1].revents != 0 { return }
-            guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
+            guard !full, fds[0].revents & Int16(POLLIN) != 0 else { continue }
             let connection = accept(self.listenFD, nil, nil)
             guard connection >= 0 else {
                 let error = Glibc.errno
@@ -225,10 +253,79 @@ final class MetricsHTTPServer: Sendable {
             }
             _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
             _ = fcntl(connection, F_SETFL, fcntl(connection, F_GETFL) | O_NONBLOCK)
-            let keepRunning = self.handle(connection)
-            close(connection)
-            if !keepRunning { return }
+            if !self.startConnectionThread(connection) {
+                // No thread for it (EAGAIN: thread limit): serve it here, as before connection threads.
+                let keepRunning = self.handle(connection)
+                close(connection)
+                if !keepRunning { return }
+            }
         }
+    }
+
+    private final class ConnectionContext {
+        let server: MetricsHTTPServer
+        let fd: Int32
+        let id: UInt64
+        init(server: MetricsHTTPServer, fd: Int32, id: UInt64) {
+            self.server = server
+            self.fd = fd
+            self.id = id
+        }
+    }
+
+    /// Serves `fd` on a new joinable thread; `false` when the thread cannot be created.
+    private func startConnectionThread(_ fd: Int32) -> Bool {
+        let id = self.connections.withLock { state -> UInt64 in
+            state.nextID += 1
+            state.active += 1
+            return state.nextID
+        }
+        let context = Unmanaged.passRetained(ConnectionContext(server: self, fd: fd, id: id)).toOpaque()
+        var thread = pthread_t()
+        let status = pthread_create(
+            &thread,
+            nil,
+            { raw in
+                let context = Unmanaged<ConnectionContext>.fromOpaque(raw!).takeRetainedValue()
+                CRelayLinux_set_thread_name("relayd-metrics-c")
+                _ = context.server.handle(context.fd)
+                close(context.fd)
+                context.server.connections.withLock { state in
+                    state.finished.append(context.id)
+                    state.active -= 1
+                }
+                return nil
+            },
+            context
+        )
+        guard status == 0 else {
+            Unmanaged<ConnectionContext>.fromOpaque(context).release()
+            self.connections.withLock { $0.active -= 1 }
+            return false
+        }
+        self.connections.withLock { $0.running[id] = thread }
+        return true
+    }
+
+    /// Joins the connection threads that finished, or (`all`, when stopping: the stop pipe wakes them) every one.
+    /// Listener thread only (the only one that starts connection threads).
+    private func joinConnections(all: Bool) {
+        let threads = self.connections.withLock { state -> [pthread_t] in
+            var threads: [pthread_t] = []
+            if all {
+                threads = Array(state.running.values)
+                state.running.removeAll()
+                state.finished.removeAll()
+                return threads
+            }
+            for id in state.finished {
+                // Recorded right after it started, on this thread, so it is there.
+                if let thread = state.running.removeValue(forKey: id) { threads.append(thread) }
+            }
+            state.finished.removeAll()
+            return threads
+        }
+        for thread in threads { pthread_join(thread, nil) }
     }
 
     private enum WaitResult {
@@ -323,13 +420,13 @@ final class MetricsHTTPServer: Sendable {
                     fd,
                     status: 200,
                     reason: "OK",
-                    body: self.metrics(),
+                    body: self.sourceLock.withLock { _ in self.metrics() },
                     contentType: "text/plain; version=0.0.4; charset=utf-8",
                     headOnly: isHead,
                     deadline: deadline
                 )
             case "/healthz":
-                let (healthy, detail) = self.health()
+                let (healthy, detail) = self.sourceLock.withLock { _ in self.health() }
                 return self.respond(
                     fd,
                     status: healthy ? 200 : 503,
