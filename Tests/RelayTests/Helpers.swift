@@ -80,3 +80,15 @@ final class NSLockish: @unchecked Sendable {
     private let mutex = Mutex<Void>(())
     func withLock<T>(_ body: () -> T) -> T { self.mutex.withLock { _ in body() } }
 }
+
+/// Polls `condition` every millisecond until it holds or `timeout` passes (generous: the
+/// CI host is a loaded 2-vCPU VM); returns whether it held.
+func waitUntil(timeout: Duration = .seconds(20), _ condition: () -> Bool) -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        usleep(1000)
+    }
+    return condition()
+}
+import Glibc

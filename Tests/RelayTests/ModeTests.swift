@@ -108,12 +108,16 @@ struct ModeTests {
         // A plain write on a `.block(timeout: nil)` channel waits forever for space: it must
         // still be waiting when the consumer frees a sub-buffer, then succeed. (Had the
         // per-call timeout stalled the buffer, it would return .timedOut at once.)
+        let waitsBefore = channel.stats().total.writerWaits
         let result = Mutex<RelayWriteResult?>(nil)
         let writer = TestThreads.spawn {
             let r = channel.write(Self.record)
             result.withLock { $0 = r }
         }
-        usleep(100_000)
+        // The writer is asleep waiting for space before the consumer frees any (a fixed sleep
+        // here let a starved writer start only after the space was back, proving nothing).
+        #expect(waitUntil { channel.stats().total.writerWaits > waitsBefore || result.withLock { $0 } != nil })
+        #expect(result.withLock { $0 } == nil, "the write returned without waiting for space")
         guard case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in () }) else {
             Issue.record("sub-buffer 0 was not delivered")
             TestThreads.join(writer)
@@ -165,12 +169,14 @@ struct ModeTests {
     func closeWakesBlocked() throws {
         let channel = try smallChannel(subbufferCount: 2, mode: .block())
         for _ in 0..<4 { channel.write(Self.record) }
+        let waitsBefore = channel.stats().total.writerWaits
         let result = Mutex<RelayWriteResult?>(nil)
         let writer = TestThreads.spawn {
             let r = channel.write(Self.record)
             result.withLock { $0 = r }
         }
-        usleep(20_000)
+        // Close only once the writer sleeps for space, so it is woken rather than refused.
+        #expect(waitUntil { channel.stats().total.writerWaits > waitsBefore })
         channel.close()
         TestThreads.join(writer)
         #expect(result.withLock { $0 } == .closed)
