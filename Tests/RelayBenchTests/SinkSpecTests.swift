@@ -163,13 +163,25 @@ struct PreflightTests {
         }
     }
 
-    @Test("O_DIRECT support is probed")
+    @Test("O_DIRECT support is probed", .enabled(if: FileManager.default.fileExists(atPath: "/dev/shm"), "needs /dev/shm"))
     func direct() throws {
-        // /dev/shm is tmpfs, which refuses O_DIRECT opens; other file systems may accept them.
-        guard FileManager.default.fileExists(atPath: "/dev/shm") else { return }
+        // /dev/shm is tmpfs, which refuses O_DIRECT opens before Linux 6.6 and accepts them
+        // since. Ask the kernel directly, then expect the preflight to agree with it either way.
+        let probePath = "/dev/shm/relay-bench-direct-probe-\(getpid())"
+        let probe = open(probePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | POSIXIO.directFlag, 0o600)
+        let probeErrno = errno
+        if probe >= 0 {
+            close(probe)
+            unlink(probePath)
+        }
+        try #require(probe >= 0 || probeErrno == EINVAL, "O_DIRECT probe open failed: errno \(probeErrno)")
+        let path = "/dev/shm/relay-bench-direct-\(getpid()).log"
+        defer { unlink(path) }
         do {
-            try Preflight.check(.file(path: "/dev/shm/relay-bench-direct-\(getpid()).log", options: FileSinkOptions(direct: true)))
+            try Preflight.check(.file(path: path, options: FileSinkOptions(direct: true)))
+            #expect(probe >= 0, "the preflight accepted O_DIRECT on /dev/shm, which refuses it")
         } catch {
+            #expect(probe < 0, "the preflight refused O_DIRECT on /dev/shm, which supports it: \(error.message)")
             #expect(error.message.contains("does not support O_DIRECT: drop the odirect option"), "\(error.message)")
         }
         #expect(!FileManager.default.fileExists(atPath: "/dev/shm/.relay-bench-preflight-\(getpid())"))
