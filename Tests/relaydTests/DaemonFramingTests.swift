@@ -188,8 +188,8 @@ struct DaemonFramingTests {
                     && line.contains(limit) && line.contains(keyPath)
             }
         }
-        #expect(Eventually.wait(timeout: .seconds(5)) { logged("auto", "inputs[0].max_frame", "480") }, "\(relayd.stderr)")
-        #expect(Eventually.wait(timeout: .seconds(5)) { logged("dgram", "inputs[1].max_frame", "512") }, "\(relayd.stderr)")
+        #expect(Eventually.wait(timeout: .seconds(20)) { logged("auto", "inputs[0].max_frame", "480") }, "\(relayd.stderr)")
+        #expect(Eventually.wait(timeout: .seconds(20)) { logged("dgram", "inputs[1].max_frame", "512") }, "\(relayd.stderr)")
         #expect(try relayd.stop() == 0)
     }
 
@@ -381,7 +381,7 @@ struct DaemonFramingTests {
         // in flight here, growing with the load.
         let bound = 1000.0
         #expect(
-            try Eventually.wait(timeout: .seconds(5)) {
+            try Eventually.wait(timeout: .seconds(20)) {
                 metrics = try relayd.metrics()
                 return metrics["relayd_output_in_flight_records{output=\"recorder\"}", default: .infinity] <= bound
             },

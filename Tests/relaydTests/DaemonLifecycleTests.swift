@@ -185,7 +185,7 @@ struct DaemonLifecycleTests {
         let messages = (0..<100).map { "<13>1 - - app - - - \($0) \(padding)" } + [String(repeating: "x", count: 3990)]
         try Self.send(messages, port: try #require(relayd.tcpPorts["tcp"]))
         #expect(
-            try Eventually.wait(timeout: .seconds(5)) {
+            try Eventually.wait(timeout: .seconds(20)) {
                 let metrics = try relayd.metrics()
                 return metrics["relayd_output_dropped_records_total{output=\"forward\",reason=\"too_big\"}"] == 1
                     && metrics["relayd_output_dropped_records_total{output=\"forward\",reason=\"channel_full\"}", default: 0] > 0
