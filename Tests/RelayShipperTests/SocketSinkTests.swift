@@ -80,7 +80,10 @@ struct SocketSinkTests {
             endpoint: .tcp(host: "127.0.0.1", port: port), reconnectDelay: .milliseconds(20)...(.milliseconds(200))))])
         try shipper.start()
         channel.write(Array("hello\n".utf8))
-        usleep(300_000)
+        // The receiver starts only after a connect was refused (a fixed 300 ms sleep let a
+        // ring thread starved that long connect at once, and `errors >= 1` below failed).
+        let refused = waitForStats(shipper, timeout: 20) { $0.sinks[0].errors >= 1 }
+        #expect((refused?.sinks[0].errors ?? 0) >= 1, "a connect was refused before the receiver started")
         let receiver = try StreamReceiver(tcpPort: port)
         defer { receiver.stop() }
         channel.close()
