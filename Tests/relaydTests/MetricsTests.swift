@@ -373,8 +373,9 @@ struct MetricsHTTPServerTests {
     }
 
     @Test func idleClientsDoNotBlockScrapes() throws {
-        // A request deadline far longer than the bound below: only concurrent handling answers in time.
-        try self.withServer(timeout: .seconds(5)) { server, _ in
+        // A request deadline (10 s) far longer than the bound below (2 s, room for a loaded CI
+        // host): only concurrent handling answers in time.
+        try self.withServer(timeout: .seconds(10)) { server, _ in
             let port = server.address.port
             var idle: [Int32] = []
             defer { for fd in idle { close(fd) } }
@@ -388,7 +389,7 @@ struct MetricsHTTPServerTests {
                 let response = try httpExchange(port: port, "GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n")
                 let took = ContinuousClock.now - started
                 #expect(httpStatusLine(response) == "HTTP/1.1 200 OK", "GET \(path)")
-                #expect(took < .milliseconds(500), "GET \(path) took \(took) behind idle clients")
+                #expect(took < .seconds(2), "GET \(path) took \(took) behind idle clients")
             }
         }
     }
