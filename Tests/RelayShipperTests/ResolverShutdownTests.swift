@@ -80,7 +80,9 @@ struct ResolverShutdownTests {
         #expect(!shipper.stop(timeout: .milliseconds(50)))
         let took = monotonicSeconds() - stopping
         #expect(took >= 0.2, "stop did not wait for the look-up (\(Int(took * 1000)) ms)")
-        #expect(took < 2, "stop took \(Int(took * 1000)) ms: the wait for the look-up is not bounded")
+        // Unbounded, stop would never return (the look-up runs until released below); 10 s
+        // leaves a loaded CI host room past the 200 ms bound.
+        #expect(took < 10, "stop took \(Int(took * 1000)) ms: the wait for the look-up is not bounded")
         #expect(!returned.isSet)
         #expect(shipper.shared.resolvers.outstanding == 0, "nothing left to join")
         #expect(shipper.shared.resolvers.totals == ResolverThreads.ReapResult(joined: 0, abandoned: 1))
