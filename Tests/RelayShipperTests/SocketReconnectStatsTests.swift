@@ -43,7 +43,7 @@ struct SocketReconnectStatsTests {
         #expect(sink.sentSubbuffers == sink.subbuffers, "sent watermark \(sink.sentSubbuffers) beyond the \(sink.subbuffers) sub-buffers there are")
         #expect(sink.reusableSubbuffers == sink.subbuffers, "reusable watermark \(sink.reusableSubbuffers) beyond \(sink.subbuffers)")
         let last = Array("r \(lines - 1) ".utf8)
-        let readDeadline = monotonicSeconds() + 5
+        let readDeadline = monotonicSeconds() + 20
         while monotonicSeconds() < readDeadline && !receiver.received.suffix(64).starts(with: last) { usleep(5000) }
         let tail = receiver.received
         #expect(!tail.isEmpty && expected.suffix(tail.count).elementsEqual(tail), "the new connection gets the rest of the stream")

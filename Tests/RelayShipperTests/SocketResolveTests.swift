@@ -104,7 +104,7 @@ struct SocketResolveTests {
             endpoint: .tcp(host: "localhost", port: port), reconnectDelay: .milliseconds(10)...(.milliseconds(100))))])
         try shipper.start()
         channel.write(Array("one\n".utf8))
-        #expect(first.waitFor(bytes: 4, timeout: 5) == 4)
+        #expect(first.waitFor(bytes: 4, timeout: 20) == 4)
         first.stop()
         let second = try StreamReceiver(tcpPort: port)
         defer { second.stop() }
@@ -113,7 +113,7 @@ struct SocketResolveTests {
         channel.write(Array("two\n".utf8))
         channel.close()
         #expect(shipper.stop(timeout: .seconds(5)))
-        second.waitFor(bytes: 4, timeout: 5)
+        second.waitFor(bytes: 4, timeout: 20)
         #expect(first.received == Array("one\n".utf8))
         #expect(second.received == Array("two\n".utf8))
     }
@@ -240,7 +240,7 @@ struct SocketResolveTests {
             endpoint: .tcp(host: "moving.relay-test", port: 1), reconnectDelay: .milliseconds(10)...(.milliseconds(100))))])
         try shipper.start()
         channel.write(Array("one\n".utf8))
-        #expect(old.waitFor(bytes: 4, timeout: 5) == 4)
+        #expect(old.waitFor(bytes: 4, timeout: 20) == 4)
         // The name moves, then the old peer goes away for good.
         target.store(new.port, ordering: .relaxed)
         old.stop()
@@ -249,7 +249,7 @@ struct SocketResolveTests {
         channel.write(Array("two\n".utf8))
         channel.close()
         #expect(shipper.stop(timeout: .seconds(5)))
-        new.waitFor(bytes: 4, timeout: 5)
+        new.waitFor(bytes: 4, timeout: 20)
         #expect(old.received == Array("one\n".utf8))
         #expect(new.received == Array("two\n".utf8))
     }
@@ -268,7 +268,7 @@ struct SocketResolveTests {
             endpoint: .tcp(host: "fading.relay-test", port: 1), reconnectDelay: .milliseconds(10)...(.milliseconds(100))))])
         try shipper.start()
         channel.write(Array("one\n".utf8))
-        #expect(first.waitFor(bytes: 4, timeout: 5) == 4)
+        #expect(first.waitFor(bytes: 4, timeout: 20) == 4)
         answer.withLock { $0 = ("nonexistent.invalid", port) }
         first.stop()
         let second = try StreamReceiver(tcpPort: port)
@@ -278,7 +278,7 @@ struct SocketResolveTests {
         channel.write(Array("two\n".utf8))
         channel.close()
         #expect(shipper.stop(timeout: .seconds(5)))
-        second.waitFor(bytes: 4, timeout: 5)
+        second.waitFor(bytes: 4, timeout: 20)
         #expect(second.received == Array("two\n".utf8))
         #expect(log.all.contains { $0.contains("connecting to the last address") && $0.contains("cannot resolve host 'nonexistent.invalid'") },
                 "the failed look-up is logged: \(log.all)")
@@ -305,7 +305,7 @@ struct SocketResolveTests {
             let line = Array("file line \(i)\n".utf8)
             expected += line
             #expect(files.write(line) == .written)
-            let deadline = monotonicSeconds() + 5
+            let deadline = monotonicSeconds() + 20
             while (readFileBytes(dir.file("kept.log")) ?? []).count < expected.count && monotonicSeconds() < deadline { usleep(5000) }
             #expect(readFileBytes(dir.file("kept.log")) == expected, "line \(i) reached the file")
             failuresSeen.append(shipper.stats()?.sinks[1].connectFailures ?? 0)

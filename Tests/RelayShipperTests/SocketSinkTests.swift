@@ -23,7 +23,7 @@ struct SocketSinkTests {
         #expect(refused == 0)
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
-        receiver.waitFor(bytes: expected.count, timeout: 5)
+        receiver.waitFor(bytes: expected.count, timeout: 20)
         #expect(receiver.received == expected)
         #expect(shipper.stats()?.sinks[0].bytes == UInt64(expected.count))
     }
@@ -41,7 +41,7 @@ struct SocketSinkTests {
         let expected = try shipWithBacklog(channel, shipper, early: 6000, late: 30_000) { early, i in
             "\(early ? "early" : "late") \(i) \(String(repeating: early ? "b" : "c", count: i % 50))\n"
         }
-        receiver.waitFor(bytes: expected.count, timeout: 5)
+        receiver.waitFor(bytes: expected.count, timeout: 20)
         #expect(receiver.received == expected)
         let stats = try #require(shipper.stats()).sinks[0]
         #expect(stats.batches > 0, "queued sub-buffers were sent together")
@@ -88,7 +88,7 @@ struct SocketSinkTests {
         defer { receiver.stop() }
         channel.close()
         #expect(shipper.stop(timeout: .seconds(10)))
-        receiver.waitFor(bytes: 6, timeout: 5)
+        receiver.waitFor(bytes: 6, timeout: 20)
         #expect(receiver.received == Array("hello\n".utf8))
         #expect((shipper.stats()?.sinks[0].errors ?? 0) >= 1)
     }
@@ -159,17 +159,17 @@ struct SocketSinkTests {
             endpoint: .tcp(host: "127.0.0.1", port: port), reconnectDelay: .milliseconds(20)...(.milliseconds(100))))])
         try shipper.start()
         channel.write(Array("one\n".utf8))
-        #expect(first.waitFor(bytes: 4, timeout: 5) == 4)
+        #expect(first.waitFor(bytes: 4, timeout: 20) == 4)
         first.stop()  // a graceful close (FIN) while the shipper has nothing to send
         let second = try StreamReceiver(tcpPort: port)
         defer { second.stop() }
-        let deadline = monotonicSeconds() + 5
+        let deadline = monotonicSeconds() + 20
         while (shipper.stats()?.sinks[0].reconnects ?? 0) == 0 && monotonicSeconds() < deadline { usleep(10_000) }
         #expect(shipper.stats()?.sinks[0].reconnects == 1, "the close was noticed without sending anything")
         channel.write(Array("two\n".utf8))
         channel.close()
         #expect(shipper.stop(timeout: .seconds(10)))
-        second.waitFor(bytes: 4, timeout: 5)
+        second.waitFor(bytes: 4, timeout: 20)
         #expect(second.received == Array("two\n".utf8))
     }
 
@@ -190,7 +190,7 @@ struct SocketSinkTests {
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
         let fileBytes = try #require(readFileBytes(dir.file("fan.log")))
-        receiver.waitFor(bytes: fileBytes.count, timeout: 5)
+        receiver.waitFor(bytes: fileBytes.count, timeout: 20)
         #expect(fileBytes == receiver.received, "both sinks saw the same stream")
         expectExactlyOnce(parseLines(fileBytes).records, producers: 2, perProducer: 10_000)
         #expect(channel.stats().total.recordsDropped == 0)
@@ -265,7 +265,7 @@ struct SocketSinkTests {
         }
         var after = 0
         var sawEnd = false
-        let deadline = monotonicSeconds() + 5
+        let deadline = monotonicSeconds() + 20
         while monotonicSeconds() < deadline {
             var descriptor = pollfd(fd: first, events: Int16(POLLIN), revents: 0)
             guard poll(&descriptor, 1, 100) > 0 else { continue }
@@ -282,7 +282,7 @@ struct SocketSinkTests {
 
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
-        let deadline2 = monotonicSeconds() + 5
+        let deadline2 = monotonicSeconds() + 20
         while received.withLock({ $0.count }) < expected.count && monotonicSeconds() < deadline2 { usleep(10_000) }
         shutdown(listener, Int32(SHUT_RDWR))
         TestThreads.join(second)
