@@ -21,7 +21,9 @@ struct ShipperStopReportTests {
         reservation.withUnsafeMutableBytes { $0.copyBytes(from: Array("held!\n".utf8)) }
         let started = monotonicSeconds()
         let shipped = shipper.stop(timeout: .milliseconds(200))
-        #expect(monotonicSeconds() - started < 2)
+        // stop() returns at its 200 ms deadline rather than waiting for the commit (which
+        // comes only after it returns); 10 s leaves a loaded CI host room.
+        #expect(monotonicSeconds() - started < 10)
         #expect(!shipped, "the sub-buffer holding \"before\" never left: stop() must not report everything shipped")
         #expect(readFileBytes(dir.file("held.log"))?.count == 0)
         reservation.commit()
