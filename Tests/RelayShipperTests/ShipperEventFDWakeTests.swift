@@ -26,7 +26,9 @@ struct ShipperEventFDWakeTests {
         try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("idle.log")))])
         try shipper.start()
         defer { shipper.stop() }
-        usleep(200_000)  // every buffer empty: the shipper sleeps with no timer armed
+        // Every buffer empty: the shipper goes to sleep with no timer armed, so the write below
+        // is what has to wake it.
+        try #require(waitUntilIdle(shipper), "the shipper never went idle")
         let line = Array("wakes the shipper\n".utf8)
         channel.write(line)
         // Only a wake-up makes the shipper arm its 50 ms timer; without one the line waits for stop().

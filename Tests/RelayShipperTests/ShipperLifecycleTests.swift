@@ -230,7 +230,7 @@ struct ShipperLifecycleTests {
         try shipper.start()
         // Let the ring thread find every buffer empty and sleep without a timer: only the
         // writer's doorbell can tell it that a record now waits.
-        usleep(100_000)
+        try #require(waitUntilIdle(shipper), "the shipper never went idle")
         first.write(Array("after a failed start\n".utf8))
         let deadline = monotonicSeconds() + 20
         while readFileBytes(dir.file("a.log"))?.isEmpty != false && monotonicSeconds() < deadline { usleep(1000) }

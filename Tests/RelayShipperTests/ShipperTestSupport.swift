@@ -178,3 +178,17 @@ func waitForStats(_ shipper: RelayShipper, timeout: Double = 20, _ condition: (R
     return shipper.stats()
 }
 
+
+/// Waits until `shipper`'s loop stays put for 150 ms: it sleeps (with every buffer empty, that
+/// is without a timer, so only a writer's doorbell wakes it). Returns whether it did within 10 s.
+func waitUntilIdle(_ shipper: RelayShipper) -> Bool {
+    var previous = shipper.stats()?.loopIterations
+    let deadline = monotonicSeconds() + 10
+    while monotonicSeconds() < deadline {
+        usleep(150_000)
+        let current = shipper.stats()?.loopIterations
+        if current != nil && current == previous { return true }
+        previous = current
+    }
+    return false
+}
