@@ -37,7 +37,12 @@ struct ShipperEventFDWakeTests {
         #expect(readFileBytes(dir.file("idle.log")) == line, "the record did not reach the file before stop()")
     }
 
-    @Test("block-mode writers filling a small channel are released sub-buffer by sub-buffer, across three shippers started and stopped on it")
+    /// 240 KiB go through 32 KiB of channel while the writers run, and the switch timer never
+    /// fires: the shipper can only keep up because every delivery wakes it through the eventfd.
+    /// A lost wake-up leaves the channel full, the writers time out after 2 s and drop (counted),
+    /// so the no-drop check fails. Whether the writers also had to wait for space depends on the
+    /// host's load (a fast enough shipper keeps the channel from filling), so it is not asserted.
+    @Test("block-mode writers on a small channel lose nothing while deliveries wake the shipper, across three shippers started and stopped on it")
     func backPressureAcrossRestarts() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -45,7 +50,7 @@ struct ShipperEventFDWakeTests {
             RelayChannelConfiguration(
                 name: "eventfd-block", subbufferSize: 8192, subbufferCount: 4, mode: .block(timeout: .seconds(2)), buffers: 1))
         for cycle in 0..<3 {
-            // No switch timer to fall back on: each full sub-buffer must wake the shipper.
+            // No switch timer to fall back on: each delivered sub-buffer must wake the shipper.
             let shipper = RelayShipper(configuration: Self.configuration(switchInterval: .seconds(3600)), logger: testLogger())
             let path = dir.file("cycle\(cycle).log")
             try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: path))])
@@ -56,7 +61,6 @@ struct ShipperEventFDWakeTests {
             #expect(shipper.stop(timeout: .seconds(10)), "cycle \(cycle): the shipper did not drain")
             let after = channel.stats().total
             #expect(after.recordsDropped == before.recordsDropped, "cycle \(cycle): a writer timed out waiting for space")
-            #expect(after.writerWaits > before.writerWaits, "cycle \(cycle): the writers never had to wait")
             let parsed = parseLines(try #require(readFileBytes(path)))
             #expect(parsed.malformed == 0)
             expectExactlyOnce(parsed.records, producers: 2, perProducer: 2048)
