@@ -58,7 +58,12 @@ struct ModeTests {
                 if channel.write(Self.record) == .written { done.add(1, ordering: .relaxed) }
             }
         }
-        // Consume until the writer has finished; it must be waiting in between.
+        // The channel is full: the writer must go to sleep for space before anything is consumed
+        // (consuming at once could free the space before the new thread even ran).
+        let waiting = waitUntil { channel.stats().total.writerWaits >= 1 }
+        #expect(waiting, "the writer never waited for space")
+        #expect(done.load(ordering: .relaxed) == 0, "a write succeeded into a full channel")
+        // Consume until the writer has finished.
         var consumed = 0
         while done.load(ordering: .relaxed) < 4 {
             if case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in () }) {
