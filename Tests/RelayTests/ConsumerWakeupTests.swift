@@ -107,7 +107,7 @@ struct ConsumerWakeupTests {
         // Anonymous files: created and unlinked at once.
         let directory = "/tmp/relay-eventfd-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         var files = 0
-        func memfd(_ name: String) -> Int32 {
+        func anonymousFile(_ name: String) -> Int32 {
             files += 1
             let path = "\(directory)-\(name)-\(files)"
             let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -123,15 +123,17 @@ struct ConsumerWakeupTests {
         var rounds = 0
         var reused = 0
         var written = 0
-        var current = memfd("eventfd-stand-in")
+        var current = anonymousFile("eventfd-stand-in")
+        // At least 1 s and 50 rounds (a loaded host may need longer for those), at most 10 s.
         let deadline = ContinuousClock.now + .seconds(1)
-        while ContinuousClock.now < deadline && written == 0 {
+        let limit = ContinuousClock.now + .seconds(10)
+        while (ContinuousClock.now < deadline || rounds < 50) && ContinuousClock.now < limit && written == 0 {
             rounds += 1
-            let next = memfd("eventfd-stand-in")
+            let next = anonymousFile("eventfd-stand-in")
             wakeup.setEventFD(next)
             // The old descriptor is no longer used: close it and reuse its number.
             close(current)
-            let bystander = memfd("bystander")
+            let bystander = anonymousFile("bystander")
             if bystander == current { reused += 1 }
             // Give a ringer that still held the old number time to write.
             let until = ContinuousClock.now + .microseconds(50)
@@ -144,8 +146,9 @@ struct ConsumerWakeupTests {
         close(current)
         stop.flag.store(true, ordering: .relaxed)
         for ringer in ringers { TestThreads.join(ringer) }
-        #expect(rounds > 50, "only \(rounds) rounds ran")
-        #expect(reused * 2 > rounds, "descriptor numbers were reused in \(reused) of \(rounds) rounds; the test needs most")
+        #expect(rounds >= 50, "only \(rounds) rounds ran")
+        // Other suites open descriptors in this process too, so not every round reuses the number.
+        #expect(reused >= 10, "descriptor numbers were reused in only \(reused) of \(rounds) rounds")
         #expect(written == 0, "a ringer wrote into a closed-and-reused eventfd number in \(written) of \(rounds) rounds")
     }
 }
