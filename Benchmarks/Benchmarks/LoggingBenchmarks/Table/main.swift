@@ -11,7 +11,7 @@
 // reads `event.source`), RelayLogHandler
 // (alone, and to a file through the shipper) and StreamLogHandler to a file.
 //
-//   swift run -c release logging-bench-table [runs] [calls]
+//   swift run -c release logging-bench-table [runs] [calls] [metadata counts, e.g. 3 or 0,3,10]
 //
 // Mallocs per call come from the package-benchmark target (LoggingBenchmarks). The measured call site
 // (`logOnce`) lives in `LogBenchSupport`, a module name of 15 bytes: swift-log allocates the source it
@@ -23,6 +23,7 @@ import LogBenchSupport
 let arguments = CommandLine.arguments
 let runs = arguments.count > 1 ? Int(arguments[1]) ?? 5 : 5
 let calls = arguments.count > 2 ? Int(arguments[2]) ?? 1_000_000 : 1_000_000
+let counts = arguments.count > 3 ? arguments[3].split(separator: ",").compactMap { Int($0) } : metadataCounts
 
 func monotonicNanoseconds() -> UInt64 {
     var time = timespec()
@@ -51,7 +52,7 @@ print(
     "| metadata | threads | no-op | relay | relay − no-op | of which swift-log's `event.source` "
         + "| relay → file | StreamLogHandler → file | file throughput ratio |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for entries in metadataCounts {
+for entries in counts {
     for threads in [1, 2] {
         let noop = measure(.noop, entries: entries, threads: threads, count: calls)
         let source = measure(.noopReadingSource, entries: entries, threads: threads, count: calls)
