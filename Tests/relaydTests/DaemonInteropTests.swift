@@ -186,17 +186,15 @@ struct DaemonInteropTests {
     func relaydToRsyslog() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }
-        let rsyslogPort = try RelaydTestSockets.freePort()
         let rsyslog = try PrivateRsyslog(
             config: """
                 module(load="imtcp")
                 template(name="fields" type="string" string="%app-name%|%procid%|%msgid%|%structured-data%|%msg%\\n")
-                input(type="imtcp" port="\(rsyslogPort)" address="127.0.0.1" ruleset="out")
+                \(PrivateRsyslog.imtcpInput(directory: directory, ruleset: "out"))
                 ruleset(name="out") { action(type="omfile" file="\(directory)/rsyslog.out" template="fields") }
 
                 """,
-            directory: directory,
-            port: rsyslogPort
+            directory: directory
         )
         defer { rsyslog.stop() }
 
@@ -209,7 +207,7 @@ struct DaemonInteropTests {
             [[outputs]]
             name = "aggregator"
             type = "tcp"
-            target = "127.0.0.1:\(rsyslogPort)"
+            target = "127.0.0.1:\(rsyslog.port)"
             format = "rfc5424"
             framing = "octet-counting"
 
@@ -283,26 +281,24 @@ struct DaemonInteropTests {
             """
         let relayd = try RelaydProcess.start(config: config, directory: directory)
         let relaydPort = try #require(relayd.tcpPorts["from-rsyslog"])
-        let rsyslogPort = try RelaydTestSockets.freePort()
         let rsyslog = try PrivateRsyslog(
             config: """
                 module(load="imtcp")
-                input(type="imtcp" port="\(rsyslogPort)" address="127.0.0.1" ruleset="forward")
+                \(PrivateRsyslog.imtcpInput(directory: directory, ruleset: "forward"))
                 ruleset(name="forward") {
                     action(type="omfwd" target="127.0.0.1" port="\(relaydPort)" protocol="tcp"
                            TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
                 }
 
                 """,
-            directory: directory,
-            port: rsyslogPort
+            directory: directory
         )
         defer { rsyslog.stop() }
 
         let count = 300
         let lines = (0..<count).map { "forwarded message \($0)" }
         let status = try UtilLinuxLogger.run(
-            ["--tcp", "--octet-count", "--rfc5424", "-n", "127.0.0.1", "-P", String(rsyslogPort), "-t", "fwdapp"],
+            ["--tcp", "--octet-count", "--rfc5424", "-n", "127.0.0.1", "-P", String(rsyslog.port), "-t", "fwdapp"],
             stdin: lines.joined(separator: "\n") + "\n"
         )
         #expect(status == 0)

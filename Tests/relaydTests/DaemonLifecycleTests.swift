@@ -133,9 +133,10 @@ struct DaemonLifecycleTests {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }
         // Forward to a port nobody listens on: records stay in the channel.
-        let deadPort = try RelaydTestSockets.freePort()
+        let deadPort = try DeadPort()
+        defer { withExtendedLifetime(deadPort) {} }  // refusing until the test ends
         func config(drain: String) -> String {
-            daemonPreamble(directory, drainTimeout: drain) + tcpForwardConfig(target: "127.0.0.1:\(deadPort)")
+            daemonPreamble(directory, drainTimeout: drain) + tcpForwardConfig(target: "127.0.0.1:\(deadPort.port)")
         }
         let messages = (0..<50).map { "<13>1 - - app - - - undeliverable \($0)" }
 
@@ -170,7 +171,8 @@ struct DaemonLifecycleTests {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }
         // Forward to a port nobody listens on, through a tiny channel that drops when full.
-        let deadPort = try RelaydTestSockets.freePort()
+        let deadPort = try DeadPort()
+        defer { withExtendedLifetime(deadPort) {} }  // refusing until the test ends
         let config = daemonPreamble(directory) + """
             [channels.tiny]
             subbuf_size = "4KiB"
@@ -178,7 +180,7 @@ struct DaemonLifecycleTests {
             mode = "drop"
             switch_interval = "5ms"
 
-            """ + tcpForwardConfig(target: "127.0.0.1:\(deadPort)", outputKeys: "channel = \"tiny\"")
+            """ + tcpForwardConfig(target: "127.0.0.1:\(deadPort.port)", outputKeys: "channel = \"tiny\"")
             .replacingOccurrences(of: "listen = \"127.0.0.1:0\"", with: "listen = \"127.0.0.1:0\"\nmax_frame = 4000")
         let relayd = try RelaydProcess.start(config: config, directory: directory)
         let padding = String(repeating: "p", count: 150)
@@ -244,9 +246,10 @@ struct DaemonLifecycleTests {
     func refusedConnectsAreConnectErrors() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }
-        let deadPort = try RelaydTestSockets.freePort()
+        let deadPort = try DeadPort()
+        defer { withExtendedLifetime(deadPort) {} }  // refusing until the test ends
         let config = daemonPreamble(directory)
-            + tcpForwardConfig(target: "127.0.0.1:\(deadPort)", outputKeys: #"reconnect_backoff = "10ms..20ms""#)
+            + tcpForwardConfig(target: "127.0.0.1:\(deadPort.port)", outputKeys: #"reconnect_backoff = "10ms..20ms""#)
         let relayd = try RelaydProcess.start(config: config, directory: directory)
         var metrics: [String: Double] = [:]
         #expect(

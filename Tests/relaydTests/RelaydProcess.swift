@@ -265,9 +265,19 @@ final class PrivateRsyslog {
     let directory: String
     private var exited = false
 
+    /// The port of the imtcp input, which rsyslogd chose itself (`port="0"`) and wrote to its port file.
+    let port: UInt16
+
+    /// The imtcp input line of a configuration: on 127.0.0.1, a port rsyslogd picks itself, written to
+    /// `<dir>/imtcp.port` (so no other test can take the port between a probe and rsyslogd's bind).
+    static func imtcpInput(directory: String, ruleset: String) -> String {
+        #"input(type="imtcp" port="0" listenPortFileName="\#(directory)/imtcp.port" address="127.0.0.1" ruleset="\#(ruleset)")"#
+    }
+
     /// Starts `rsyslogd -n -f <dir>/rsyslog.conf -i <dir>/rsyslog.pid` with `config` (the work directory
-    /// `<dir>/rsyslog-work` is created and set by this helper), and waits until `port` accepts connections.
-    init(config: String, directory: String, port: UInt16) throws {
+    /// `<dir>/rsyslog-work` is created and set by this helper), which has one ``imtcpInput(directory:ruleset:)``,
+    /// reads the port rsyslogd bound, and waits until it accepts connections.
+    init(config: String, directory: String) throws {
         guard let binary = RelaydTestEnvironment.rsyslogdPath else { throw TestFailure("rsyslogd not installed") }
         self.directory = directory
         let work = directory + "/rsyslog-work"
@@ -295,15 +305,22 @@ final class PrivateRsyslog {
         let status = posix_spawn(&child, binary, &actions, &attributes, argv, environ)
         guard status == 0 else { throw TestFailure("posix_spawn rsyslogd: \(status)") }
         self.pid = child
+        var port: UInt16 = 0
         let ready = Eventually.wait(timeout: .seconds(20)) {
+            if port == 0 {
+                let text = (try? String(contentsOfFile: directory + "/imtcp.port", encoding: .utf8)) ?? ""
+                port = UInt16(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+                if port == 0 { return false }
+            }
             guard let fd = try? RelaydTestSockets.connectTCP(port: port) else { return false }
             close(fd)
             return true
         }
+        self.port = port
         if !ready {
             self.stop()
             let log = (try? String(contentsOfFile: directory + "/rsyslog.stderr", encoding: .utf8)) ?? ""
-            throw TestFailure("rsyslogd did not listen on port \(port):\n\(log)")
+            throw TestFailure("rsyslogd did not listen (port file: \(port == 0 ? "not written" : String(port))):\n\(log)")
         }
     }
 
@@ -326,8 +343,41 @@ final class PrivateRsyslog {
     }
 }
 
+/// A loopback TCP port that refuses connections for as long as this value lives: a socket bound to it
+/// that never listens. No other socket can bind the port meanwhile, so, unlike a port that was free a
+/// moment ago, it cannot turn into someone else's listener during the test.
+final class DeadPort {
+    let port: UInt16
+    private let fd: Int32
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else {
+            close(fd)
+            throw TestFailure("bind 127.0.0.1:0: errno \(errno)")
+        }
+        self.fd = fd
+        self.port = UInt16(bigEndian: address.sin_port)
+    }
+
+    deinit {
+        close(self.fd)
+    }
+}
+
 extension RelaydTestSockets {
-    /// A TCP port that was free a moment ago (bind to port 0, read it, close).
+    /// A TCP port that was free a moment ago (bind to port 0, read it, close), for a listener that
+    /// another process opens (use ``DeadPort`` for a port that must refuse connections).
     static func freePort() throws -> UInt16 {
         let (fd, port) = try self.tcpListener()
         close(fd)
