@@ -160,7 +160,13 @@ final class ShipperLoop {
     }
 
     deinit {
-        self.eventBuffer.deallocate()
+        // The wake-up read's 8 bytes stay valid until its final completion: `shutdown()` cancels
+        // the read and waits for that completion (up to its deadline). A read still armed past the
+        // deadline may yet complete into the buffer while the ring is torn down (after this body),
+        // so its 8 bytes are left to it, as `shutdown()` leaves staging copies to late operations.
+        if !self.wakeArmed {
+            self.eventBuffer.deallocate()
+        }
     }
 
     /// A failed start leaves nothing behind: closes the files its sinks (those of
