@@ -97,11 +97,11 @@ struct SocketBackoffTests {
         return (channel, expected)
     }
 
-    static func shipper(_ channel: RelayChannel, port: Int) throws -> RelayShipper {
+    static func shipper(_ channel: RelayChannel, port: Int, longestDelay: Duration = .milliseconds(500)) throws -> RelayShipper {
         let shipper = RelayShipper(logger: testLogger())
         try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
             endpoint: .tcp(host: "127.0.0.1", port: port), zeroCopy: .never,
-            reconnectDelay: .milliseconds(10)...(.milliseconds(500))))])
+            reconnectDelay: .milliseconds(10)...longestDelay))])
         return shipper
     }
 
@@ -130,30 +130,32 @@ struct SocketBackoffTests {
         let peer = try FlappingPeer()
         defer { peer.stop() }
         let (channel, expected) = try Self.channelWithBacklog("flap-heal")
-        let shipper = try Self.shipper(channel, port: peer.port)
+        // Backoff up to 1.5 s: a sink that wrongly kept its backoff would wait about 1.5 s before its
+        // first reconnect, far from the 0.6 s bound below even on a loaded host.
+        let shipper = try Self.shipper(channel, port: peer.port, longestDelay: .milliseconds(1500))
         try shipper.start()
-        usleep(1_000_000)  // the backoff grows towards 500 ms
+        usleep(2_000_000)  // the backoff grows to 1.28 s (10, 20, … 640 ms apart), the next step 1.5 s
         peer.set(.healthy)
         let deadline = monotonicSeconds() + 20
         while peer.received.count < expected.count && monotonicSeconds() < deadline { usleep(5000) }
         #expect(peer.received == expected, "the healthy connection got every held sub-buffer, whole")
         let acked = waitForStats(shipper) { $0.sinks[0].bytes == UInt64(expected.count) }
         #expect(acked?.sinks[0].bytes == UInt64(expected.count), "the peer acknowledged everything")
-        // Stay up long enough to count as healthy (1 s), then close it and flap again.
+        // Stay up long enough to count as healthy (the longest delay, 1.5 s), then close it and flap again.
         let acceptedAt = try #require(peer.healthyAcceptedAt)
-        let upUntil = acceptedAt + 1.2
+        let upUntil = acceptedAt + 1.7
         if monotonicSeconds() < upUntil { usleep(UInt32((upUntil - monotonicSeconds()) * 1_000_000)) }
         peer.set(.flapping)
         let closeDeadline = monotonicSeconds() + 10
         while peer.healthyClosedAt == nil && monotonicSeconds() < closeDeadline { usleep(1000) }
         let closedAt = try #require(peer.healthyClosedAt)
-        usleep(450_000)
+        usleep(700_000)
         let after = peer.accepts.filter { $0 > closedAt }
         channel.close()
         #expect(shipper.stop(timeout: .seconds(10)), "everything was acknowledged")
         let first = try #require(after.first, "the sink reconnected")
-        // The lower bound is 10 ms, the backoff had reached 500 ms before the healthy peer.
-        #expect(first - closedAt < 0.25, "first reconnect \(Int((first - closedAt) * 1000)) ms after the close")
+        // The lower bound is 10 ms; the backoff had reached 1.28 s before the healthy peer.
+        #expect(first - closedAt < 0.6, "first reconnect \(Int((first - closedAt) * 1000)) ms after the close")
         #expect(after.count >= 3, "then backs off again from the lower bound (10, 20, 40 ms …)")
     }
 }
