@@ -1,4 +1,5 @@
-import Relay
+import Foundation
+@testable import Relay
 import RelayTestSupport
 import Synchronization
 import Testing
@@ -37,6 +38,19 @@ struct ExclusiveWriterTests {
 
     @Test("flush from another thread while an exclusive writer runs loses and tears nothing")
     func flushRace() throws {
+        try Self.flushRace()
+    }
+
+    @Test("without expedited membarrier(2), exclusive writers take the fenced out-of-line path: flushes still lose and tear nothing")
+    func flushRaceWithoutMembarrier() throws {
+        let (status, output) = try ChildTestProcess.run(
+            filter: "NoMembarrierProbe", environment: [noMembarrierProbeVariable: "1", "RELAY_DISABLE_MEMBARRIER": "1"])
+        #expect(status == 0, "the probe failed:\n\(output)")
+        #expect(output.contains("NO-MEMBARRIER-PROBE-PASSED"), "the probe did not run:\n\(output)")
+    }
+
+    /// Two exclusive writers, a thread flushing in a loop and a consumer: every record once, in order.
+    static func flushRace() throws {
         let channel = try smallChannel(subbufferSize: 8192, subbufferCount: 16, mode: .block(), buffers: 1, exclusiveBuffers: 2)
         // As in FlushCloseResetTests.flushRace: the flusher is joined before the consumer's
         // final flush and drain, which would otherwise race with the flusher's last delivery.
@@ -100,3 +114,16 @@ struct ExclusiveWriterTests {
 }
 
 import Glibc
+
+private let noMembarrierProbeVariable = "RELAY_NO_MEMBARRIER_PROBE"
+
+/// Runs only in the child process started by ``ExclusiveWriterTests/flushRaceWithoutMembarrier()``.
+@Suite("NoMembarrierProbe", .enabled(if: ProcessInfo.processInfo.environment[noMembarrierProbeVariable] != nil))
+struct NoMembarrierProbe {
+    @Test("exclusive writers without expedited membarrier")
+    func probe() throws {
+        #expect(!AsymmetricFence.isExpedited, "RELAY_DISABLE_MEMBARRIER must turn expedited membarrier off")
+        try ExclusiveWriterTests.flushRace()
+        print("NO-MEMBARRIER-PROBE-PASSED")
+    }
+}

@@ -66,12 +66,34 @@ public struct RelayExclusiveWriter: ~Copyable {
     @inline(__always)
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer) -> RelayWriteResult {
-        let f = self.fast
         let length = UInt64(bytes.count)
-        guard _fastPath(length &- 1 < f.maxRecord) else {
+        // `inlineMaxRecord` is 0 where membarrier(2) is not expedited: there every record
+        // continues out of line, which pays the full fence that `enter` then needs, so this
+        // inlined path has no fence and no test for it.
+        guard _fastPath(length &- 1 < self.fast.inlineMaxRecord) else {
+            return self.writeOutOfLine(bytes, length: length)
+        }
+        self.enter(expedited: true)
+        return self.writeEntered(bytes, length: length)
+    }
+
+    /// A record that the inlined path does not take: too long (rejected and counted), or any
+    /// record on a host without expedited membarrier(2) (written here, behind a full fence).
+    @usableFromInline
+    @inline(never)
+    func writeOutOfLine(_ bytes: UnsafeRawBufferPointer, length: UInt64) -> RelayWriteResult {
+        guard length &- 1 < self.fast.maxRecord else {
             return self.rejectLength(length)
         }
-        self.enter()
+        self.enter(expedited: false)
+        return self.writeEntered(bytes, length: length)
+    }
+
+    /// The record path once busy (see ``write(_:)-(UnsafeRawBufferPointer)``); returns having left.
+    @inlinable
+    @inline(__always)
+    func writeEntered(_ bytes: UnsafeRawBufferPointer, length: UInt64) -> RelayWriteResult {
+        let f = self.fast
         // relaxed: while we are busy, only this thread moves the position or commits
         // into this buffer (flushers wait for us to leave).
         let p = f.position.pointee.load(ordering: .relaxed)
@@ -176,7 +198,7 @@ public struct RelayExclusiveWriter: ~Copyable {
             // Never wait for space while marked busy: the consumer may need to flush us.
             self.leave()
             outcome = channel.reserveFailed(b, length: length, first: outcome)
-            self.enter()
+            self.enter(expedited: b.expeditedFence)
         } else if case .reserved = outcome {
         } else {
             outcome = channel.reserveFailed(b, length: length, first: outcome)
@@ -201,12 +223,13 @@ public struct RelayExclusiveWriter: ~Copyable {
     /// Marks the writer busy, waiting while a flusher holds the buffer.
     @inlinable
     @inline(__always)
-    func enter() {
+    func enter(expedited: Bool) {
         let f = self.fast
         // relaxed + light fence: the asymmetric Dekker store (see AsymmetricFence); the
-        // requester's membarrier orders it before our load below.
+        // requester's membarrier orders it before our load below. `expedited` is a constant
+        // at every call (true on the inlined path, which only runs where it holds).
         f.busy.pointee.store(1, ordering: .relaxed)
-        AsymmetricFence.light(expedited: f.expeditedFence)
+        AsymmetricFence.light(expedited: expedited)
         // acquiring: pairs with the flusher's releasing clear of the request, so its
         // seal is visible before we touch the position.
         if _slowPath(f.flushRequest.pointee.load(ordering: .acquiring) != 0) {
@@ -249,11 +272,10 @@ public struct RelayExclusiveWriter: ~Copyable {
 /// lives (see `BufferCore` for the region's invariants).
 @usableFromInline
 struct ExclusiveFastPath: @unchecked Sendable {
-    @usableFromInline let position: UnsafeMutablePointer<Atomic<UInt64>>
-    @usableFromInline let busy: UnsafeMutablePointer<Atomic<UInt64>>
-    @usableFromInline let flushRequest: UnsafeMutablePointer<Atomic<UInt64>>
-    /// Slot 0's commit word; slot s's is `slotStride × s` bytes further.
-    @usableFromInline let commitWords: UnsafeMutableRawPointer
+    /// The region's first byte: the position, `busy`, the flush request and the commit words
+    /// are at fixed offsets from it, so the inlined path keeps one pointer live for all of
+    /// them (fewer registers spilled around the record copy's call).
+    @usableFromInline let control: UnsafeMutableRawPointer
     @usableFromInline let data: UnsafeMutableRawPointer
     @usableFromInline let subbufSize: UInt64
     @usableFromInline let shift: UInt64
@@ -262,19 +284,29 @@ struct ExclusiveFastPath: @unchecked Sendable {
     @usableFromInline let slotMask: UInt64
     @usableFromInline let headerSize: UInt64
     @usableFromInline let maxRecord: UInt64
+    /// `maxRecord` where membarrier(2) is expedited, else 0 (every record out of line).
+    @usableFromInline let inlineMaxRecord: UInt64
     @usableFromInline let expeditedFence: Bool
 
-    /// `RegionLayout.slotStride` and `.closedBit`, as literals the inlined path can fold
-    /// (checked against the layout in `init`).
+    /// `RegionLayout`'s offsets, `slotStride` and `closedBit`, as literals the inlined path can
+    /// fold (checked against the layout in `init`).
+    @inlinable static var positionOffset: Int { 0x040 }
+    @inlinable static var busyOffset: Int { 0x080 }
+    @inlinable static var flushRequestOffset: Int { 0x0C0 }
+    @inlinable static var commitWordsOffset: Int { 0x200 }
     @inlinable static var slotStride: Int { 32 }
     @inlinable static var closedBit: UInt64 { 1 << 63 }
 
     init(_ b: BufferCore) {
-        precondition(Self.slotStride == RegionLayout.slotStride && Self.closedBit == RegionLayout.closedBit)
-        self.position = b.position
-        self.busy = b.busy
-        self.flushRequest = b.flushRequest
-        self.commitWords = UnsafeMutableRawPointer(b.commitWord(slot: 0))
+        precondition(
+            Self.slotStride == RegionLayout.slotStride && Self.closedBit == RegionLayout.closedBit
+                && b.base + Self.positionOffset == UnsafeMutableRawPointer(b.position)
+                && b.base + Self.busyOffset == UnsafeMutableRawPointer(b.busy)
+                && b.base + Self.flushRequestOffset == UnsafeMutableRawPointer(b.flushRequest)
+                && b.base + Self.commitWordsOffset == UnsafeMutableRawPointer(b.commitWord(slot: 0))
+                && b.base + Self.commitWordsOffset + Self.slotStride == UnsafeMutableRawPointer(b.commitWord(slot: 1)),
+            "ExclusiveFastPath's offsets disagree with RegionLayout")
+        self.control = b.base
         self.data = b.data
         self.subbufSize = b.subbufSize
         self.shift = b.shift
@@ -283,13 +315,26 @@ struct ExclusiveFastPath: @unchecked Sendable {
         self.slotMask = b.slotMask
         self.headerSize = b.headerSize
         self.maxRecord = b.maxRecord
+        self.inlineMaxRecord = b.expeditedFence ? b.maxRecord : 0
         self.expeditedFence = b.expeditedFence
     }
 
     @inlinable
     @inline(__always)
+    func word(_ offset: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        (self.control + offset).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    @inlinable @inline(__always) var position: UnsafeMutablePointer<Atomic<UInt64>> { self.word(Self.positionOffset) }
+    @inlinable @inline(__always) var busy: UnsafeMutablePointer<Atomic<UInt64>> { self.word(Self.busyOffset) }
+    @inlinable @inline(__always) var flushRequest: UnsafeMutablePointer<Atomic<UInt64>> {
+        self.word(Self.flushRequestOffset)
+    }
+
+    @inlinable
+    @inline(__always)
     func commitWord(slot: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        (self.commitWords + Int(truncatingIfNeeded: slot) &* Self.slotStride).assumingMemoryBound(to: Atomic<UInt64>.self)
+        self.word(Self.commitWordsOffset &+ Int(truncatingIfNeeded: slot) &* Self.slotStride)
     }
 }
 

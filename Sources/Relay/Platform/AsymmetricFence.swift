@@ -1,4 +1,5 @@
 internal import CRelayLinux
+internal import Glibc
 public import Synchronization
 
 /// The heavy side of an asymmetric memory fence (membarrier(2)).
@@ -14,11 +15,16 @@ public import Synchronization
 /// locked instruction.
 ///
 /// When membarrier is unavailable (old kernels, seccomp), `isExpedited` is false and
-/// writers must use a real full fence on their side instead (`light()`).
+/// writers must use a real full fence on their side instead (`light()`); exclusive writers
+/// then write every record out of line. The environment variable
+/// `RELAY_DISABLE_MEMBARRIER` (any value) makes a process behave that way where membarrier
+/// exists: for tests of that path, and for hosts where the inter-processor interrupts of
+/// expedited membarrier are unwelcome (each flush of an exclusive buffer sends them to every
+/// CPU running a thread of the process).
 @usableFromInline
 enum AsymmetricFence {
     /// Whether the process registered for private expedited membarrier.
-    static let isExpedited: Bool = CRelayLinux_membarrier_register() == 0
+    static let isExpedited: Bool = getenv("RELAY_DISABLE_MEMBARRIER") == nil && CRelayLinux_membarrier_register() == 0
 
     /// The writer side: a compiler barrier when membarrier is available (`expedited`,
     /// the cached value of ``isExpedited``), else a full fence.
