@@ -152,3 +152,100 @@ struct ConsumerWakeupTests {
         #expect(written == 0, "a ringer wrote into a closed-and-reused eventfd number in \(written) of \(rounds) rounds")
     }
 }
+
+@Suite("Consumer detach")
+struct ConsumerDetachTests {
+    /// A writer that rings is inside `wakeConsumer`, holding the wake-up's address, until its
+    /// write(2) to the consumer's eventfd returns. Here that write blocks (the "eventfd" is a
+    /// full blocking pipe), which holds the writer there: detaching must wait for it, and only
+    /// then let the wake-up go. Before, the channel kept every detached wake-up until it died.
+    @Test("detachConsumer waits for a writer still ringing the detached wake-up, then lets it go")
+    func detachWaitsForRinger() throws {
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(
+                name: "detach-\(UInt32.random(in: 0...UInt32.max))", subbufferSize: 4096, subbufferCount: 8, mode: .drop,
+                buffers: 1))
+        var ends: [Int32] = [-1, -1]
+        try #require(pipe(&ends) == 0)
+        let (readEnd, eventFD) = (ends[0], ends[1])
+        defer {
+            close(readEnd)
+            close(eventFD)
+        }
+        // Fill the pipe without blocking, then make its writes block: the next write(2) waits for a read.
+        let flags = fcntl(eventFD, F_GETFL)
+        try #require(fcntl(eventFD, F_SETFL, flags | O_NONBLOCK) == 0)
+        var filler = [UInt8](repeating: 0, count: 4096)
+        while write(eventFD, &filler, filler.count) > 0 {}
+        while write(eventFD, &filler, 1) > 0 {}  // to the last byte: an 8-byte write(2) needs 8 free
+        try #require(fcntl(eventFD, F_SETFL, flags) == 0)
+
+        weak var released: RelayConsumerWakeup?
+        let detached = Atomic<Bool>(false)
+        var detacher: TestThreads.Handle?
+        do {
+            let wakeup = RelayConsumerWakeup()
+            released = wakeup
+            wakeup.setEventFD(eventFD)
+            wakeup.prepareToSleep(.sleeping)
+            #expect(channel.attachConsumer(wakeup))
+            // A delivery rings the sleeping consumer: the futex wake, then the blocking write.
+            let writer = TestThreads.spawn {
+                let record = [UInt8](repeating: 0x61, count: 100)
+                while channel.stats().total.subbuffersProduced == 0 { channel.write(record) }
+            }
+            let deadline = monotonicSeconds() + 10
+            while wakeup.ringCount == 0 && monotonicSeconds() < deadline { usleep(1000) }
+            try #require(wakeup.ringCount == 1, "the delivery rang the sleeping consumer")
+            detacher = TestThreads.spawn {
+                channel.detachConsumer()
+                detached.store(true, ordering: .releasing)
+            }
+            usleep(300_000)
+            let early = detached.load(ordering: .acquiring)
+            #expect(!early, "detach returned while a writer was still ringing the wake-up")
+            // Let the write(2) through: the writer leaves, then the detach returns.
+            #expect(read(readEnd, &filler, filler.count) == filler.count)
+            TestThreads.join(writer)
+            while !detached.load(ordering: .acquiring) && monotonicSeconds() < deadline { usleep(1000) }
+            let done = detached.load(ordering: .acquiring)
+            #expect(done, "detach returned once the writer left")
+            wakeup.setEventFD(-1)
+        }
+        if let detacher { TestThreads.join(detacher) }
+        #expect(released == nil, "the channel let the detached wake-up go")
+        withExtendedLifetime(channel) {}
+    }
+
+    @Test("attaching and detaching wake-ups while writers deliver keeps none of them")
+    func churn() throws {
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(
+                name: "detach-churn-\(UInt32.random(in: 0...UInt32.max))", subbufferSize: 4096, subbufferCount: 4,
+                mode: .overwrite, buffers: 2))
+        let stop = Atomic<Bool>(false)
+        let writers = (0..<2).map { _ in
+            TestThreads.spawn {
+                let record = [UInt8](repeating: 0x62, count: 200)
+                while !stop.load(ordering: .relaxed) { channel.write(record) }
+            }
+        }
+        var kept = 0
+        for round in 0..<2000 {
+            weak var released: RelayConsumerWakeup?
+            do {
+                let wakeup = RelayConsumerWakeup()
+                released = wakeup
+                wakeup.prepareToSleep(round % 2 == 0 ? .sleeping : .deepSleep)
+                #expect(channel.attachConsumer(wakeup))
+                sched_yield()
+                channel.detachConsumer()
+            }
+            if released != nil { kept += 1 }
+        }
+        stop.store(true, ordering: .relaxed)
+        for writer in writers { TestThreads.join(writer) }
+        #expect(kept == 0, "\(kept) detached wake-ups were kept alive")
+        #expect(channel.stats().total.subbuffersProduced > 0, "the writers delivered while wake-ups came and went")
+    }
+}

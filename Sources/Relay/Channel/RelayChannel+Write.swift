@@ -202,7 +202,7 @@ extension RelayChannel {
             }
             self.wakeBlockedWriters(b)
         }
-        self.wakeConsumer(threshold: .sleeping)
+        self.wakeConsumer(threshold: .sleeping, buffer: self.bufferCount)
     }
 
     /// Resets the channel to its initial state without remapping memory (relayfs

@@ -69,7 +69,7 @@ extension RelayChannel {
         }
         if offset == b.headerSize {
             // First data in this sub-buffer: a deep-sleeping consumer must arm its timer.
-            self.wakeConsumer(threshold: .deepSleep)
+            self.wakeConsumer(threshold: .deepSleep, buffer: b.index)
         }
     }
 
@@ -161,7 +161,7 @@ extension RelayChannel {
                 // This record fills the new sub-buffer exactly.
                 self.writeSealFields(b, sequence: next, padding: 0, flags: [])
             }
-            self.wakeConsumer(threshold: .deepSleep)
+            self.wakeConsumer(threshold: .deepSleep, buffer: b.index)
             return .reserved(position: (next &<< b.shift) | b.headerSize)
         }
     }
@@ -358,7 +358,7 @@ extension RelayChannel {
                     buffer: b.index, sequence: sequence, records: Int(records), contentSize: Int(contentSize),
                     padding: Int(padding)))
         }
-        self.wakeConsumer(threshold: .sleeping)
+        self.wakeConsumer(threshold: .sleeping, buffer: b.index)
     }
 
     // MARK: Losses

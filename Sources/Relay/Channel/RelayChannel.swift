@@ -44,6 +44,13 @@ public final class RelayChannel: @unchecked Sendable {
     let consumerWakeupAddress = Atomic<UInt>(0)
     /// Keeps the attached consumer wake-up alive.
     let consumerWakeup = Mutex<RelayConsumerWakeup?>(nil)
+    /// Writers inside `wakeConsumer` (from their load of `consumerWakeupAddress` to their
+    /// last use of the storage it names): one `Atomic<Int64>` per buffer plus one for
+    /// `close()`, each on its own 64-byte line of process memory (not in the regions, which
+    /// another process may map: a writer that died there would hold a counter forever).
+    /// `detachConsumer` waits for every counter to read 0 after clearing the address, so a
+    /// detached wake-up is let go at once instead of being kept until the channel dies.
+    let doorbellUsers: UnsafeMutableRawPointer
     /// Reader cursors of ``withNextSubbuffer(buffer:_:)``, one per buffer.
     let readCursors: UnsafeMutablePointer<Atomic<UInt64>>
     let closedState = Atomic<Bool>(false)
@@ -118,6 +125,10 @@ public final class RelayChannel: @unchecked Sendable {
         self.cpuMapCount = cpuCount
         self.rseqOffset = perCPU ? PerCPU.rseqOffset : nil
         self.readCursors = cursors
+        self.doorbellUsers = UnsafeMutableRawPointer.allocate(byteCount: (total + 1) * 64, alignment: 64)
+        for index in 0...total {
+            (self.doorbellUsers + index * 64).bindMemory(to: Atomic<Int64>.self, capacity: 1).initialize(to: Atomic(0))
+        }
 
         // relayfs calls subbuf_start for the first sub-buffer of every buffer at open. No other
         // thread can see the regions yet: locked instructions, no remote path.
@@ -145,6 +156,8 @@ public final class RelayChannel: @unchecked Sendable {
         self.cpuMap.deallocate()
         self.readCursors.deinitialize(count: self.bufferCount)
         self.readCursors.deallocate()
+        for index in 0...self.bufferCount { self.doorbellUsers(index).deinitialize(count: 1) }
+        self.doorbellUsers.deallocate()
     }
 
     /// Writes the identity line and zeroes every control word. Runs before the region is
@@ -248,23 +261,53 @@ public final class RelayChannel: @unchecked Sendable {
         }
     }
 
-    /// Detaches the consumer's doorbell.
+    /// Detaches the consumer's doorbell. When it returns, no writer uses the detached
+    /// wake-up any more, and the channel no longer holds it.
     public func detachConsumer() {
-        self.consumerWakeup.withLock { current in
-            // Writers may still hold the address for an instant; the object stays alive
-            // until the channel dies, which is why we keep it in `retired`.
-            self.consumerWakeupAddress.store(0, ordering: .releasing)
-            if let current { self.retiredWakeups.withLock { $0.append(current) } }
-            current = nil
+        let detached: RelayConsumerWakeup? = self.consumerWakeup.withLock { current in
+            // sequentiallyConsistent: Dekker with the writers' increment of their counter and
+            // their load of the address in `wakeConsumer`: either a writer loads 0, or our
+            // loads of the counters below see its increment and wait for it.
+            self.consumerWakeupAddress.store(0, ordering: .sequentiallyConsistent)
+            defer { current = nil }
+            return current
         }
+        guard detached != nil else { return }
+        // Writers that loaded the old address are inside `wakeConsumer` for a few loads and
+        // at most a futex wake and an eventfd write (which the consumer's `setEventFD` also
+        // waits for). Writers that come later load 0, or a newly attached address.
+        for index in 0...self.bufferCount {
+            var spins = 0
+            // sequentiallyConsistent: the load half of the pair above; acquiring, so the
+            // writer's uses of the storage (released by its decrement) are over.
+            while self.doorbellUsers(index).pointee.load(ordering: .sequentiallyConsistent) != 0 {
+                spins += 1
+                if spins > 64 { sched_yield_() }
+            }
+        }
+        // `detached` is released here: no writer can reach its storage any more.
     }
 
-    let retiredWakeups = Mutex<[RelayConsumerWakeup]>([])
-
+    /// Counter `index` of ``doorbellUsers``.
     @inline(__always)
-    func wakeConsumer(threshold: RelayConsumerWakeup.State) {
-        // acquiring: pairs with the releasing store in `attachConsumer`.
-        let address = self.consumerWakeupAddress.load(ordering: .acquiring)
+    func doorbellUsers(_ index: Int) -> UnsafeMutablePointer<Atomic<Int64>> {
+        (self.doorbellUsers + index &* 64).assumingMemoryBound(to: Atomic<Int64>.self)
+    }
+
+    /// Rings the consumer if it sleeps at least as deeply as `threshold`. `buffer` picks the
+    /// ``doorbellUsers`` counter (the buffer written, or ``bufferCount`` for `close()`).
+    @inline(__always)
+    func wakeConsumer(threshold: RelayConsumerWakeup.State, buffer: Int) {
+        let users = self.doorbellUsers(buffer)
+        // sequentiallyConsistent: Dekker with `detachConsumer` (see there). Once per
+        // sub-buffer start or delivery, on this buffer's own line: never per record.
+        users.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        // releasing: our uses of the storage happen before `detachConsumer` reads 0.
+        defer { users.pointee.wrappingSubtract(1, ordering: .releasing) }
+        // sequentiallyConsistent: the load half of the Dekker pair with `detachConsumer`;
+        // acquiring too: pairs with the releasing store in `attachConsumer`, so a writer
+        // that sees the address sees initialized storage.
+        let address = self.consumerWakeupAddress.load(ordering: .sequentiallyConsistent)
         if address == 0 { return }
         if threshold == .deepSleep {
             // sequentiallyConsistent fence: Dekker with `RelayConsumerWakeup.prepareToSleep`
@@ -277,6 +320,7 @@ public final class RelayChannel: @unchecked Sendable {
             atomicMemoryFence(ordering: .sequentiallyConsistent)
         }
         let storage = UnsafeMutablePointer<RelayConsumerWakeup.Storage>(bitPattern: address).unsafelyUnwrapped
+        RelayConsumerWakeup.assertLive(storage)
         // sequentiallyConsistent: Dekker with `RelayConsumerWakeup.prepareToSleep`.
         let state = storage.pointee.state.load(ordering: .sequentiallyConsistent)
         if state >= threshold.rawValue {

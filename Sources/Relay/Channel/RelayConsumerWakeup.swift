@@ -38,6 +38,19 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
         /// even and odd generations: ``setEventFD(_:)`` waits for the old generation's to drain.
         let eventFDUsersEven: Atomic<Int64>
         let eventFDUsersOdd: Atomic<Int64>
+        /// ``liveMagic`` while the object lives, 0 once it is being freed: debug builds check
+        /// it wherever a writer reaches the storage through a channel (``assertLive(_:)``).
+        let live: Atomic<UInt64>
+    }
+
+    static let liveMagic: UInt64 = 0x7265_6C61_7964_6231  // "relaydb1"
+
+    /// Debug builds: traps if a writer reaches the storage of a wake-up that was freed (one
+    /// that a channel let go while a writer could still hold its address).
+    @inline(__always)
+    static func assertLive(_ storage: UnsafeMutablePointer<Storage>) {
+        // relaxed: a diagnostic; a freed storage reads 0 or garbage either way.
+        assert(storage.pointee.live.load(ordering: .relaxed) == Self.liveMagic, "a writer reached a freed consumer wake-up")
     }
 
     let storage: UnsafeMutablePointer<Storage>
@@ -48,10 +61,12 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
         self.storage.initialize(
             to: Storage(
                 word: Atomic(0), state: Atomic(0), rings: Atomic(0), eventFD: Atomic(-1), eventFDGeneration: Atomic(0),
-                eventFDUsersEven: Atomic(0), eventFDUsersOdd: Atomic(0)))
+                eventFDUsersEven: Atomic(0), eventFDUsersOdd: Atomic(0), live: Atomic(Self.liveMagic)))
     }
 
     deinit {
+        // relaxed: see `assertLive`.
+        self.storage.pointee.live.store(0, ordering: .relaxed)
         self.storage.deinitialize(count: 1)
         self.storage.deallocate()
     }
