@@ -50,9 +50,18 @@ final class FileSink {
         var nextFsyncAt: UInt64? = nil
         var queue = RingQueue<ShipItem>(capacity: 64)
         var retired: [Retired] = []
-        /// A rotation moved the file away but could not open a fresh one: the retry only
-        /// opens (shifting the files again would delete rotated data at `keep`).
-        var rotationPending = false
+        /// A rotation that stopped half-way, retried after the backoff from where it stopped
+        /// (shifting the older files again would delete rotated data at `keep`).
+        var pendingRotation: PendingRotation? = nil
+        var rotationPending: Bool { self.pendingRotation != nil }
+    }
+
+    /// Where a failed rotation goes on when it is retried.
+    enum PendingRotation {
+        /// `path` could not be renamed to `path.1`: rename it (the older files are shifted).
+        case rename
+        /// `path` was moved away but no fresh one could be opened: open only.
+        case open
     }
 
     let index: Int
@@ -184,7 +193,7 @@ final class FileSink {
         self.files[i].inFlight = 0
         self.files[i].openedAt = now
         self.files[i].bytesSinceFsync = 0
-        self.files[i].rotationPending = false
+        self.files[i].pendingRotation = nil
         if reopening { self.stats.reopens += 1 }
     }
 
@@ -476,24 +485,42 @@ final class FileSink {
     }
 
     /// Renames `path` → `path.1` (shifting older ones, deleting beyond `keep`) and opens
-    /// a fresh `path`. In-flight writes finish on the old descriptor.
+    /// a fresh `path`. In-flight writes finish on the old descriptor. If the rename or the
+    /// open fails, the sink writes nothing until the step that failed succeeds on a retry.
     func rotate(file i: Int, loop: ShipperLoop, now: UInt64) {
         let path = self.files[i].path
         let keep = max(1, self.configuration.rotation?.keep ?? 1)
-        if !self.files[i].rotationPending {
+        if self.files[i].pendingRotation == nil {
             Files.remove("\(path).\(keep)")
             if keep > 1 {
                 for n in stride(from: keep - 1, through: 1, by: -1) where Files.exists("\(path).\(n)") {
                     _ = Files.rename("\(path).\(n)", "\(path).\(n + 1)")
                 }
             }
-            _ = Files.rename(path, "\(path).1")
+        }
+        if self.files[i].pendingRotation != .open {
+            switch Files.rename(path, "\(path).1") {
+            case .success, .failure(.noSuchFileOrDirectory):
+                break  // ENOENT: already moved away (an external rotation without a reopen)
+            case .failure(let errno):
+                // Opening `path` now would open the same file again, still over the limit, and
+                // the next write would rotate again, for ever. Write nothing until it moves.
+                self.files[i].pendingRotation = .rename
+                loop.logger.error(
+                    "file sink rotation failed: cannot rename the file",
+                    metadata: [
+                        "path": "\(path)", "to": "\(path).1", "errno": "\(errno)",
+                        "advice": "remove whatever is at \(path).1 (a directory?) or fix the directory's permissions; data stays in the relay buffers and the rotation is retried",
+                    ])
+                self.enterFailure(errno, loop: loop, now: now, path: path)
+                return
+            }
         }
         do {
             try self.open(file: i, now: now, reopening: false)
             self.stats.rotations += 1
         } catch {
-            self.files[i].rotationPending = true
+            self.files[i].pendingRotation = .open
             loop.logger.error("file sink rotation failed", metadata: ["path": "\(path)", "error": "\(error)"])
             self.enterFailure(.ioError, loop: loop, now: now, path: path)
         }
