@@ -609,6 +609,39 @@ struct FileSinkTests {
         #expect(stats.durableSubbuffers == stats.subbuffers, "durable \(stats.durableSubbuffers) of \(stats.subbuffers) while idle")
     }
 
+    /// A reopen retires the descriptor (its final fsync covers what was written to it) and
+    /// used to reset the bytes counted since the last fsync, so the fresh file, still empty, was
+    /// never fsynced: the sub-buffers written after the last fsync were never claimed durable
+    /// while the sink stayed idle.
+    @Test("interval fsync, then a reopen (logrotate) while idle: the sub-buffers written before it become durable")
+    func durableAfterReopenThenIdle() throws {
+        let dir = TemporaryDirectory(base: "/var/tmp")
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "reopen-durable", subbufferSize: 4096, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("r.log"), fsync: .interval(.seconds(2))))])
+        try shipper.start()
+        let line = Array("\(String(repeating: "r", count: 99))\n".utf8)
+        // The first sub-buffer is fsynced at once (the first interval starts there).
+        for _ in 0..<30 { channel.write(line) }
+        channel.flush()
+        let first = waitForStats(shipper) { $0.sinks[0].subbuffers == 1 && $0.sinks[0].durableSubbuffers == 1 }
+        try #require(first?.sinks[0].durableSubbuffers == 1)
+        // The second waits for the interval; the file is rotated away before that.
+        for _ in 0..<30 { channel.write(line) }
+        channel.flush()
+        let second = waitForStats(shipper) { $0.sinks[0].subbuffers == 2 }
+        try #require(second?.sinks[0].subbuffers == 2)
+        #expect(shell("mv '\(dir.file("r.log"))' '\(dir.file("r.log.1"))'") == 0)
+        shipper.reopen()
+        let idle = waitForStats(shipper) { $0.sinks[0].durableSubbuffers == 2 }
+        #expect(idle?.sinks[0].durableSubbuffers == 2, "the sub-buffer written before the reopen is claimed durable while idle")
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(shipper.stats()?.sinks[0].reopens == 1)
+        #expect(readFileBytes(dir.file("r.log.1"))?.count == 60 * line.count)
+    }
+
     @Test("reopen of a file truncated in place (copytruncate, then SIGHUP) with no write in flight: writing goes on at its start, no hole")
     func reopenTruncatedFile() throws {
         let dir = TemporaryDirectory()

@@ -192,7 +192,9 @@ final class FileSink {
         self.files[i].allocatedThrough = size
         self.files[i].inFlight = 0
         self.files[i].openedAt = now
-        self.files[i].bytesSinceFsync = 0
+        // `bytesSinceFsync` carries over: the retired descriptor's final fsync covers those
+        // writes but claims nothing; the fresh file's next fsync (issued once that one has
+        // closed, see `maybeFsync`) claims them, even if nothing more is written.
         self.files[i].pendingRotation = nil
         if reopening { self.stats.reopens += 1 }
     }
