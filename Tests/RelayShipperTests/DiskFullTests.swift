@@ -55,6 +55,45 @@ struct DiskFullTests {
         }
     }
 
+    /// Every write of a round failing (here 8 in flight on a full disk) is one failure, not 8:
+    /// each failed completion used to take the next backoff step, so the first retry came
+    /// after 50 ms × 2^7 (the 5 s cap) instead of 50 ms, and every later round after 5 s.
+    @Test("ENOSPC with several writes in flight: one backoff step per retry round, so a freed disk is written within a fraction of the 5 s cap")
+    func enospcBackoffPerRound() throws {
+        let dir = TemporaryDirectory(prefix: "relay-enospc-backoff")
+        defer {
+            shell("umount '\(dir.path)' 2>/dev/null")
+            dir.remove()
+        }
+        try #require(shell("mount -t tmpfs -o size=1m tmpfs '\(dir.path)'") == 0, "mount tmpfs")
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "enospc-backoff", subbufferSize: 16384, subbufferCount: 32, mode: .block(), buffers: 1))
+        // 16 sub-buffers delivered before the shipper starts: its first pump issues 8 writes at
+        // once (`fixedBufferWrites: .always` writes one sub-buffer per write, no WRITEV batch).
+        let line = Array("\(String(repeating: "b", count: 99))\n".utf8)
+        var expected: [UInt8] = []
+        for _ in 0..<(16 * 163) {
+            #expect(channel.write(line) == .written)
+            expected += line
+        }
+        channel.flush()
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(fileQueueDepth: 8), logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.log"), preallocate: 0, fixedBufferWrites: .always))])
+        // The disk is full before the first write (dd stops at ENOSPC).
+        shell("dd if=/dev/zero of='\(dir.file("filler"))' bs=4k status=none 2>/dev/null")
+        try shipper.start()
+        let failing = waitForStats(shipper) { $0.sinks[0].failing && $0.sinks[0].errors >= 8 }
+        try #require(failing?.sinks[0].failing == true, "ENOSPC was reported")
+        #expect(shell("rm -f '\(dir.file("filler"))'") == 0)
+        let freed = monotonicSeconds()
+        let done = waitForStats(shipper) { !$0.sinks[0].failing && $0.sinks[0].subbuffers >= 16 }
+        let recovery = monotonicSeconds() - freed
+        #expect(done?.sinks[0].subbuffers ?? 0 >= 16)
+        #expect(recovery < 2.5, "written \(recovery) s after the disk was freed: the backoff took a step per failed write")
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(20)))
+        #expect(readFileBytes(dir.file("out.log")) == expected)
+    }
+
     /// Out of inodes: the rename to `path.1` works, opening the fresh `path` fails. The
     /// rotation must be retried with backoff (opening only, not shifting the files again,
     /// which would delete the rotated data once `path.keep` is reached) and writing must

@@ -414,8 +414,13 @@ final class FileSink {
 
     private func enterFailure(_ errno: Errno, loop: ShipperLoop, now: UInt64, path: String) {
         if self.failingSince == nil { self.failingSince = now }
-        let delay = self.backoff.next()
-        self.retryAt = now.saturatingAdding(delay)
+        // One backoff step per retry round: the other writes of the round that fail (up to
+        // the queue depth per file) join the retry already scheduled instead of each
+        // doubling the delay.
+        if self.retryAt == nil {
+            self.retryAt = now.saturatingAdding(self.backoff.next())
+        }
+        let delay = self.retryAt.map { $0 > now ? $0 - now : 0 } ?? 0
         self.stats.failing = true
         if now - self.lastErrorLog > 1_000_000_000 || self.lastErrorLog == 0 {
             self.lastErrorLog = now
