@@ -427,11 +427,17 @@ struct FileSinkTests {
         // ~80 KB to buffer 0: file 0 is fsynced once (at 64 KiB), which covers no more than
         // the 20 or so sub-buffers of file 0: claiming file 1's 10 too would exceed them.
         for i in 0..<1400 { channel.write(Array("shared line \(i) \(String(repeating: "s", count: 40))\n".utf8)) }
+        // What the ring's fsyncs claimed: read once everything is written and the loop is idle,
+        // before the stop (whose final fsync of every file makes everything durable).
+        channel.flush()
+        #expect(waitUntilIdle(shipper))
+        let stats = try #require(shipper.stats()).sinks[0]
         channel.close()
         #expect(shipper.stop(timeout: .seconds(20)))
-        let stats = try #require(shipper.stats()).sinks[0]
         #expect(stats.fsyncs >= 1)
         #expect(stats.durableSubbuffers <= stats.subbuffers - inFile1, "file 1's sub-buffers were never fsynced through the ring")
+        let final = try #require(shipper.stats()).sinks[0]
+        #expect(final.durableSubbuffers == final.subbuffers, "the stop fsynced both files")
     }
 
     @Test("per-buffer files beyond index 127 with rotation and fsync: each rotated file gets its final fsync and is closed")
@@ -640,6 +646,30 @@ struct FileSinkTests {
         #expect(shipper.stop(timeout: .seconds(10)))
         #expect(shipper.stats()?.sinks[0].reopens == 1)
         #expect(readFileBytes(dir.file("r.log.1"))?.count == 60 * line.count)
+    }
+
+    /// A stop fsyncs every file that has an fsync policy before it closes it; that fsync
+    /// covers every write completed by then, but `durableSubbuffers` did not count it (and
+    /// `fsyncs` counted it even when it failed).
+    @Test("a drained stop's final fsync makes every written sub-buffer durable in the stats")
+    func durableAfterFinalFsync() throws {
+        let dir = TemporaryDirectory(base: "/var/tmp")
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "final-fsync", subbufferSize: 4096, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        // A threshold never reached while running: only the stop's fsync runs.
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("f.log"), fsync: .everyBytes(1 << 30)))])
+        try shipper.start()
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 500, refused: &refused) { i in "final fsync line \(i)\n" }
+        #expect(refused == 0)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(readFileBytes(dir.file("f.log")) == expected)
+        let stats = try #require(shipper.stats()).sinks[0]
+        #expect(stats.subbuffers >= 3)
+        #expect(stats.fsyncs == 1)
+        #expect(stats.durableSubbuffers == stats.subbuffers, "durable \(stats.durableSubbuffers) of \(stats.subbuffers) after the final fsync")
     }
 
     @Test("reopen of a file truncated in place (copytruncate, then SIGHUP) with no write in flight: writing goes on at its start, no hole")

@@ -647,7 +647,7 @@ final class ShipperLoop {
         for entry in self.channels {
             for case .file(let s) in entry.sinks {
                 s.cutUnfinishedWrites()
-                if case .none = s.configuration.fsync { s.closeAll(fsync: false) } else { s.closeAll(fsync: true) }
+                if case .none = s.configuration.fsync { s.closeAll(fsync: false) } else { s.closeAll(fsync: true, loop: self) }
             }
             // Nothing is submitted after this: descriptors still waiting for their SQEs to be
             // taken (the kernel refused them) can no longer be named by a submission.

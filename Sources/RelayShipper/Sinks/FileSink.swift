@@ -670,19 +670,38 @@ final class FileSink {
         }
     }
 
-    /// Closes every descriptor (after a final fsync when the policy asks for one).
-    func closeAll(fsync: Bool) {
+    /// Closes every descriptor, rotated-away ones still open included (after a final fsync
+    /// when the policy asks for one). Where every final fsync of a file succeeded, the
+    /// sub-buffers whose writes to it had completed are durable (`loop` gives the
+    /// watermarks; a write still in the kernel after the shutdown's wait is not among them).
+    func closeAll(fsync: Bool, loop: ShipperLoop? = nil) {
         for i in self.files.indices {
-            if let fd = self.files[i].fd {
+            var synced = true
+            func finish(_ fd: FileDescriptor) {
                 if fsync {
-                    _ = syscall { Glibc.fsync(fd.rawValue) }
-                    self.stats.fsyncs += 1
+                    switch syscall({ Glibc.fsync(fd.rawValue) }) {
+                    case .success:
+                        self.stats.fsyncs += 1
+                    case .failure(let errno):
+                        synced = false
+                        self.stats.errors += 1
+                        loop?.logger.error("final fsync failed", metadata: ["path": "\(self.files[i].path)", "errno": "\(errno)"])
+                    }
                 }
                 Files.close(fd)
-                self.files[i].fd = nil
             }
-            for retired in self.files[i].retired { Files.close(retired.fd) }
+            // Before the current descriptor, so its fsync is the last one of the file.
+            for retired in self.files[i].retired { finish(retired.fd) }
             self.files[i].retired = []
+            guard let fd = self.files[i].fd else { continue }
+            finish(fd)
+            self.files[i].fd = nil
+            if fsync, synced, let loop {
+                let marks = loop.completedWatermarks(
+                    sinkIndex: self.index, sinkPosition: self.position, buffer: self.configuration.layout == .perChannel ? nil : i)
+                for (tracker, through) in marks { self.durable[tracker] = max(self.durable[tracker] ?? 0, through) }
+                self.stats.durableSubbuffers = self.durable.values.reduce(0, +)
+            }
         }
     }
 }
