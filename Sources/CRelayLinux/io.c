@@ -41,9 +41,11 @@ int CRelayLinux_dio_alignment(int fd, uint32_t *memory_align, uint32_t *offset_a
         return -errno;
     }
     if (!(stx.stx_mask & STATX_DIOALIGN)) {
+        // Not reported (kernels before 6.1, and filesystems such as tmpfs that take
+        // O_DIRECT without saying how): unknown, which is not "O_DIRECT unsupported".
         *memory_align = 0;
         *offset_align = 0;
-        return 0;
+        return -EOPNOTSUPP;
     }
     *memory_align = stx.stx_dio_mem_align;
     *offset_align = stx.stx_dio_offset_align;

@@ -1,3 +1,4 @@
+import CRelayLinux
 import Logging
 import Relay
 import RelayShipper
@@ -92,6 +93,35 @@ struct FileSinkTests {
         } else {
             #expect(stats.sinks[0].fixedWrites == 0)
         }
+    }
+
+    /// tmpfs takes O_DIRECT (Linux 6.6+) but reports no STATX_DIOALIGN, like every
+    /// filesystem before Linux 6.1: "not reported" read as alignment 0 and the sink refused
+    /// to start, saying the sub-buffers could not meet it.
+    @Test("O_DIRECT where the filesystem does not report its alignment (tmpfs) is not refused; every packet arrives")
+    func directIOUnreportedAlignment() throws {
+        let dir = TemporaryDirectory(base: "/dev/shm")
+        defer { dir.remove() }
+        let probe = open(dir.file("probe"), O_WRONLY | O_CREAT | CRelayLinux_O_DIRECT(), 0o600)
+        if probe < 0 { try Test.cancel("this kernel's tmpfs has no O_DIRECT (Linux 6.6+)") }
+        close(probe)
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "dio-tmpfs", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("out.packets"), format: .packets, directIO: true))])
+        try shipper.start()
+        writeLines(channel, producers: 1, perProducer: 5000)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(20)))
+        var content: [UInt8] = []
+        var nextSequence: UInt64 = 0
+        try RelayPacketReader(path: dir.file("out.packets")).forEach { packet in
+            #expect(packet.sequence == nextSequence, "in order, no gaps")
+            nextSequence = packet.sequence + 1
+            content += packet.content
+        }
+        let parsed = parseLines(content)
+        #expect(parsed.malformed == 0)
+        expectExactlyOnce(parsed.records, producers: 1, perProducer: 5000)
     }
 
     @Test("O_DIRECT with the plain format is refused with a clear error")

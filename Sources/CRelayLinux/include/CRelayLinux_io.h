@@ -16,7 +16,8 @@ int CRelayLinux_fallocate(int fd, int keep_size, int64_t offset, int64_t length)
 
 /// statx(2) STATX_DIOALIGN for an open file: the required memory and offset alignment
 /// for O_DIRECT. Returns 0 and fills both (0 when the filesystem does not support
-/// O_DIRECT for this file), or -errno (e.g. -EINVAL on kernels before 6.1).
+/// O_DIRECT for this file), -EOPNOTSUPP when the alignment is not reported (kernels
+/// before 6.1, and filesystems such as tmpfs), or another -errno.
 int CRelayLinux_dio_alignment(int fd, uint32_t *memory_align, uint32_t *offset_align);
 
 /// ioctl(fd, SIOCOUTQ): bytes in a socket's send queue that the peer has not

@@ -155,6 +155,10 @@ final class FileSink {
             throw RelayShipperError(message: "cannot open \(path) for writing: \(errno) — \(hint)", errno: errno)
         }
         if self.configuration.directIO {
+            // Checked where the alignment is reported. Where it is not, sub-buffers (page
+            // aligned, a power of two of at least 4 KiB) at offsets rounded up to 4 KiB meet
+            // every logical block size up to 4 KiB; a write that still does not fails (EINVAL),
+            // is logged and retried, never dropped.
             if case .success(let align) = Files.directIOAlignment(fd) {
                 let size = self.subbufferSize
                 if align.offset == 0 || (size > 0 && size % align.offset != 0) || align.memory > 4096 {

@@ -74,7 +74,8 @@ enum Files {
         negativeErrno(CRelayLinux_fallocate(fd.rawValue, keepSize ? 1 : 0, offset, length)).map { _ in () }
     }
 
-    /// O_DIRECT alignment (memory, offset) for an open file; (0, 0) if unsupported.
+    /// O_DIRECT alignment (memory, offset) for an open file; (0, 0) if the filesystem does
+    /// not support O_DIRECT for it; `EOPNOTSUPP` if the kernel or filesystem does not say.
     static func directIOAlignment(_ fd: FileDescriptor) -> Result<(memory: Int, offset: Int), Errno> {
         var memory: UInt32 = 0
         var offset: UInt32 = 0
