@@ -294,6 +294,34 @@ struct FileSinkTests {
         #expect(!stats.failing)
     }
 
+    /// Preallocation (fallocate KEEP_SIZE) reserves blocks past the end of the file, and
+    /// they stay allocated after the close: every rotated file kept the whole chunk (64 MiB
+    /// by default) however little it held, so `keep` small files could fill a disk.
+    @Test("rotated files and the file closed at stop give back the blocks preallocated past their end")
+    func rotationReleasesPreallocation() throws {
+        let dir = TemporaryDirectory(base: "/var/tmp")  // a disk filesystem: fallocate reserves real blocks
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "prealloc", subbufferSize: 8192, subbufferCount: 64, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 64 * 1024, keep: 10)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("p.log"), rotation: rotation, preallocate: 4 << 20))])
+        try shipper.start()
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 3000, refused: &refused) { i in "preallocated line \(i) \(String(repeating: "p", count: 60))\n" }
+        #expect(refused == 0)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(20)))
+        let files = readRotatedFiles(dir.file("p.log"))
+        #expect(files.count >= 2)
+        #expect(files.reversed().flatMap { $0 } + (readFileBytes(dir.file("p.log")) ?? []) == expected)
+        for name in (1...files.count).map({ "p.log.\($0)" }) + ["p.log"] {
+            var info = stat()
+            try #require(stat(dir.file(name), &info) == 0)
+            let allocated = Int(info.st_blocks) * 512
+            #expect(allocated <= Int(info.st_size) + 64 * 1024, "\(name): \(allocated) bytes allocated for \(info.st_size)")
+        }
+    }
+
     @Test("rotation keeps only `keep` old files")
     func rotationKeep() throws {
         let dir = TemporaryDirectory()

@@ -143,7 +143,8 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
     public var fsync: FsyncPolicy
     /// Rotation, if any.
     public var rotation: Rotation?
-    /// Preallocation chunk (fallocate) ahead of the write offset; 0 disables.
+    /// Preallocation chunk (fallocate) ahead of the write offset; 0 disables. What a file
+    /// did not use is given back when it is rotated away, reopened or closed.
     public var preallocate: Int
     /// File mode for new files.
     public var permissions: UInt32

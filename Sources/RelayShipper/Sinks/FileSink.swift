@@ -386,6 +386,7 @@ final class FileSink {
                 keep.append(retired)
                 continue
             }
+            if !retired.closing { self.releasePreallocation(retired.fd, file: file) }
             if case .none = self.configuration.fsync {
                 Files.close(retired.fd)
                 continue
@@ -407,6 +408,21 @@ final class FileSink {
             keep.append(retired)
         }
         self.files[file].retired = keep
+    }
+
+    /// Gives back the blocks preallocated past the end of `fd`'s file: KEEP_SIZE blocks stay
+    /// allocated after the close, so a rotated file would hold the whole chunk for good.
+    /// Only once no write of `fd` is in the kernel, and not while its file is still written
+    /// through another descriptor (the current one, or a retired one with writes, after a
+    /// same-file reopen): a write landing between the size and the truncation would be cut.
+    private func releasePreallocation(_ fd: FileDescriptor, file i: Int) {
+        guard self.configuration.preallocate > 0 else { return }
+        if let current = self.files[i].fd, current != fd, Files.isSameFile(current, fd) { return }
+        for other in self.files[i].retired where other.fd != fd && other.inFlight > 0 {
+            if Files.isSameFile(other.fd, fd) { return }
+        }
+        guard case .success(let size) = Files.size(fd) else { return }
+        _ = Files.truncate(fd, to: size)  // to its own size: frees only the blocks past the end
     }
 
     /// Marks fsync completions of retired descriptors (in `user_data.sequence`, 40 bits):
@@ -675,13 +691,17 @@ final class FileSink {
     }
 
     /// Closes every descriptor, rotated-away ones still open included (after a final fsync
-    /// when the policy asks for one). Where every final fsync of a file succeeded, the
+    /// when the policy asks for one, and giving back preallocated blocks). Where every final fsync of a file succeeded, the
     /// sub-buffers whose writes to it had completed are durable (`loop` gives the
     /// watermarks; a write still in the kernel after the shutdown's wait is not among them).
     func closeAll(fsync: Bool, loop: ShipperLoop? = nil) {
+        // Preallocated blocks are given back only if no write is in the kernel (a stop whose
+        // wait ran out may leave some there).
+        let quiet = self.ops.indices.allSatisfy { self.ops[$0] == nil || self.parked.contains($0) }
         for i in self.files.indices {
             var synced = true
             func finish(_ fd: FileDescriptor) {
+                if quiet { self.releasePreallocation(fd, file: i) }
                 if fsync {
                     switch syscall({ Glibc.fsync(fd.rawValue) }) {
                     case .success:
