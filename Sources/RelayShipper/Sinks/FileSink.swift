@@ -70,11 +70,14 @@ final class FileSink {
     let queueDepth: Int
     var files: [OutputFile]
     var ops: [Op?]
-    /// The sub-buffers of each op, in file order (capacity kept between ops).
+    /// The sub-buffers of each op, in file order (capacity kept between ops: each grows to
+    /// the largest batch it carried, so memory follows the batches written, not queue depth
+    /// × files × ``SubbufferBatch/maxCount``).
     var opItems: [[ShipItem]]
-    /// `SubbufferBatch.maxCount` iovecs per op, for its `WRITEV`; valid until the ring is
-    /// torn down (the sink lives as long as the loop that owns the ring).
-    let iovecs: UnsafeMutablePointer<iovec>
+    /// Per op, `SubbufferBatch.maxCount` iovecs for its `WRITEV`, allocated the first time it
+    /// carries a batch; valid until the ring is torn down (the sink lives as long as the
+    /// loop that owns the ring).
+    var iovecs: [UnsafeMutablePointer<iovec>?]
     var freeOps: [Int]
     var failingSince: UInt64? = nil
     var retryAt: UInt64? = nil
@@ -114,13 +117,8 @@ final class FileSink {
         }
         let capacity = self.queueDepth * count
         self.ops = [Op?](repeating: nil, count: capacity)
-        self.opItems = (0..<capacity).map { _ in
-            var items: [ShipItem] = []
-            items.reserveCapacity(SubbufferBatch.maxCount)
-            return items
-        }
-        self.iovecs = .allocate(capacity: capacity * SubbufferBatch.maxCount)
-        self.iovecs.initialize(repeating: iovec(), count: capacity * SubbufferBatch.maxCount)
+        self.opItems = [[ShipItem]](repeating: [], count: capacity)
+        self.iovecs = [UnsafeMutablePointer<iovec>?](repeating: nil, count: capacity)
         self.freeOps = Array((0..<capacity).reversed())
         if configuration.directIO && configuration.format == .plain {
             throw RelayShipperError(
@@ -204,7 +202,7 @@ final class FileSink {
     }
 
     deinit {
-        self.iovecs.deallocate()
+        for vectors in self.iovecs { vectors?.deallocate() }
     }
 
     /// What this sink writes of `item`.
@@ -306,7 +304,14 @@ final class FileSink {
                 return true
             }
             // The unwritten part of the batch: skip what a short write already wrote.
-            let vectors = self.iovecs + opIndex * SubbufferBatch.maxCount
+            let vectors: UnsafeMutablePointer<iovec>
+            if let allocated = self.iovecs[opIndex] {
+                vectors = allocated
+            } else {
+                vectors = .allocate(capacity: SubbufferBatch.maxCount)
+                vectors.initialize(repeating: iovec(), count: SubbufferBatch.maxCount)
+                self.iovecs[opIndex] = vectors
+            }
             let count = SubbufferBatch.fill(vectors, skipping: op.written, items.lazy.map { self.bytes(of: $0) })
             try loop.ring.writev(fd, vectors, count: count, at: at, userData: userData)
             self.stats.batches += 1
