@@ -359,6 +359,37 @@ struct FileSinkTests {
         #expect(readFileBytes(dir.file("a.log")) == Array("second\n".utf8))
     }
 
+    /// A file that stays empty is not rotated by age; its first write used to make it
+    /// "old" at once, so the next loop iteration rotated it away holding that one sub-buffer
+    /// (after every quiet spell longer than maxAge: tiny files, each taking one of `keep`).
+    @Test("rotation by age: an empty file that waited past maxAge is not rotated right after its first write")
+    func rotationByAgeAfterIdleEmptyFile() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "age-idle", subbufferSize: 8192, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxAge: .seconds(3), keep: 10)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("e.log"), rotation: rotation))])
+        try shipper.start()
+        // The file (opened empty at start) outlives maxAge with nothing in it.
+        usleep(3_300_000)
+        let written = monotonicSeconds()
+        channel.write(Array("first\n".utf8))
+        let deadline = monotonicSeconds() + 10
+        while readFileBytes(dir.file("e.log.1")) ?? readFileBytes(dir.file("e.log")) != Array("first\n".utf8) && monotonicSeconds() < deadline {
+            usleep(5_000)
+        }
+        #expect(waitUntilIdle(shipper))
+        let stats = try #require(shipper.stats()).sinks[0]
+        let checked = monotonicSeconds()
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        try #require(checked - written < 2.5, "checked within maxAge of the first write (a stalled host would see a due rotation)")
+        #expect(stats.rotations == 0, "the file was rotated right after its first write")
+        #expect(readFileBytes(dir.file("e.log.1")) == nil)
+        #expect(readFileBytes(dir.file("e.log")) == Array("first\n".utf8))
+    }
+
     @Test("reopen after an external rename (logrotate): new data goes to a new file")
     func reopen() throws {
         let dir = TemporaryDirectory()

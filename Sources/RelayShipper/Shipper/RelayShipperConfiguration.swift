@@ -118,7 +118,8 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
         /// sub-buffer boundary), so files stay within it; an empty file takes its first
         /// sub-buffer whatever its size.
         public var maxBytes: Int?
-        /// Rotate when the current file is this old.
+        /// Rotate when the current file is this old: counted from when the sink opened it, or
+        /// for a file that was empty, from its first write (an empty file is never rotated).
         public var maxAge: Duration?
         /// Rotated files kept (`path.1` … `path.N`); older ones are deleted.
         public var keep: Int

@@ -42,6 +42,7 @@ final class FileSink {
         var offset: Int64 = 0
         var allocatedThrough: Int64 = 0
         var inFlight = 0
+        /// When the descriptor was opened, or when an empty file got its first write (age rotation).
         var openedAt: UInt64 = 0
         var bytesSinceFsync: Int64 = 0
         var fsyncInFlight = false
@@ -255,6 +256,11 @@ final class FileSink {
                     continue
                 }
                 guard let opIndex = self.freeOps.popLast() else { break }
+                if self.files[i].offset == 0 {
+                    // An empty file's age counts from its first write: one that stayed empty past
+                    // maxAge would otherwise be rotated away right after it, holding one batch.
+                    self.files[i].openedAt = now
+                }
                 // The batch: this sub-buffer and the ones queued behind it, up to the next
                 // rotation point (`WRITE_FIXED` writes go one at a time). They leave the
                 // queue only once the write is submitted.
