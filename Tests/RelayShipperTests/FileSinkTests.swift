@@ -390,6 +390,31 @@ struct FileSinkTests {
         #expect(readFileBytes(dir.file("e.log")) == Array("first\n".utf8))
     }
 
+    /// A reopen that finds the same file (a reload's SIGHUP, nothing moved) used to start its
+    /// age again, so reopens more frequent than maxAge kept the file from ever rotating.
+    @Test("rotation by age: reopening the same file (stray SIGHUPs) does not make it young again")
+    func rotationByAgeSurvivesSameFileReopen() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "age-reopen", subbufferSize: 8192, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(10)), logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxAge: .seconds(1), keep: 10)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("s.log"), rotation: rotation))])
+        try shipper.start()
+        channel.write(Array("first\n".utf8))
+        // A reopen every 100 ms, until the file is rotated (due 1 s after its first write).
+        let deadline = monotonicSeconds() + 10
+        var reopens = 0
+        while readFileBytes(dir.file("s.log.1")) == nil && monotonicSeconds() < deadline {
+            shipper.reopen()
+            reopens += 1
+            usleep(100_000)
+        }
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(readFileBytes(dir.file("s.log.1")) == Array("first\n".utf8), "rotated by age despite \(reopens) reopens")
+    }
+
     @Test("reopen after an external rename (logrotate): new data goes to a new file")
     func reopen() throws {
         let dir = TemporaryDirectory()

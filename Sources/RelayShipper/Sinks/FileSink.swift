@@ -171,10 +171,8 @@ final class FileSink {
         }
         var size: Int64 = 0
         if case .success(let s) = Files.size(fd) { size = s }
-        if let old = self.files[i].fd,
-            self.files[i].inFlight > 0 || self.files[i].retired.contains(where: { $0.inFlight > 0 }),
-            Files.isSameFile(old, fd)
-        {
+        let sameFile = self.files[i].fd.map { Files.isSameFile($0, fd) } ?? false
+        if sameFile, self.files[i].inFlight > 0 || self.files[i].retired.contains(where: { $0.inFlight > 0 }) {
             // The same file again (a reopen without a rename, e.g. a reload): continue after
             // every write already issued. The size does not count writes still in flight or
             // parked (on this descriptor or one an earlier reopen retired), and new writes
@@ -194,7 +192,11 @@ final class FileSink {
         self.files[i].offset = size
         self.files[i].allocatedThrough = size
         self.files[i].inFlight = 0
-        self.files[i].openedAt = now
+        if !sameFile || size == 0 {
+            // The same file keeps its age (a reopen that moved nothing must not postpone its
+            // age rotation); an empty one's age starts at its first write anyway.
+            self.files[i].openedAt = now
+        }
         // `bytesSinceFsync` carries over: the retired descriptor's final fsync covers those
         // writes but claims nothing; the fresh file's next fsync (issued once that one has
         // closed, see `maybeFsync`) claims them, even if nothing more is written.
