@@ -703,10 +703,11 @@ final class FileSink {
         }
     }
 
-    /// Closes every descriptor, rotated-away ones still open included (after a final fsync
-    /// when the policy asks for one, and giving back preallocated blocks). Where every final fsync of a file succeeded, the
-    /// sub-buffers whose writes to it had completed are durable (`loop` gives the
-    /// watermarks; a write still in the kernel after the shutdown's wait is not among them).
+    /// Closes every descriptor, rotated-away ones still open included, giving back
+    /// preallocated blocks and, when the policy asks for one, after a final fsync. Where every
+    /// final fsync of a file succeeded, the sub-buffers whose writes to it had completed are
+    /// durable (`loop` gives the watermarks; a write still in the kernel after the
+    /// shutdown's wait is not among them).
     func closeAll(fsync: Bool, loop: ShipperLoop? = nil) {
         // Preallocated blocks are given back only if no write is in the kernel (a stop whose
         // wait ran out may leave some there).
