@@ -97,6 +97,9 @@ final class SocketSink {
     var connectDeadline: UInt64? = nil
     var connectCancelled = false
     var peerIsLocal = true
+    /// The connection is a Unix stream socket: its `SIOCOUTQ` counts the memory of what the
+    /// peer has not read yet, which the peer's close frees unread (see ``pollAcknowledged(_:loop:now:)``).
+    var peerIsUnix = false
     var zeroCopyRecent: [Bool] = []
     var zeroCopyPausedUntilSend: UInt64 = 0
     var sendsIssued: UInt64 = 0
@@ -320,6 +323,7 @@ final class SocketSink {
         self.stats.connected = true
         self.armPeerPoll(fd, loop: loop)
         self.peerIsLocal = Sockets.peerIsLocal(fd)
+        self.peerIsUnix = self.address?.family == AF_UNIX
         if self.everConnected {
             self.stats.reconnects += 1
             loop.logger.notice("socket sink reconnected", metadata: ["endpoint": "\(self.configuration.endpoint)", "resending": "\(self.queue.count)"])
@@ -587,11 +591,21 @@ final class SocketSink {
     /// on a short timer: 50 µs while acknowledgements keep coming (a loopback round
     /// trip), backing off to 2 ms only while the peer stalls. Held sub-buffers are what
     /// limits throughput, so noticing acknowledgements late costs directly.
+    ///
+    /// On a Unix socket the queue is the memory of what the peer has not read, and a peer that
+    /// closes frees it unread: the queue empties as if the peer had read everything. So there a
+    /// sample that acknowledges more is taken only if the peer is still there afterwards (it
+    /// marks its side shut before it frees what it did not read); otherwise it is ignored and
+    /// everything unread is resent on the next connection. (TCP keeps counting what its peer
+    /// did not acknowledge after a reset.)
     private func pollAcknowledged(_ fd: FileDescriptor, loop: ShipperLoop, now: UInt64) {
         let before = self.acked
         switch Sockets.unacknowledged(fd) {
         case .success(let outstanding):
-            self.acked = max(self.acked, self.streamSent - outstanding)
+            let acked = self.streamSent - outstanding
+            if acked > self.acked && !(self.peerIsUnix && Sockets.peerGone(fd)) {
+                self.acked = acked
+            }
         case .failure:
             break
         }

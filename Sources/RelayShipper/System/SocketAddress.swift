@@ -194,6 +194,15 @@ enum Sockets {
         negativeErrno(CRelayLinux_socket_unacked_bytes(fd.rawValue))
     }
 
+    /// Whether the peer closed, shut its side down or reset the connection, as far as the
+    /// socket shows now (a poll that does not wait, for the events the peer-liveness poll
+    /// watches). A socket that cannot be polled counts as gone.
+    static func peerGone(_ fd: FileDescriptor) -> Bool {
+        var descriptor = pollfd(fd: fd.rawValue, events: Int16(truncatingIfNeeded: CRelayLinux_poll_peer_gone_mask()), revents: 0)
+        let rc = poll(&descriptor, 1, 0)
+        return rc < 0 ? errno != EINTR : rc > 0
+    }
+
     /// Whether the peer is on this host (loopback or Unix): zero-copy never pays there.
     static func peerIsLocal(_ fd: FileDescriptor) -> Bool {
         CRelayLinux_peer_is_local(fd.rawValue) != 0
