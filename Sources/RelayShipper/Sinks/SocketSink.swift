@@ -73,6 +73,8 @@ final class SocketSink {
     /// Index in `queue` of the entry being (or next to be) sent.
     var sendIndex = 0
     var sendInFlight = false
+    /// The send in flight is a zero copy one (its pages stay referenced until a notification).
+    var sendIsZeroCopy = false
     var sentInEntry = 0
     var streamSent: Int64 = 0
     var acked: Int64 = 0
@@ -388,6 +390,7 @@ final class SocketSink {
                 _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
                 self.staleSends += 1
             }
+            self.dropQueueIfZeroCopyPending(fd)
             self.closeAfterSubmitting(fd, loop)
         case .disconnected:
             break
@@ -478,11 +481,13 @@ final class SocketSink {
         let remaining = UnsafeRawBufferPointer(rebasing: entry.bytes[self.sentInEntry...])
         let flags = Int32(MSG_WAITALL) | Int32(MSG_NOSIGNAL)
         let userData = self.userData(.socketSend, entry: entry.id)
+        var zeroCopy = false
         do {
             if self.useZeroCopy(for: remaining.count, loop: loop) {
                 let fixed = loop.buffersRegistered ? entry.item.fixedIndex : nil
                 try loop.ring.sendZC(fd, remaining, messageFlags: flags, zcFlags: .reportUsage, fixedBufferIndex: fixed, userData: userData)
                 self.stats.zeroCopySends += 1
+                zeroCopy = true
             } else {
                 // The sub-buffers queued behind this one join the send.
                 let first = self.sendIndex
@@ -506,6 +511,7 @@ final class SocketSink {
         }
         self.sendsIssued += 1
         self.sendInFlight = true
+        self.sendIsZeroCopy = zeroCopy
     }
 
     func sendCompleted(_ completion: Completion, loop: ShipperLoop, now: UInt64) {
@@ -678,6 +684,20 @@ final class SocketSink {
         self.closeAfterSubmit.removeAll()
     }
 
+    /// Before `fd` is closed: if zero-copy notifications are still to come, the connection is
+    /// reset when closed (`SO_LINGER` 0) instead of closed gracefully. A notification comes only
+    /// once the kernel freed every packet holding the send's pages, and a closed socket keeps
+    /// what it could not send: behind a peer that stopped reading, for minutes (while the orphan
+    /// probes its zero window). Meanwhile the sub-buffer, and every one behind it, stays held,
+    /// and a stop waits out its 2 s for the notification. The reset drops that queue, so the
+    /// notifications come at once. Nothing is lost: what the peer did not acknowledge is not
+    /// finished, and is resent on the next connection (or stays in the channel at a stop).
+    private func dropQueueIfZeroCopyPending(_ fd: FileDescriptor) {
+        guard !self.pendingNotifications.isEmpty || (self.sendInFlight && self.sendIsZeroCopy) else { return }
+        var reset = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd.rawValue, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<Glibc.linger>.size))
+    }
+
     /// At shutdown, once nothing is submitted any more: closes the descriptors still waiting
     /// for their SQEs to be taken.
     func closeDeferred() {
@@ -700,6 +720,7 @@ final class SocketSink {
         switch self.state {
         case .connected(let fd):
             _ = shutdown(fd.rawValue, Int32(SHUT_WR))
+            self.dropQueueIfZeroCopyPending(fd)
             self.closeAfterSubmitting(fd, loop)
             self.state = .disconnected
             self.stats.connected = false
