@@ -27,7 +27,7 @@ func unixListener(_ path: String) throws -> Int32 {
     return fd
 }
 
-@Suite("Socket sink: a Unix peer that dies with unread data", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
+@Suite("Socket sink on Unix sockets", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
 struct SocketUnixPeerGoneTests {
     @Test("a Unix peer closed with unread data: its unread bytes are not taken for acknowledged, the next connection gets them all")
     func unixPeerClosesWithUnreadData() throws {
@@ -93,5 +93,31 @@ struct SocketUnixPeerGoneTests {
         let intact = got == expected  // not in the expectation: it would print half a megabyte
         #expect(intact, "nothing the first peer left unread was taken for delivered")
         #expect(shipper.stats()?.sinks[0].reconnects == 1)
+    }
+
+    @Test("zero copy set to always on a Unix socket (which has no SEND_ZC): plain sends, everything arrives")
+    func unixWithZeroCopyAlways() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let receiver = try StreamReceiver(unixPath: dir.file("zc.sock"))
+        defer { receiver.stop() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "unixzc", subbufferSize: 65536, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(
+            endpoint: .unix(path: dir.file("zc.sock")), zeroCopy: .always, reconnectDelay: .milliseconds(10)...(.milliseconds(50))))])
+        try shipper.start()
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 4096, refused: &refused) { i in
+            "unix zc line \(i) \(String(repeating: "a", count: i % 30))\n"
+        }
+        #expect(refused == 0)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(20)), "everything was sent and read")
+        receiver.waitFor(bytes: expected.count, timeout: 20)
+        let intact = receiver.received == expected
+        #expect(intact, "\(receiver.receivedCount) of \(expected.count) bytes, in order")
+        let sink = try #require(shipper.stats()?.sinks[0])
+        #expect(sink.errors == 0, "no send failed")
+        #expect(sink.reconnects == 0)
     }
 }

@@ -201,7 +201,7 @@ public struct RelaySocketSinkConfiguration: Sendable, Hashable {
         case automatic
         /// Never.
         case never
-        /// Always (for measurements).
+        /// Always (for measurements), except on Unix sockets, which have no zero-copy send.
         case always
     }
 

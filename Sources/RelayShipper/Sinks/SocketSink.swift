@@ -458,7 +458,9 @@ final class SocketSink {
     // MARK: Sending
 
     private func useZeroCopy(for bytes: Int, loop: ShipperLoop) -> Bool {
-        guard loop.supportsSendZC else { return false }
+        // Unix sockets have no zero-copy send: SEND_ZC fails there with EOPNOTSUPP (every
+        // send, so `.always` would only ever disconnect and reconnect).
+        guard loop.supportsSendZC, !self.peerIsUnix else { return false }
         switch self.configuration.zeroCopy {
         case .never: return false
         case .always: return true
