@@ -219,7 +219,8 @@ public struct RelaySocketSinkConfiguration: Sendable, Hashable {
     /// How long one connection attempt may take before it is cancelled and retried (for a host
     /// name with several addresses: per address, the next one tried at once).
     public var connectTimeout: Duration
-    /// SO_SNDBUF, if set.
+    /// SO_SNDBUF, if set (the kernel caps it at `net.core.wmem_max`; raise that sysctl for a
+    /// larger buffer).
     public var sendBufferSize: Int?
 
     /// Creates a socket sink configuration.

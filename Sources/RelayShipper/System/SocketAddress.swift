@@ -182,7 +182,8 @@ enum Sockets {
                 _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             }
             if let size = sendBufferSize {
-                var value = Int32(size)
+                // Clamped: SO_SNDBUF takes an int (and the kernel caps it at net.core.wmem_max).
+                var value = Int32(clamping: size)
                 _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, socklen_t(MemoryLayout<Int32>.size))
             }
             return .success(FileDescriptor(rawValue: fd))
