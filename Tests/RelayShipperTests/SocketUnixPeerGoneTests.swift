@@ -1,3 +1,4 @@
+import CRelayLinux  // libc socket constants (SHUT_*, FIONREAD) resolve through it
 import Glibc
 import Relay
 import RelayShipper
