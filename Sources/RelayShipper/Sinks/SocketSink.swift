@@ -83,6 +83,11 @@ final class SocketSink {
     /// point at the entries' bytes until their final completion, so while any is left no
     /// entry is finished (handed back to the writers).
     var staleSends = 0
+    /// For each of those sends (by its user data): how far into its first entry it started,
+    /// and whether ``disconnect(_:now:reason:)`` counted that entry as resent already. Its
+    /// completion says how many bytes it sent, and the entries those reached were sent again
+    /// (``RelaySinkStats/resentSubbuffers``).
+    var staleSendStarts: [UInt64: (skip: Int, counted: Bool)] = [:]
     /// Closed descriptors still named by SQEs the kernel has not taken (see
     /// `closeAfterSubmitting`).
     var closeAfterSubmit: [FileDescriptor] = []
@@ -389,6 +394,10 @@ final class SocketSink {
                 // entries stay held until its completion (`staleSends`).
                 _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
                 self.staleSends += 1
+                if self.sendIndex < self.queue.count {
+                    let key = self.userData(.socketSend, entry: self.queue[self.sendIndex].id)
+                    self.staleSendStarts[key] = (self.sentInEntry, self.sentInEntry > 0)
+                }
             }
             self.dropQueueIfZeroCopyPending(fd)
             self.closeAfterSubmitting(fd, loop)
@@ -538,6 +547,9 @@ final class SocketSink {
             // The final completion of a send on a connection `disconnect` closed: the entries
             // it read can be finished again (a zero-copy one still waits for its notification).
             self.staleSends -= 1
+            if let start = self.staleSendStarts.removeValue(forKey: completion.userData), completion.result > 0 {
+                self.countResent(entry: entryID, start: start, sent: Int(completion.result))
+            }
             self.finishAcknowledged(loop)
             return
         }
@@ -578,6 +590,26 @@ final class SocketSink {
         }
         self.pollAcknowledged(fd, loop: loop, now: now)
         self.sendNext(fd, loop: loop, now: now)
+    }
+
+    /// A send of a closed connection reached `sent` bytes into the entries from `entry` (its
+    /// first, entered at `start.skip`): those entries were sent (in part) on that connection,
+    /// and are sent again on the next one. They are still queued: no entry is finished while a
+    /// stale send is in flight.
+    private func countResent(entry: UInt64, start: (skip: Int, counted: Bool), sent: Int) {
+        guard let firstID = self.queue.first?.id else { return }
+        var index = Int((entry &- firstID) & 0xFFFF_FFFF)
+        guard index < self.queue.count, self.queue[index].id & 0xFFFF_FFFF == entry else { return }
+        var left = sent
+        var skip = start.skip
+        var counted = start.counted
+        while left > 0 && index < self.queue.count {
+            if !counted { self.stats.resentSubbuffers += 1 }
+            left -= self.queue[index].bytes.count - skip
+            index += 1
+            skip = 0
+            counted = false
+        }
     }
 
     private func noteZeroCopy(copied: Bool) {
