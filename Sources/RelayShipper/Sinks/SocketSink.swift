@@ -407,7 +407,8 @@ final class SocketSink {
         self.state = .disconnected
         self.stats.connected = false
         // What the peer acknowledged before the break is finished; no query after an
-        // error (a reset socket reports an empty queue, which would look like acks).
+        // error (a Unix socket whose peer closed reports an empty queue, which would look like
+        // acks; a reset TCP socket keeps its count, but one rule for both is simpler).
         self.finishAcknowledged(loop)
         let resend = (0..<self.queue.count).filter { self.queue[$0].endOffset != nil || ($0 == self.sendIndex && self.sentInEntry > 0) }.count
         self.stats.resentSubbuffers += UInt64(resend)
