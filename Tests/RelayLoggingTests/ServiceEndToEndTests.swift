@@ -338,6 +338,36 @@ struct ServiceEndToEndTests {
         #expect(drained.records.last?["message"] as? String == "record 499")
     }
 
+    @Test("as a Service with dropReportInterval .zero: it runs until graceful shutdown instead of shutting down at once")
+    func serviceWithZeroDropReportIntervalRunsUntilShutdown() async throws {
+        let directory = TemporaryDirectory(prefix: "relay-logging")
+        defer { directory.remove() }
+        let path = directory.file("app.jsonl")
+        let service = try RelayLoggingService(
+            RelayLoggingConfiguration(
+                destination: .file(path: path), dropReportInterval: .zero, buffers: 1,
+                switchInterval: .milliseconds(5), diagnostics: quietDiagnostics))
+        let group = ServiceGroup(services: [service], logger: quietDiagnostics)
+        let logger = Logger(label: "zero") { service.makeHandler(label: $0) }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            // The service must keep its channel open while it runs. A service that shuts down by
+            // itself does so within milliseconds of starting; give it a second to show it.
+            let start = ContinuousClock.now
+            while !service.channel.isClosed && ContinuousClock.now - start < .seconds(1) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(!service.channel.isClosed, "the service shut down before the graceful shutdown")
+            for i in 0..<100 { logger.info("record \(i)") }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let stats = service.stats().log
+        #expect(stats.recordsRefusedClosed == 0)
+        let drained = DrainedRecords(readFileBytes(path) ?? [])
+        #expect(drained.records.count == 100)
+    }
+
     @Test("TCP and Unix destinations receive every record", arguments: ["tcp", "unix"])
     func socketDestinations(kind: String) throws {
         let directory = TemporaryDirectory(prefix: "relay-logging")

@@ -155,11 +155,18 @@ public final class RelayLoggingService: Service, Sendable {
         var drainTimeout = self.configuration.drainTimeout
         do {
             // Until the graceful shutdown: also write drop reports that the rate limit held back
-            // and no later log call has written (see `reportHeldDrops`).
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await gracefulShutdown() }
-                group.addTask { await self.reportHeldDrops() }
-                try await group.next()
+            // and no later log call has written (see `reportHeldDrops`). Only the graceful shutdown
+            // ends the wait: the reporter returns at once when there is no interval to wait for.
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await gracefulShutdown()
+                    return true
+                }
+                group.addTask {
+                    await self.reportHeldDrops()
+                    return false
+                }
+                while let isShutdown = try await group.next(), !isShutdown {}
                 group.cancelAll()
             }
         } catch {
