@@ -149,4 +149,36 @@ struct HandlerMergeTests {
         ]
         #expect(encodingJSONObjectEquals(record["metadata"], expected))
     }
+
+    @Test(
+        "keys that are equal Strings with different UTF-8 bytes override like any equal key (fast path)",
+        arguments: [
+            ("caf\u{E9}", "cafe\u{301}"),  // precomposed and decomposed é
+            ("K", "\u{212A}"),  // LATIN CAPITAL K and KELVIN SIGN (canonically equivalent)
+        ])
+    func canonicallyEquivalentKeys(lower: String, higher: String) throws {
+        #expect(lower == higher && Array(lower.utf8) != Array(higher.utf8))
+        let channel = try makeTestChannel()
+        let writer = RelayLogWriter(channel: channel)
+        // Handler < call.
+        var logger = makeTestLogger(writer)
+        logger[metadataKey: lower] = "handler"
+        logger.info("first", metadata: [higher: "call"])
+        // Provider < call.
+        let provided = makeTestLogger(writer, metadataProvider: Logger.MetadataProvider { [lower: "provider"] })
+        provided.info("second", metadata: [higher: "call"])
+
+        let lines = splitLines(drainChannel(channel))
+        try #require(lines.count == 2)
+        for line in lines {
+            let text = String(decoding: line, as: UTF8.self)
+            let members = text.components(separatedBy: "\":\"").count - 1
+            // "level", "label", "message", source, file, function, timestamp, and one metadata member.
+            #expect(!text.contains("handler") && !text.contains("provider"), "overridden entry written: \(text)")
+            #expect(members == 8, "\(text)")
+            let record = try #require(parseJSONLine(line))
+            let metadata = try #require(record["metadata"] as? [String: String])
+            #expect(metadata.count == 1 && metadata.values.first == "call", "\(text)")
+        }
+    }
 }

@@ -173,18 +173,40 @@ package struct PreEncodedMetadata: Sendable {
 }
 
 /// A 64-bit summary of a set of metadata keys, to rule out collisions between metadata layers
-/// without hashing: each key sets one bit chosen from its length and first and last bytes.
+/// without hashing: each ASCII key sets one bit chosen from its length and first and last bytes.
+///
+/// A key with a non-ASCII byte sets every bit: `String` equality (which `Logger.Metadata` lookups and
+/// swift-log's merge use) is canonical equivalence, so such a key can equal a key with other bytes
+/// (`"caf\u{E9}"` and `"cafe\u{301}"`, or KELVIN SIGN and `"K"`), which a filter of bytes would miss.
+/// Two ASCII keys are equal exactly when their bytes are.
 internal enum MetadataKeyFilter {
-    /// The bit of `key`.
+    /// The bit of `key` (every bit for a key with a non-ASCII byte).
     @inline(__always)
     static func bit(of key: String) -> UInt64 {
         withUTF8Bytes(of: key) { bytes in
             let count = bytes.count
-            guard count > 0 else { return 1 }
+            guard count > 0, let base = bytes.baseAddress else { return 1 }
+            guard Self.isASCII(UnsafeRawPointer(base), count: count) else { return ~0 }
             let first = UInt64(bytes[0])
             let last = UInt64(bytes[count &- 1])
             return 1 &<< ((UInt64(count) &* 7 &+ first &* 3 &+ last) & 63)
         }
+    }
+
+    /// Whether the `count` bytes at `base` are all ASCII (8 at a time).
+    @inline(__always)
+    static func isASCII(_ base: UnsafeRawPointer, count: Int) -> Bool {
+        var bits: UInt64 = 0
+        var i = 0
+        while i &+ 8 <= count {
+            bits |= base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i &+= 8
+        }
+        while i < count {
+            bits |= UInt64(base.load(fromByteOffset: i, as: UInt8.self))
+            i &+= 1
+        }
+        return bits & 0x8080_8080_8080_8080 == 0
     }
 
     /// The bits of every key of `layer` (0 for none).
