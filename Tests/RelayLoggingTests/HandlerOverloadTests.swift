@@ -290,4 +290,17 @@ struct HandlerOverloadTests {
         #expect((drained.records.first?["metadata"] as? [String: String])?["v"] == "short")
         #expect(drained.records.count == 1)
     }
+
+    @Test("a drop report interval too long for Int64 nanoseconds is clamped, not wrapped to a negative one")
+    func hugeDropReportInterval() throws {
+        let channel = try makeTestChannel()
+        // 9_223_372_036.9 s: the whole seconds fit Int64 nanoseconds, the fraction does not.
+        let huge = Duration(secondsComponent: 9_223_372_036, attosecondsComponent: 900_000_000_000_000_000)
+        let writer = RelayLogWriter(channel: channel, dropReportInterval: huge)
+        #expect(writer.dropReportIntervalNanoseconds == Int64.max)
+        let exact = RelayLogWriter(
+            channel: channel,
+            dropReportInterval: Duration(secondsComponent: 1, attosecondsComponent: 500_000_000_000_000_000))
+        #expect(exact.dropReportIntervalNanoseconds == 1_500_000_000)
+    }
 }

@@ -124,10 +124,12 @@ public final class RelayLogWriter: Sendable {
         self.sortsMetadataKeys = sortsMetadataKeys
         self.dropReportInterval = dropReportInterval
         let (seconds, attoseconds) = dropReportInterval.components
+        // Clamped to Int64.max: the whole seconds may fit while the fraction added to them does not.
         let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let total = nanoseconds.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000)
         self.dropReportIntervalNanoseconds =
             seconds < 0 || attoseconds < 0
-            ? 0 : nanoseconds.overflow ? Int64.max : nanoseconds.partialValue &+ attoseconds / 1_000_000_000
+            ? 0 : nanoseconds.overflow || total.overflow ? Int64.max : total.partialValue
         self.encoder = LogRecordEncoder(format: format, sortsMetadataKeys: sortsMetadataKeys)
         self.maxRecordSize = channel.maxRecordSize
         if case .jsonLines = format {
