@@ -587,4 +587,38 @@ struct DaemonLifecycleTests {
         #expect(try conflict.waitForExit() == 2)
         #expect(conflict.stderr.contains("inputs[0].listen: cannot listen on 127.0.0.1:\(port)"))
     }
+
+    @Test("A Unix input path held by another process's socket of the other type is refused, not unlinked and taken over")
+    func unixInputDoesNotStealLiveSocketOfOtherType() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // Another daemon's datagram socket (journald's /dev/log, say) at the path a unix_stream input names.
+        let path = "\(directory)/log.sock"
+        let owner = try RelaydTestSockets.unixDatagramSocket(at: path)
+        defer { close(owner) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "stream"
+            type = "unix_stream"
+            path = "\(path)"
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/out.log"
+
+            """
+        try config.write(toFile: "\(directory)/relayd.toml", atomically: true, encoding: .utf8)
+        let relayd = try RelaydProcess(arguments: ["--config", "\(directory)/relayd.toml"], directory: directory)
+        // Either it refuses (exits) or it starts on the stolen path; stop it in the second case.
+        let settled = Eventually.wait { relayd.pollExit() != nil || relayd.stderr.contains("relayd started") }
+        #expect(settled)
+        if relayd.pollExit() == nil { _ = try? relayd.stop() }
+        #expect(relayd.exitStatus == 2)
+        #expect(relayd.stderr.contains("inputs[0].path: \(path) is a datagram socket in use by another process"))
+        // The path still reaches its owner.
+        try RelaydTestSockets.sendDatagram(Array("still mine".utf8), to: path)
+        #expect(try RelaydTestSockets.receiveDatagram(owner) == Array("still mine".utf8))
+    }
 }

@@ -149,11 +149,21 @@ enum InputSockets {
             guard (info.st_mode & S_IFMT) == S_IFSOCK else {
                 throw StartupError(keyPath: keyPath, message: "\(path) exists and is not a socket; remove it or choose another path")
             }
-            if Self.isLive(path: path, type: type) {
+            switch Self.probe(path: path, type: type) {
+            case .live:
                 throw StartupError(
                     keyPath: keyPath,
                     message: "\(path) is in use by another process (another relayd?); stop it or choose another path"
                 )
+            case .liveOtherType:
+                let other = type == SOCK_STREAM ? "datagram" : "stream"
+                throw StartupError(
+                    keyPath: keyPath,
+                    message: "\(path) is a \(other) socket in use by another process (e.g. journald's /dev/log); "
+                        + "choose another path"
+                )
+            case .stale:
+                break
             }
             _ = unlink(path)
         }
@@ -181,12 +191,24 @@ enum InputSockets {
         return fd
     }
 
-    /// Whether another process serves the socket at `path` (a connect succeeds).
-    private static func isLive(path: String, type: __socket_type) -> Bool {
+    /// What a connect to an existing socket file says about it.
+    enum SocketProbe: Equatable {
+        /// A process serves it with the type relayd wants (the connect succeeded).
+        case live
+        /// A process serves it with the other type (`EPROTOTYPE`): a stream input's path is another daemon's
+        /// datagram socket, or the reverse. Unlinking it would silently cut that daemon off.
+        case liveOtherType
+        /// Nobody serves it (a file left by a process that died): relayd may replace it.
+        case stale
+    }
+
+    /// Whether another process serves the socket at `path`.
+    static func probe(path: String, type: __socket_type) -> SocketProbe {
         let probe = socket(AF_UNIX, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard probe >= 0 else { return false }
+        guard probe >= 0 else { return .stale }
         defer { _ = Glibc.close(probe) }
-        return Self.withUnixAddress(path) { Glibc.connect(probe, $0, $1) } == 0
+        if Self.withUnixAddress(path, { Glibc.connect(probe, $0, $1) }) == 0 { return .live }
+        return errno == EPROTOTYPE ? .liveOtherType : .stale
     }
 
     /// Calls `body` with a `sockaddr_un` for `path`.
