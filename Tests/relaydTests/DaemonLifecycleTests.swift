@@ -621,4 +621,42 @@ struct DaemonLifecycleTests {
         try RelaydTestSockets.sendDatagram(Array("still mine".utf8), to: path)
         #expect(try RelaydTestSockets.receiveDatagram(owner) == Array("still mine".utf8))
     }
+
+    @Test("RFC 3164 timestamps get the UTC offset of relayd's zone at their own date (DST), not the one at start-up")
+    func bsdTimestampsGetTheOffsetInForceAtTheirDate() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+            tag = { input_name = false, peer = false, received_at = false }
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "rfc5424"
+            path = "\(directory)/out.log"
+
+            """
+        // New York is UTC-04:00 in July (EDT) and UTC-05:00 in January (EST), whenever the test runs; a daemon that
+        // kept the offset of its start-up instant writes one of the two wrong.
+        let relayd = try RelaydProcess.start(
+            config: config,
+            directory: directory,
+            environment: ["TZ": "America/New_York"]
+        )
+        let port = try #require(relayd.tcpPorts["tcp"])
+        try Self.send(["<13>Jul  1 12:00:00 host app: summer", "<13>Jan 15 12:00:00 host app: winter"], port: port)
+        let written = Eventually.wait { Eventually.lines("\(directory)/out.log").count == 2 }
+        #expect(written)
+        #expect(try relayd.stop() == 0)
+        let lines = Eventually.lines("\(directory)/out.log")
+        #expect(lines.count == 2)
+        let summer = try #require(lines.first { $0.hasSuffix(" summer") })
+        let winter = try #require(lines.first { $0.hasSuffix(" winter") })
+        #expect(summer.contains("-07-01T12:00:00-04:00 host app "), "\(summer)")
+        #expect(winter.contains("-01-15T12:00:00-05:00 host app "), "\(winter)")
+    }
 }

@@ -58,8 +58,9 @@ final class RelaydProcess {
     /// The metrics port, when enabled.
     private(set) var metricsPort: UInt16?
 
-    /// Starts `relayd arguments` (stderr and stdout into files in `directory`), stdin from `stdinFD` or /dev/null.
-    init(arguments: [String], directory: String, stdinFD: Int32? = nil) throws {
+    /// Starts `relayd arguments` (stderr and stdout into files in `directory`), stdin from `stdinFD` or /dev/null,
+    /// with the test process's environment plus `environment` (e.g. `["TZ": "America/New_York"]`).
+    init(arguments: [String], directory: String, stdinFD: Int32? = nil, environment: [String: String] = [:]) throws {
         guard let binary = RelaydTestEnvironment.relaydPath else { throw TestFailure("relayd not built") }
         self.directory = directory
         self.stderrPath = directory + "/relayd.stderr"
@@ -88,17 +89,31 @@ final class RelaydProcess {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        var variables = ProcessInfo.processInfo.environment
+        for (key, value) in environment { variables[key] = value }
+        let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in envp { free(pointer) } }
         var child: pid_t = 0
-        let status = posix_spawn(&child, binary, &actions, &attributes, argv, environ)
+        let status = posix_spawn(&child, binary, &actions, &attributes, argv, envp)
         guard status == 0 else { throw TestFailure("posix_spawn relayd: \(status)") }
         self.pid = child
     }
 
     /// Writes `config` to `directory/relayd.toml` and starts `relayd --config` on it; waits until it runs.
-    static func start(config: String, directory: String, stdinFD: Int32? = nil) throws -> RelaydProcess {
+    static func start(
+        config: String,
+        directory: String,
+        stdinFD: Int32? = nil,
+        environment: [String: String] = [:]
+    ) throws -> RelaydProcess {
         let path = directory + "/relayd.toml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)
-        let process = try RelaydProcess(arguments: ["--config", path], directory: directory, stdinFD: stdinFD)
+        let process = try RelaydProcess(
+            arguments: ["--config", path],
+            directory: directory,
+            stdinFD: stdinFD,
+            environment: environment
+        )
         try process.waitForStart()
         return process
     }

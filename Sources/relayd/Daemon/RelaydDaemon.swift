@@ -58,7 +58,7 @@ enum RelaydDaemon {
         }
 
         let metrics = RelaydMetrics(config: config)
-        let utcOffset = RecordEncoder.localUTCOffsetSeconds()
+        let zone = RecordEncoder.BSDZone.local(LocalZoneOffsets())
         var outputs: [OutputPipeline] = []
         do {
             for (index, output) in config.outputs.enumerated() {
@@ -68,7 +68,7 @@ enum RelaydDaemon {
                         index: index,
                         channelConfig: config.channel(for: output),
                         metrics: metrics.outputs[index],
-                        utcOffsetSeconds: utcOffset
+                        zone: zone
                     )
                 )
             }

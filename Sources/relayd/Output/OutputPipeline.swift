@@ -29,19 +29,19 @@ final class OutputPipeline: Sendable {
     ///   - index: Its position in the configuration.
     ///   - channelConfig: Its channel geometry.
     ///   - metrics: Its counters.
-    ///   - utcOffsetSeconds: Local UTC offset for RFC 3164 timestamps.
+    ///   - zone: The zone of RFC 3164 timestamps.
     /// - Throws: ``StartupError`` when the channel cannot be mapped.
     init(
         output: OutputConfig,
         index: Int,
         channelConfig: ChannelConfig,
         metrics: OutputMetrics,
-        utcOffsetSeconds: Int
+        zone: RecordEncoder.BSDZone
     ) throws(StartupError) {
         self.index = index
         self.config = output
         self.metrics = metrics
-        self.encoder = RecordEncoder(output: output, utcOffsetSeconds: utcOffsetSeconds)
+        self.encoder = RecordEncoder(output: output, zone: zone)
         let ledger = DeliveryLedger(
             subbufferCount: channelConfig.subbufferCount,
             overwriteMode: channelConfig.mode == .overwrite

@@ -57,10 +57,31 @@ enum RFC3339 {
         utcOffsetSeconds: Int,
         into sink: inout Sink
     ) {
+        Self.writeBSD(
+            bsd,
+            year: Self.bsdYear(bsd, reference: reference, utcOffsetSeconds: utcOffsetSeconds),
+            utcOffsetSeconds: utcOffsetSeconds,
+            into: &sink
+        )
+    }
+
+    /// The year of a BSD timestamp: `reference`'s in the zone at `utcOffsetSeconds`, minus one when the message
+    /// says December and the reference is in January, plus one for the reverse.
+    static func bsdYear(_ bsd: SyslogMessage.BSDTimestamp, reference: WallClockTimestamp, utcOffsetSeconds: Int) -> Int {
         let local = CivilTime(nanosecondsSinceEpoch: (reference.seconds + Int64(utcOffsetSeconds)) * 1_000_000_000)
         var year = Int(local.year)
         if bsd.month == 12 && local.month == 1 { year -= 1 }
         if bsd.month == 1 && local.month == 12 { year += 1 }
+        return year
+    }
+
+    /// Writes a BSD timestamp of `year` as RFC 3339 local time with `utcOffsetSeconds`.
+    static func writeBSD<Sink: ByteSink>(
+        _ bsd: SyslogMessage.BSDTimestamp,
+        year: Int,
+        utcOffsetSeconds: Int,
+        into sink: inout Sink
+    ) {
         Self.writeDate(year: year, month: bsd.month, day: bsd.day, into: &sink)
         sink.append(UInt8(ascii: "T"))
         Self.writeTime(hour: bsd.hour, minute: bsd.minute, second: bsd.second, into: &sink)

@@ -41,8 +41,17 @@ struct RecordEncoder: Sendable {
     let framing: OutputFraming
     /// SD-ID of the tag element (`relayd@32473`).
     let sdID: [UInt8]
-    /// UTC offset for RFC 3164 timestamps (local time of the sender, assumed to be relayd's zone).
-    let utcOffsetSeconds: Int
+    /// The zone of RFC 3164 timestamps (local time of the sender, assumed to be relayd's zone).
+    let zone: BSDZone
+
+    /// Where the UTC offset of an RFC 3164 (BSD) timestamp comes from.
+    enum BSDZone: Sendable {
+        /// Always this offset (tests, fixed zones).
+        case fixed(Int)
+        /// relayd's local zone, at the timestamp's own date: a daemon that runs across a DST change, or a record
+        /// stamped in the other half of the year, gets the offset in force at that local time.
+        case local(LocalZoneOffsets)
+    }
 
     /// Creates an encoder.
     ///
@@ -50,24 +59,35 @@ struct RecordEncoder: Sendable {
     ///   - format: Record format.
     ///   - framing: Output framing.
     ///   - sdID: SD-ID for tags in `rfc5424`.
-    ///   - utcOffsetSeconds: The local UTC offset for BSD timestamps (see ``localUTCOffsetSeconds(at:)``).
+    ///   - utcOffsetSeconds: A fixed UTC offset for BSD timestamps.
     init(format: OutputFormat, framing: OutputFraming, sdID: String = "relayd@32473", utcOffsetSeconds: Int = 0) {
+        self.init(format: format, framing: framing, sdID: sdID, zone: .fixed(utcOffsetSeconds))
+    }
+
+    /// Creates an encoder.
+    ///
+    /// - Parameters:
+    ///   - format: Record format.
+    ///   - framing: Output framing.
+    ///   - sdID: SD-ID for tags in `rfc5424`.
+    ///   - zone: The zone of BSD timestamps.
+    init(format: OutputFormat, framing: OutputFraming, sdID: String = "relayd@32473", zone: BSDZone) {
         self.format = format
         self.framing = framing
         self.sdID = Array(sdID.utf8)
-        self.utcOffsetSeconds = utcOffsetSeconds
+        self.zone = zone
     }
 
     /// Creates the encoder for a configured output.
     ///
     /// - Parameters:
     ///   - output: The output.
-    ///   - utcOffsetSeconds: The local UTC offset for BSD timestamps.
-    init(output: OutputConfig, utcOffsetSeconds: Int) {
-        self.init(format: output.format, framing: output.framing, sdID: output.sdID, utcOffsetSeconds: utcOffsetSeconds)
+    ///   - zone: The zone of BSD timestamps (the daemon passes ``BSDZone/local(_:)``).
+    init(output: OutputConfig, zone: BSDZone) {
+        self.init(format: output.format, framing: output.framing, sdID: output.sdID, zone: zone)
     }
 
-    /// The local zone's UTC offset at `instant` (`localtime_r`'s `tm_gmtoff`); refresh it periodically (DST).
+    /// The local zone's UTC offset at `instant` (`localtime_r`'s `tm_gmtoff`).
     static func localUTCOffsetSeconds(at instant: WallClockTimestamp = .now()) -> Int {
         var seconds = time_t(instant.seconds)
         var parts = tm()
@@ -276,7 +296,17 @@ struct RecordEncoder: Sendable {
         case .rfc3339(let range):
             sink.append(message.slice(range))
         case .bsd(let bsd):
-            RFC3339.writeBSD(bsd, reference: context.receivedAt, utcOffsetSeconds: self.utcOffsetSeconds, into: &sink)
+            switch self.zone {
+            case .fixed(let offset):
+                RFC3339.writeBSD(bsd, reference: context.receivedAt, utcOffsetSeconds: offset, into: &sink)
+            case .local(let offsets):
+                let year = RFC3339.bsdYear(
+                    bsd,
+                    reference: context.receivedAt,
+                    utcOffsetSeconds: offsets.offset(at: context.receivedAt.seconds)
+                )
+                RFC3339.writeBSD(bsd, year: year, utcOffsetSeconds: offsets.offset(localYear: year, bsd), into: &sink)
+            }
         case .absent:
             RFC3339.writeUTC(context.receivedAt, into: &sink)
         case .nilValue:
