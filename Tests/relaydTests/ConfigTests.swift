@@ -593,6 +593,22 @@ struct ValueParsingTests {
         #expect(throws: ConfigIssue.self) { try ByteSize.parse(text) }
     }
 
+    @Test(
+        "Negative, fractional and oversized sizes say what is wrong, not \"unknown unit\"",
+        arguments: [
+            ("-1KiB", "is negative; sizes are byte counts ≥ 0"),
+            ("-4096", "is negative; sizes are byte counts ≥ 0"),
+            ("1.5MiB", "sizes are whole numbers; write \"1536KiB\""),
+            ("0.5 KiB", "sizes are whole numbers; write \"512\""),
+            ("99999999999999999999", "is too large"),
+        ]
+    )
+    func badSizeMessages(text: String, expected: String) {
+        let issue = #expect(throws: ConfigIssue.self) { try ByteSize.parse(text) }
+        #expect(issue?.message.contains(expected) == true, "\(issue?.message ?? "no error")")
+        #expect(issue?.message.contains("unknown unit") == false)
+    }
+
     @Test(arguments: [
         ("100ms", Duration.milliseconds(100)), ("5s", .seconds(5)), ("1m", .seconds(60)), ("1h", .seconds(3600)),
         ("1d", .seconds(86400)), ("250us", .microseconds(250)), ("10ns", .nanoseconds(10)),

@@ -17,6 +17,12 @@ enum ByteSize {
     /// - Throws: A message (without key path) that explains the accepted syntax.
     static func parse(_ text: String) throws(ConfigIssue) -> Int {
         let trimmed = text.trimmingASCIIWhitespace()
+        if trimmed.hasPrefix("-"), trimmed.dropFirst().first?.isASCIIDigit == true {
+            throw ConfigIssue("\"\(text)\" is negative; sizes are byte counts ≥ 0")
+        }
+        if let fractional = Self.fractionHelp(for: text, trimmed: trimmed) {
+            throw ConfigIssue(fractional)
+        }
         var digits = Substring(trimmed)
         var multiplier = 1
         var unitText = ""
@@ -28,6 +34,9 @@ enum ByteSize {
             }
             multiplier = unit.multiplier
         }
+        if !digits.isEmpty, Int(digits) == nil {
+            throw ConfigIssue("\"\(text)\" is too large")
+        }
         guard !digits.isEmpty, let value = Int(digits) else {
             throw ConfigIssue(
                 "\"\(text)\" is not a size; write a byte count or a number with a binary unit, e.g. \"64KiB\" or \"1MiB\""
@@ -38,6 +47,22 @@ enum ByteSize {
             throw ConfigIssue("\"\(text)\" is too large")
         }
         return product
+    }
+
+    /// For `"1.5MiB"`: sizes are whole numbers, with the same size in a smaller unit when there is one.
+    private static func fractionHelp(for text: String, trimmed: String) -> String? {
+        let number = trimmed.prefix(while: { $0.isASCIIDigit || $0 == "." })
+        guard number.contains("."), let value = Double(number) else { return nil }
+        let unitText = trimmed.dropFirst(number.count).trimmingASCIIWhitespace()
+        var help = "\"\(text)\": sizes are whole numbers"
+        if let unit = Self.units.first(where: { $0.suffix == unitText }) {
+            let bytes = value * Double(unit.multiplier)
+            if bytes.rounded() == bytes, bytes < Double(Int.max / 2) {
+                help += "; write \"\(Self.format(Int(bytes)))\""
+                return help
+            }
+        }
+        return help + " of bytes or of a binary unit, e.g. \"1536KiB\" rather than \"1.5MiB\""
     }
 
     private static func unitHelp(for text: String, unitText: String) -> String {
