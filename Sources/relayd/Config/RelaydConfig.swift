@@ -43,7 +43,7 @@ struct DaemonConfig: Sendable, Equatable {
     var allowRemote: Bool
     /// `drain_timeout`: how long SIGTERM waits for channels to drain before dropping what is left.
     var drainTimeout: Duration
-    /// `state_dir`: directory for relayd's own state (reconnect bookkeeping, rotation state).
+    /// `state_dir`: reserved for relayd's own state; checked and created (`create_dirs`) at start, nothing is stored in it yet.
     var stateDirectory: String
     /// `log_level`: relayd's diagnostic log level.
     var logLevel: LogLevel
