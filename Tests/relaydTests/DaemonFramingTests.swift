@@ -193,6 +193,45 @@ struct DaemonFramingTests {
         #expect(try relayd.stop() == 0)
     }
 
+    @Test("A truncation right after another warning of the same input (a refused connection) is still logged")
+    func truncationAfterAnotherWarningIsLogged() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = daemonPreamble(directory) + """
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+            max_frame = 480
+            max_connections = 1
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/cut.log"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let port = try #require(relayd.tcpPorts["tcp"])
+        let first = try RelaydTestSockets.connectTCP(port: port)
+        defer { close(first) }
+        try RelaydTestSockets.sendAll(first, Array("<13>1 - - a - - - open\n".utf8))
+        #expect(Eventually.wait { Eventually.lines("\(directory)/cut.log").count >= 1 })
+        // A second connection is refused (max_connections = 1): a warning for this input.
+        let second = try RelaydTestSockets.connectTCP(port: port)
+        defer { close(second) }
+        #expect(Eventually.wait { relayd.stderr.contains("connection refused: max_connections reached") }, "\(relayd.stderr)")
+        // A frame cut at max_frame at once after it must be logged too, not swallowed by the other warning's limit.
+        try RelaydTestSockets.sendAll(first, Self.frame("<13>1 - - a - - - " + String(repeating: "o", count: 481)))
+        #expect(Eventually.wait { Eventually.lines("\(directory)/cut.log").count >= 2 })
+        #expect(try relayd.stop() == 0)
+        #expect(
+            relayd.stderr.split(separator: "\n").contains { $0.contains("truncated") && $0.contains("inputs[0].max_frame") },
+            "\(relayd.stderr)"
+        )
+    }
+
     @Test("strict octet counting: a bad prefix closes the connection with a log line; other connections continue")
     func strictOctetCountingClosesOnBadPrefix() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

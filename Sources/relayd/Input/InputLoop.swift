@@ -65,7 +65,8 @@ final class InputLoop {
         let empty = StableBytes("")
         var connections = 0
         var ended = false
-        var lastWarning: UInt64 = 0
+        /// When each kind of warning was last logged (see ``InputLoop/Warning``).
+        var lastWarning = [UInt64](repeating: 0, count: Warning.allCases.count)
         var maxConnections: Int {
             switch self.config.kind {
             case .tcp(_, let max), .unixStream(_, _, let max): return max
@@ -531,7 +532,7 @@ final class InputLoop {
             self.armAccept(listener)
         default:
             // EMFILE/ENFILE/ENOBUFS: back off instead of spinning; connections wait in the backlog meanwhile.
-            self.warn(self.inputs[listener.input], "accept failed; retrying in 100ms", ["error": "\(error)"])
+            self.warn(self.inputs[listener.input], .acceptFailed, "accept failed; retrying in 100ms", ["error": "\(error)"])
             listener.retryAt = CRelayLinux_monotonic_ns() + 100_000_000
         }
     }
@@ -544,7 +545,7 @@ final class InputLoop {
         guard input.connections < input.maxConnections, let slot = self.freeSlots.popLast() else {
             _ = close(fd)
             metrics.connectionRejected()
-            self.warn(input, "connection refused: max_connections reached", ["max_connections": "\(input.maxConnections)"])
+            self.warn(input, .connectionRefused, "connection refused: max_connections reached", ["max_connections": "\(input.maxConnections)"])
             return nil
         }
         let peer: String
@@ -597,7 +598,7 @@ final class InputLoop {
             self.armReceive(connection, slot: slot)
         default:
             if error != .connectionReset {
-                self.warn(self.inputs[connection.input], "read failed; closing the connection", ["error": "\(error)"])
+                self.warn(self.inputs[connection.input], .readFailed, "read failed; closing the connection", ["error": "\(error)"])
             }
             self.closeConnection(slot: slot, framingError: false)
         }
@@ -623,6 +624,7 @@ final class InputLoop {
         if counters.truncated > 0 {
             self.warn(
                 input,
+                .frameTruncated,
                 "frame longer than max_frame (\(input.config.maxFrame) bytes) truncated to its first \(input.config.maxFrame) "
                     + "bytes, the rest skipped; raise inputs[\(input.index)].max_frame if such records are expected",
                 ["peer": "\(String(decoding: connection.peer.buffer, as: UTF8.self))", "truncated": "\(counters.truncated)"]
@@ -632,6 +634,7 @@ final class InputLoop {
             let start = min(connection.decoder.closedAt ?? 0, chunk.count)
             self.warn(
                 input,
+                .framingError,
                 "closing connection: frame without a valid RFC 6587 length prefix (framing = \"octet-counting\"); "
                     + "if this sender writes LF-terminated lines, set inputs[\(input.index)].framing = \"auto\" (or \"lf\")",
                 [
@@ -686,7 +689,7 @@ final class InputLoop {
         let error = Errno(rawValue: -result)
         if error == .canceled { return }
         if error != .interrupted && error != .resourceTemporarilyUnavailable {
-            self.warn(self.inputs[datagram.input], "datagram receive failed", ["error": "\(error)"])
+            self.warn(self.inputs[datagram.input], .datagramReceiveFailed, "datagram receive failed", ["error": "\(error)"])
         }
         self.armDatagram(datagram)
     }
@@ -702,6 +705,7 @@ final class InputLoop {
             router.metrics.add(counters)
             self.warn(
                 input,
+                .datagramTruncated,
                 "datagram of \(length) bytes longer than max_frame (\(input.config.maxFrame) bytes) truncated to its first "
                     + "\(kept) bytes; raise inputs[\(input.index)].max_frame if such records are expected",
                 ["peer": "\(String(decoding: datagram.peer, as: UTF8.self))"]
@@ -873,10 +877,23 @@ final class InputLoop {
         return bytes.count > limit ? text + "…" : text
     }
 
-    private func warn(_ input: InputState, _ message: String, _ metadata: Logger.Metadata) {
+    /// The kinds of warning an input logs, each limited to one line per second on its own: a burst of one kind
+    /// (refused connections, say) must not hide the first of another (a truncated frame), which is then never logged.
+    enum Warning: Int, CaseIterable {
+        case acceptFailed
+        case connectionRefused
+        case readFailed
+        case frameTruncated
+        case framingError
+        case datagramReceiveFailed
+        case datagramTruncated
+    }
+
+    private func warn(_ input: InputState, _ kind: Warning, _ message: String, _ metadata: Logger.Metadata) {
         let now = CRelayLinux_monotonic_ns()
-        guard input.lastWarning == 0 || now - input.lastWarning >= 1_000_000_000 else { return }
-        input.lastWarning = now
+        let last = input.lastWarning[kind.rawValue]
+        guard last == 0 || now - last >= 1_000_000_000 else { return }
+        input.lastWarning[kind.rawValue] = now
         var all = metadata
         all["input"] = "\(input.config.name)"
         self.logger.warning("\(message)", metadata: all)
