@@ -215,6 +215,12 @@ struct ConfigTests {
             ["has no unit", "\"10s\""]
         ),
         BadCase(
+            "drain_timeout below its documented 1ms minimum",
+            replace: ("state_dir", "drain_timeout = \"500us\"\nstate_dir"),
+            keyPath: "daemon.drain_timeout",
+            ["500us is out of range", "1ms...1h"]
+        ),
+        BadCase(
             "duration as integer",
             replace: ("state_dir", "drain_timeout = 10\nstate_dir"),
             keyPath: "daemon.drain_timeout",

@@ -237,7 +237,7 @@ extension ConfigDecoder {
         }
         daemon.allowRemote = self.bool(table, "allow_remote") ?? daemon.allowRemote
         if let drain = self.duration(table, "drain_timeout") {
-            if drain <= .zero || drain > .seconds(3600) {
+            if drain < .milliseconds(1) || drain > .seconds(3600) {
                 self.report(
                     table.path("drain_timeout"),
                     "\(DurationParsing.format(drain)) is out of range; use 1ms...1h, e.g. \"10s\""
