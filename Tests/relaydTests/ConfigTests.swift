@@ -221,6 +221,13 @@ struct ConfigTests {
             ["500us is out of range", "1ms...1h"]
         ),
         BadCase(
+            "max_connections of all stream inputs above the 65535 connections relayd can hold",
+            replace: ("listen = \"127.0.0.1:5140\"", "listen = \"127.0.0.1:5140\"\nmax_connections = 40000"),
+            append: "[[inputs]]\nname = \"local\"\ntype = \"unix_stream\"\npath = \"/tmp/x.sock\"\nmax_connections = 40000\n",
+            keyPath: "inputs[1].max_connections",
+            ["add up to 80000", "at most 65535"]
+        ),
+        BadCase(
             "duration as integer",
             replace: ("state_dir", "drain_timeout = 10\nstate_dir"),
             keyPath: "daemon.drain_timeout",

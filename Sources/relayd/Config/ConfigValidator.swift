@@ -43,6 +43,7 @@ struct ConfigValidator {
         self.checkRouting()
         self.checkGeometry()
         self.checkListeners()
+        self.checkConnectionSlots()
         self.checkPaths()
         if self.options.checkFileSystem {
             self.checkFileSystem()
@@ -179,6 +180,31 @@ struct ConfigValidator {
                     "\"\(current.address)\" conflicts with \(earlier.path) (\"\(earlier.address)\"); choose another port"
                 )
                 break
+            }
+        }
+    }
+
+    /// The input ring's connection slots, shared by every stream input (`max_connections` each) and stdin (one),
+    /// are addressed with 16 bits; a configuration that needs more would see connections of the later inputs refused
+    /// as "max_connections reached" below their own limit.
+    mutating func checkConnectionSlots() {
+        let limit = Int(UInt16.max)
+        var total = 0
+        for (index, input) in self.config.inputs.enumerated() {
+            let slots: Int
+            switch input.kind {
+            case .tcp(_, let maxConnections), .unixStream(_, _, let maxConnections): slots = maxConnections
+            case .stdin: slots = 1
+            case .unixDatagram: slots = 0
+            }
+            total += slots
+            if slots > 0, total > limit {
+                self.report(
+                    "\(self.inputPaths[index]).max_connections",
+                    "the stream inputs' max_connections (and stdin's one connection) add up to \(total) so far, more than "
+                        + "the \(limit) connections relayd can hold; lower max_connections so that they add up to at most \(limit)"
+                )
+                return
             }
         }
     }

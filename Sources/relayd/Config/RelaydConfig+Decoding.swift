@@ -383,7 +383,7 @@ extension ConfigDecoder {
         let framing = self.choice(table, "framing", as: InputFraming.self) ?? (type == .tcp ? .auto : .lf)
         let nulDelimiter = self.bool(table, "nul_delimiter") ?? (type == .unixStream)
         let allowRemote = self.bool(table, "allow_remote") ?? false
-        let maxConnections = self.integer(table, "max_connections", in: 1...65536) ?? 256
+        let maxConnections = self.integer(table, "max_connections", in: 1...65535) ?? 256
 
         let kind: InputConfig.Kind
         switch type {
