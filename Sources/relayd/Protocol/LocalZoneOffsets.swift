@@ -31,9 +31,13 @@ final class LocalZoneOffsets: Sendable {
     /// - Returns: The UTC offset in seconds.
     func offset(at seconds: Int64) -> Int {
         let key = UInt64(max(0, seconds) / 900) & 0xFF_FFFF_FFFF
+        // relaxed: the word is the whole cache entry (key and offset packed together), so a
+        // reader needs nothing published with it; racing stores only replace one valid entry
+        // with another.
         if let cached = Self.unpack(self.byInstant.load(ordering: .relaxed), key: key) { return cached }
         let start = Int64(bitPattern: key) * 900
         let offset = RecordEncoder.localUTCOffsetSeconds(at: WallClockTimestamp(seconds: start, nanoseconds: 0))
+        // relaxed: see the load above.
         self.byInstant.store(Self.pack(key: key, offset: offset), ordering: .relaxed)
         return offset
     }
@@ -47,6 +51,7 @@ final class LocalZoneOffsets: Sendable {
     /// - Returns: The UTC offset in seconds.
     func offset(localYear year: Int, _ bsd: SyslogMessage.BSDTimestamp) -> Int {
         let key = Self.wallKey(year: year, bsd)
+        // relaxed: as in `offset(at:)`.
         if let cached = Self.unpack(self.byWallTime.load(ordering: .relaxed), key: key) { return cached }
         var parts = tm()
         parts.tm_year = Int32(clamping: year - 1900)
@@ -62,6 +67,7 @@ final class LocalZoneOffsets: Sendable {
         } else {
             offset = Int(parts.tm_gmtoff)
         }
+        // relaxed: as in `offset(at:)`.
         self.byWallTime.store(Self.pack(key: key, offset: offset), ordering: .relaxed)
         return offset
     }
