@@ -29,4 +29,30 @@ struct ShipperStopReportTests {
         reservation.commit()
         channel.close()
     }
+
+    @Test("a stop() with a shorter timeout than one already requested returns at its own deadline, not the earlier request's")
+    func laterStopWithEarlierDeadline() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "tighten", subbufferSize: 4096, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("tighten.log")))])
+        try shipper.start()
+        channel.write(Array("before\n".utf8))
+        // A writer inside its record: the shipper cannot drain until it commits, which comes
+        // only after the stops below returned.
+        let reservation = try channel.reserve(6)
+        reservation.withUnsafeMutableBytes { $0.copyBytes(from: Array("held!\n".utf8)) }
+        // A graceful shutdown that may take 30 s (a service's drain timeout), then a stop that
+        // must end sooner (a cancellation, `requestStop(timeout: .zero)`, or a caller's stop).
+        #expect(shipper.requestStop(timeout: .seconds(30)))
+        let started = monotonicSeconds()
+        let shipped = shipper.stop(timeout: .milliseconds(200))
+        let elapsed = monotonicSeconds() - started
+        // 10 s leaves a loaded CI host room and is far below the first request's 30 s.
+        #expect(elapsed < 10, "stop(timeout: 200 ms) took \(elapsed) s: it waited for the earlier request's 30 s deadline")
+        #expect(!shipped)
+        reservation.commit()
+        channel.close()
+    }
 }

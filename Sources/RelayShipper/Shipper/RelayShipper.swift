@@ -129,6 +129,9 @@ public final class RelayShipper: Sendable, Service {
     ///
     /// Close the channels first (or stop their writers) so there is an end to drain.
     ///
+    /// If a stop was already requested with a later deadline, this one's earlier deadline
+    /// applies; an earlier deadline already requested is kept.
+    ///
     /// - Returns: `true` if everything was shipped before the deadline: every sub-buffer
     ///   sealed, delivered (no writer still inside a record), and released by every sink
     ///   (``drained``). A shipper that is not running (never started, or its start failed)
@@ -148,7 +151,7 @@ public final class RelayShipper: Sendable, Service {
     }
 
     /// Asks the ring thread to drain and stop; does not wait. Returns false if the
-    /// shipper is not running.
+    /// shipper is not running. Of several requests, the earliest deadline applies.
     @discardableResult
     public func requestStop(timeout: Duration = .seconds(10)) -> Bool {
         let running = self.phase.withLock { phase -> Bool in

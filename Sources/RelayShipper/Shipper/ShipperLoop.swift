@@ -585,10 +585,11 @@ final class ShipperLoop {
             case .flush:
                 for entry in self.channels { entry.channel.flush() }
             case .stop(let timeout):
-                if self.drainDeadline == nil {
-                    // Saturating, as the switch deadline.
-                    self.drainDeadline = now.saturatingAdding(timeout.nanoseconds)
-                }
+                // Saturating, as the switch deadline. The earliest deadline requested wins: a
+                // later stop with a shorter timeout (a cancellation after a graceful shutdown
+                // began, `requestStop(timeout: .zero)`) must not wait out an earlier, longer one.
+                let deadline = now.saturatingAdding(timeout.nanoseconds)
+                self.drainDeadline = min(self.drainDeadline ?? deadline, deadline)
             case .abort:
                 self.exitRequested = true
             case .publishStats:
