@@ -71,10 +71,12 @@ struct Backoff {
 }
 
 extension Duration {
-    /// Whole nanoseconds (saturating).
+    /// Whole nanoseconds (saturating); 0 for a negative duration (a deadline already past).
     var nanoseconds: UInt64 {
         let (seconds, attoseconds) = self.components
-        if seconds < 0 { return 0 }
+        // `components` truncates toward zero, so less than a second below zero comes as 0 seconds
+        // and negative attoseconds: both signs must be checked, or the conversion below traps.
+        if seconds < 0 || attoseconds < 0 { return 0 }
         let (ns, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return UInt64.max }
         return ns.saturatingAdding(UInt64(attoseconds / 1_000_000_000))
