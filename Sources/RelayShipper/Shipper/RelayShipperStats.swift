@@ -47,7 +47,8 @@ public struct RelaySinkStats: Sendable, Hashable {
     /// File rotations and reopens.
     public var rotations: UInt64 = 0
     public var reopens: UInt64 = 0
-    /// Operations in flight now.
+    /// Operations in flight now: handed to the kernel (or queued for it) and not completed.
+    /// A file write that failed and waits for its retry is not counted until it is retried.
     public var inFlight: UInt64 = 0
     /// Whether the sink is currently failing (retrying with backoff).
     public var failing: Bool = false

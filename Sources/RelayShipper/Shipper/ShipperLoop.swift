@@ -712,7 +712,9 @@ final class ShipperLoop {
                 switch sink {
                 case .file(let s):
                     var stats = s.stats
-                    stats.inFlight = UInt64(s.inFlight)
+                    // Failed writes parked until their retry are not in the kernel (as in
+                    // `outstandingOps`): a failing sink between retry rounds has none in flight.
+                    stats.inFlight = UInt64(s.inFlight - s.parked.count)
                     sinks.append(stats)
                 case .socket(let s):
                     var stats = s.stats
