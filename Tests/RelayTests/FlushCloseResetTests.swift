@@ -127,6 +127,27 @@ struct FlushCloseResetTests {
         try channel.reset()
     }
 
+    @Test("reset refuses a channel with a writer blocked for space, which would otherwise sleep through it for good")
+    func resetNotIdleWithBlockedWriter() throws {
+        // The timeout only bounds the test if reset wrongly succeeds (the writer then sleeps on
+        // a futex nobody wakes); a correct run frees space long before it.
+        let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .seconds(15)))
+        let record = [UInt8](repeating: 0x44, count: 2000)  // two per 4 KiB sub-buffer
+        for _ in 0..<4 { #expect(channel.write(record) == .written) }
+        let result = Mutex<RelayWriteResult?>(nil)
+        let writer = TestThreads.spawn {
+            let outcome = channel.write(record)
+            result.withLock { $0 = outcome }
+        }
+        #expect(waitUntil { channel.stats().total.writerWaits >= 1 }, "the writer never waited for space")
+        let error = #expect(throws: RelayError.self) { try channel.reset() }
+        #expect(error?.code == .notIdle)
+        // Left unchanged: consuming frees space and wakes the writer.
+        #expect(channel.withNextSubbuffer(buffer: 0, consume: true) { $0.sequence }.value == 0)
+        TestThreads.join(writer)
+        #expect(result.withLock { $0 } == .written)
+    }
+
     @Test("reset keeps an exclusive buffer owned by its writer: no second claim, no shared plain stores")
     func resetKeepsExclusiveOwner() throws {
         let channel = try smallChannel(buffers: 1, exclusiveBuffers: 1)

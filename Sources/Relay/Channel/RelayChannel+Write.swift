@@ -211,11 +211,23 @@ extension RelayChannel {
     ///
     /// Only for an idle channel: no thread may write, reserve or read concurrently.
     ///
-    /// - Throws: ``RelayError`` `.notIdle` if a reservation is still uncommitted (the
-    ///   channel is left unchanged).
+    /// - Throws: ``RelayError`` `.notIdle` if a reservation is still uncommitted, or a
+    ///   block-mode writer is asleep waiting for space (the channel is left unchanged).
     public func reset() throws(RelayError) {
         for index in 0..<self.bufferCount {
             let b = self.cores[index]
+            // A writer asleep in `waitForSpace` would sleep on through the reset: zeroing the
+            // futex word and `waiters` wakes no one, and with `waiters` zeroed no later
+            // `subbufsConsumed` or `close()` would wake it either (forever, without a timeout).
+            // sequentiallyConsistent: pairs with the writer's sequentially consistent increment
+            // of `waiters` in `waitForSpace`, made before it counts its wait and sleeps.
+            if b.waiters.pointee.load(ordering: .sequentiallyConsistent) != 0 {
+                throw RelayError(
+                    code: .notIdle,
+                    message: "reset() needs an idle channel, but a writer is blocked waiting for space in buffer "
+                        + "\(index); free space with subbufsConsumed, or close() the channel and let blocked "
+                        + "writers return, first")
+            }
             let p = b.position.pointee.load(ordering: .acquiring)
             let offset = p & b.offsetMask
             let sequence = (p & ~RegionLayout.closedBit) &>> b.shift
