@@ -1,3 +1,4 @@
+import Glibc
 import Relay
 import RelayTestSupport
 import Testing
@@ -107,6 +108,33 @@ struct WriteReadTests {
         var garbage = [UInt8](repeating: 0, count: 4096)
         garbage[0] = 1
         #expect(garbage.withUnsafeBytes { RelaySubbuffer(packet: $0) } == nil)
+    }
+
+    @Test("a packets file whose header claims a sub-buffer over 1 GiB is not a relay packet")
+    func packetFileOversizedSize() throws {
+        let channel = try smallChannel()
+        channel.write("hello\n")
+        channel.flush()
+        guard case .read(var packet) = channel.withNextSubbuffer(buffer: 0, { Array($0.packet) }) else {
+            Issue.record("nothing delivered")
+            return
+        }
+        // The header's sub-buffer size (a UInt32 at byte 60) corrupted to 2 GiB, still a power of two.
+        withUnsafeBytes(of: UInt32(1 << 31).littleEndian) { packet.replaceSubrange(60..<64, with: $0) }
+        let path = "/tmp/relay-oversized-\(UInt32.random(in: 0...UInt32.max)).packets"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        try #require(fd >= 0)
+        defer { unlink(path) }
+        let written = packet.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        try #require(written == packet.count)
+        var packets = 0
+        let problem = #expect(throws: RelayPacketReader.Problem.self) {
+            try RelayPacketReader(path: path).forEach { _ in packets += 1 }
+        }
+        #expect(packets == 0)
+        #expect(problem?.offset == 0)
+        #expect(problem?.message.contains("not a relay packet") == true, "got: \(String(describing: problem))")
     }
 
     @Test("too-big records are rejected and counted, never truncated")

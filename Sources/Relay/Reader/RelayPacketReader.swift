@@ -67,7 +67,9 @@ public struct RelayPacketReader: Sendable {
                 offset += 4096
                 continue
             }
-            guard magic == SubbufferHeaderLayout.magic, size >= 4096, size & (size - 1) == 0 else {
+            // At most 1 GiB, the largest sub-buffer a channel accepts: a corrupt size field (up to
+            // 2^31 as a power of two) must not make the decoder allocate and zero gigabytes.
+            guard magic == SubbufferHeaderLayout.magic, size >= 4096, size <= 1 << 30, size & (size - 1) == 0 else {
                 throw Problem(offset: offset, message: "not a relay packet (bad magic or size)")
             }
             if packet.count != size { packet = [UInt8](repeating: 0, count: size) }
