@@ -110,6 +110,34 @@ struct WriteReadTests {
         #expect(garbage.withUnsafeBytes { RelaySubbuffer(packet: $0) } == nil)
     }
 
+    @Test("a packet whose header no engine writes is rejected: odd header size, more records than bytes")
+    func packetDecodingRejectsImpossibleHeaders() throws {
+        let channel = try smallChannel(clientHeaderSize: 8)
+        channel.write("hello\n")
+        channel.flush()
+        guard case .read(let packet) = channel.withNextSubbuffer(buffer: 0, { Array($0.packet) }) else {
+            Issue.record("nothing delivered")
+            return
+        }
+        #expect(packet.withUnsafeBytes { RelaySubbuffer(packet: $0) } != nil, "the packet as delivered decodes")
+        func corrupted(_ offset: Int, _ value: some FixedWidthInteger) -> [UInt8] {
+            var copy = packet
+            withUnsafeBytes(of: value.littleEndian) { copy.replaceSubrange(offset..<(offset + $0.count), with: $0) }
+            return copy
+        }
+        // Header size 76 instead of 72, content size 4 bytes less: sizes still add up.
+        var oddHeader = corrupted(6, UInt16(76))
+        oddHeader = {
+            var copy = oddHeader
+            let content = copy.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 40, as: UInt32.self) }
+            withUnsafeBytes(of: (content - 4).littleEndian) { copy.replaceSubrange(40..<44, with: $0) }
+            return copy
+        }()
+        #expect(oddHeader.withUnsafeBytes { RelaySubbuffer(packet: $0) } == nil, "header size not a multiple of 8")
+        let content = packet.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 40, as: UInt32.self) }
+        #expect(corrupted(56, content + 1).withUnsafeBytes { RelaySubbuffer(packet: $0) } == nil, "more records than bytes")
+    }
+
     @Test("a packets file whose header claims a sub-buffer over 1 GiB is not a relay packet")
     func packetFileOversizedSize() throws {
         let channel = try smallChannel()

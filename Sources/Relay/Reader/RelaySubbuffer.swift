@@ -34,7 +34,9 @@ public struct RelaySubbuffer: @unchecked Sendable {
     public let packet: UnsafeRawBufferPointer
 
     /// Decodes the header at the start of `packet` (a whole sub-buffer, as written to a
-    /// packets file). Returns `nil` if the magic, version or sizes are inconsistent.
+    /// packets file). Returns `nil` if the magic, version or sizes are inconsistent, or the
+    /// header is one no engine writes (a header size not a multiple of 8, more records than
+    /// content bytes).
     public init?(packet: UnsafeRawBufferPointer, skippedBefore: UInt64 = 0) {
         guard packet.count >= RegionLayout.engineHeaderSize else { return nil }
         let magic = packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.magicOffset, as: UInt32.self)
@@ -47,10 +49,14 @@ public struct RelaySubbuffer: @unchecked Sendable {
         guard subbufSize == packet.count, headerSize >= RegionLayout.engineHeaderSize,
             headerSize + contentSize + padding == subbufSize
         else { return nil }
+        // What the engine guarantees of every delivered sub-buffer: the header is rounded up to
+        // 8 bytes, and every record is at least one byte.
+        let records = Int(packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.recordsOffset, as: UInt32.self))
+        guard headerSize & 7 == 0, records <= contentSize else { return nil }
         self.buffer = Int(packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.bufferIndexOffset, as: UInt32.self))
         self.sequence = packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.sequenceOffset, as: UInt64.self)
         self.skippedBefore = skippedBefore
-        self.records = Int(packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.recordsOffset, as: UInt32.self))
+        self.records = records
         self.lostRecords = packet.loadUnaligned(fromByteOffset: SubbufferHeaderLayout.lostRecordsOffset, as: UInt64.self)
         self.beginTimeNanoseconds = packet.loadUnaligned(
             fromByteOffset: SubbufferHeaderLayout.beginTimeOffset, as: UInt64.self)
