@@ -230,6 +230,30 @@ struct ModeTests {
         #expect(skipped == 17, "0...16 were overwritten before the reader got to them")
     }
 
+    @Test("overwrite: a consumer that fell behind sees at most a buffer's worth of unconsumed sub-buffers, not what was overwritten")
+    func overwriteUnconsumedBounded() throws {
+        let channel = try smallChannel(subbufferCount: 4, mode: .overwrite, buffers: 1, exclusiveBuffers: 1)
+        // Fill each buffer five times over: sub-buffers 0...19, all sealed, none consumed.
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        for _ in 0..<40 {
+            channel.write(Self.record)
+            writer.write(Self.record)
+        }
+        channel.flush()
+        let stats = channel.stats()
+        #expect(stats.buffers[0].subbuffersProduced == 20)
+        #expect(stats.buffers[0].subbuffersOverwritten == 16)
+        #expect(stats.buffers[0].unconsumedSubbuffers == 4, "only four sub-buffers fit in the buffer")
+        #expect(stats.buffers[1].unconsumedSubbuffers == 4)
+        #expect(stats.total.unconsumedSubbuffers == 8, "the total sums the buffers' bounded counts")
+        for buffer in 0..<2 {
+            var read = 0
+            while case .read = channel.withNextSubbuffer(buffer: buffer, consume: true, { _ in () }) { read += 1 }
+            #expect(read == 4)
+        }
+        #expect(channel.stats().total.unconsumedSubbuffers == 0)
+    }
+
     @Test("overwrite: a lapped reader waiting for a stalled sub-buffer still reports what it skipped")
     func overwriteSkippedAcrossNone() throws {
         let channel = try smallChannel(subbufferCount: 4, mode: .overwrite)

@@ -49,10 +49,10 @@ public struct RelayBufferStats: Sendable, Hashable {
     /// `flush()` from a timer, `close()`), each paid with one membarrier(2).
     public var remoteOperations: UInt64 = 0
 
-    /// Sub-buffers sealed but not yet consumed: how full the buffer is.
-    public var unconsumedSubbuffers: UInt64 {
-        self.subbuffersProduced >= self.subbuffersConsumed ? self.subbuffersProduced - self.subbuffersConsumed : 0
-    }
+    /// Sub-buffers sealed but not yet consumed that are still in the buffer: how full it is.
+    /// At most the sub-buffer count per buffer: in overwrite mode the ones a lagging consumer
+    /// never got to were overwritten, so they are gone, not filling the buffer.
+    public var unconsumedSubbuffers: UInt64 = 0
 
     /// Creates zeroed counters.
     public init() {}
@@ -70,6 +70,7 @@ public struct RelayBufferStats: Sendable, Hashable {
         self.subbuffersDelivered += other.subbuffersDelivered
         self.subbuffersConsumed += other.subbuffersConsumed
         self.subbuffersOverwritten += other.subbuffersOverwritten
+        self.unconsumedSubbuffers += other.unconsumedSubbuffers
         self.writerWaits += other.writerWaits
         self.bufferFullEvents += other.bufferFullEvents
         self.reservationsAbandoned += other.reservationsAbandoned
@@ -107,6 +108,10 @@ extension RelayChannel {
         s.subbuffersDelivered = b.counter(RegionLayout.deliveredOffset)
         s.subbuffersConsumed = b.consumed.pointee.load(ordering: .relaxed)
         s.subbuffersOverwritten = b.counter(RegionLayout.overwrittenOffset)
+        // Overwrite mode: `consumed` lags behind a lapped consumer until it reads or consumes
+        // again, but only the newest `subbufCount` sealed sub-buffers can still be in the buffer.
+        let unconsumed = s.subbuffersProduced >= s.subbuffersConsumed ? s.subbuffersProduced - s.subbuffersConsumed : 0
+        s.unconsumedSubbuffers = min(unconsumed, b.subbufCount)
         s.writerWaits = b.counter(RegionLayout.writerWaitsOffset)
         s.bufferFullEvents = b.counter(RegionLayout.bufferFullEventsOffset)
         s.reservationsAbandoned = b.counter(RegionLayout.abandonedOffset)
