@@ -3,6 +3,7 @@ import Logging
 import Relay
 import RelayShipper
 import RelayTestSupport
+import Synchronization
 import Testing
 
 /// Whether io_uring works here; tests that need it skip (with the reason) when it does not.
@@ -191,4 +192,32 @@ func waitUntilIdle(_ shipper: RelayShipper) -> Bool {
         previous = current
     }
     return false
+}
+
+/// The bytes a ``readNextConnection(on:into:)`` peer has read so far.
+final class ReceivedBytes: Sendable {
+    private let storage = Mutex<[UInt8]>([])
+
+    func append(_ bytes: ArraySlice<UInt8>) { self.storage.withLock { $0.append(contentsOf: bytes) } }
+    var count: Int { self.storage.withLock { $0.count } }
+    var bytes: [UInt8] { self.storage.withLock { $0 } }
+}
+
+/// A peer on its own thread: accepts the next connection on `listener` (waiting up to 20 s, or until
+/// the listener is shut down) and reads it to its end into `received`. Join the returned thread.
+func readNextConnection(on listener: Int32, into received: ReceivedBytes) -> TestThreads.Handle {
+    TestThreads.spawn {
+        var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 20_000) == 1 else { return }
+        let fd = accept(listener, nil, nil)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            received.append(chunk[0..<n])
+        }
+    }
 }

@@ -251,18 +251,8 @@ struct SocketSinkTests {
         // The half-close: the shipper sees the FIN (peer gone) and reconnects, while this side
         // could go on reading the first connection.
         shutdown(first, Int32(SHUT_WR))
-        let received = Mutex<[UInt8]>([])
-        let second = TestThreads.spawn {
-            let fd = accept(listener, nil, nil)
-            guard fd >= 0 else { return }
-            defer { close(fd) }
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = read(fd, &chunk, chunk.count)
-                if n <= 0 { return }
-                received.withLock { $0.append(contentsOf: chunk[0..<n]) }
-            }
-        }
+        let received = ReceivedBytes()
+        let second = readNextConnection(on: listener, into: received)
         var after = 0
         var sawEnd = false
         let deadline = monotonicSeconds() + 20
@@ -283,10 +273,10 @@ struct SocketSinkTests {
         channel.close()
         #expect(shipper.stop(timeout: .seconds(30)))
         let deadline2 = monotonicSeconds() + 20
-        while received.withLock({ $0.count }) < expected.count && monotonicSeconds() < deadline2 { usleep(10_000) }
+        while received.count < expected.count && monotonicSeconds() < deadline2 { usleep(10_000) }
         shutdown(listener, Int32(SHUT_RDWR))
         TestThreads.join(second)
-        #expect(received.withLock { $0 } == expected, "the new connection got everything, resent from the start")
+        #expect(received.bytes == expected, "the new connection got everything, resent from the start")
         #expect(shipper.stats()?.sinks[0].reconnects == 1)
     }
 }

@@ -65,28 +65,15 @@ struct SocketZeroCopyStopTests {
         try #require((waitForStats(shipper) { $0.sinks[0].zeroCopySends >= 1 }?.sinks[0].zeroCopySends ?? 0) >= 1, "SEND_ZC is used")
         shutdown(first, Int32(SHUT_WR))
 
-        let received = Mutex<[UInt8]>([])
-        let second = TestThreads.spawn {
-            var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 20_000) == 1 else { return }
-            let fd = accept(listener, nil, nil)
-            guard fd >= 0 else { return }
-            defer { close(fd) }
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = read(fd, &chunk, chunk.count)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                received.withLock { $0.append(contentsOf: chunk[0..<n]) }
-            }
-        }
+        let received = ReceivedBytes()
+        let second = readNextConnection(on: listener, into: received)
         channel.close()
         #expect(shipper.stop(timeout: .seconds(20)), "the second peer acknowledged everything and every notification came")
         let readDeadline = monotonicSeconds() + 20
-        while received.withLock({ $0.count }) < expected.count && monotonicSeconds() < readDeadline { usleep(5000) }
+        while received.count < expected.count && monotonicSeconds() < readDeadline { usleep(5000) }
         shutdown(listener, Int32(SHUT_RDWR))
         TestThreads.join(second)
-        let intact = received.withLock { $0 } == expected
+        let intact = received.bytes == expected
         #expect(intact, "the new connection got everything, resent from the start")
         let sink = try #require(shipper.stats()?.sinks[0])
         #expect(sink.reconnects == 1)
