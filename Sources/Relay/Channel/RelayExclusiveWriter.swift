@@ -286,7 +286,6 @@ struct ExclusiveFastPath: @unchecked Sendable {
     @usableFromInline let maxRecord: UInt64
     /// `maxRecord` where membarrier(2) is expedited, else 0 (every record out of line).
     @usableFromInline let inlineMaxRecord: UInt64
-    @usableFromInline let expeditedFence: Bool
 
     /// `RegionLayout`'s offsets, `slotStride` and `closedBit`, as literals the inlined path can
     /// fold (checked against the layout in `init`).
@@ -316,7 +315,6 @@ struct ExclusiveFastPath: @unchecked Sendable {
         self.headerSize = b.headerSize
         self.maxRecord = b.maxRecord
         self.inlineMaxRecord = b.expeditedFence ? b.maxRecord : 0
-        self.expeditedFence = b.expeditedFence
     }
 
     @inlinable
