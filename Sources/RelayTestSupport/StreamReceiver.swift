@@ -62,6 +62,17 @@ public final class StreamReceiver: @unchecked Sendable {
 
     /// Starts listening on a Unix stream socket at `path`.
     public init(unixPath path: String, readDelayMicroseconds: UInt32 = 0) throws {
+        let fd = try Self.unixListener(path, backlog: 16)
+        self.address = .unix(path: path)
+        self.listenFD = fd
+        self.receiveBuffer = nil
+        self.readDelayMicroseconds = readDelayMicroseconds
+        self.startThread()
+    }
+
+    /// A Unix stream socket listening at `path` (an old file there is removed first), for tests
+    /// that accept connections themselves. The caller closes it and removes the path.
+    public static func unixListener(_ path: String, backlog: Int32 = 4) throws -> Int32 {
         unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ReceiverError(message: "socket() failed: errno \(errno)") }
@@ -75,16 +86,12 @@ public final class StreamReceiver: @unchecked Sendable {
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        guard bound == 0, listen(fd, backlog) == 0 else {
             let e = errno
             close(fd)
             throw ReceiverError(message: "bind/listen on \(path) failed: errno \(e)")
         }
-        self.address = .unix(path: path)
-        self.listenFD = fd
-        self.receiveBuffer = nil
-        self.readDelayMicroseconds = readDelayMicroseconds
-        self.startThread()
+        return fd
     }
 
     /// The TCP port (0 for Unix receivers).

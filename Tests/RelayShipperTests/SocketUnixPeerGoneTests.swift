@@ -6,28 +6,6 @@ import RelayTestSupport
 import Synchronization
 import Testing
 
-/// A Unix stream listener at `path` (the caller closes it and removes the path).
-func unixListener(_ path: String) throws -> Int32 {
-    unlink(path)
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    try #require(fd >= 0)
-    var addr = sockaddr_un()
-    addr.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-        let bytes = Array(path.utf8)
-        raw.copyBytes(from: bytes)
-        raw[bytes.count] = 0
-    }
-    let bound = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard bound == 0, listen(fd, 4) == 0 else {
-        close(fd)
-        throw StalledPeerError()
-    }
-    return fd
-}
-
 @Suite("Socket sink on Unix sockets", .enabled(if: ioUringAvailable, "io_uring is unavailable here"))
 struct SocketUnixPeerGoneTests {
     @Test("a Unix peer closed with unread data: its unread bytes are not taken for acknowledged, the next connection gets them all")
@@ -35,7 +13,7 @@ struct SocketUnixPeerGoneTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let path = dir.file("gone.sock")
-        let listener = try unixListener(path)
+        let listener = try StreamReceiver.unixListener(path)
         defer { close(listener) }
 
         let channel = try RelayChannel(RelayChannelConfiguration(name: "unixgone", subbufferSize: 16384, subbufferCount: 64, mode: .block(), buffers: 1))
