@@ -125,6 +125,20 @@ internal struct JSONLineRenderer {
         return result ?? false  // not contiguous UTF-8 (never on Linux): the general encoder copes
     }
 
+    /// The module name of a `#fileID` (`Module/File.swift`) as the body of a JSON string: what
+    /// swift-log derives as `LogEvent.source` when the call site passes none (the bytes before the
+    /// first `/`, or `n/a` when there is none).
+    @inline(always)
+    mutating func module(ofFileID fileID: String) -> Bool {
+        let result = fileID.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
+            guard let base = utf8.baseAddress, let length = moduleNameLength(inFileID: base, count: utf8.count) else {
+                return self.string("n/a")
+            }
+            return self.text(UnsafeRawPointer(base), count: length)
+        }
+        return result ?? false  // not contiguous UTF-8 (never on Linux): the general encoder copes
+    }
+
     /// `count` UTF-8 bytes as the body of a JSON string.
     ///
     /// Up to 16 bytes (most keys and values) are loaded, stored and tested as one block; longer texts

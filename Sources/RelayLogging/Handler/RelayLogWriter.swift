@@ -73,6 +73,8 @@ public final class RelayLogWriter: Sendable {
     /// syslog message, and between octet-counted frames it breaks the framing.
     let freezesDescriptions: Bool
     let timestampCache = TimestampCache()
+    /// Copied from `ImplicitSourceProbe.shared` so a record reads it from the writer it already holds.
+    let sourceProbe = ImplicitSourceProbe.shared
 
     // Counters of rare events only (a per-record counter would cost an atomic operation per call;
     // records written are counted by the channel). Every access is relaxed: they are statistics that
@@ -231,7 +233,10 @@ public final class RelayLogWriter: Sendable {
         let hasMetadata = !handlerMetadata.isEmpty || !(provided?.isEmpty ?? true) || !(call?.isEmpty ?? true)
         let segment = header.jsonSegment(event.level)
         let message = event.message.description
-        let source = event.source
+        // No source from the call site: write the `#fileID` prefix below instead of having swift-log
+        // build a `String` for it (see `ImplicitSourceProbe`).
+        let implicitSource = self.sourceProbe.hasImplicitSource(event)
+        let source = implicitSource ? nil : event.source
         let file = event.file
         let function = event.function
         let line = event.line
@@ -252,7 +257,11 @@ public final class RelayLogWriter: Sendable {
             } else {
                 renderer.literal("\",\"source\":\"")
             }
-            guard renderer.string(source) else { return nil }
+            if let source {
+                guard renderer.string(source) else { return nil }
+            } else {
+                guard renderer.module(ofFileID: file) else { return nil }
+            }
             renderer.literal("\",\"file\":\"")
             guard renderer.string(file) else { return nil }
             renderer.literal("\",\"function\":\"")
