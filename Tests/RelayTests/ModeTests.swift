@@ -325,7 +325,7 @@ struct ModeTests {
             for _ in 0..<4 { channel.write(Self.record) }  // 2 and 3 reuse both slots
             return sub.sequence
         }
-        guard case .overwritten(let sequence) = torn else {
+        guard case .overwritten(let sequence, _) = torn else {
             Issue.record("expected .overwritten, got \(torn)")
             return
         }
@@ -350,7 +350,7 @@ struct ModeTests {
             for _ in 0..<4 { channel.write(Self.record) }
             return sub.sequence
         }
-        guard case .overwritten(let sequence) = result else {
+        guard case .overwritten(let sequence, _) = result else {
             Issue.record("expected .overwritten, got \(result)")
             return
         }

@@ -26,7 +26,8 @@ struct StressTests {
         var received: [[UInt64]] = []  // per producer, in arrival order
         var torn = 0
         var overwrittenReads = 0
-        var skippedSubbuffers: UInt64 = 0
+        var skippedSubbuffers: UInt64 = 0  // reported lost: skippedBefore of every result
+        var readSubbuffers = 0
         var stats = RelayBufferStats()
     }
 
@@ -52,6 +53,7 @@ struct StressTests {
             var torn = 0
             var overwritten = 0
             var skipped: UInt64 = 0
+            var reads = 0
             var copy = [UInt8](repeating: 0, count: subbufferSize)
             func drainOnce() -> Bool {
                 var progressed = false
@@ -65,12 +67,14 @@ struct StressTests {
                         switch read {
                         case .none:
                             break
-                        case .overwritten:
+                        case .overwritten(_, let skip):
                             overwritten += 1
+                            skipped += skip
                             progressed = true
                             continue
                         case .read(let (count, skip)):
                             progressed = true
+                            reads += 1
                             skipped += skip
                             copy.withUnsafeBytes { raw in
                                 var offset = 0
@@ -101,6 +105,7 @@ struct StressTests {
                 $0.torn = torn
                 $0.overwrittenReads = overwritten
                 $0.skippedSubbuffers = skipped
+                $0.readSubbuffers = reads
             }
         }
         let drops = Mutex<[Int]>([Int](repeating: 0, count: Self.producers))
@@ -174,6 +179,10 @@ struct StressTests {
         // Every non-written record is accounted for as lapped (a stalled writer held a
         // sub-buffer), never silently lost.
         #expect(UInt64(o.dropped) == o.stats.recordsLapped)
+        // Every sub-buffer was read, or reported lost to the reader exactly once.
+        #expect(
+            UInt64(o.readSubbuffers + o.overwrittenReads) + o.skippedSubbuffers == o.stats.subbuffersProduced,
+            "read \(o.readSubbuffers), overwritten under the reader \(o.overwrittenReads), skipped \(o.skippedSubbuffers)")
         for p in 0..<Self.producers {
             #expect(Set(o.received[p]).count == o.received[p].count, "no duplicates for producer \(p)")
         }

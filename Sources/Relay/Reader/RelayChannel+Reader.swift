@@ -15,7 +15,9 @@ extension RelayChannel {
     /// In overwrite mode the reader may have been lapped: it skips to the oldest
     /// sub-buffer still in the buffer (``RelaySubbuffer/skippedBefore`` says how many
     /// were lost), and if a writer reuses the sub-buffer while `body` runs, the result is
-    /// `.overwritten` instead of `.read`: a torn sub-buffer is never accepted.
+    /// `.overwritten` instead of `.read`: a torn sub-buffer is never accepted. An
+    /// `.overwritten` result carries the count of sub-buffers skipped before it as well, so
+    /// every lost sub-buffer is reported exactly once (see ``RelayRead``).
     public func withNextSubbuffer<Value>(
         buffer index: Int,
         consume: Bool = false,
@@ -56,7 +58,8 @@ extension RelayChannel {
                 cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
                 // Gone like the skipped ones: consumed too (see the read below).
                 if consume { self.subbufsConsumed(buffer: index, count: Int(skipped) + 1) }
-                return .overwritten(sequence: cursor)
+                // With the skipped ones: the cursor moved past them, so no later read reports them.
+                return .overwritten(sequence: cursor, skippedBefore: skipped)
             }
             preconditionFailure("delivered sub-buffer \(cursor) of buffer \(index) has a corrupt header")
         }
@@ -65,7 +68,8 @@ extension RelayChannel {
         if b.mode == .overwrite && !self.stillIntact(b, sequence: cursor) {
             // Gone like the skipped ones: consumed too (see below).
             if consume { self.subbufsConsumed(buffer: index, count: Int(skipped) + 1) }
-            return .overwritten(sequence: cursor)
+            // With the skipped ones: the cursor moved past them, so no later read reports them.
+            return .overwritten(sequence: cursor, skippedBefore: skipped)
         }
         if consume {
             // With the sub-buffers skipped before it: they are gone, so consumed too (else

@@ -73,14 +73,29 @@ public struct RelaySubbuffer: @unchecked Sendable {
 }
 
 /// The outcome of reading the next sub-buffer of a buffer.
+///
+/// ## Loss accounting
+/// Every sub-buffer a reader does not get is reported to it exactly once, by the result
+/// that moves its cursor past it: a `.read` reports the ``RelaySubbuffer/skippedBefore``
+/// sub-buffers lost just before the one it read, an `.overwritten` reports its own
+/// `skippedBefore` plus the sub-buffer it names. So, summed over a reader's results,
+/// `skippedBefore` of every `.read` plus `skippedBefore + 1` of every `.overwritten` is the
+/// number of sub-buffers it lost, and every result's `sequence − skippedBefore` is the
+/// sequence after the previous result's.
 public enum RelayRead<Value> {
     /// No delivered sub-buffer is waiting.
     case none
     /// The closure ran on the next delivered sub-buffer and returned `Value`.
     case read(Value)
-    /// Overwrite mode: the sub-buffer was reused by a writer while the closure read it.
-    /// Discard whatever the closure derived from it. The reader moved past it.
-    case overwritten(sequence: UInt64)
+    /// Overwrite mode: sub-buffer `sequence` was reused by a writer while the reader read it
+    /// (or while it was about to: its header was already being rewritten, and the closure
+    /// did not run). Discard whatever the closure derived from it. The reader moved past it.
+    ///
+    /// `skippedBefore` counts the sub-buffers lost just before it, as
+    /// ``RelaySubbuffer/skippedBefore`` does for a read: `sequence − skippedBefore` up to
+    /// `sequence` (excluded) were overwritten before the reader got to them. They, and
+    /// `sequence` itself, are reported here only.
+    case overwritten(sequence: UInt64, skippedBefore: UInt64)
 }
 
 extension RelayRead: Sendable where Value: Sendable {}
