@@ -28,7 +28,7 @@ struct ReaderLossTests {
                 self.read.append(sequence)
                 self.lost += skipped
                 self.next = sequence + 1
-            case .overwritten(let sequence, let skipped):
+            case .overwritten(let sequence, let skipped), .corrupt(let sequence, let skipped):
                 #expect(sequence == self.next + skipped, "sequences \(self.next)..<\(sequence) were lost unreported")
                 self.lost += skipped + 1
                 self.next = sequence + 1

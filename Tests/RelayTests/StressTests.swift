@@ -72,6 +72,10 @@ struct StressTests {
                             skipped += skip
                             progressed = true
                             continue
+                        case .corrupt(let sequence, _):
+                            Issue.record("buffer \(buffer): sub-buffer \(sequence) has a corrupt header, yet only the engine wrote it")
+                            progressed = true
+                            continue
                         case .read(let (count, skip)):
                             progressed = true
                             reads += 1

@@ -18,6 +18,11 @@ extension RelayChannel {
     /// `.overwritten` instead of `.read`: a torn sub-buffer is never accepted. An
     /// `.overwritten` result carries the count of sub-buffers skipped before it as well, so
     /// every lost sub-buffer is reported exactly once (see ``RelayRead``).
+    ///
+    /// A delivered sub-buffer whose header this channel's engine did not write (the region
+    /// can be shared memory another process writes) is not a programming error: the result
+    /// is `.corrupt`, `body` does not run, the reader moves past it (and consumes it with
+    /// `consume: true`) and ``RelayBufferStats/corruptSubbuffers`` counts it.
     public func withNextSubbuffer<Value>(
         buffer index: Int,
         consume: Bool = false,
@@ -53,15 +58,22 @@ extension RelayChannel {
         // Overwrite mode: sub-buffers lapped before the reader got to them.
         let skipped = cursor - first
         let packet = UnsafeRawBufferPointer(start: b.subbuffer(sequence: cursor), count: Int(b.subbufSize))
-        guard let view = RelaySubbuffer(packet: packet, skippedBefore: skipped) else {
-            if b.mode == .overwrite {
-                cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
-                // Gone like the skipped ones: consumed too (see the read below).
-                if consume { self.subbufsConsumed(buffer: index, count: Int(skipped) + 1) }
-                // With the skipped ones: the cursor moved past them, so no later read reports them.
-                return .overwritten(sequence: cursor, skippedBefore: skipped)
-            }
-            preconditionFailure("delivered sub-buffer \(cursor) of buffer \(index) has a corrupt header")
+        guard let view = RelaySubbuffer(packet: packet, skippedBefore: skipped),
+            self.isOwnHeader(view, of: b, sequence: cursor)
+        else {
+            // Overwrite mode: a writer lapped us and is rewriting the header, not corruption.
+            // (Right after the header reads, which the check's fence orders before its load.)
+            let lapped = b.mode == .overwrite && !self.stillIntact(b, sequence: cursor)
+            cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
+            // Gone like the skipped ones: consumed too (see the read below). The cursor moved
+            // past the skipped ones, so this result reports them: no later read will.
+            if consume { self.subbufsConsumed(buffer: index, count: Int(skipped) + 1) }
+            if lapped { return .overwritten(sequence: cursor, skippedBefore: skipped) }
+            // Delivered (and, in overwrite mode, not reused since) with a header the engine did
+            // not write: another process wrote into the region. An input error: report it and go
+            // on, so the channel does not wedge.
+            b.count(RegionLayout.corruptOffset)
+            return .corrupt(sequence: cursor, skippedBefore: skipped)
         }
         let value = try body(view)
         cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
@@ -78,6 +90,14 @@ extension RelayChannel {
             self.subbufsConsumed(buffer: index, count: Int(skipped) + 1)
         }
         return .read(value)
+    }
+
+    /// Whether `view`, decoded from sub-buffer `sequence` of `b`, is a header this engine wrote
+    /// there: `RelaySubbuffer(packet:)` checked that it is consistent in itself; this checks
+    /// that it belongs to this channel, buffer and sequence.
+    func isOwnHeader(_ view: RelaySubbuffer, of b: BufferCore, sequence: UInt64) -> Bool {
+        view.sequence == sequence && view.buffer == b.index
+            && RegionLayout.engineHeaderSize + view.clientHeader.count == Int(b.headerSize)
     }
 
     /// Seqlock-style validation: were the reads of sub-buffer `sequence` that precede

@@ -77,11 +77,11 @@ public struct RelaySubbuffer: @unchecked Sendable {
 /// ## Loss accounting
 /// Every sub-buffer a reader does not get is reported to it exactly once, by the result
 /// that moves its cursor past it: a `.read` reports the ``RelaySubbuffer/skippedBefore``
-/// sub-buffers lost just before the one it read, an `.overwritten` reports its own
-/// `skippedBefore` plus the sub-buffer it names. So, summed over a reader's results,
-/// `skippedBefore` of every `.read` plus `skippedBefore + 1` of every `.overwritten` is the
-/// number of sub-buffers it lost, and every result's `sequence − skippedBefore` is the
-/// sequence after the previous result's.
+/// sub-buffers lost just before the one it read, an `.overwritten` or a `.corrupt` reports
+/// its own `skippedBefore` plus the sub-buffer it names. So, summed over a reader's results,
+/// `skippedBefore` of every `.read` plus `skippedBefore + 1` of every `.overwritten` and
+/// `.corrupt` is the number of sub-buffers it lost, and every result's
+/// `sequence − skippedBefore` is the sequence after the previous result's.
 public enum RelayRead<Value> {
     /// No delivered sub-buffer is waiting.
     case none
@@ -96,6 +96,20 @@ public enum RelayRead<Value> {
     /// `sequence` (excluded) were overwritten before the reader got to them. They, and
     /// `sequence` itself, are reported here only.
     case overwritten(sequence: UInt64, skippedBefore: UInt64)
+    /// Sub-buffer `sequence` was delivered, but its header is not one this channel's engine
+    /// wrote (bad magic, version or sizes, another channel's header size, another buffer's
+    /// index or another sequence number): something else wrote into the channel's memory,
+    /// which can be a memfd or /dev/shm file other processes map. The closure did not run.
+    ///
+    /// Its records are lost. The reader moved past it, and it counts in
+    /// ``RelayBufferStats/corruptSubbuffers``. Release it like a read one: with
+    /// `consume: true` it already was, otherwise call
+    /// ``RelayChannel/subbufsConsumed(buffer:count:)`` for it, or no-overwrite writers never
+    /// get its space back. To stop it, find what writes into the region: the `.sharedMemory`
+    /// file's permissions should let only the producing and consuming processes map it.
+    ///
+    /// `skippedBefore` is as for `.overwritten` (overwrite mode only; else 0).
+    case corrupt(sequence: UInt64, skippedBefore: UInt64)
 }
 
 extension RelayRead: Sendable where Value: Sendable {}

@@ -15,7 +15,7 @@ import Synchronization
 ///  │ 0x040 writer line     position  (the reserve word), remote (see PerCPU)  │
 ///  │ 0x080 exclusive line  busy      (exclusive writer only)                  │
 ///  │ 0x0C0 control line    flushRequest, exclusiveOwner, fullFlag             │
-///  │ 0x100 consumer line   consumed, spaceFutex, waiters                      │
+///  │ 0x100 consumer line   consumed, spaceFutex, waiters, corrupt             │
 ///  │ 0x140 delivery stats  records, bytes, delivered (per sub-buffer)         │
 ///  │ 0x180 loss stats      dropped, tooBig, lapped, timeouts, ...             │
 ///  │ 0x1C0 more stats      overwritten, waits, full events, abandoned, ...    │
@@ -81,6 +81,7 @@ enum RegionLayout {
     static let consumedOffset = 0x100
     static let spaceFutexOffset = 0x108  // Atomic<UInt32>
     static let waitersOffset = 0x110
+    static let corruptOffset = 0x118  // delivered sub-buffers whose header did not decode (the reader's count)
     // Delivery stats (written once per delivered sub-buffer).
     static let recordsWrittenOffset = 0x140
     static let bytesWrittenOffset = 0x148

@@ -32,6 +32,12 @@ public struct RelayBufferStats: Sendable, Hashable {
     public var subbuffersConsumed: UInt64 = 0
     /// Overwrite mode: sub-buffers reused before they were consumed.
     public var subbuffersOverwritten: UInt64 = 0
+    /// Delivered sub-buffers whose header was corrupt (not one this channel's engine wrote:
+    /// the region is shared memory another process may have written), which the reader
+    /// reported as ``RelayRead/corrupt(sequence:skippedBefore:)`` and skipped: their records
+    /// are lost. Counted by the reader, so 0 unless it ran into one; any other value means
+    /// something other than the engine writes into the channel's memory.
+    public var corruptSubbuffers: UInt64 = 0
     /// Writes (and reserves) that had to wait for space (block mode): each counted once,
     /// however often it was woken before it got space or timed out. A write that finds
     /// the buffer full but never sleeps (its deadline already passed) is not counted.
@@ -70,6 +76,7 @@ public struct RelayBufferStats: Sendable, Hashable {
         self.subbuffersDelivered += other.subbuffersDelivered
         self.subbuffersConsumed += other.subbuffersConsumed
         self.subbuffersOverwritten += other.subbuffersOverwritten
+        self.corruptSubbuffers += other.corruptSubbuffers
         self.unconsumedSubbuffers += other.unconsumedSubbuffers
         self.writerWaits += other.writerWaits
         self.bufferFullEvents += other.bufferFullEvents
@@ -108,6 +115,7 @@ extension RelayChannel {
         s.subbuffersDelivered = b.counter(RegionLayout.deliveredOffset)
         s.subbuffersConsumed = b.consumed.pointee.load(ordering: .relaxed)
         s.subbuffersOverwritten = b.counter(RegionLayout.overwrittenOffset)
+        s.corruptSubbuffers = b.counter(RegionLayout.corruptOffset)
         // Overwrite mode: `consumed` lags behind a lapped consumer until it reads or consumes
         // again, but only the newest `subbufCount` sealed sub-buffers can still be in the buffer.
         let unconsumed = s.subbuffersProduced >= s.subbuffersConsumed ? s.subbuffersProduced - s.subbuffersConsumed : 0
