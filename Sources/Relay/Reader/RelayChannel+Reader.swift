@@ -259,6 +259,23 @@ extension RelayChannel {
         )
     }
 
+    /// Whether `packet`, the bytes of delivered sub-buffer `d` (in place, or in overwrite mode a
+    /// copy that ``isIntact(buffer:sequence:)`` then vouched for), has a header this engine wrote
+    /// there, and the sizes `d` was built from. A shipper must check before handing `d`'s content
+    /// to the kernel: the region can be shared memory another process wrote, and a corrupt
+    /// content size would point past the sub-buffer. A corrupt one counts in
+    /// ``RelayBufferStats/corruptSubbuffers``; the shipper must not ship it, and must release it.
+    package func isSound(_ d: DeliveredSubbuffer, packet: UnsafeRawBufferPointer) -> Bool {
+        let b = self.cores[d.buffer]
+        if let view = RelaySubbuffer(packet: packet), self.isOwnHeader(view, of: b, sequence: d.sequence),
+            view.content.count == d.contentSize, view.records == d.records
+        {
+            return true
+        }
+        b.count(RegionLayout.corruptOffset)
+        return false
+    }
+
     /// The oldest sequence still present in buffer `index` when the consumer was lapped
     /// (overwrite mode), else `nil`.
     package func lapTarget(buffer index: Int, nextSequence: UInt64) -> UInt64? {

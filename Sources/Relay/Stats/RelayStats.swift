@@ -33,10 +33,11 @@ public struct RelayBufferStats: Sendable, Hashable {
     /// Overwrite mode: sub-buffers reused before they were consumed.
     public var subbuffersOverwritten: UInt64 = 0
     /// Delivered sub-buffers whose header was corrupt (not one this channel's engine wrote:
-    /// the region is shared memory another process may have written), which the reader
-    /// reported as ``RelayRead/corrupt(sequence:skippedBefore:)`` and skipped: their records
-    /// are lost. Counted by the reader, so 0 unless it ran into one; any other value means
-    /// something other than the engine writes into the channel's memory.
+    /// the region is shared memory another process may have written), which the consumer
+    /// skipped: a reader reports each as ``RelayRead/corrupt(sequence:skippedBefore:)``, a
+    /// `RelayShipper` does not ship it. Their records are lost. Counted by the consumer when it
+    /// gets to one; anything but 0 means something other than the engine writes into the
+    /// channel's memory.
     public var corruptSubbuffers: UInt64 = 0
     /// Writes (and reserves) that had to wait for space (block mode): each counted once,
     /// however often it was woken before it got space or timed out. A write that finds

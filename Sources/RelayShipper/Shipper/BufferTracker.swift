@@ -37,7 +37,7 @@ struct BufferTracker {
     /// never this shipper's.
     let origin: UInt64
     /// Sequences passed over without shipping (overwrite mode: lapped, or overwritten while
-    /// being copied out).
+    /// being copied out; any mode: a corrupt header, see `RelayChannel.isSound`).
     var skipped: UInt64 = 0
     /// Per slot: sinks still working on the sequence in that slot.
     var pending: [UInt64]

@@ -430,6 +430,16 @@ final class ShipperLoop {
             fixed = nil
         }
         let packet = UnsafeRawBufferPointer(start: packetStart, count: d.size)
+        guard t.channel.isSound(d, packet: packet) else {
+            // A header the engine did not write (another process wrote into the shared region;
+            // the channel counts it in corruptSubbuffers): its sizes cannot be trusted, so it is
+            // not shipped, and it is released like a lapped one.
+            self.trackers[index].skipped += 1
+            self.trackers[index].nextToShip += 1
+            if self.trackers[index].consumed == d.sequence { self.trackers[index].consumed += 1 }
+            self.advanceConsumed(tracker: index)
+            return
+        }
         let content = UnsafeRawBufferPointer(start: packetStart + d.headerSize, count: d.contentSize)
         let item = ShipItem(tracker: index, sequence: d.sequence, content: content, packet: packet, fixedIndex: fixed)
         self.trackers[index].pending[slot] = t.allSinks
