@@ -64,3 +64,55 @@ struct RingUserDataTests {
         }
     }
 }
+
+/// Which completions a socket sink takes for its current connection and send.
+@Suite("Socket sink cookies")
+struct SocketCookieTests {
+    static let connect: UInt8 = 4
+    static let poll: UInt8 = 8
+
+    @Test(
+        "a CONNECT or POLL_ADD completion of an earlier connection is stale, also across 8-, 16-, 32- and 40-bit wrap points",
+        arguments: [UInt64(0), 1, 255, 256, 65_535, 1 << 32, URingUserData.maxSequence - 1, URingUserData.maxSequence, 1 << 40]
+    )
+    func staleConnections(generation: UInt64) {
+        for kind in [Self.connect, Self.poll] {
+            let cookie = SocketCookie.connection(kind, sink: 3, generation: generation)
+            let data = URingUserData(rawValue: cookie)
+            #expect(data.kind == kind && data.index == 3)
+            #expect(SocketCookie.isCurrent(cookie, counter: generation))
+            // A peer that flaps: that many connections later, the completion is stale.
+            for later: UInt64 in [1, 2, 255, 256, 257, 512, 65_536, 1 << 24, 1 << 32, (1 << 32) + 256, 1 << 39] {
+                #expect(
+                    !SocketCookie.isCurrent(cookie, counter: generation &+ later),
+                    "generation \(generation) taken as current at \(generation &+ later)")
+            }
+        }
+    }
+
+    @Test(
+        "a send's completion or notification is current only for that send, however many sends or connections later",
+        arguments: [UInt64(1), 200, 255, 256, 1 << 32, URingUserData.maxSequence]
+    )
+    func staleSends(serial: UInt64) {
+        let cookie = SocketCookie.send(sink: 7, serial: serial)
+        let data = URingUserData(rawValue: cookie)
+        #expect(data.index == 7 && data.kind == 5)
+        #expect(SocketCookie.isCurrent(cookie, counter: serial))
+        for later: UInt64 in [1, 255, 256, 65_536, 1 << 32, 1 << 39] {
+            #expect(!SocketCookie.isCurrent(cookie, counter: serial &+ later), "send \(serial) taken for send \(serial &+ later)")
+        }
+        // Distinct sends have distinct cookies, so each zero-copy notification names its own send.
+        #expect(SocketCookie.send(sink: 7, serial: serial &+ 256) != cookie)
+        #expect(SocketCookie.send(sink: 7, serial: serial &+ (1 << 32)) != cookie)
+        #expect(SocketCookie.send(sink: 8, serial: serial) != cookie)
+    }
+
+    @Test("connection and send cookies never collide: their kinds differ")
+    func kindsDiffer() {
+        let connect = SocketCookie.connection(Self.connect, sink: 1, generation: 9)
+        let poll = SocketCookie.connection(Self.poll, sink: 1, generation: 9)
+        let send = SocketCookie.send(sink: 1, serial: 9)
+        #expect(Set([connect, poll, send]).count == 3)
+    }
+}

@@ -59,6 +59,9 @@ final class SocketSink {
     var openAgain = false
     var lastLookUpWarning: UInt64 = 0
     var state: State = .disconnected
+    /// The connection number: advanced by every connect attempt and every disconnect. The cookies of
+    /// CONNECT and POLL_ADD carry its low 40 bits (``SocketCookie``), so a completion of an earlier
+    /// connection is never taken for one of the current connection.
     var generation: UInt64 = 0
     var reconnectAt: UInt64? = 0
     var backoff: Backoff
@@ -78,7 +81,20 @@ final class SocketSink {
     var sentInEntry = 0
     var streamSent: Int64 = 0
     var acked: Int64 = 0
+    /// Zero-copy notifications still to come, per entry id.
     var pendingNotifications: [UInt64: Int] = [:]
+    /// The number of the last send submitted: every send's cookie carries its own number
+    /// (``SocketCookie/send(sink:serial:)``), never reused for 2^40 sends, so a completion tells which
+    /// send it ends however many connections ago that send was issued.
+    var sendSerial: UInt64 = 0
+    /// The number of the send in flight on the current connection; nil when there is none, or once
+    /// ``disconnect(_:now:reason:)`` made it a stale one.
+    var currentSend: UInt64? = nil
+    /// The entry each send in flight (current or stale) started with, by its cookie's sequence, until
+    /// its final completion.
+    var sendEntries: [UInt64: UInt64] = [:]
+    /// The entry of each zero-copy send whose notification is still to come, by its cookie's sequence.
+    var notificationEntries: [UInt64: UInt64] = [:]
     /// Sends still in flight on connections ``disconnect(_:now:reason:)`` closed. Their SQEs
     /// point at the entries' bytes until their final completion, so while any is left no
     /// entry is finished (handed back to the writers).
@@ -155,9 +171,9 @@ final class SocketSink {
         self.nextEntryID &+= 1
     }
 
-    private func userData(_ kind: ShipperLoop.OpKind, entry: UInt64) -> UInt64 {
-        let sequence = ((self.generation & 0xFF) << 32) | (entry & 0xFFFF_FFFF)
-        return URingUserData(kind: kind.rawValue, index: UInt16(self.index), sequence: sequence).rawValue
+    /// The cookie of this connection's CONNECT or POLL_ADD.
+    private func connectionUserData(_ kind: ShipperLoop.OpKind) -> UInt64 {
+        SocketCookie.connection(kind.rawValue, sink: UInt16(self.index), generation: self.generation)
     }
 
     // MARK: Connection
@@ -170,7 +186,7 @@ final class SocketSink {
         case .connecting:
             if let deadline = self.connectDeadline, now >= deadline, !self.connectCancelled {
                 // The CONNECT completes with -ECANCELED, which takes the failure path.
-                let target = self.userData(.socketConnect, entry: 0)
+                let target = self.connectionUserData(.socketConnect)
                 let cancelData = URingUserData(kind: ShipperLoop.OpKind.cancel.rawValue, index: UInt16(self.index), sequence: 0).rawValue
                 if (try? loop.ring.cancel(target, userData: cancelData)) != nil {
                     self.connectCancelled = true
@@ -296,7 +312,7 @@ final class SocketSink {
         self.generation &+= 1
         do {
             try loop.ring.connect(fd, address: address.address, addressLength: address.length,
-                                  userData: self.userData(.socketConnect, entry: 0))
+                                  userData: self.connectionUserData(.socketConnect))
         } catch {
             Files.close(fd)
             self.reconnectAt = now  // SQ full: try again next round
@@ -309,7 +325,7 @@ final class SocketSink {
     }
 
     func connectCompleted(result: Int32, userData: URingUserData, loop: ShipperLoop, now: UInt64) {
-        guard case .connecting(let fd) = self.state, (userData.sequence >> 32) == (self.generation & 0xFF) else { return }
+        guard case .connecting(let fd) = self.state, SocketCookie.isCurrent(userData.rawValue, counter: self.generation) else { return }
         self.connectDeadline = nil
         if loop.isShuttingDown {
             Files.close(fd)
@@ -394,8 +410,8 @@ final class SocketSink {
                 // entries stay held until its completion (`staleSends`).
                 _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
                 self.staleSends += 1
-                if self.sendIndex < self.queue.count {
-                    let key = self.userData(.socketSend, entry: self.queue[self.sendIndex].id)
+                if self.sendIndex < self.queue.count, let serial = self.currentSend {
+                    let key = SocketCookie.send(sink: UInt16(self.index), serial: serial)
                     self.staleSendStarts[key] = (self.sentInEntry, self.sentInEntry > 0)
                 }
             }
@@ -416,6 +432,7 @@ final class SocketSink {
         self.streamSent = 0
         self.acked = 0
         self.sendInFlight = false
+        self.currentSend = nil
         self.sendIndex = 0
         self.sentInEntry = 0
         self.ackPollAt = nil
@@ -436,7 +453,7 @@ final class SocketSink {
     // MARK: Peer liveness
 
     private func armPeerPoll(_ fd: FileDescriptor, loop: ShipperLoop) {
-        let userData = self.userData(.socketPoll, entry: 0)
+        let userData = self.connectionUserData(.socketPoll)
         do {
             try loop.ring.pollAdd(fd, events: CRelayLinux_poll_peer_gone_mask(), userData: userData)
             self.peerPollsOutstanding += 1
@@ -449,7 +466,7 @@ final class SocketSink {
     private func cancelPeerPoll(_ loop: ShipperLoop) {
         guard self.peerPollGeneration == self.generation else { return }
         self.peerPollGeneration = nil
-        let target = self.userData(.socketPoll, entry: 0)
+        let target = self.connectionUserData(.socketPoll)
         let cancelData = URingUserData(kind: ShipperLoop.OpKind.cancel.rawValue, index: UInt16(self.index), sequence: 0).rawValue
         _ = try? loop.ring.cancel(target, userData: cancelData)
     }
@@ -458,7 +475,7 @@ final class SocketSink {
     /// poll was cancelled because we disconnected first).
     func pollCompleted(result: Int32, userData: URingUserData, loop: ShipperLoop, now: UInt64) {
         self.peerPollsOutstanding -= 1
-        let current = (userData.sequence >> 32) == (self.generation & 0xFF) && self.peerPollGeneration == self.generation
+        let current = SocketCookie.isCurrent(userData.rawValue, counter: self.generation) && self.peerPollGeneration == self.generation
         guard current else { return }
         self.peerPollGeneration = nil
         guard result > 0, case .connected = self.state, !loop.isShuttingDown else { return }
@@ -492,7 +509,8 @@ final class SocketSink {
         }
         let remaining = UnsafeRawBufferPointer(rebasing: entry.bytes[self.sentInEntry...])
         let flags = Int32(MSG_WAITALL) | Int32(MSG_NOSIGNAL)
-        let userData = self.userData(.socketSend, entry: entry.id)
+        let serial = self.sendSerial &+ 1
+        let userData = SocketCookie.send(sink: UInt16(self.index), serial: serial)
         var zeroCopy = false
         do {
             if self.useZeroCopy(for: remaining.count, loop: loop) {
@@ -522,15 +540,19 @@ final class SocketSink {
             return  // SQ full: next round
         }
         self.sendsIssued += 1
+        self.sendSerial = serial
+        self.currentSend = serial
+        self.sendEntries[URingUserData(rawValue: userData).sequence] = entry.id
         self.sendInFlight = true
         self.sendIsZeroCopy = zeroCopy
     }
 
     func sendCompleted(_ completion: Completion, loop: ShipperLoop, now: UInt64) {
         let data = URingUserData(rawValue: completion.userData)
-        let entryID = data.sequence & 0xFFFF_FFFF
         if completion.isNotification {
-            if let n = self.pendingNotifications[entryID] {
+            if let entryID = self.notificationEntries.removeValue(forKey: data.sequence),
+                let n = self.pendingNotifications[entryID]
+            {
                 if n <= 1 { self.pendingNotifications[entryID] = nil } else { self.pendingNotifications[entryID] = n - 1 }
             }
             self.stats.zeroCopyNotifications += 1
@@ -541,10 +563,14 @@ final class SocketSink {
             self.finishAcknowledged(loop)
             return
         }
+        // The final completion of a send (its notification, if any, follows).
+        guard let entryID = self.sendEntries.removeValue(forKey: data.sequence) else { return }
         if completion.hasMore {
             self.pendingNotifications[entryID, default: 0] += 1
+            self.notificationEntries[data.sequence] = entryID
         }
-        guard (data.sequence >> 32) == (self.generation & 0xFF) else {
+        let current = self.currentSend.map { SocketCookie.isCurrent(completion.userData, counter: $0) } ?? false
+        guard current else {
             // The final completion of a send on a connection `disconnect` closed: the entries
             // it read can be finished again (a zero-copy one still waits for its notification).
             self.staleSends -= 1
@@ -555,6 +581,7 @@ final class SocketSink {
             return
         }
         guard self.sendInFlight else { return }
+        self.currentSend = nil
         if case .disconnected = self.state {
             // `close()` at shutdown, with this send in flight: its final completion, which
             // the loop waits for.
@@ -562,7 +589,7 @@ final class SocketSink {
             return
         }
         guard case .connected(let fd) = self.state, self.sendIndex < self.queue.count,
-            self.queue[self.sendIndex].id & 0xFFFF_FFFF == entryID
+            self.queue[self.sendIndex].id == entryID
         else { return }
         self.sendInFlight = false
         if completion.result < 0 {
@@ -598,9 +625,8 @@ final class SocketSink {
     /// and are sent again on the next one. They are still queued: no entry is finished while a
     /// stale send is in flight.
     private func countResent(entry: UInt64, start: (skip: Int, counted: Bool), sent: Int) {
-        guard let firstID = self.queue.first?.id else { return }
-        var index = Int((entry &- firstID) & 0xFFFF_FFFF)
-        guard index < self.queue.count, self.queue[index].id & 0xFFFF_FFFF == entry else { return }
+        guard let firstID = self.queue.first?.id, entry >= firstID, entry - firstID < UInt64(self.queue.count) else { return }
+        var index = Int(entry - firstID)
         var left = sent
         var skip = start.skip
         var counted = start.counted
@@ -671,7 +697,7 @@ final class SocketSink {
         self.advanceWatermarks()
         guard self.staleSends == 0 else { return }
         while let first = self.queue.first, let end = first.endOffset, end <= self.acked,
-            self.pendingNotifications[first.id & 0xFFFF_FFFF] == nil
+            self.pendingNotifications[first.id] == nil
         {
             self.queue.popFirst()
             self.sendIndex -= 1
@@ -695,7 +721,7 @@ final class SocketSink {
         guard self.staleSends == 0 else { return }
         i = Int(clamping: self.reusableMark &+ 1 &- min(self.reusableMark &+ 1, first))
         while i < self.queue.count, self.queue[i].id <= self.sentMark,
-            self.pendingNotifications[self.queue[i].id & 0xFFFF_FFFF] == nil
+            self.pendingNotifications[self.queue[i].id] == nil
         {
             self.reusableMark = self.queue[i].id
             self.stats.reusableSubbuffers += 1
@@ -760,7 +786,7 @@ final class SocketSink {
             self.state = .disconnected
             self.stats.connected = false
         case .connecting:
-            let target = self.userData(.socketConnect, entry: 0)
+            let target = self.connectionUserData(.socketConnect)
             let cancelData = URingUserData(kind: ShipperLoop.OpKind.cancel.rawValue, index: UInt16(self.index), sequence: 0).rawValue
             _ = try? loop.ring.cancel(target, userData: cancelData)
             self.connectCancelled = true
@@ -768,5 +794,43 @@ final class SocketSink {
         case .disconnected:
             self.reconnectAt = nil
         }
+    }
+}
+
+/// The `user_data` cookies of a socket sink's operations, and which of their completions are current.
+///
+/// A completion can arrive long after the connection its operation belonged to is gone: the final
+/// completion of a send that a disconnect cut short, a zero-copy notification that waits for the kernel to
+/// free the send's pages, a peer poll cancelled at a disconnect. Each must be told from the operations of
+/// the current connection, however fast the peer flaps. So each cookie's 40-bit ``URingUserData/sequence``
+/// is a counter that only grows:
+///
+/// - CONNECT and POLL_ADD carry the connection generation (advanced by every connect attempt and every
+///   disconnect);
+/// - sends carry their own serial number (advanced by every send, on any connection), which also names
+///   the send's zero-copy notification.
+///
+/// A completion is current only if its sequence equals the counter's low 40 bits now. An older cookie
+/// would be mistaken for a current one only after exactly a multiple of 2^40 connections or sends (at one
+/// per microsecond, 12.7 days) with its operation still in flight all along.
+package enum SocketCookie {
+    /// The cookie of a CONNECT or POLL_ADD (`kind`) of connection `generation` of sink `sink`.
+    @inline(__always)
+    package static func connection(_ kind: UInt8, sink: UInt16, generation: UInt64) -> UInt64 {
+        URingUserData(kind: kind, index: sink, wrappingSequence: generation).rawValue
+    }
+
+    /// The cookie of send number `serial` of sink `sink`.
+    @inline(__always)
+    package static func send(sink: UInt16, serial: UInt64) -> UInt64 {
+        URingUserData(kind: ShipperLoop.OpKind.socketSend.rawValue, index: sink, wrappingSequence: serial).rawValue
+    }
+
+    /// Whether the completion with `userData` belongs to the operation of the counter's current value:
+    /// `counter` is the sink's connection generation for a CONNECT or POLL_ADD, the serial of the send in
+    /// flight for a send. A cookie made at an earlier value (a stale completion) is not current.
+    @inline(__always)
+    package static func isCurrent(_ userData: UInt64, counter: UInt64) -> Bool {
+        URingUserData(rawValue: userData).sequence == counter & URingUserData.maxSequence
     }
 }
