@@ -109,6 +109,10 @@ final class SocketSink {
     var closeAfterSubmit: [FileDescriptor] = []
     var ackPollAt: UInt64? = nil
     var ackPollDelay: UInt64 = SocketSink.firstAckPollDelay
+    /// Since when bytes have been waiting for acknowledgement without any arriving (the last sample that
+    /// showed progress, or the send after everything was acknowledged); nil while nothing waits. The
+    /// acknowledgement timer backs off in proportion (``nextAckPollDelay(after:stalledFor:)``).
+    var ackStalledSince: UInt64? = nil
 
     /// A poll for the peer closing or resetting the connection is armed. Without it a
     /// connection that dies while we only wait for acknowledgements would go unnoticed:
@@ -436,6 +440,8 @@ final class SocketSink {
         self.sendIndex = 0
         self.sentInEntry = 0
         self.ackPollAt = nil
+        self.ackPollDelay = Self.firstAckPollDelay
+        self.ackStalledSince = nil
         self.generation &+= 1
         if let connectedAt = self.connectedAt, now &- connectedAt >= Self.stableConnection(self.backoff) {
             self.backoff.reset()
@@ -655,9 +661,15 @@ final class SocketSink {
     ///
     /// Acknowledgements have no completion of their own, so the sink polls `SIOCOUTQ`
     /// (one cheap ioctl) after every send completion and, while bytes are unacknowledged,
-    /// on a short timer: 50 µs while acknowledgements keep coming (a loopback round
-    /// trip), backing off to 2 ms only while the peer stalls. Held sub-buffers are what
-    /// limits throughput, so noticing acknowledgements late costs directly.
+    /// on a timer: 50 µs while acknowledgements keep coming (a loopback round trip), then
+    /// doubling up to 2 ms, and once nothing has been acknowledged for longer, a quarter of
+    /// the time since the last acknowledgement, up to 100 ms (``nextAckPollDelay(after:stalledFor:)``).
+    /// Held sub-buffers are what limits throughput, so noticing acknowledgements late costs
+    /// directly; but a peer that stalls (stops reading, a zero window) would otherwise wake
+    /// the ring thread 500 times a second for as long as it stalls. Backing off this way, a
+    /// stall costs about 30 wake-ups in its first second and 10 a second after that, and the
+    /// end of a stall is noticed within a quarter of its length (at least 2 ms, at most
+    /// 100 ms) — for round trips below 8 ms, as soon as before.
     ///
     /// On a Unix socket the queue is the memory of what the peer has not read, and a peer that
     /// closes frees it unread: the queue empties as if the peer had read everything. So there a
@@ -678,20 +690,34 @@ final class SocketSink {
         }
         self.finishAcknowledged(loop)
         if self.acked < self.streamSent {
-            if self.acked > before {
+            if self.acked > before || self.ackStalledSince == nil {
                 self.ackPollDelay = Self.firstAckPollDelay
+                self.ackStalledSince = now
             } else {
-                self.ackPollDelay = min(self.ackPollDelay * 2, Self.longestAckPollDelay)
+                self.ackPollDelay = Self.nextAckPollDelay(after: self.ackPollDelay, stalledFor: now &- self.ackStalledSince!)
             }
             self.ackPollAt = now + self.ackPollDelay
         } else {
             self.ackPollAt = nil
             self.ackPollDelay = Self.firstAckPollDelay
+            self.ackStalledSince = nil
         }
     }
 
+    /// The first delay of the acknowledgement timer after progress: a loopback round trip.
     static let firstAckPollDelay: UInt64 = 50_000
-    static let longestAckPollDelay: UInt64 = 2_000_000
+    /// The delay the timer doubles up to regardless of how long the stall has lasted.
+    static let fastAckPollDelay: UInt64 = 2_000_000
+    /// The longest delay: how late, at most, the end of a long stall is noticed.
+    static let longestAckPollDelay: UInt64 = 100_000_000
+
+    /// The acknowledgement timer's next delay when the last sample, `delay` after the one before,
+    /// showed no progress for `stalled` nanoseconds: double `delay` up to 2 ms, or a quarter of the
+    /// stall if that is longer (the timer then wakes at most 25 % after the stall ends, and a stall
+    /// of length T costs about log₁.₂₅(T / 8 ms) wake-ups), never more than 100 ms.
+    static func nextAckPollDelay(after delay: UInt64, stalledFor stalled: UInt64) -> UInt64 {
+        min(max(min(delay &* 2, Self.fastAckPollDelay), stalled / 4), Self.longestAckPollDelay)
+    }
 
     private func finishAcknowledged(_ loop: ShipperLoop) {
         self.advanceWatermarks()
@@ -832,5 +858,13 @@ package enum SocketCookie {
     @inline(__always)
     package static func isCurrent(_ userData: UInt64, counter: UInt64) -> Bool {
         URingUserData(rawValue: userData).sequence == counter & URingUserData.maxSequence
+    }
+}
+
+/// The socket sink's pure policies, for tests.
+package enum SocketSinkTesting {
+    /// ``SocketSink/nextAckPollDelay(after:stalledFor:)``.
+    package static func nextAckPollDelay(after delay: UInt64, stalledFor stalled: UInt64) -> UInt64 {
+        SocketSink.nextAckPollDelay(after: delay, stalledFor: stalled)
     }
 }
