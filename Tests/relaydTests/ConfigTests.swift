@@ -387,6 +387,18 @@ struct ConfigTests {
             ["smaller than one sub-buffer", "0 to disable"]
         ),
         BadCase(
+            "compound fsync interval with a part missing its unit",
+            replace: ("type = \"file\"", "type = \"file\"\nfsync = \"1m30\""),
+            keyPath: "outputs[0].fsync",
+            ["\"30\" has no unit", "\"1m30s\""]
+        ),
+        BadCase(
+            "compound duration out of order",
+            append: "[channels.default]\nswitch_interval = \"500ms1s\"\n",
+            keyPath: "channels.default.switch_interval",
+            ["largest unit to the smallest", "\"1s500ms\""]
+        ),
+        BadCase(
             "ambiguous fsync",
             replace: ("type = \"file\"", "type = \"file\"\nfsync = \"100\""),
             keyPath: "outputs[0].fsync",
@@ -636,6 +648,46 @@ struct ValueParsingTests {
     @Test(arguments: ["", "10", "s", "5 sec", "1y", "-1s", "1..2s"])
     func badDurations(text: String) {
         #expect(throws: ConfigIssue.self) { try DurationParsing.parse(text) }
+    }
+
+    @Test(
+        "Compound durations add their parts, largest unit first, spaces allowed between parts",
+        arguments: [
+            ("1m30s", Duration.seconds(90)), ("1h2m3s", .seconds(3723)), ("1s500ms", .milliseconds(1500)),
+            ("2m 30s", .seconds(150)), ("1d12h", .seconds(129_600)), ("1ms250us", .microseconds(1250)),
+            ("1s1ms1us1ns", .nanoseconds(1_001_001_001)), ("1.5m30s", .seconds(120)), ("5 s", .seconds(5)),
+            ("0.0000000015s", .nanoseconds(2)), ("53375d", .seconds(53_375 * 86_400)),
+        ]
+    )
+    func compoundDurations(text: String, duration: Duration) throws {
+        #expect(try DurationParsing.parse(text) == duration)
+    }
+
+    @Test(
+        "Malformed compound durations say what is wrong and show a valid value",
+        arguments: [
+            ("1m30", "\"30\" has no unit"), ("30s1m", "largest unit to the smallest"),
+            ("5s5s", "largest unit to the smallest"), ("1m30x", "unknown unit \"x\""), ("1m 30", "has no unit"),
+            ("1.2.3s", "is not a duration"), ("1m.s", "is not a duration"), ("1m-30s", "is not a duration"),
+            ("-5s", "is negative"), ("200000d", "out of range"), ("106751d23h47m17s", "out of range"),
+            ("9223372036854775807ns", "out of range"), ("99999999999999999999999s", "out of range"),
+        ]
+    )
+    func badCompoundDurations(text: String, expected: String) {
+        let issue = #expect(throws: ConfigIssue.self) { try DurationParsing.parse(text) }
+        #expect(issue?.message.contains(expected) == true, "\(issue?.message ?? "no error")")
+        #expect(issue?.message.contains("e.g. \"") == true, "\(issue?.message ?? "no error")")
+    }
+
+    @Test("fsync and reconnect_backoff take compound durations")
+    func compoundDurationSettings() throws {
+        #expect(try ConfigDecoder.parseFsync("1m30s") == .interval(.seconds(90)))
+        #expect(try ConfigDecoder.parseFsync("2m 30s") == .interval(.seconds(150)))
+        #expect(try ConfigDecoder.parseFsync("1s500ms") == .interval(.milliseconds(1500)))
+        #expect(try ConfigDecoder.parseFsync("64MiB") == .bytes(64 << 20))
+        #expect(try ConfigDecoder.parseBackoff("1s500ms..1m30s") == Duration.milliseconds(1500)...Duration.seconds(90))
+        let issue = #expect(throws: ConfigIssue.self) { try ConfigDecoder.parseFsync("1m30") }
+        #expect(issue?.message.contains("has no unit") == true, "\(issue?.message ?? "no error")")
     }
 
     @Test func listenAddresses() throws {

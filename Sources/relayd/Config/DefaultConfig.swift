@@ -10,7 +10,7 @@ enum DefaultConfig {
         # Check a file without starting the daemon:       relayd check-config FILE
         #
         # Sizes: 4096, "64KiB", "1MiB", "1GiB" (binary units only).
-        # Durations: "100ms", "5s", "1m", "1h", "1d".
+        # Durations: "100ms", "5s", "1m", "1h", "1d"; parts add up, largest unit first: "1m30s", "1s500ms".
         # Relative paths are relative to relayd's working directory.
 
         [daemon]

@@ -657,12 +657,13 @@ extension ConfigDecoder {
     /// Parses `fsync`: `"none"`, an interval or a byte count.
     static func parseFsync(_ text: String) throws(ConfigIssue) -> FsyncPolicy {
         if text == "none" { return .none }
-        let help = "use \"none\", an interval such as \"100ms\" or a byte count such as \"64MiB\""
+        let help = "use \"none\", an interval such as \"100ms\" or \"1m30s\", or a byte count such as \"64MiB\""
         guard let unitStart = text.firstIndex(where: { !$0.isASCIIDigit && $0 != "." }) else {
             throw ConfigIssue("\"\(text)\" is ambiguous; \(help)")
         }
         let unit = String(text[unitStart...]).trimmingASCIIWhitespace()
-        if DurationParsing.units.contains(where: { $0.suffix == unit }) {
+        // An interval may have several parts ("1m30s"): its first unit tells it from a byte count.
+        if DurationParsing.looksLikeDuration(text) {
             let interval = try DurationParsing.parse(text)
             guard interval >= .milliseconds(1) else { throw ConfigIssue("\"\(text)\" is too short; \(help)") }
             return .interval(interval)
