@@ -368,7 +368,10 @@ struct DaemonLifecycleTests {
     func dualStackWildcardListenersOnOnePort() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }
-        let port = try RelaydTestSockets.freePort()
+        // Held until the end of the test: relayd's SO_REUSEADDR listeners may share it, no other socket can take it.
+        let reserved = try ReservedPort()
+        defer { withExtendedLifetime(reserved) {} }
+        let port = reserved.port
         let config = daemonPreamble(directory) + """
             [[inputs]]
             name = "v4"

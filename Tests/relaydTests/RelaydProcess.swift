@@ -390,14 +390,65 @@ final class DeadPort {
     }
 }
 
-extension RelaydTestSockets {
-    /// A TCP port that was free a moment ago (bind to port 0, read it, close), for a listener that
-    /// another process opens (use ``DeadPort`` for a port that must refuse connections).
-    static func freePort() throws -> UInt16 {
-        let (fd, port) = try self.tcpListener()
-        close(fd)
-        return port
+/// A TCP port held for relayd's wildcard listeners for as long as this value lives: a socket bound to
+/// 0.0.0.0 and one bound to [::] (IPv6-only), both with `SO_REUSEADDR` and neither listening.
+///
+/// relayd's listeners set `SO_REUSEADDR` too, and Linux lets a socket bind and listen on an address and port
+/// that reusable sockets which do not listen hold; a socket without `SO_REUSEADDR`, and every ephemeral
+/// choice (bind to port 0, a connect's local port), stays away from the port meanwhile. So, unlike a port
+/// that was free a moment ago, it cannot be taken by another process before relayd binds it.
+final class ReservedPort {
+    let port: UInt16
+    private var fds: [Int32] = []
+
+    init() throws {
+        var v4 = sockaddr_in()
+        v4.sin_family = sa_family_t(AF_INET)
+        let v4fd = try Self.bind(family: AF_INET, &v4, port: { $0.sin_port })
+        self.fds.append(v4fd.fd)
+        self.port = v4fd.port
+        var v6 = sockaddr_in6()
+        v6.sin6_family = sa_family_t(AF_INET6)
+        v6.sin6_addr = in6addr_any
+        v6.sin6_port = self.port.bigEndian
+        do {
+            self.fds.append(try Self.bind(family: AF_INET6, &v6, port: { $0.sin6_port }).fd)
+        } catch {
+            for fd in self.fds { close(fd) }
+            throw error
+        }
     }
+
+    private static func bind<Address>(
+        family: Int32, _ address: inout Address, port: (Address) -> in_port_t
+    ) throws -> (fd: Int32, port: UInt16) {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if family == AF_INET6 {
+            _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var length = socklen_t(MemoryLayout<Address>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else {
+            let error = errno
+            close(fd)
+            throw TestFailure("bind (family \(family)): errno \(error)")
+        }
+        return (fd, UInt16(bigEndian: port(address)))
+    }
+
+    deinit {
+        for fd in self.fds { close(fd) }
+    }
+}
+
+extension RelaydTestSockets {
 
     /// Sends `bytes` as one datagram to the Unix socket at `path`.
     static func sendDatagram(_ bytes: [UInt8], to path: String) throws {
