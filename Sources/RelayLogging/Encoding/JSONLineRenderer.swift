@@ -300,27 +300,32 @@ extension JSONLineRenderer {
                 $0.sortedMembers(of: layer, skipping: skipping, skipFilter: skipFilter, first: &first)
             }
         }
-        // The dictionary's iterator, and `switch consume value`: the iterator finds the next occupied
-        // bucket inline, where walking indices costs an out-of-line `index(after:)` and two index
-        // validations (`keys[i]`, `values[i]`) per entry. `consume` matters: switching over the bound
-        // `value` (as `for (key, value) in` does) copies it a second time through the value witness
-        // and destroys both copies; consumed, the iterator's copy is matched and moved into `string`.
+        // The dictionary's iterator, matched in place: the iterator finds the next occupied bucket
+        // inline, where walking indices costs an out-of-line `index(after:)` and two index validations
+        // (`keys[i]`, `values[i]`) per entry. Matching `.string` straight on `next()`'s result reads the
+        // string's two words from where the iterator copied the entry; binding the entry first (`while
+        // case let (key, value)?`) moves the whole 41-byte value with 16-byte loads right after the
+        // iterator stored it 8 bytes at a time, a store-forwarding stall per entry.
         var iterator = layer.makeIterator()
-        while case let (key, value)? = iterator.next() {
-            if _slowPath(skipFilter != 0), MetadataKeyFilter.contains(key, filter: skipFilter, in: skipping) {
-                continue
-            }
-            guard self.memberKey(key, first: first) else { return false }
-            switch consume value {
-            case .string(let string):
-                guard self.stringValue(string) else { return false }
-            case let other:
+        while true {
+            switch iterator.next() {
+            case nil:
+                return true
+            case let (key, .string(string))?:
+                if _slowPath(skipFilter != 0), MetadataKeyFilter.contains(key, filter: skipFilter, in: skipping) {
+                    continue
+                }
+                guard self.memberKey(key, first: first), self.stringValue(string) else { return false }
+            case let (key, other)?:
+                if _slowPath(skipFilter != 0), MetadataKeyFilter.contains(key, filter: skipFilter, in: skipping) {
+                    continue
+                }
+                guard self.memberKey(key, first: first) else { return false }
                 self.literal("\":")
                 guard self.detached({ $0.value(other, sortKeys: false) }) else { return false }
             }
             first = false
         }
-        return true
     }
 
     /// ``members(of:skipping:skipFilter:first:sortKeys:)`` in key order.
