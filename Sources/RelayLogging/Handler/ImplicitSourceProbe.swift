@@ -103,13 +103,17 @@ struct ImplicitSourceProbe: Sendable {
 }
 
 /// The length of the module name at the start of a `#fileID` (`Module/File.swift`): the bytes before
-/// the first `/`, or `nil` when there is none (swift-log's `source` is then `n/a`).
+/// the first `/`, or `nil` when there is none (swift-log's `source` is then `n/a`). Scans 16 bytes at a
+/// time (a byte loop cost about 10 ns per record at a 15-byte module name).
 @inline(__always)
 func moduleNameLength(inFileID base: UnsafeRawPointer, count: Int) -> Int? {
     var i = 0
     while i < count {
-        if base.load(fromByteOffset: i, as: UInt8.self) == UInt8(ascii: "/") { return i }
-        i &+= 1
+        let remaining = count &- i
+        var flags = BlockFlags(ByteBlock.load(from: base + i, remaining: remaining).lanesEqual(to: UInt8(ascii: "/")))
+        flags.keepFirst(Swift.min(remaining, 16))
+        if !flags.isEmpty { return i &+ flags.first }
+        i &+= 16
     }
     return nil
 }

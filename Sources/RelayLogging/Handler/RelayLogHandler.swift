@@ -44,11 +44,12 @@ public import Logging
 /// truncated.
 ///
 /// The record's source is `event.source`. When the call site passes no `source:`, swift-log derives it
-/// from `#fileID` on every access and builds a `String` for it, which **swift-log allocates when the
-/// module name is longer than 15 UTF-8 bytes** (shorter strings are stored inline). So a log call adds
-/// no allocation when the calling module's name has at most 15 bytes or the call passes an explicit
-/// `source:`; otherwise swift-log allocates once per call (as it does for every handler that writes the
-/// source, `StreamLogHandler` included).
+/// from `#fileID` on every read of `event.source` and builds a `String` for it (a heap allocation when the
+/// module name is longer than 15 UTF-8 bytes). JSON Lines records that take the fast path do not read it:
+/// they copy the module name from `event.file` themselves (`ImplicitSourceProbe` tells whether the call
+/// site passed a source), so they allocate nothing for it. logfmt and RFC 5424 records read
+/// `event.source`, and so allocate once per call for a module name over 15 bytes (as every handler that
+/// writes the source does, `StreamLogHandler` included).
 public struct RelayLogHandler: LogHandler {
     /// The writer records go through.
     public var writer: RelayLogWriter { self.header.writer }
