@@ -15,9 +15,18 @@ public struct RelaySinkStats: Sendable, Hashable {
     /// Watermark: sub-buffers whose memory the kernel no longer references (for
     /// zero-copy sends, after the notification). Each counts once, like ``sentSubbuffers``.
     public var reusableSubbuffers: UInt64 = 0
-    /// Watermark (files): sub-buffers covered by a completed fsync, i.e. written before
-    /// that fsync was submitted.
+    /// Files: sub-buffers covered by a successful fsync, i.e. written before that fsync was
+    /// submitted. Never those a failed fsync covered (see ``durabilityUnknownSubbuffers``):
+    /// a later success says nothing about them.
     public var durableSubbuffers: UInt64 = 0
+    /// Files: sub-buffers that may have been lost after they were written, because an fsync
+    /// failed: the ones it covered, those whose writes completed while it ran and those whose
+    /// writes were in the kernel when its failure arrived. Linux may drop the dirty pages
+    /// it failed to write back and reports that once, so no later fsync can prove them
+    /// durable; they are never counted in ``durableSubbuffers``. Each failure is logged with
+    /// its count. Non-zero means the device failed: check it (`dmesg`), and the file's
+    /// contents, around the time of the logged failure.
+    public var durabilityUnknownSubbuffers: UInt64 = 0
     /// I/O errors seen (each retried; nothing is dropped by the shipper).
     public var errors: UInt64 = 0
     /// Of ``errors``, failed connection attempts of a socket sink (address resolution, socket

@@ -490,32 +490,6 @@ final class ShipperLoop {
         }
     }
 
-    /// Per tracker of the sink's channel (only buffer `buffer`'s, when given): how many of
-    /// the sub-buffers this shipper took the sink finished, contiguous from the first. Trackers of other channels are left out: their bit
-    /// `sinkPosition` belongs to another sink.
-    func completedWatermarks(sinkIndex: Int, sinkPosition: Int, buffer: Int?) -> [Int: UInt64] {
-        var marks: [Int: UInt64] = [:]
-        let bit = UInt64(1) << UInt64(sinkPosition)
-        var firstSink = 0
-        for entry in self.channels {
-            if sinkIndex < firstSink + entry.sinks.count {
-                for index in entry.trackers where buffer == nil || self.trackers[index].buffer == buffer {
-                    let t = self.trackers[index]
-                    var s = t.consumed
-                    while s < t.nextToShip && t.pending[t.slot(s)] & bit == 0 { s += 1 }
-                    // As a count of this shipper's sub-buffers: without those before it started
-                    // and those it skipped (all of them: some may lie beyond `s` while sub-buffers
-                    // are in flight, which only makes the count low until they finish).
-                    let shipped = s - t.origin
-                    marks[index] = shipped - min(shipped, t.skipped)
-                }
-                break
-            }
-            firstSink += entry.sinks.count
-        }
-        return marks
-    }
-
     // MARK: Timers
 
     private func runSwitchTimer(now: UInt64) {

@@ -15,6 +15,15 @@ import SystemPackage
 ///   the failed one at the same offset with backoff: the data stays in the relay
 ///   buffers, so no-overwrite channels apply back-pressure or drop (and count).
 /// - An fsync is only claimed to cover writes that had completed when it was submitted.
+/// - A failed fsync (or fdatasync) is never made up for by a later one ("fsyncgate"): Linux
+///   may have dropped the dirty pages it could not write (marking them clean) and reports the
+///   error once, so a later fsync succeeds without writing them. The sub-buffers the failed
+///   fsync covered, those completed while it ran and those whose writes were in flight when
+///   its failure arrived count in ``RelaySinkStats/durabilityUnknownSubbuffers``, are reported
+///   once (in the failure's log line) and are never counted in
+///   ``RelaySinkStats/durableSubbuffers``; only writes submitted after the failure was seen
+///   can be claimed durable again. The sink cannot write them again: a sub-buffer is released
+///   to the channel when its write completes, before any fsync.
 /// - Rotation and reopen retire the old descriptor; it is closed (after an optional
 ///   fsync) when its last write completes.
 final class FileSink {
@@ -25,6 +34,10 @@ final class FileSink {
         var length: Int
         var offset: Int64
         var written: Int
+        /// The file's ``OutputFile/fsyncFailures`` when the write was submitted: a write
+        /// submitted before a failed fsync was seen may have been in its failed writeback
+        /// (a retry keeps the first submission's value).
+        var epoch: UInt32
     }
 
     struct Retired {
@@ -33,6 +46,10 @@ final class FileSink {
         var inFlight: Int
         /// Its final fsync is in flight; close at completion.
         var closing = false
+        /// Sub-buffers whose writes to it completed: its final fsync claims them.
+        var unsynced: UInt64 = 0
+        /// The file's ``OutputFile/fsyncFailures`` when its final fsync was submitted.
+        var fsyncEpoch: UInt32 = 0
     }
 
     struct OutputFile {
@@ -46,6 +63,17 @@ final class FileSink {
         var openedAt: UInt64 = 0
         var bytesSinceFsync: Int64 = 0
         var fsyncInFlight = false
+        /// Sub-buffers whose writes to the current descriptor completed and that no fsync covers
+        /// yet (a retired descriptor keeps its own), and those the fsync in flight covers
+        /// (claimed at its success).
+        var unsyncedSubbuffers: UInt64 = 0
+        var fsyncCovers: UInt64 = 0
+        /// Failed fsyncs of this file (of any of its descriptors), and their count when the
+        /// fsync in flight was submitted: if one failed since, its success proves nothing
+        /// about what it covers (the failed one may have taken the error report for pages
+        /// both wrote back).
+        var fsyncFailures: UInt32 = 0
+        var fsyncEpoch: UInt32 = 0
         /// Interval policy: when this file's next fsync is due (each file has its own, so a
         /// busy file does not take every interval from the others).
         var nextFsyncAt: UInt64? = nil
@@ -85,10 +113,6 @@ final class FileSink {
     var backoff = Backoff(first: .milliseconds(50), longest: .seconds(5))
     var lastErrorLog: UInt64 = 0
     var stats: RelaySinkStats
-    /// Per tracker: sequences this sink finished, contiguous from the tracker's start
-    /// (for the durable watermark), and the value an in-flight fsync will make durable.
-    var durable: [Int: UInt64] = [:]
-    var pendingDurable: [Int: [Int: UInt64]] = [:]
 
     let subbufferSize: Int
     /// The channel's buffers (all of them share the one file of the per-channel layout).
@@ -185,7 +209,9 @@ final class FileSink {
             size = (size + 4095) / 4096 * 4096
         }
         if let old = self.files[i].fd {
-            self.files[i].retired.append(Retired(fd: old, generation: self.files[i].generation, inFlight: self.files[i].inFlight))
+            self.files[i].retired.append(
+                Retired(fd: old, generation: self.files[i].generation, inFlight: self.files[i].inFlight, unsynced: self.files[i].unsyncedSubbuffers))
+            self.files[i].unsyncedSubbuffers = 0
         }
         self.files[i].fd = fd
         self.files[i].generation &+= 1
@@ -197,9 +223,9 @@ final class FileSink {
             // age rotation); an empty one's age starts at its first write anyway.
             self.files[i].openedAt = now
         }
-        // `bytesSinceFsync` carries over: the retired descriptor's final fsync covers those
-        // writes but claims nothing; the fresh file's next fsync (issued once that one has
-        // closed, see `maybeFsync`) claims them, even if nothing more is written.
+        // `bytesSinceFsync` carries over (the policy counts across a rotation or reopen); the
+        // retired descriptor's final fsync covers and claims its own writes, and the fresh
+        // file's next fsync waits until that one has closed (see `maybeFsync`).
         self.files[i].pendingRotation = nil
         if reopening { self.stats.reopens += 1 }
     }
@@ -274,7 +300,9 @@ final class FileSink {
                 let offset = self.files[i].offset
                 self.files[i].offset += Int64(length)
                 self.preallocate(file: i, fd: fd)
-                self.ops[opIndex] = Op(file: i, generation: self.files[i].generation, length: length, offset: offset, written: 0)
+                self.ops[opIndex] = Op(
+                    file: i, generation: self.files[i].generation, length: length, offset: offset, written: 0,
+                    epoch: self.files[i].fsyncFailures)
                 if !self.submit(op: opIndex, loop: loop) {
                     // SQ full even after a flush: undo and try next round.
                     self.ops[opIndex] = nil
@@ -369,6 +397,17 @@ final class FileSink {
         self.files[op.file].bytesSinceFsync += Int64(op.length)
         self.stats.bytes += UInt64(op.length)
         let items = self.opItems[opIndex].count
+        if op.epoch == self.files[op.file].fsyncFailures {
+            if op.generation == self.files[op.file].generation {
+                self.files[op.file].unsyncedSubbuffers += UInt64(items)
+            } else if let r = self.files[op.file].retired.firstIndex(where: { $0.generation == op.generation }) {
+                self.files[op.file].retired[r].unsynced += UInt64(items)
+            }
+        } else {
+            // In flight when an fsync of the file failed: its pages may have been in the failed
+            // writeback, which a later fsync does not report again.
+            self.stats.durabilityUnknownSubbuffers += UInt64(items)
+        }
         self.stats.subbuffers += UInt64(items)
         self.stats.sentSubbuffers += UInt64(items)
         self.stats.reusableSubbuffers += UInt64(items)
@@ -412,6 +451,7 @@ final class FileSink {
                 do {
                     try loop.ring.fsync(retired.fd, datasync: true, userData: userData)
                     closing.closing = true
+                    closing.fsyncEpoch = self.files[file].fsyncFailures
                 } catch {
                     // SQ full: try again at the next pump.
                 }
@@ -615,12 +655,11 @@ final class FileSink {
         } catch {
             return
         }
-        // The fsync covers exactly the writes completed by now: remember them (per-buffer
-        // layout: file i holds buffer i only). No rotated-away descriptor of this file is
-        // open (see above), so the writes completed on those were covered by their own final
-        // fsync.
-        self.pendingDurable[i] = loop.completedWatermarks(
-            sinkIndex: self.index, sinkPosition: self.position, buffer: self.configuration.layout == .perChannel ? nil : i)
+        // The fsync covers exactly the writes to this descriptor completed by now: remember
+        // them (a rotated-away descriptor's final fsync claimed its own).
+        self.files[i].fsyncCovers = self.files[i].unsyncedSubbuffers
+        self.files[i].unsyncedSubbuffers = 0
+        self.files[i].fsyncEpoch = self.files[i].fsyncFailures
         self.files[i].fsyncInFlight = true
         self.files[i].bytesSinceFsync = 0
     }
@@ -629,31 +668,65 @@ final class FileSink {
         if sequence & Self.retiredFsyncBit != 0 {
             let file = Int((sequence & ~Self.retiredFsyncBit) >> Self.retiredFileShift)
             let generation = sequence & Self.retiredGenerationMask
+            guard let r = self.files[file].retired.firstIndex(where: { UInt64($0.generation) & Self.retiredGenerationMask == generation })
+            else { return }
+            let retired = self.files[file].retired.remove(at: r)
+            Files.close(retired.fd)
             if result < 0 {
                 self.stats.errors += 1
-                loop.logger.error("fsync of a rotated file failed", metadata: ["path": "\(self.files[file].path)", "errno": "\(Errno(rawValue: -result))"])
+                self.durabilityLost(file: file, covered: retired.unsynced, errno: Errno(rawValue: -result), rotated: true, loop: loop)
             } else {
                 self.stats.fsyncs += 1
-            }
-            self.files[file].retired.removeAll { retired in
-                guard UInt64(retired.generation) & Self.retiredGenerationMask == generation else { return false }
-                Files.close(retired.fd)
-                return true
+                if retired.fsyncEpoch == self.files[file].fsyncFailures {
+                    self.stats.durableSubbuffers += retired.unsynced
+                } else {
+                    self.stats.durabilityUnknownSubbuffers += retired.unsynced  // another fsync of the file failed meanwhile
+                }
             }
             return
         }
         let i = Int(sequence)
         self.files[i].fsyncInFlight = false
+        let covered = self.files[i].fsyncCovers
+        self.files[i].fsyncCovers = 0
         if result < 0 {
             self.stats.errors += 1
-            loop.logger.error("fsync failed", metadata: ["path": "\(self.files[i].path)", "errno": "\(Errno(rawValue: -result))"])
+            self.durabilityLost(file: i, covered: covered, errno: Errno(rawValue: -result), rotated: false, loop: loop)
             return
         }
         self.stats.fsyncs += 1
-        if let marks = self.pendingDurable.removeValue(forKey: i) {
-            for (tracker, through) in marks { self.durable[tracker] = max(self.durable[tracker] ?? 0, through) }
-            self.stats.durableSubbuffers = self.durable.values.reduce(0, +)
+        if self.files[i].fsyncEpoch == self.files[i].fsyncFailures {
+            self.stats.durableSubbuffers += covered
+        } else {
+            // Another fsync of the file failed while this one ran (a rotated-away descriptor's
+            // final one): this success may only mean that one took the error report.
+            self.stats.durabilityUnknownSubbuffers += covered
         }
+    }
+
+    /// An fsync of file `i` failed: what it covered (`covered`), every write to the file that
+    /// completed and is not yet covered by a successful fsync (on any of its descriptors:
+    /// after a reopen of the same file they share the error report), and (at their
+    /// completion) the writes in flight now may be lost, and no later fsync will say so. They
+    /// are counted as of unknown durability, once, and never claimed durable. What a
+    /// successful fsync claimed before stays claimed.
+    private func durabilityLost(file i: Int, covered: UInt64, errno: Errno, rotated: Bool, loop: ShipperLoop) {
+        self.files[i].fsyncFailures &+= 1
+        var unknown = covered + self.files[i].unsyncedSubbuffers
+        self.files[i].unsyncedSubbuffers = 0
+        for r in self.files[i].retired.indices {
+            unknown += self.files[i].retired[r].unsynced
+            self.files[i].retired[r].unsynced = 0
+        }
+        self.stats.durabilityUnknownSubbuffers += unknown
+        loop.logger.error(
+            rotated ? "fsync of a rotated file failed" : "fsync failed",
+            metadata: [
+                "path": "\(self.files[i].path)", "errno": "\(errno)",
+                "durability_unknown_subbuffers": "\(unknown)",
+                "writes_in_flight": "\(self.files[i].inFlight + self.files[i].retired.reduce(0) { $0 + $1.inFlight })",
+                "advice": "check the device (dmesg): the kernel may have dropped data written before this fsync, and a later fsync will not report it; those sub-buffers (and the writes in flight) are counted in durabilityUnknownSubbuffers and never claimed durable",
+            ])
     }
 
     var nextFsyncDeadline: UInt64? {
@@ -706,8 +779,9 @@ final class FileSink {
     /// Closes every descriptor, rotated-away ones still open included, giving back
     /// preallocated blocks and, when the policy asks for one, after a final fsync. Where every
     /// final fsync of a file succeeded, the sub-buffers whose writes to it had completed are
-    /// durable (`loop` gives the watermarks; a write still in the kernel after the
-    /// shutdown's wait is not among them).
+    /// durable (a write still in the kernel after the shutdown's wait is not among them),
+    /// except those an earlier failed fsync already counted as of unknown durability; where
+    /// one failed, they count as of unknown durability too.
     func closeAll(fsync: Bool, loop: ShipperLoop? = nil) {
         // Preallocated blocks are given back only if no write is in the kernel (a stop whose
         // wait ran out may leave some there).
@@ -729,16 +803,33 @@ final class FileSink {
                 Files.close(fd)
             }
             // Before the current descriptor, so its fsync is the last one of the file.
-            for retired in self.files[i].retired { finish(retired.fd) }
+            var covered = self.files[i].unsyncedSubbuffers
+            self.files[i].unsyncedSubbuffers = 0
+            for retired in self.files[i].retired {
+                finish(retired.fd)
+                covered += retired.unsynced
+            }
             self.files[i].retired = []
-            guard let fd = self.files[i].fd else { continue }
-            finish(fd)
-            self.files[i].fd = nil
-            if fsync, synced, let loop {
-                let marks = loop.completedWatermarks(
-                    sinkIndex: self.index, sinkPosition: self.position, buffer: self.configuration.layout == .perChannel ? nil : i)
-                for (tracker, through) in marks { self.durable[tracker] = max(self.durable[tracker] ?? 0, through) }
-                self.stats.durableSubbuffers = self.durable.values.reduce(0, +)
+            if let fd = self.files[i].fd {
+                finish(fd)
+                self.files[i].fd = nil
+            }
+            guard fsync else { continue }
+            // An fsync of the ring still in flight (the shutdown's wait ran out) is covered by
+            // these final ones too, unless a failure since it was submitted voids it.
+            if self.files[i].fsyncInFlight {
+                if self.files[i].fsyncEpoch == self.files[i].fsyncFailures {
+                    covered += self.files[i].fsyncCovers
+                } else {
+                    self.stats.durabilityUnknownSubbuffers += self.files[i].fsyncCovers
+                }
+                self.files[i].fsyncCovers = 0
+            }
+            if synced {
+                self.stats.durableSubbuffers += covered
+            } else {
+                self.files[i].fsyncFailures &+= 1
+                self.stats.durabilityUnknownSubbuffers += covered
             }
         }
     }
