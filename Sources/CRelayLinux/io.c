@@ -15,16 +15,27 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 int CRelayLinux_fallocate(int fd, int keep_size, int64_t offset, int64_t length) {
     int r = fallocate(fd, keep_size ? FALLOC_FL_KEEP_SIZE : 0, (off_t)offset, (off_t)length);
     return r == 0 ? 0 : -errno;
+}
+
+int CRelayLinux_rename_noreplace(const char *from, const char *to) {
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL) return -errno;
+    struct stat st;
+    if (lstat(to, &st) == 0) return -EEXIST;
+    if (errno != ENOENT) return -errno;
+    return rename(from, to) == 0 ? 0 : -errno;
 }
 
 #ifndef STATX_DIOALIGN

@@ -294,6 +294,80 @@ struct FileSinkTests {
         #expect(!stats.failing)
     }
 
+    /// Rotation shifts `path.N` → `path.N+1` from the oldest down, then `path` → `path.1`. If a
+    /// rename of that chain fails (here `path.3`, beyond which nothing is kept, is a non-empty
+    /// directory: it cannot be removed, and `path.2` cannot be renamed onto it), renaming the
+    /// younger files on used to overwrite the older ones: `path.1` → `path.2` destroyed `path.2`.
+    /// The only rotated file a rotation may drop is the one beyond `keep`.
+    private func readText(_ path: String) -> String? {
+        readFileBytes(path).map { String(decoding: $0.prefix(64), as: UTF8.self) }
+    }
+
+    @Test("a rotation whose shift of the older files fails (PATH.3 is a non-empty directory) overwrites no rotated file; it is reported and retried")
+    func rotationShiftFails() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("s.log")
+        try #require(shell("printf 'one\\n' > '\(path).1' && printf 'two\\n' > '\(path).2'") == 0)
+        try #require(shell("mkdir '\(path).3' && touch '\(path).3/keep-me'") == 0)
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "rot-shift", subbufferSize: 4096, subbufferCount: 64, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 16 * 1024, keep: 3)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: path, rotation: rotation))])
+        try shipper.start()
+        // 100-byte lines, 40 per sub-buffer: 4 sub-buffers fit in 16 KiB, the 5th rotates (once).
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 240, refused: &refused) { i in
+            let head = "shift \(i) "
+            return head + String(repeating: "s", count: 99 - head.utf8.count) + "\n"
+        }
+        #expect(refused == 0)
+        channel.flush()
+        let failing = waitForStats(shipper, timeout: 5) { $0.sinks[0].failing }
+        #expect(failing?.sinks[0].failing == true, "the failed shift is reported (the sink stops writing and retries)")
+        #expect(failing?.sinks[0].rotations == 0)
+        #expect(readText("\(path).2") == "two\n", "the older rotated file is not overwritten")
+        #expect(readText("\(path).1") == "one\n")
+        #expect((readFileBytes(path)?.count ?? 0) <= 16 * 1024, "nothing written past the limit while the rotation waits")
+        // Once the directory is gone the rotation goes on: only what lies beyond `keep` is dropped.
+        #expect(shell("rm -r '\(path).3'") == 0)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(20)))
+        #expect(readText("\(path).3") == "two\n")
+        #expect(readText("\(path).2") == "one\n")
+        #expect((readFileBytes("\(path).1") ?? []) + (readFileBytes(path) ?? []) == expected)
+        let stats = try #require(shipper.stats()).sinks[0]
+        #expect(stats.rotations == 1)
+        #expect(!stats.failing)
+    }
+
+    /// With a free slot among `path.1` … `path.(keep-1)`, the shift ends there: `path.keep` is
+    /// not beyond the limit afterwards, so it stays (it used to be deleted at every rotation).
+    @Test("rotation with a free slot below `keep` (PATH.2 missing) shifts up to it and deletes nothing")
+    func rotationShiftStopsAtFreeSlot() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("h.log")
+        try #require(shell("printf 'one\\n' > '\(path).1' && printf 'three\\n' > '\(path).3'") == 0)
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "rot-hole", subbufferSize: 4096, subbufferCount: 64, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        let rotation = RelayFileSinkConfiguration.Rotation(maxBytes: 16 * 1024, keep: 3)
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: path, rotation: rotation))])
+        try shipper.start()
+        var refused = 0
+        let expected = writeSequentialLines(channel, count: 240, refused: &refused) { i in
+            let head = "hole \(i) "
+            return head + String(repeating: "h", count: 99 - head.utf8.count) + "\n"
+        }
+        #expect(refused == 0)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(20)))
+        #expect(readText("\(path).3") == "three\n")
+        #expect(readText("\(path).2") == "one\n")
+        #expect((readFileBytes("\(path).1") ?? []) + (readFileBytes(path) ?? []) == expected)
+        #expect(shipper.stats()?.sinks[0].rotations == 1)
+    }
+
     /// Preallocation (fallocate KEEP_SIZE) reserves blocks past the end of the file, and
     /// they stay allocated after the close: every rotated file kept the whole chunk (64 MiB
     /// by default) however little it held, so `keep` small files could fill a disk.

@@ -29,6 +29,12 @@ int64_t CRelayLinux_socket_unacked_bytes(int fd);
 /// the count or -errno.
 int64_t CRelayLinux_readable_bytes(int fd);
 
+/// rename(2) that never replaces: renameat2(RENAME_NOREPLACE), so `to` is never
+/// overwritten (-EEXIST if it exists). Where the filesystem does not support the flag
+/// (-EINVAL), it checks that `to` does not exist and renames (not atomic against another
+/// process creating `to` in between). Returns 0 or -errno.
+int CRelayLinux_rename_noreplace(const char *from, const char *to);
+
 /// The O_DIRECT flag value (needs _GNU_SOURCE to see).
 int CRelayLinux_O_DIRECT(void);
 

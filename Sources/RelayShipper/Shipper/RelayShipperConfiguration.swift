@@ -121,7 +121,10 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
         /// Rotate when the current file is this old: counted from when the sink opened it, or
         /// for a file that was empty, from its first write (an empty file is never rotated).
         public var maxAge: Duration?
-        /// Rotated files kept (`path.1` … `path.N`); older ones are deleted.
+        /// Rotated files kept (`path.1` … `path.N`): a rotation deletes `path.N`, and only when
+        /// `path.1` … `path.(N-1)` all exist. It never overwrites a rotated file: if a rename of
+        /// the shift fails (say something that cannot be replaced, like a directory, is in the
+        /// way), the failure is logged and the rotation retried from there, writing nothing meanwhile.
         public var keep: Int
 
         /// Creates a rotation policy.

@@ -25,7 +25,8 @@ import SystemPackage
 ///   can be claimed durable again. The sink cannot write them again: a sub-buffer is released
 ///   to the channel when its write completes, before any fsync.
 /// - Rotation and reopen retire the old descriptor; it is closed (after an optional
-///   fsync) when its last write completes.
+///   fsync) when its last write completes. Rotation never overwrites a rotated file (see
+///   ``rotate(file:loop:now:)``).
 final class FileSink {
     /// One write in flight: the sub-buffers in `opItems[op]`, `length` bytes at `offset`.
     struct Op {
@@ -86,9 +87,13 @@ final class FileSink {
     }
 
     /// Where a failed rotation goes on when it is retried.
-    enum PendingRotation {
-        /// `path` could not be renamed to `path.1`: rename it (the older files are shifted).
-        case rename
+    enum PendingRotation: Equatable {
+        /// Nothing was moved: start over.
+        case start
+        /// `path.(n+1)` and the older files were shifted: rename `path.n` → `path.(n+1)` next,
+        /// down to `path.1`, then `path` → `path.1` (`shift(0)`: only that one). Starting over
+        /// instead would drop `path.keep` again, which is now a file the rotation meant to keep.
+        case shift(Int)
         /// `path` was moved away but no fresh one could be opened: open only.
         case open
     }
@@ -565,42 +570,66 @@ final class FileSink {
     }
 
     /// Renames `path` → `path.1` (shifting older ones, deleting beyond `keep`) and opens
-    /// a fresh `path`. In-flight writes finish on the old descriptor. If the rename or the
-    /// open fails, the sink writes nothing until the step that failed succeeds on a retry.
+    /// a fresh `path`. In-flight writes finish on the old descriptor.
+    ///
+    /// No rotated file is ever overwritten: every rename refuses an existing target
+    /// (`RENAME_NOREPLACE`), and the only file removed is `path.keep`, and only when
+    /// `path.1` … `path.(keep-1)` all exist (the shift needs its slot; a missing one stops
+    /// the shift there instead). If a rename or the open fails, the failure is logged and
+    /// counted, the sink writes nothing (the data stays in the relay buffers), and the
+    /// rotation is retried after the backoff from the step that failed.
     func rotate(file i: Int, loop: ShipperLoop, now: UInt64) {
         let path = self.files[i].path
         let keep = max(1, self.configuration.rotation?.keep ?? 1)
-        if self.files[i].pendingRotation == nil {
-            Files.remove("\(path).\(keep)")
-            if keep > 1 {
-                for n in stride(from: keep - 1, through: 1, by: -1) where Files.exists("\(path).\(n)") {
-                    _ = Files.rename("\(path).\(n)", "\(path).\(n + 1)")
-                }
-            }
+        var next: Int  // the rotated file to shift next (`path.next` → `path.(next+1)`); 0: `path` itself
+        var moved = false
+        switch self.files[i].pendingRotation {
+        case nil, .start:
+            // Shift up to the first free slot; only with none free, drop the oldest.
+            next = 0
+            while next + 1 < keep && Files.exists("\(path).\(next + 1)") { next += 1 }
+            if next + 1 == keep { Files.remove("\(path).\(keep)") }
+        case .shift(let n):
+            next = n
+            moved = true
+        case .open:
+            next = -1
         }
-        if self.files[i].pendingRotation != .open {
-            switch Files.rename(path, "\(path).1") {
-            case .success, .failure(.noSuchFileOrDirectory):
-                break  // ENOENT: already moved away (an external rotation without a reopen)
+        while next >= 0 {
+            let from = next == 0 ? path : "\(path).\(next)"
+            let to = "\(path).\(next + 1)"
+            switch Files.renameNoReplace(from, to) {
+            case .success:
+                moved = true
+            case .failure(.noSuchFileOrDirectory):
+                // Gone already (`path`: an external rotation without a reopen moved it away).
+                break
             case .failure(let errno):
-                // Opening `path` now would open the same file again, still over the limit, and
+                // Renaming the younger files on would overwrite `from`; opening `path` now (if
+                // `from` is `path`) would open the same file again, still over the limit, and
                 // the next write would rotate again, for ever. Write nothing until it moves.
-                self.files[i].pendingRotation = .rename
+                self.files[i].pendingRotation = moved ? .shift(next) : .start
+                self.stats.errors += 1
+                let blocker = errno == .fileExists || errno == .isDirectory || errno == .directoryNotEmpty
                 loop.logger.error(
-                    "file sink rotation failed: cannot rename the file",
+                    next == 0 ? "file sink rotation failed: cannot rename the file" : "file sink rotation failed: cannot shift a rotated file",
                     metadata: [
-                        "path": "\(path)", "to": "\(path).1", "errno": "\(errno)",
-                        "advice": "remove whatever is at \(path).1 (a directory?) or fix the directory's permissions; data stays in the relay buffers and the rotation is retried",
+                        "path": "\(path)", "from": "\(from)", "to": "\(to)", "errno": "\(errno)",
+                        "advice": blocker
+                            ? "something that cannot be replaced is at \(to) (a directory?); move or remove it — no rotated file was overwritten, data stays in the relay buffers and the rotation is retried"
+                            : "fix the directory's permissions or the filesystem — no rotated file was overwritten, data stays in the relay buffers and the rotation is retried",
                     ])
                 self.enterFailure(errno, loop: loop, now: now, path: path)
                 return
             }
+            next -= 1
         }
         do {
             try self.open(file: i, now: now, reopening: false)
             self.stats.rotations += 1
         } catch {
             self.files[i].pendingRotation = .open
+            self.stats.errors += 1
             loop.logger.error("file sink rotation failed", metadata: ["path": "\(path)", "error": "\(error)"])
             self.enterFailure(.ioError, loop: loop, now: now, path: path)
         }

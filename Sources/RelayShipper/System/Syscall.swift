@@ -53,8 +53,9 @@ enum Files {
         syscall { ftruncate(fd.rawValue, off_t(size)) }.map { _ in () }
     }
 
-    static func rename(_ from: String, _ to: String) -> Result<Void, Errno> {
-        syscall { Glibc.rename(from, to) }.map { _ in () }
+    /// Renames `from` to `to` only if nothing is at `to` (EEXIST otherwise): never overwrites.
+    static func renameNoReplace(_ from: String, _ to: String) -> Result<Void, Errno> {
+        negativeErrno(CRelayLinux_rename_noreplace(from, to)).map { _ in () }
     }
 
     static func remove(_ path: String) {
