@@ -136,6 +136,11 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
     }
 
     /// The file path (``Layout/perChannel``) or path prefix (``Layout/perBuffer``).
+    ///
+    /// Each file has one writer: the sink holds an exclusive `flock(2)` on every file it
+    /// writes (the fresh one after a rotation or reopen too), and a sink that finds a file
+    /// locked by another sink, in this process or another, is refused at
+    /// ``RelayShipper/start()`` with an error naming the path.
     public var path: String
     /// One file per channel or per buffer.
     public var layout: Layout

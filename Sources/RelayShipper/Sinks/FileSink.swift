@@ -24,6 +24,9 @@ import SystemPackage
 ///   ``RelaySinkStats/durableSubbuffers``; only writes submitted after the failure was seen
 ///   can be claimed durable again. The sink cannot write them again: a sub-buffer is released
 ///   to the channel when its write completes, before any fsync.
+/// - One writer per file: an exclusive `flock` on every file the sink opens (held until the
+///   last descriptor of it closes) refuses a second sink on the same file, in this process or
+///   another; see ``open(file:now:reopening:)``.
 /// - Rotation and reopen retire the old descriptor; it is closed (after an optional
 ///   fsync) when its last write completes. Rotation never overwrites a rotated file (see
 ///   ``rotate(file:loop:now:)``).
@@ -168,7 +171,7 @@ final class FileSink {
     /// Opens (or reopens) file `i` at its current end.
     func open(file i: Int, now: UInt64, reopening: Bool) throws(RelayShipperError) {
         let path = self.files[i].path
-        let fd: FileDescriptor
+        var fd: FileDescriptor
         switch Files.openForWriting(path, permissions: self.configuration.permissions, direct: self.configuration.directIO) {
         case .success(let opened):
             fd = opened
@@ -181,6 +184,36 @@ final class FileSink {
             default: hint = "check the path"
             }
             throw RelayShipperError(message: "cannot open \(path) for writing: \(errno) — \(hint)", errno: errno)
+        }
+        // One writer per file: two sinks (in this process or another) would each write at
+        // offsets of their own and corrupt the file. An exclusive flock, held as long as the
+        // sink has the file open, refuses the second one. It belongs to the open file
+        // description, so every later open of the path needs its own: a rotation's or a
+        // logrotate reopen's fresh file gets a fresh lock, while a reopen that finds one of
+        // this sink's own files (not moved) goes on with a duplicate of that descriptor, which
+        // shares its lock (a new open of it could not take the lock its old one holds).
+        if let own = self.descriptorOfSameFile(as: fd, file: i) {
+            Files.close(fd)
+            switch Files.duplicate(own) {
+            case .success(let duplicate):
+                fd = duplicate
+            case .failure(let errno):
+                throw RelayShipperError(message: "cannot reopen \(path): duplicating its descriptor failed: \(errno) — raise the open files limit (ulimit -n)", errno: errno)
+            }
+        } else {
+            switch Files.lockExclusive(fd) {
+            case .success:
+                break
+            case .failure(.wouldBlock):
+                Files.close(fd)
+                throw RelayShipperError(
+                    message: "file sink \(path): another file sink is writing this file (in this process, or another process such as "
+                        + "a second relayd); two writers would interleave and corrupt it — give each sink its own path, or stop the "
+                        + "other writer first",
+                    errno: .wouldBlock)
+            case .failure:
+                break  // the filesystem has no flock (some FUSE or NFS setups): nothing to enforce it with
+            }
         }
         if self.configuration.directIO {
             // Checked where the alignment is reported. Where it is not, sub-buffers (page
@@ -233,6 +266,13 @@ final class FileSink {
         // file's next fsync waits until that one has closed (see `maybeFsync`).
         self.files[i].pendingRotation = nil
         if reopening { self.stats.reopens += 1 }
+    }
+
+    /// This sink's descriptor (current or retired) of file `i` that refers to the same file as
+    /// `fd`, if any.
+    private func descriptorOfSameFile(as fd: FileDescriptor, file i: Int) -> FileDescriptor? {
+        if let current = self.files[i].fd, Files.isSameFile(current, fd) { return current }
+        return self.files[i].retired.first { Files.isSameFile($0.fd, fd) }?.fd
     }
 
     deinit {

@@ -33,6 +33,18 @@ enum Files {
         return syscall { open(path, flags, mode_t(permissions)) }.map { FileDescriptor(rawValue: $0) }
     }
 
+    /// Takes an exclusive `flock(2)` lock on the open file without waiting: `EWOULDBLOCK` if
+    /// another open file description (of this process or another) holds one. The lock belongs
+    /// to the open file description: its duplicates share it, and it goes with the last of them.
+    static func lockExclusive(_ fd: FileDescriptor) -> Result<Void, Errno> {
+        syscall { flock(fd.rawValue, LOCK_EX | LOCK_NB) }.map { _ in () }
+    }
+
+    /// A duplicate of `fd` (close-on-exec), sharing its open file description (and its lock).
+    static func duplicate(_ fd: FileDescriptor) -> Result<FileDescriptor, Errno> {
+        syscall { fcntl(fd.rawValue, F_DUPFD_CLOEXEC, 0) }.map { FileDescriptor(rawValue: $0) }
+    }
+
     /// The size of an open file.
     static func size(_ fd: FileDescriptor) -> Result<Int64, Errno> {
         var st = stat()
