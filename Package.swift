@@ -63,6 +63,7 @@ let package = Package(
         .target(
             name: "RelayLogging",
             dependencies: [
+                "CRelayLinux",
                 "Relay",
                 "RelayShipper",
                 .product(name: "Logging", package: "swift-log"),

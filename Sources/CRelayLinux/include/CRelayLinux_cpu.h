@@ -254,6 +254,19 @@ static inline uint64_t CRelayLinux_monotonic_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/// The CPU's time-stamp counter (x86-64 `rdtsc`, which does not wait for earlier
+/// instructions), or 0 on other architectures. Only meaningful as a clock where the
+/// kernel's own clocksource is `tsc` (synchronized across CPUs, constant rate).
+static inline __attribute__((always_inline)) uint64_t CRelayLinux_read_tsc(void) {
+#if defined(__x86_64__)
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+#else
+    return 0;
+#endif
+}
+
 #ifdef __cplusplus
 }
 #endif

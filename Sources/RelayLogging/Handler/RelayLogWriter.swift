@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import CRelayLinux
 import Glibc
 public import Logging
 public import Relay
@@ -73,6 +74,8 @@ public final class RelayLogWriter: Sendable {
     /// syslog message, and between octet-counted frames it breaks the framing.
     let freezesDescriptions: Bool
     let timestampCache = TimestampCache()
+    /// The records' clock (`RecordClock.shared`, held here so a record reads it from the writer).
+    let clock = RecordClock.shared
     /// Copied from `ImplicitSourceProbe.shared` so a record reads it from the writer it already holds.
     let sourceProbe = ImplicitSourceProbe.shared
 
@@ -200,7 +203,7 @@ public final class RelayLogWriter: Sendable {
         handlerMetadata: borrowing PreEncodedMetadata,
         provider: Logger.MetadataProvider?
     ) {
-        let timestamp = WallClock.nanosecondsSinceEpoch
+        let timestamp = self.clock.nanosecondsSinceEpoch
         let provided = provider.flatMap { ProviderReentrancy.metadata(from: $0) }
         var written: Bool? = nil
         if self.isJSONLines, handlerMetadata.isEmpty || handlerMetadata.style == .json {
@@ -602,9 +605,7 @@ enum WallClock {
     /// CLOCK_REALTIME in nanoseconds since the Unix epoch.
     @inline(__always)
     static var nanosecondsSinceEpoch: Int64 {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
+        Int64(bitPattern: CRelayLinux_realtime_ns())
     }
 
     /// An RFC 3339 timestamp with microseconds.
