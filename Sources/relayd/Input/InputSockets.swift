@@ -155,6 +155,12 @@ enum InputSockets {
                     keyPath: keyPath,
                     message: "\(path) is in use by another process (another relayd?); stop it or choose another path"
                 )
+            case .liveNotAccepting:
+                throw StartupError(
+                    keyPath: keyPath,
+                    message: "\(path) is in use by another process that does not accept connections (its accept backlog is "
+                        + "full: it may be hung or overloaded); stop it or choose another path"
+                )
             case .liveOtherType:
                 let other = type == SOCK_STREAM ? "datagram" : "stream"
                 throw StartupError(
@@ -195,6 +201,9 @@ enum InputSockets {
     enum SocketProbe: Equatable {
         /// A process serves it with the type relayd wants (the connect succeeded).
         case live
+        /// A process listens on it but does not accept: its accept backlog is full, so a blocking connect would wait
+        /// until it accepts, which a hung process never does. It is live all the same.
+        case liveNotAccepting
         /// A process serves it with the other type (`EPROTOTYPE`): a stream input's path is another daemon's
         /// datagram socket, or the reverse. Unlinking it would silently cut that daemon off.
         case liveOtherType
@@ -202,13 +211,46 @@ enum InputSockets {
         case stale
     }
 
+    /// How long ``probe(path:type:)`` waits for a connect that did not complete at once, in milliseconds.
+    static let probeTimeoutMilliseconds: Int32 = 1000
+
     /// Whether another process serves the socket at `path`.
+    ///
+    /// The connect is non-blocking, so start-up never waits on the socket's owner: a blocking connect to a stream
+    /// listener whose accept backlog is full waits until the listener accepts, which a hung process never does.
+    /// Linux answers such a connect with `EAGAIN` at once (``SocketProbe/liveNotAccepting``); a connect still in
+    /// progress (`EINPROGRESS`, which Unix sockets do not return today) is waited for at most
+    /// ``probeTimeoutMilliseconds`` and, if it has not completed by then, also counts as live. Only a refused
+    /// connect (nobody bound to the file) or a missing file makes it ``SocketProbe/stale``.
     static func probe(path: String, type: __socket_type) -> SocketProbe {
-        let probe = socket(AF_UNIX, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let flags = Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+        let probe = socket(AF_UNIX, flags, 0)
         guard probe >= 0 else { return .stale }
         defer { _ = Glibc.close(probe) }
         if Self.withUnixAddress(path, { Glibc.connect(probe, $0, $1) }) == 0 { return .live }
-        return errno == EPROTOTYPE ? .liveOtherType : .stale
+        switch errno {
+        case EAGAIN:
+            // Only a listener with a full backlog gives this; a file nobody is bound to gives ECONNREFUSED.
+            return .liveNotAccepting
+        case EINPROGRESS:
+            var entry = pollfd(fd: probe, events: Int16(POLLOUT), revents: 0)
+            var ready: Int32
+            repeat { ready = poll(&entry, 1, Self.probeTimeoutMilliseconds) } while ready < 0 && errno == EINTR
+            guard ready > 0 else { return .liveNotAccepting }
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(probe, SOL_SOCKET, SO_ERROR, &error, &length) == 0 else { return .liveNotAccepting }
+            switch error {
+            case 0: return .live
+            case EPROTOTYPE: return .liveOtherType
+            case EAGAIN: return .liveNotAccepting
+            default: return .stale
+            }
+        case EPROTOTYPE:
+            return .liveOtherType
+        default:
+            return .stale
+        }
     }
 
     /// Calls `body` with a `sockaddr_un` for `path`.
