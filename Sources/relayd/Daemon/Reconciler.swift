@@ -30,23 +30,46 @@ final class Reconciler: Sendable {
         var reportedDrops: [[UInt64]]
         /// CLOCK_MONOTONIC ns of each output's last drop warning (0: none yet).
         var lastDropWarning: [UInt64]
+        /// Corrupt sub-buffers per output already reported in a warning.
+        var reportedCorrupt: [UInt64]
+        /// CLOCK_MONOTONIC ns of each output's last corruption warning (0: none yet).
+        var lastCorruptWarning: [UInt64]
     }
 
-    /// At most one drop warning per output in this interval (the first one is logged at once).
+    /// At most one drop warning (and one corruption warning) per output in this interval, by default (the first one
+    /// is logged at once).
     static let dropWarningInterval: UInt64 = 10_000_000_000
 
     private let outputs: [OutputPipeline]
     private let metrics: RelaydMetrics
     private let shipper: RelayShipper
     private let logger: Logger?
+    /// Nanoseconds between two warnings of the same kind for the same output.
+    private let warningInterval: UInt64
     private let published: Mutex<Published>
 
-    /// Creates a reconciler; with a `logger`, records an output drops while running are reported there (rate-limited).
-    init(outputs: [OutputPipeline], metrics: RelaydMetrics, shipper: RelayShipper, logger: Logger? = nil) {
+    /// Creates a reconciler.
+    ///
+    /// - Parameters:
+    ///   - outputs: The outputs, in configuration order.
+    ///   - metrics: Where the counters are published.
+    ///   - shipper: The shipper of the outputs' channels.
+    ///   - logger: Where records an output drops while running, and corrupt sub-buffers its shipper skipped, are
+    ///     reported; `nil`: not logged, only counted.
+    ///   - warningInterval: At most one warning of each kind per output in this interval (the first at once).
+    init(
+        outputs: [OutputPipeline],
+        metrics: RelaydMetrics,
+        shipper: RelayShipper,
+        logger: Logger? = nil,
+        warningInterval: Duration = .nanoseconds(Int64(Reconciler.dropWarningInterval))
+    ) {
         self.outputs = outputs
         self.metrics = metrics
         self.shipper = shipper
         self.logger = logger
+        let (seconds, attoseconds) = warningInterval.components
+        self.warningInterval = UInt64(clamping: seconds) &* 1_000_000_000 &+ UInt64(clamping: attoseconds / 1_000_000_000)
         self.published = Mutex(
             Published(
                 sinks: [RelaySinkStats?](repeating: nil, count: outputs.count),
@@ -55,7 +78,9 @@ final class Reconciler: Sendable {
                     repeating: [UInt64](repeating: 0, count: OutputDropReason.allCases.count),
                     count: outputs.count
                 ),
-                lastDropWarning: [UInt64](repeating: 0, count: outputs.count)
+                lastDropWarning: [UInt64](repeating: 0, count: outputs.count),
+                reportedCorrupt: [UInt64](repeating: 0, count: outputs.count),
+                lastCorruptWarning: [UInt64](repeating: 0, count: outputs.count)
             )
         )
     }
@@ -102,6 +127,7 @@ final class Reconciler: Sendable {
                     }
                 }
                 self.reportDrops(of: output, index: index, published: &published)
+                self.reportCorruption(of: output, index: index, published: &published)
             }
             guard let stats = self.shipper.stats() else { return }
             self.metrics.shipper.setBuffers(
@@ -139,7 +165,7 @@ final class Reconciler: Sendable {
     }
 
     /// Logs a warning when the output dropped records since the last report: at once the first time, then at most
-    /// every ``dropWarningInterval``, with the count per reason and the fix. Drops at the stop (`shutdown`) are
+    /// every `warningInterval` (``dropWarningInterval`` by default), with the count per reason and the fix. Drops at the stop (`shutdown`) are
     /// reported by the final log line instead.
     private func reportDrops(of output: OutputPipeline, index: Int, published: inout Published) {
         guard let logger = self.logger else { return }
@@ -149,7 +175,7 @@ final class Reconciler: Sendable {
         guard !reasons.isEmpty else { return }
         let now = CRelayLinux_monotonic_ns()
         let last = published.lastDropWarning[index]
-        guard last == 0 || now &- last >= Self.dropWarningInterval else { return }
+        guard last == 0 || now &- last >= self.warningInterval else { return }
         published.lastDropWarning[index] = now
         published.reportedDrops[index] = dropped
         let channel = output.config.channel
@@ -183,6 +209,31 @@ final class Reconciler: Sendable {
             "output \"\(output.config.name)\" dropped \(total) records \(last == 0 ? "since relayd started" : "since the last report") (\(counts.joined(separator: " "))): \(fixes.joined(separator: "; "))",
             metadata: ["output": "\(output.config.name)"]
         )
+    }
+
+    /// Logs a warning when the output's shipper skipped corrupt sub-buffers since the last report (the channel's
+    /// `corruptSubbuffers`, exported as `relayd_channel_subbuffers_corrupt_total`): at once the first time, then at
+    /// most every ``warningInterval``, with the count and what to do.
+    private func reportCorruption(of output: OutputPipeline, index: Int, published: inout Published) {
+        guard let logger = self.logger else { return }
+        let corrupt = output.channel.stats().total.corruptSubbuffers
+        let reported = published.reportedCorrupt[index]
+        guard corrupt > reported else { return }
+        let now = CRelayLinux_monotonic_ns()
+        let last = published.lastCorruptWarning[index]
+        guard last == 0 || now &- last >= self.warningInterval else { return }
+        published.lastCorruptWarning[index] = now
+        published.reportedCorrupt[index] = corrupt
+        let count = corrupt - reported
+        let name = output.config.name
+        let what = "output \"\(name)\" skipped \(count) corrupt sub-buffer\(count == 1 ? "" : "s")"
+        let since = last == 0 ? "since relayd started" : "since the last report"
+        let total = "\(corrupt) in all, relayd_channel_subbuffers_corrupt_total"
+        let fix =
+            "their headers were not written by relayd, so their records were not shipped and are lost. Something else "
+            + "wrote into channels.\(output.config.channel)'s memory (a memory fault or a bug): check the kernel log for "
+            + "memory errors (EDAC, MCE) and report it with relayd's version if it recurs"
+        logger.warning("\(what) \(since) (\(total)): \(fix)", metadata: ["output": "\(name)"])
     }
 
     /// The last pass, after the shipper exited: what is still in flight was not written before the drain

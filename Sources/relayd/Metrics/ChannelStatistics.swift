@@ -3,7 +3,7 @@
 /// All `UInt64` fields except the two gauges are monotonic counters since the channel was created. From the
 /// Relay module's `RelayChannel.stats().total` (`RelayBufferStats`): `recordsWritten`, `recordsDropped` →
 /// ``recordsDroppedFull``, `recordsTooBig`, `recordsLapped`, `recordsRefusedClosed`, `subbuffersProduced`,
-/// `subbuffersConsumed`, `subbuffersOverwritten`, `writerWaits`; ``bytesFilled`` = `unconsumedSubbuffers ×
+/// `subbuffersConsumed`, `subbuffersOverwritten`, `corruptSubbuffers` → ``subbuffersCorrupt``, `writerWaits`; ``bytesFilled`` = `unconsumedSubbuffers ×
 /// subbufferSize`; ``capacityBytes`` = `subbufferSize × subbufferCount × bufferCount`.
 struct ChannelStatistics: Sendable, Equatable {
     /// Records committed into the channel.
@@ -18,6 +18,9 @@ struct ChannelStatistics: Sendable, Equatable {
     var subbuffersConsumed: UInt64 = 0
     /// Sub-buffers reused before being shipped (`mode = "overwrite"`).
     var subbuffersOverwritten: UInt64 = 0
+    /// Delivered sub-buffers the shipper skipped because their header was corrupt (not written by relayd's engine);
+    /// their records were not shipped.
+    var subbuffersCorrupt: UInt64 = 0
     /// Overwrite mode: records refused because the next sub-buffer was still held by a stalled writer.
     var recordsLapped: UInt64 = 0
     /// Writes refused because the channel was closed (shutdown).
@@ -37,6 +40,7 @@ struct ChannelStatistics: Sendable, Equatable {
         subbuffersProduced: UInt64 = 0,
         subbuffersConsumed: UInt64 = 0,
         subbuffersOverwritten: UInt64 = 0,
+        subbuffersCorrupt: UInt64 = 0,
         recordsLapped: UInt64 = 0,
         recordsRefusedClosed: UInt64 = 0,
         writerWaits: UInt64 = 0,
@@ -51,6 +55,7 @@ struct ChannelStatistics: Sendable, Equatable {
         self.subbuffersProduced = subbuffersProduced
         self.subbuffersConsumed = subbuffersConsumed
         self.subbuffersOverwritten = subbuffersOverwritten
+        self.subbuffersCorrupt = subbuffersCorrupt
         self.writerWaits = writerWaits
         self.bytesFilled = bytesFilled
         self.capacityBytes = capacityBytes

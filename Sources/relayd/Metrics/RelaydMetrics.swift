@@ -53,6 +53,7 @@ enum RelaydMetricFamily {
     static let channelSubbuffersProduced = "relayd_channel_subbuffers_produced_total"
     static let channelSubbuffersConsumed = "relayd_channel_subbuffers_consumed_total"
     static let channelSubbuffersOverwritten = "relayd_channel_subbuffers_overwritten_total"
+    static let channelSubbuffersCorrupt = "relayd_channel_subbuffers_corrupt_total"
     static let channelWriterWaits = "relayd_channel_writer_waits_total"
     static let channelFillRatio = "relayd_channel_fill_ratio"
     static let channelCapacityBytes = "relayd_channel_capacity_bytes"
@@ -99,6 +100,9 @@ enum RelaydMetricFamily {
         channelSubbuffersProduced: "Sub-buffers sealed and handed to the shipper.",
         channelSubbuffersConsumed: "Sub-buffers released by the shipper.",
         channelSubbuffersOverwritten: "Sub-buffers reused before being shipped (overwrite mode).",
+        channelSubbuffersCorrupt:
+            "Delivered sub-buffers skipped because their header was corrupt (not written by relayd; their records were "
+            + "not shipped). Anything but 0 means something else wrote into the channel's memory.",
         channelWriterWaits: "Times a writer waited for a free sub-buffer (block mode).",
         channelFillRatio: "Committed, unconsumed bytes divided by channel capacity.",
         channelCapacityBytes: "Channel capacity in bytes.",
@@ -383,6 +387,7 @@ private struct ChannelSeries {
     var produced: DeltaCounter
     var consumed: DeltaCounter
     var overwritten: DeltaCounter
+    var corrupt: DeltaCounter
     var waits: DeltaCounter
     let fill: Prometheus.Gauge
     let capacity: Prometheus.Gauge
@@ -398,6 +403,7 @@ private struct ChannelSeries {
         self.produced = DeltaCounter(registry, F.channelSubbuffersProduced, labels)
         self.consumed = DeltaCounter(registry, F.channelSubbuffersConsumed, labels)
         self.overwritten = DeltaCounter(registry, F.channelSubbuffersOverwritten, labels)
+        self.corrupt = DeltaCounter(registry, F.channelSubbuffersCorrupt, labels)
         self.waits = DeltaCounter(registry, F.channelWriterWaits, labels)
         self.fill = registry.makeGauge(descriptor: RelaydMetrics.descriptor(F.channelFillRatio), labels: labels)
         self.capacity = registry.makeGauge(descriptor: RelaydMetrics.descriptor(F.channelCapacityBytes), labels: labels)
@@ -412,6 +418,7 @@ private struct ChannelSeries {
         self.produced.publish(statistics.subbuffersProduced)
         self.consumed.publish(statistics.subbuffersConsumed)
         self.overwritten.publish(statistics.subbuffersOverwritten)
+        self.corrupt.publish(statistics.subbuffersCorrupt)
         self.waits.publish(statistics.writerWaits)
         let capacity = statistics.capacityBytes
         self.fill.set(capacity == 0 ? 0 : min(1, Double(statistics.bytesFilled) / Double(capacity)))

@@ -129,6 +129,7 @@ final class OutputPipeline: Sendable {
             subbuffersProduced: total.subbuffersProduced,
             subbuffersConsumed: total.subbuffersConsumed,
             subbuffersOverwritten: total.subbuffersOverwritten,
+            subbuffersCorrupt: total.corruptSubbuffers,
             recordsLapped: total.recordsLapped,
             recordsRefusedClosed: total.recordsRefusedClosed,
             writerWaits: total.writerWaits,

@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+@testable import Relay
+import RelayShipper
+import Synchronization
+import Testing
+
+@testable import relayd
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps every log message for the test to look at.
+final class RelaydCapturedLog: Sendable {
+    private let messages = Mutex<[String]>([])
+
+    /// Every message so far, as `level message`.
+    var all: [String] { self.messages.withLock { $0 } }
+
+    /// A logger that captures into this log.
+    func logger(level: Logger.Level = .info) -> Logger {
+        var logger = Logger(label: "relayd.test.capture") { _ in Handler(log: self) }
+        logger.logLevel = level
+        return logger
+    }
+
+    struct Handler: LogHandler {
+        let log: RelaydCapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .info
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { self.metadata[key] }
+            set { self.metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            self.log.messages.withLock { $0.append("\(event.level) \(event.message)") }
+        }
+    }
+}
+
+/// A sub-buffer whose header relayd's engine did not write (a corrupt header, as another process or a memory fault
+/// would leave it) is skipped by the shipper and counted by the channel: relayd exports the count and warns.
+@Suite("relayd: corrupt sub-buffers", .timeLimit(.minutes(1)))
+struct ChannelCorruptionTests {
+    static let record = Array(repeating: UInt8(ascii: "c"), count: 1999) + [UInt8(ascii: "\n")]  // two per 4 KiB sub-buffer
+
+    static func config(_ directory: String) throws -> RelaydConfig {
+        try RelaydConfig.parse(
+            """
+            [daemon]
+            state_dir = "\(directory)"
+
+            [channels.default]
+            subbuf_size = "4KiB"
+            subbufs = 8
+            switch_interval = "1s"
+
+            [[inputs]]
+            name = "syslog"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+            max_frame = "2KiB"
+
+            [[outputs]]
+            name = "files"
+            type = "file"
+            format = "raw"
+            path = "\(directory)/out.log"
+
+            """
+        )
+    }
+
+    /// Writes `subbuffers` full sub-buffers of records into `output`'s channel (counted as received, as the input
+    /// ring does), seals them, and zeroes the magic of the header of the one at `corrupt` (a sequence number).
+    static func fill(_ output: OutputPipeline, subbuffers: Int, corrupt: UInt64) {
+        for _ in 0..<(2 * subbuffers) {
+            output.metrics.recordReceived(bytes: Self.record.count)
+            #expect(output.channel.write(Self.record) == .written)
+        }
+        output.channel.flush()
+        output.channel.cores[0].subbuffer(sequence: corrupt)
+            .storeBytes(of: UInt32(0), toByteOffset: SubbufferHeaderLayout.magicOffset, as: UInt32.self)
+    }
+
+    /// Ships what the channel holds with a shipper of its own and waits (for the consumed count, not for time)
+    /// until the shipper got through `consumed` sub-buffers.
+    static func ship(_ output: OutputPipeline, until consumed: UInt64, log: RelaydCapturedLog) throws -> RelayShipper {
+        let shipper = RelayShipper(logger: log.logger())
+        try shipper.add(output.channel, sinks: [output.sink])
+        try shipper.start()
+        let shipped = Eventually.wait { output.channel.stats().total.subbuffersConsumed >= consumed }
+        #expect(shipped, "the shipper consumed \(output.channel.stats().total.subbuffersConsumed) of \(consumed) sub-buffers")
+        return shipper
+    }
+
+    @Test("relayd_channel_subbuffers_corrupt_total counts what the shipper skipped, and a warning says so, rate-limited")
+    func corruptSubbuffersAreExportedAndLogged() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = try Self.config(directory)
+        let metrics = RelaydMetrics(config: config)
+        let output = try OutputPipeline(
+            output: config.outputs[0],
+            index: 0,
+            channelConfig: config.channel(for: config.outputs[0]),
+            metrics: metrics.outputs[0],
+            zone: .fixed(0)
+        )
+        metrics.registerChannel(name: output.config.name) { output.channelStatistics() }
+        let log = RelaydCapturedLog()
+        let series = #"relayd_channel_subbuffers_corrupt_total{channel="files"}"#
+
+        // Sub-buffers 0, 1, 2 delivered, 1 corrupt before the shipper gets to it.
+        Self.fill(output, subbuffers: 3, corrupt: 1)
+        let first = try Self.ship(output, until: 3, log: log)
+        #expect(output.channel.stats().total.corruptSubbuffers == 1)
+        // A long warning interval: a second growth within it is not logged, however slow this host is.
+        let reconciler = Reconciler(
+            outputs: [output],
+            metrics: metrics,
+            shipper: first,
+            logger: log.logger(),
+            warningInterval: .seconds(3600)
+        )
+        reconciler.tick()
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(parseExposition(Array(text.utf8))[series] == 1)
+        #expect(text.contains("# TYPE relayd_channel_subbuffers_corrupt_total counter"))
+        #expect(text.contains("# HELP relayd_channel_subbuffers_corrupt_total Delivered sub-buffers skipped"))
+        let warnings = log.all.filter { $0.contains("corrupt") }
+        #expect(warnings.count == 1, "\(log.all)")
+        let warning = try #require(warnings.first)
+        #expect(warning.hasPrefix("warning output \"files\" skipped 1 corrupt sub-buffer since relayd started"), "\(warning)")
+        #expect(warning.contains("relayd_channel_subbuffers_corrupt_total"), "\(warning)")
+        reconciler.tick()
+        #expect(log.all.filter { $0.contains("corrupt") }.count == 1, "a tick without new corruption warned again")
+        #expect(first.stop(timeout: .seconds(10)))
+
+        // Another corrupt one within the interval: counted, not logged again.
+        Self.fill(output, subbuffers: 2, corrupt: 4)
+        let second = try Self.ship(output, until: 5, log: log)
+        defer { _ = second.stop(timeout: .seconds(10)) }
+        #expect(output.channel.stats().total.corruptSubbuffers == 2)
+        reconciler.tick()
+        #expect(parseExposition(metrics.exposition())[series] == 2)
+        #expect(log.all.filter { $0.contains("corrupt") }.count == 1, "\(log.all)")
+    }
+}
