@@ -124,7 +124,8 @@ let package = Package(
         .testTarget(
             name: "relaydTests",
             dependencies: [
-                "relayd", "RelayTestSupport",
+                "relayd", "Relay", "RelayShipper", "RelayTestSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
