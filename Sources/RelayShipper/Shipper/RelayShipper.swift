@@ -103,17 +103,9 @@ public final class RelayShipper: Sendable, Service {
         let exited = self.exited
         let onExit: @Sendable () -> Void = { [weak self] in self?.resumeExitWaiters() }
         ShipperThread.spawn(name: "relay-shipper") {
-            let loop: ShipperLoop
-            do throws(RelayShipperError) {
-                loop = try ShipperLoop(configuration: configuration, registrations: registrations, shared: shared, logger: logger)
-            } catch {
-                setup.fail(error)
-                exited.signal()
-                onExit()
-                return
-            }
-            setup.succeed()
-            loop.run()
+            Self.runRing(setup: setup, configuration: configuration, registrations: registrations, shared: shared, logger: logger)
+            // Only now, with the ring torn down: a caller of stop() that starts another shipper
+            // at once must find the descriptor closed and the locked-memory budget free.
             exited.signal()
             onExit()
         }
@@ -123,9 +115,37 @@ public final class RelayShipper: Sendable, Service {
         }
     }
 
+    /// The ring thread's body: creates the loop (ring, registration, sinks), reports the
+    /// outcome to `setup`, runs the loop until it stops, and tears the ring down, all before it
+    /// returns. The loop owns the ring (its `deinit` unmaps it and closes the descriptor), and
+    /// nothing but this function holds the loop, so its scope ending releases it.
+    private static func runRing(
+        setup: ShipperSetupResult, configuration: RelayShipperConfiguration, registrations: [ShipperRegistration],
+        shared: ShipperShared, logger: Logger
+    ) {
+        weak var released: ShipperLoop?
+        do {
+            let loop: ShipperLoop
+            do throws(RelayShipperError) {
+                loop = try ShipperLoop(configuration: configuration, registrations: registrations, shared: shared, logger: logger)
+            } catch {
+                setup.fail(error)
+                return
+            }
+            released = loop
+            setup.succeed()
+            loop.run()
+        }
+        assert(released == nil, "something still holds the shipper loop, so its ring outlives stop()")
+    }
+
     /// Stops gracefully: seals partly filled sub-buffers, ships everything delivered,
     /// waits for every completion (and acknowledgement on sockets), fsyncs files that
-    /// have an fsync policy, and closes. Blocks until done or `timeout` passes.
+    /// have an fsync policy, and closes. Blocks until done or `timeout` passes, and then
+    /// until the ring thread has torn the ring down: its buffers unregistered (their pages
+    /// back in the RLIMIT_MEMLOCK budget) and its descriptor closed, so a shipper started
+    /// right after this returns can register the same amount of memory. (The ring's own few
+    /// pages of that budget come back when the kernel's worker frees the ring, a little later.)
     ///
     /// Close the channels first (or stop their writers) so there is an end to drain.
     ///

@@ -178,6 +178,22 @@ final class ShipperLoop {
         }
         for case .file(let s) in pending { s.closeAll(fsync: false) }
         for t in self.trackers { t.staging?.deallocate() }
+        self.unregisterRegions()
+    }
+
+    /// Gives the registered sub-buffers back now: the kernel unpins them and returns their
+    /// pages to the RLIMIT_MEMLOCK budget before this returns. Closing the ring's descriptor
+    /// does that too, but in work the kernel queues for later, which may run after `stop()` (or
+    /// a failed `start()`) returned, so a shipper started at once could find the budget still
+    /// taken and fall back to unregistered writes. Only with no operation in flight: where the
+    /// kernel quiesces the buffer table, an unregister waits for the operations using it, which
+    /// past a stop deadline may never end; those buffers are left to the descriptor's close.
+    private func unregisterRegions() {
+        guard self.ring.registeredBufferCount > 0, self.outstandingOps() == 0 else { return }
+        if case .failure(let errno) = self.ring.unregisterBuffers() {
+            // The descriptor's close still releases them.
+            self.logger.debug("unregistering the relay buffers failed", metadata: ["errno": "\(errno)"])
+        }
     }
 
     private func registerRegions() {
@@ -660,6 +676,7 @@ final class ShipperLoop {
         if self.outstandingOps() == 0 {
             for t in self.trackers { t.staging?.deallocate() }
         }
+        self.unregisterRegions()
         self.publishStats(now: Clock.now, force: true)
     }
 
