@@ -240,6 +240,33 @@ struct ShipperLifecycleTests {
         shipper.stop()
     }
 
+    @Test("a start() that failed can be retried: it fails again with the real cause while that lasts, and ships once the cause is gone")
+    func failedStartCanBeRetried() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "retried", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
+        let path = dir.file("later/r.log")
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(20)), logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: path))])
+        let first = #expect(throws: RelayShipperError.self) { try shipper.start() }
+        #expect(first?.message.contains(path) == true, "the failure names the file: \(first?.message ?? "")")
+        #expect(!shipper.requestStop(), "a shipper whose start failed is not running")
+        // The directory is still missing: the same cause, not "already started".
+        let second = #expect(throws: RelayShipperError.self) { try shipper.start() }
+        #expect(second?.message == first?.message, "the retry reported \(second?.message ?? "nothing")")
+        // The cause is gone: the retry starts, and the shipper works like any other.
+        #expect(mkdir(dir.file("later"), 0o755) == 0)
+        try shipper.start()
+        #expect(!shipper.hasExited, "the retried start runs")
+        #expect(throws: RelayShipperError.self) { try shipper.start() }
+        let line = Array("after a retried start\n".utf8)
+        #expect(channel.write(line) == .written)
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(shipper.hasExited)
+        #expect(readFileBytes(path) == line)
+    }
+
     @Test("a second shipper of a channel another running shipper ships is refused at start, and the first one keeps shipping")
     func secondShipperOfChannelRefused() throws {
         let dir = TemporaryDirectory()

@@ -34,14 +34,23 @@ public final class RelayShipper: Sendable, Service {
     let shared = ShipperShared()
 
     private enum Phase: Sendable {
-        case configuring([ShipperRegistration])
-        case running
-        case stopped
+        /// Not started, or the last ``start()`` failed: channels can be added and `start()`
+        /// called (again). `exited` is the event the next start's ring thread signals.
+        case configuring([ShipperRegistration], exited: ShipperEvent)
+        /// Started: the ring thread is being set up, runs, or has exited (it signals `exited`).
+        case started(exited: ShipperEvent)
+
+        var exited: ShipperEvent {
+            switch self {
+            case .configuring(_, let exited), .started(let exited): exited
+            }
+        }
     }
 
-    private let phase = Mutex<Phase>(.configuring([]))
-    private let exited = ShipperEvent()
-    private let exitWaiters = Mutex<[CheckedContinuation<Void, Never>]>([])
+    private let phase = Mutex<Phase>(.configuring([], exited: ShipperEvent()))
+
+    /// The exit event of the current (or next) start's ring thread.
+    private var exited: ShipperEvent { self.phase.withLock { $0.exited } }
 
     /// Creates a shipper.
     ///
@@ -71,14 +80,14 @@ public final class RelayShipper: Sendable, Service {
             throw RelayShipperError(message: "a channel needs 1 to 64 sinks (got \(sinks.count)); use .discard to consume without I/O")
         }
         try self.phase.withLock { phase throws(RelayShipperError) in
-            guard case .configuring(var registrations) = phase else {
+            guard case .configuring(var registrations, let exited) = phase else {
                 throw RelayShipperError(message: "add channels before start(); the ring thread's set of channels is fixed once it runs")
             }
             if registrations.contains(where: { $0.channel === channel }) {
                 throw RelayShipperError(message: "channel '\(channel.configuration.name)' is already shipped by this shipper")
             }
             registrations.append(ShipperRegistration(channel: channel, sinks: sinks))
-            phase = .configuring(registrations)
+            phase = .configuring(registrations, exited: exited)
         }
     }
 
@@ -87,30 +96,36 @@ public final class RelayShipper: Sendable, Service {
     ///
     /// - Throws: ``RelayShipperError`` (io_uring unavailable, a file cannot be opened, a
     ///   channel already has a consumer such as another running shipper, …) with a message
-    ///   that says how to fix it. Nothing is left running on failure.
+    ///   that says how to fix it. Nothing is left running on failure, and the shipper is as
+    ///   before the call: fix the cause and call `start()` again (or add channels first).
     public func start() throws(RelayShipperError) {
-        let registrations: [ShipperRegistration] = try self.phase.withLock { phase throws(RelayShipperError) in
-            guard case .configuring(let registrations) = phase else {
-                throw RelayShipperError(message: "the shipper was already started")
+        let (registrations, exited) = try self.phase.withLock { phase throws(RelayShipperError) in
+            guard case .configuring(let registrations, let exited) = phase else {
+                throw RelayShipperError(message: "the shipper was already started; stop() it and create a new one to start again")
             }
-            phase = .running
-            return registrations
+            phase = .started(exited: exited)
+            return (registrations, exited)
         }
         let setup = ShipperSetupResult()
         let configuration = self.configuration
         let shared = self.shared
         let logger = self.logger
-        let exited = self.exited
-        let onExit: @Sendable () -> Void = { [weak self] in self?.resumeExitWaiters() }
         ShipperThread.spawn(name: "relay-shipper") {
             Self.runRing(setup: setup, configuration: configuration, registrations: registrations, shared: shared, logger: logger)
             // Only now, with the ring torn down: a caller of stop() that starts another shipper
             // at once must find the descriptor closed and the locked-memory budget free.
             exited.signal()
-            onExit()
         }
         if let error = setup.wait() {
-            self.phase.withLock { $0 = .stopped }
+            self.phase.withLock { phase in
+                // Stops, flushes and reopens requested while this start was under way were for a
+                // ring thread that never ran: the retry's must not find them. (`requestStop` sends
+                // under this lock, so none can arrive between this and the phase change.) A stop()
+                // waiting on this attempt's `exited` returns when the failed thread signals it;
+                // the next start gets an event of its own.
+                _ = self.shared.takeCommands()
+                phase = .configuring(registrations, exited: ShipperEvent())
+            }
             throw error
         }
     }
@@ -158,29 +173,38 @@ public final class RelayShipper: Sendable, Service {
     ///   ships nothing and returns `true` at once.
     @discardableResult
     public func stop(timeout: Duration = .seconds(10)) -> Bool {
-        guard self.requestStop(timeout: timeout) else { return true }
-        self.exited.wait()
-        return self.drained
+        guard let exited = self.sendStop(timeout: timeout) else { return true }
+        exited.wait()
+        return self.drained(exited)
     }
 
     /// Whether the ring thread exited after shipping everything (see ``stop(timeout:)``):
     /// `false` while it runs, and after a stop whose deadline passed or a cancellation.
-    public var drained: Bool {
+    public var drained: Bool { self.drained(self.exited) }
+
+    private func drained(_ exited: ShipperEvent) -> Bool {
         // acquiring: pairs with the ring thread's releasing store before it exits.
-        self.exited.isSignalled && self.shared.drained.load(ordering: .acquiring)
+        exited.isSignalled && self.shared.drained.load(ordering: .acquiring)
     }
 
     /// Asks the ring thread to drain and stop; does not wait. Returns false if the
     /// shipper is not running. Of several requests, the earliest deadline applies.
     @discardableResult
     public func requestStop(timeout: Duration = .seconds(10)) -> Bool {
-        let running = self.phase.withLock { phase -> Bool in
-            if case .running = phase { return true }
-            return false
+        self.sendStop(timeout: timeout) != nil
+    }
+
+    /// Sends the stop command if the shipper was started; returns the exit event of the ring
+    /// thread it is for, `nil` if not started.
+    private func sendStop(timeout: Duration) -> ShipperEvent? {
+        self.phase.withLock { phase -> ShipperEvent? in
+            guard case .started(let exited) = phase else { return nil }
+            // Under the lock: a failing start() drops the commands sent for it under the lock
+            // too, so this one either is dropped with them or finds the phase back at
+            // `.configuring`; it never reaches the thread of a later retry.
+            self.shared.send(.stop(timeout: timeout))
+            return exited
         }
-        guard running else { return false }
-        self.shared.send(.stop(timeout: timeout))
-        return true
     }
 
     /// Reopens every output file at its path: for logrotate-style external rotation
@@ -199,28 +223,14 @@ public final class RelayShipper: Sendable, Service {
         self.shared.stats
     }
 
-    /// Whether the ring thread has exited.
+    /// Whether the ring thread has exited (`false` before ``start()`` and after a failed one,
+    /// which leaves the shipper ready to start again).
     public var hasExited: Bool { self.exited.isSignalled }
 
-    /// Waits (without blocking a thread) until the ring thread exits.
+    /// Waits (without blocking a thread) until the ring thread exits: the one running, or
+    /// the next ``start()``'s if none runs. A start that fails also ends this wait.
     public func waitUntilExited() async {
-        if self.exited.isSignalled { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = self.exitWaiters.withLock { waiters -> Bool in
-                if self.exited.isSignalled { return true }
-                waiters.append(continuation)
-                return false
-            }
-            if resumeNow { continuation.resume() }
-        }
-    }
-
-    private func resumeExitWaiters() {
-        let waiters = self.exitWaiters.withLock { waiters in
-            defer { waiters.removeAll() }
-            return waiters
-        }
-        for waiter in waiters { waiter.resume() }
+        await self.exited.wait()
     }
 
     /// `Service`: starts the shipper (if needed) and runs until graceful shutdown, then
@@ -266,15 +276,20 @@ final class ShipperSetupResult: Sendable {
     }
 }
 
-/// A one-shot event threads can block on (a futex word).
+/// A one-shot event threads can block on (a futex word), and tasks can await.
 final class ShipperEvent: @unchecked Sendable {
     private let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     private let state = Atomic<UInt32>(0)
+    private let waiters = Mutex<[CheckedContinuation<Void, Never>]>([])
 
     init() { self.word.initialize(to: 0) }
     deinit { self.word.deallocate() }
 
-    var isSignalled: Bool { self.state.load(ordering: .acquiring) != 0 }
+    var isSignalled: Bool {
+        // acquiring: pairs with the releasing store in `signal()` (what the signalling thread
+        // did before, such as storing `drained`, is visible once this sees the event).
+        self.state.load(ordering: .acquiring) != 0
+    }
 
     func signal() {
         // releasing: pairs with the acquiring load in `wait`.
@@ -282,11 +297,31 @@ final class ShipperEvent: @unchecked Sendable {
         let atomicWord = UnsafeMutableRawPointer(self.word).assumingMemoryBound(to: Atomic<UInt32>.self)
         atomicWord.pointee.store(1, ordering: .releasing)
         _ = CRelayLinux_futex_wake(self.word, Int32.max, 0)
+        // After the store: a task that takes the lock after this finds `state` set (the lock
+        // orders it), one that took it before is in the list.
+        let waiters = self.waiters.withLock { waiters in
+            defer { waiters.removeAll() }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     func wait() {
         while self.state.load(ordering: .acquiring) == 0 {
             _ = CRelayLinux_futex_wait(self.word, 0, -1, 0)
+        }
+    }
+
+    /// Waits without blocking a thread.
+    func wait() async {
+        if self.isSignalled { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = self.waiters.withLock { waiters -> Bool in
+                if self.isSignalled { return true }
+                waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
         }
     }
 }
