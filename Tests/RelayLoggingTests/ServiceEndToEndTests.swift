@@ -204,14 +204,15 @@ struct ServiceEndToEndTests {
         #expect(service.stats().log.recordsRefusedClosed == 1)
     }
 
-    /// A block-mode service (no timeout) whose destination, `receiver`, reads a few KB every 3 s, and a
-    /// thread that has filled its channel and now waits for space (until shutdown closes the channel).
+    /// A block-mode service (no timeout) whose destination, a peer on 127.0.0.1:`port`, reads a few KB
+    /// every few seconds or nothing, and a thread that has filled its channel and now waits for space
+    /// (until shutdown closes the channel).
     static func filledServiceWithStuckDestination(
-        _ receiver: StreamReceiver, drainTimeout: Duration
+        port: Int, drainTimeout: Duration
     ) throws -> (RelayLoggingService, TestThreads.Handle) {
         let service = try RelayLoggingService(
             RelayLoggingConfiguration(
-                destination: .tcp(host: "127.0.0.1", port: receiver.port), overload: .block(timeout: nil),
+                destination: .tcp(host: "127.0.0.1", port: port), overload: .block(timeout: nil),
                 subbufferSize: 4096, subbufferCount: 4, buffers: 1, switchInterval: .milliseconds(10),
                 drainTimeout: drainTimeout, diagnostics: quietDiagnostics))
         let logger = Logger(label: "stuck") { service.makeHandler(label: $0) }
@@ -224,11 +225,13 @@ struct ServiceEndToEndTests {
         return (service, filler)
     }
 
-    @Test("shutdown with a drop report pending and a stuck destination returns at its drain timeout (block mode, no timeout)")
+    @Test("shutdown with a drop report pending and a stuck destination returns at its drain timeout (block mode, no timeout), not once the destination takes data again")
     func shutdownWithStuckDestination() throws {
-        let receiver = try StreamReceiver(receiveBuffer: 4096, readDelayMicroseconds: 3_000_000)
-        defer { receiver.stop() }
-        let (service, filler) = try Self.filledServiceWithStuckDestination(receiver, drainTimeout: .milliseconds(500))
+        // Reads nothing for 20 s, then everything: a shutdown that waits for space to write the
+        // report (instead of its drain timeout) returns only after that.
+        let peer = try HeldPeer(heldForSeconds: 20)
+        defer { peer.stop() }
+        let (service, filler) = try Self.filledServiceWithStuckDestination(port: peer.port, drainTimeout: .milliseconds(500))
         // A record that does not fit even truncated (its label is larger than a sub-buffer): dropped,
         // and its report is pending, to be written at shutdown if there is space in time.
         let huge = Logger(label: String(repeating: "l", count: 5000)) { service.makeHandler(label: $0) }
@@ -237,7 +240,10 @@ struct ServiceEndToEndTests {
         let started = monotonicSeconds()
         #expect(!service.shutdown(), "the stuck destination did not take everything")
         let took = monotonicSeconds() - started
-        #expect(took < 2, "shutdown took \(took) s with a drain timeout of 0.5 s")
+        // The order, not the time, tells the two apart: a loaded host can make a shutdown slow,
+        // but not make it wait for the peer.
+        #expect(!peer.wasReleased, "shutdown returned only after the peer read again (\(took) s): it waited for space, not its drain timeout")
+        #expect(took < 0.5 + 5, "shutdown took \(took) s with a drain timeout of 0.5 s")
         TestThreads.join(filler)
         let stats = service.stats().log
         #expect(stats.recordsDropped == stats.dropsReported + stats.dropsPending, "every drop counted")
@@ -250,7 +256,7 @@ struct ServiceEndToEndTests {
         // shutdown() takes its whole drain timeout.
         let receiver = try StreamReceiver(receiveBuffer: 4096, readDelayMicroseconds: 3_000_000)
         defer { receiver.stop() }
-        let (service, filler) = try Self.filledServiceWithStuckDestination(receiver, drainTimeout: .seconds(1))
+        let (service, filler) = try Self.filledServiceWithStuckDestination(port: receiver.port, drainTimeout: .seconds(1))
         let stopper = TestThreads.spawn { _ = service.shutdown() }
         // shutdown() closes the channel at once, then waits for the stuck destination until its drain timeout.
         TestThreads.join(filler)
@@ -516,4 +522,85 @@ struct DoubleBootstrapProbe {
         #expect(drained.records.map { $0["message"] as? String } == ["still logging"])
         print("DOUBLE-BOOTSTRAP-PROBE-PASSED")
     }
+}
+
+/// A TCP peer on 127.0.0.1 (4 KiB receive buffers) that accepts connections and reads nothing
+/// until `heldForSeconds` after it was created, then reads everything: a destination stuck for as
+/// long as a test needs, whose recovery is an event the test can order its own against.
+private final class HeldPeer: Sendable {
+    let port: Int
+    private let listener: Int32
+    private let releaseAt: Double
+    private let released = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
+    private let thread = Mutex<TestThreads.Handle?>(nil)
+
+    init(heldForSeconds: Double) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HeldPeerError(description: "socket() failed: errno \(errno)") }
+        // Inherited by the accepted connections: the shipper's sends stall after a few KB.
+        var size: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 4) == 0 else {
+            let e = errno
+            close(fd)
+            throw HeldPeerError(description: "bind/listen on 127.0.0.1 failed: errno \(e)")
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.port = Int(UInt16(bigEndian: actual.sin_port))
+        self.listener = fd
+        self.releaseAt = monotonicSeconds() + heldForSeconds
+        let handle = TestThreads.spawn { [self] in self.serve() }
+        self.thread.withLock { $0 = handle }
+    }
+
+    /// Whether the peer has started reading (its hold ended).
+    var wasReleased: Bool {
+        // acquiring: pairs with the releasing store in `serve()`, made before the first read. A
+        // shutdown that returned because that read freed space was ordered after the read (through
+        // the kernel, the shipper's completion and the channel's futex), so it sees the store.
+        self.released.load(ordering: .acquiring)
+    }
+
+    private func serve() {
+        var connections: [Int32] = []
+        defer { for fd in connections { close(fd) } }
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        // relaxed: only the flag itself is read; `stop()` joins this thread afterwards.
+        while !self.stopping.load(ordering: .relaxed) {
+            var listening = pollfd(fd: self.listener, events: Int16(POLLIN), revents: 0)
+            if poll(&listening, 1, 10) > 0 {
+                let fd = accept(self.listener, nil, nil)
+                if fd >= 0 { connections.append(fd) }
+            }
+            guard monotonicSeconds() >= self.releaseAt else { continue }
+            // releasing: pairs with the acquiring load in `wasReleased`.
+            self.released.store(true, ordering: .releasing)
+            for fd in connections {
+                while chunk.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
+            }
+        }
+    }
+
+    /// Stops reading and closes every socket.
+    func stop() {
+        // relaxed: see `serve()`.
+        self.stopping.store(true, ordering: .relaxed)
+        if let handle = self.thread.withLock({ $0.take() }) { TestThreads.join(handle) }
+        close(self.listener)
+    }
+}
+
+private struct HeldPeerError: Error, CustomStringConvertible {
+    let description: String
 }
