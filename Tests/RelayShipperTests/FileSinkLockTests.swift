@@ -67,6 +67,30 @@ struct FileSinkLockTests {
         #expect(try startSecond(on: path, name: "lock-e") == nil, "a sink that stopped holds no lock")
     }
 
+    @Test("a shipper restarted on the same path right after stop() returns is never refused (the lock is gone by then)")
+    func restartOnSamePath() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("restart.log")
+        for round in 0..<30 {
+            let channel = try RelayChannel(
+                RelayChannelConfiguration(name: "lock-restart-\(round)", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
+            let shipper = RelayShipper(logger: testLogger())
+            try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: path))])
+            do {
+                try shipper.start()
+            } catch {
+                Issue.record("round \(round): \(error.message)")
+                return
+            }
+            // Writes in flight until the stop drains them.
+            var refused = 0
+            _ = writeSequentialLines(channel, count: 500, refused: &refused, Self.lines("round \(round)"))
+            channel.close()
+            #expect(shipper.stop(timeout: .seconds(10)))
+        }
+    }
+
     @Test("the lock moves to the fresh file at every rotation and reopen (logrotate, or a reopen of the same file)")
     func lockFollowsRotationAndReopen() throws {
         let dir = TemporaryDirectory()
