@@ -28,6 +28,18 @@ public final class StreamReceiver: @unchecked Sendable {
 
     /// Starts listening. `port: 0` picks an ephemeral port (see ``port``).
     public init(tcpPort: Int = 0, receiveBuffer: Int? = nil, readDelayMicroseconds: UInt32 = 0) throws {
+        let (fd, port) = try Self.tcpListener(port: tcpPort, receiveBuffer: receiveBuffer, backlog: 16)
+        self.address = .tcp(port: port)
+        self.listenFD = fd
+        self.receiveBuffer = receiveBuffer
+        self.readDelayMicroseconds = readDelayMicroseconds
+        self.startThread()
+    }
+
+    /// A TCP socket listening on 127.0.0.1:`port` (`0`: an ephemeral port), for tests that accept
+    /// connections themselves; `receiveBuffer` sets `SO_RCVBUF`, which accepted connections
+    /// inherit. Returns the socket and the port it listens on. The caller closes it.
+    public static func tcpListener(port: Int = 0, receiveBuffer: Int? = nil, backlog: Int32 = 4) throws -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ReceiverError(message: "socket() failed: errno \(errno)") }
         var one: Int32 = 1
@@ -38,26 +50,22 @@ public final class StreamReceiver: @unchecked Sendable {
         }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(tcpPort).bigEndian)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        guard bound == 0, listen(fd, backlog) == 0 else {
             let e = errno
             close(fd)
-            throw ReceiverError(message: "bind/listen on 127.0.0.1:\(tcpPort) failed: errno \(e)")
+            throw ReceiverError(message: "bind/listen on 127.0.0.1:\(port) failed: errno \(e)")
         }
         var actual = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &actual) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        self.address = .tcp(port: Int(UInt16(bigEndian: actual.sin_port)))
-        self.listenFD = fd
-        self.receiveBuffer = receiveBuffer
-        self.readDelayMicroseconds = readDelayMicroseconds
-        self.startThread()
+        return (fd, Int(UInt16(bigEndian: actual.sin_port)))
     }
 
     /// Starts listening on a Unix stream socket at `path`.

@@ -536,28 +536,9 @@ private final class HeldPeer: Sendable {
     private let thread = Mutex<TestThreads.Handle?>(nil)
 
     init(heldForSeconds: Double) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw HeldPeerError(description: "socket() failed: errno \(errno)") }
-        // Inherited by the accepted connections: the shipper's sends stall after a few KB.
-        var size: Int32 = 4096
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 4) == 0 else {
-            let e = errno
-            close(fd)
-            throw HeldPeerError(description: "bind/listen on 127.0.0.1 failed: errno \(e)")
-        }
-        var actual = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        self.port = Int(UInt16(bigEndian: actual.sin_port))
+        // SO_RCVBUF is inherited by the accepted connections: the shipper's sends stall after a few KB.
+        let (fd, port) = try StreamReceiver.tcpListener(receiveBuffer: 4096)
+        self.port = port
         self.listener = fd
         self.releaseAt = monotonicSeconds() + heldForSeconds
         let handle = TestThreads.spawn { [self] in self.serve() }
@@ -599,8 +580,4 @@ private final class HeldPeer: Sendable {
         if let handle = self.thread.withLock({ $0.take() }) { TestThreads.join(handle) }
         close(self.listener)
     }
-}
-
-private struct HeldPeerError: Error, CustomStringConvertible {
-    let description: String
 }
