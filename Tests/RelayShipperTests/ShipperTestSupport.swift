@@ -104,34 +104,13 @@ func expectExactlyOnce(_ records: [(Int, Int)], producers: Int, perProducer: Int
     #expect(missing == 0, "missing records", sourceLocation: sourceLocation)
     #expect(duplicates == 0, "duplicated records", sourceLocation: sourceLocation)
 }
-struct StalledPeerError: Error {}
 
 /// A TCP listener on 127.0.0.1, on a port the kernel picks, whose connections get a receive
 /// buffer of `receiveBuffer` bytes (so a peer that does not read soon stalls a send).
 ///
 /// - Returns: The listening descriptor (the caller closes it) and its port.
-/// - Throws: `StalledPeerError` when the socket cannot be created, bound or listened on.
 func loopbackListener(receiveBuffer: Int32 = 4096, backlog: Int32 = 4) throws -> (fd: Int32, port: Int) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw StalledPeerError() }
-    var one: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-    var small = receiveBuffer
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, length) == 0 && listen(fd, backlog) == 0 && getsockname(fd, $0, &length) == 0
-        }
-    }
-    guard bound else {
-        close(fd)
-        throw StalledPeerError()
-    }
-    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    try StreamReceiver.tcpListener(receiveBuffer: Int(receiveBuffer), backlog: backlog)
 }
 
 /// A TCP listener on 127.0.0.1 whose connections are never read (a stalled peer): what the
