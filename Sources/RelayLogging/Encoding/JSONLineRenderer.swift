@@ -46,6 +46,15 @@ internal struct JSONLineRenderer {
         self.limit = self.start + (buffer.count &- Self.slack)
     }
 
+    /// Continues rendering at `position` of a buffer whose ``limit`` is `limit` (the same slack after
+    /// it): for a part rendered out of line.
+    @inline(always)
+    init(position: UnsafeMutableRawPointer, limit: UnsafeMutableRawPointer) {
+        self.start = position
+        self.position = position
+        self.limit = limit
+    }
+
     /// The bytes rendered so far.
     @inline(always)
     var rendered: UnsafeRawBufferPointer {

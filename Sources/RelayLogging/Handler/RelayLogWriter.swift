@@ -19,7 +19,8 @@ import Synchronization
 /// call, no allocation in the common case, see ``RelayLogHandler`` for the cases that allocate), then
 /// writes it into the channel with one copy (`RelayChannel.write`, an exact reservation). Metadata that
 /// is only per-call costs one pass over the call's dictionary and no hashing; handler and provider
-/// metadata rule key collisions out with a 64-bit key filter and hash only keys that may collide.
+/// metadata rule key collisions out with a 64-bit key filter and hash only keys that may collide. A call
+/// site's source, file, function and line are rendered once and then copied (``CallSiteCache``).
 /// Records that do not fit the stack buffer or the channel's largest record, and other formats, use the
 /// general encoder, which measures the record, reserves exactly that many bytes and encodes into the
 /// reservation.
@@ -78,6 +79,8 @@ public final class RelayLogWriter: Sendable {
     let clock = RecordClock.shared
     /// Copied from `ImplicitSourceProbe.shared` so a record reads it from the writer it already holds.
     let sourceProbe = ImplicitSourceProbe.shared
+    /// The rendered source, file, function and line of recent call sites (see ``CallSiteCache``).
+    let callSites = CallSiteCache()
 
     // Counters of rare events only (a per-record counter would cost an atomic operation per call;
     // records written are counted by the channel). Every access is relaxed: they are statistics that
@@ -260,17 +263,12 @@ public final class RelayLogWriter: Sendable {
             } else {
                 renderer.literal("\",\"source\":\"")
             }
-            if let source {
-                guard renderer.string(source) else { return nil }
-            } else {
-                guard renderer.module(ofFileID: file) else { return nil }
-            }
-            renderer.literal("\",\"file\":\"")
-            guard renderer.string(file) else { return nil }
-            renderer.literal("\",\"function\":\"")
-            guard renderer.string(function), renderer.fits else { return nil }
-            renderer.literal("\",\"line\":")
-            renderer.decimal(line)
+            // The call site's source, file, function and line: copied when cached, else rendered (and
+            // cached when the strings' bits identify their text). Out of line, so the per-entry loop of
+            // the metadata above keeps its registers.
+            guard let end = self.callSiteFields(source: source, file: file, function: function, line: line, renderer.position, limit: renderer.limit)
+            else { return nil }
+            renderer.position = end
             if let error {
                 guard renderer.detached({ $0.error(error) }) else { return nil }
             }
@@ -279,6 +277,36 @@ public final class RelayLogWriter: Sendable {
             guard record.count <= self.maxRecordSize else { return nil }
             return self.writeRendered(record)
         }
+    }
+
+    /// Writes `source","file":"…","function":"…","line":N` at `position` (before `limit`, with the
+    /// renderer's slack after it): copied from ``callSites`` when this call site is cached, else rendered
+    /// and cached. Returns the end, or `nil` when it may not fit (the caller falls back).
+    @inline(never)
+    private func callSiteFields(
+        source: String?, file: String, function: String, line: UInt,
+        _ position: UnsafeMutableRawPointer, limit: UnsafeMutableRawPointer
+    ) -> UnsafeMutableRawPointer? {
+        let key = self.callSites.isEnabled ? CallSiteKey(source: source, file: file, function: function, line: line) : nil
+        if let key, CallSiteCache.maxBytes <= limit - position, let length = self.callSites.copy(key, to: position) {
+            return position + length
+        }
+        var renderer = JSONLineRenderer(position: position, limit: limit)
+        if let source {
+            guard renderer.string(source) else { return nil }
+        } else {
+            guard renderer.module(ofFileID: file) else { return nil }
+        }
+        renderer.literal("\",\"file\":\"")
+        guard renderer.string(file) else { return nil }
+        renderer.literal("\",\"function\":\"")
+        guard renderer.string(function), renderer.fits else { return nil }
+        renderer.literal("\",\"line\":")
+        renderer.decimal(line)
+        if let key {
+            self.callSites.store(key, UnsafeRawBufferPointer(start: position, count: renderer.position - position))
+        }
+        return renderer.position
     }
 
     /// Copies a rendered record into the channel. Returns whether it was written (a loss is counted).
