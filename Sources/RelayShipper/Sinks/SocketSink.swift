@@ -419,6 +419,8 @@ final class SocketSink {
                     self.staleSendStarts[key] = (self.sentInEntry, self.sentInEntry > 0)
                 }
             }
+            // Bytes the peer sent that nobody read would make the close a reset.
+            Sockets.discardReceived(fd)
             self.dropQueueIfZeroCopyPending(fd)
             self.closeAfterSubmitting(fd, loop)
         case .disconnected:
@@ -802,11 +804,19 @@ final class SocketSink {
 
     /// Shuts the connection down. A pending connect is cancelled; its completion (which
     /// the loop still waits for) closes the descriptor.
+    ///
+    /// After a drain (everything acknowledged, every zero-copy notification in) the peer sees
+    /// an orderly end of the stream (FIN): our side is shut down for writing, whatever the peer
+    /// sent us is read and dropped (closing with unread bytes would reset the connection), and
+    /// the descriptor is closed, without waiting on the ring thread. Only with zero-copy
+    /// notifications still to come (a stop whose deadline passed) is it reset, see
+    /// ``dropQueueIfZeroCopyPending(_:)``.
     func close(_ loop: ShipperLoop) {
         self.cancelPeerPoll(loop)
         switch self.state {
         case .connected(let fd):
             _ = shutdown(fd.rawValue, Int32(SHUT_WR))
+            Sockets.discardReceived(fd)
             self.dropQueueIfZeroCopyPending(fd)
             self.closeAfterSubmitting(fd, loop)
             self.state = .disconnected

@@ -204,6 +204,24 @@ enum Sockets {
         return rc < 0 ? errno != EINTR : rc > 0
     }
 
+    /// Reads and drops, without waiting, what the peer sent on `fd` and nobody read (a log peer
+    /// normally sends nothing; a greeting, say, or its own errors): a socket closed with unread
+    /// received bytes resets the connection (TCP sends RST in place of FIN; a Unix socket's
+    /// peer gets `ECONNRESET`), and the peer then sees an error instead of the end of the
+    /// stream (and some stacks drop what it received but had not read yet). At most `limit` bytes: a
+    /// peer that keeps sending is reset by what it sends after the close anyway.
+    static func discardReceived(_ fd: FileDescriptor, limit: Int = 1 << 20) {
+        withUnsafeTemporaryAllocation(byteCount: 16384, alignment: 16) { buffer in
+            var left = limit
+            while left > 0 {
+                let n = recv(fd.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                left -= n
+            }
+        }
+    }
+
     /// Whether the peer is on this host (loopback or Unix): zero-copy never pays there.
     static func peerIsLocal(_ fd: FileDescriptor) -> Bool {
         CRelayLinux_peer_is_local(fd.rawValue) != 0
