@@ -1,4 +1,5 @@
 @testable import Relay
+import Synchronization
 import Testing
 
 /// A region can be a memfd or /dev/shm file another process maps, so a delivered
@@ -104,6 +105,31 @@ struct ReaderCorruptionTests {
         channel.subbufsConsumed(buffer: 0, count: 2)
         #expect(channel.stats().total.subbuffersConsumed == 2)
         #expect(channel.write(Self.record) == .written)
+    }
+
+    @Test("the corrupt callback names the sub-buffer the reader skipped, before it is consumed", arguments: Mode.allCases)
+    func corruptCallbackBeforeRelease(mode: Mode) throws {
+        /// Each call: the sequence reported, and the channel's consumed count at that moment.
+        let reports = Mutex<[(sequence: UInt64, consumed: UInt64)]>([])
+        let channelBox = Mutex<RelayChannel?>(nil)
+        let callbacks = RelayCallbacks(corrupt: { corruption in
+            let consumed = channelBox.withLock { $0?.consumedCount(buffer: corruption.buffer) } ?? .max
+            reports.withLock { $0.append((corruption.sequence, consumed)) }
+        })
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(name: "cb", subbufferSize: 4096, subbufferCount: 4, mode: mode.relayMode, buffers: 1),
+            callbacks: callbacks)
+        channelBox.withLock { $0 = channel }
+        for _ in 0..<6 { channel.write(Self.record) }
+        channel.flush()
+        Corruption.all[0].apply(to: channel.cores[0].subbuffer(sequence: 1))
+        while true {
+            if case .none = channel.withNextSubbuffer(buffer: 0, consume: true, { $0.sequence }) { break }
+        }
+        let seen = reports.withLock { $0 }
+        #expect(seen.map(\.sequence) == [1])
+        #expect(seen.map(\.consumed) == [1], "reported after 0 was consumed and before 1 was")
+        #expect(channel.consumedCount(buffer: 0) == 3)
     }
 
     @Test("the packet of a corrupt sub-buffer is never handed to the reader's closure")

@@ -147,4 +147,47 @@ struct ChannelCorruptionTests {
         #expect(parseExposition(metrics.exposition())[series] == 2)
         #expect(log.all.filter { $0.contains("corrupt") }.count == 1, "\(log.all)")
     }
+    /// The shipper releases a corrupt sub-buffer like a shipped one (so the channel does not wedge), and relayd turns
+    /// released sub-buffers into written records: without the channel's `corrupt` callback the records of the
+    /// skipped one were counted as written, and `received = written + dropped + in_flight` held with a lie in it.
+    @Test("the records of a sub-buffer the shipper skipped as corrupt are dropped (reason corrupt), never written")
+    func corruptSubbufferRecordsAreDropped() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = try Self.config(directory)
+        let metrics = RelaydMetrics(config: config)
+        let output = try OutputPipeline(
+            output: config.outputs[0],
+            index: 0,
+            channelConfig: config.channel(for: config.outputs[0]),
+            metrics: metrics.outputs[0],
+            zone: .fixed(0)
+        )
+        let log = RelaydCapturedLog()
+
+        // Sub-buffers 0, 1, 2 delivered with two records each; 1's header is scribbled on in the shared region
+        // before the shipper gets to it.
+        Self.fill(output, subbuffers: 3, corrupt: 1)
+        let shipper = try Self.ship(output, until: 3, log: log)
+        #expect(output.channel.stats().total.corruptSubbuffers == 1)
+        let reconciler = Reconciler(outputs: [output], metrics: metrics, shipper: shipper)
+        reconciler.tick()
+        let ledger = output.metrics.ledger.snapshot()
+        #expect(ledger.receivedRecords == 6)
+        #expect(ledger.completedRecords == 4, "only sub-buffers 0 and 2 reached the file")
+        #expect(ledger.droppedRecords[OutputDropReason.corrupt.rawValue] == 2, "\(ledger.droppedRecords)")
+        #expect(ledger.droppedTotal == 2)
+        #expect(ledger.inFlightRecords == 0)
+        #expect(ledger.completedBytes == 4 * UInt64(Self.record.count))
+        #expect(ledger.droppedBytes == 2 * UInt64(Self.record.count))
+        let series = parseExposition(metrics.exposition())
+        #expect(series[#"relayd_output_written_records_total{output="files"}"#] == 4)
+        #expect(series[#"relayd_output_dropped_records_total{output="files",reason="corrupt"}"#] == 2)
+        // The file holds exactly the four records counted as written.
+        #expect(shipper.stop(timeout: .seconds(10)))
+        let file = try #require(FileManager.default.contents(atPath: "\(directory)/out.log"))
+        #expect(file.count == 4 * Self.record.count)
+        let summary = reconciler.finish()
+        #expect(summary.written == 4 && summary.dropped == 2 && summary.droppedAtShutdown == 0, "\(summary)")
+    }
 }

@@ -13,6 +13,15 @@ public struct RelayCallbacks: Sendable {
     /// A sub-buffer is complete: sealed, and every reservation in it committed
     /// (relayfs `deliver`). Runs on the thread whose commit completed it.
     public var deliver: (@Sendable (SubbufferDelivery) -> Void)?
+    /// The consumer (a reader, or a shipper) passed a delivered sub-buffer without reading it
+    /// because it is corrupt: the region can be shared memory another process writes, and
+    /// that sub-buffer's header (or its slot's state word) is not what this engine wrote. Its
+    /// records are lost; ``RelayBufferStats/corruptSubbuffers`` counts it too. No relayfs
+    /// counterpart. Runs on the consumer's thread once per such sub-buffer, before the
+    /// consumer releases it: the consumed count passes the sub-buffer only after this
+    /// returns, so a client that turns consumed sub-buffers into delivered records (with the
+    /// ``deliver`` callback's counts) can tell these apart.
+    public var corrupt: (@Sendable (SubbufferCorruption) -> Void)?
     /// A no-overwrite buffer became full (relayfs `buf_full`): once per episode. An
     /// episode lasts until a writer starts a sub-buffer in space the consumer freed;
     /// writers that found the buffer full during it do not fire again.
@@ -28,12 +37,14 @@ public struct RelayCallbacks: Sendable {
     public init(
         subbufferStart: (@Sendable (SubbufferStart) -> Void)? = nil,
         deliver: (@Sendable (SubbufferDelivery) -> Void)? = nil,
+        corrupt: (@Sendable (SubbufferCorruption) -> Void)? = nil,
         bufferFull: (@Sendable (BufferFull) -> Void)? = nil,
         bufferMapped: (@Sendable (BufferMapping) -> Void)? = nil,
         bufferUnmapped: (@Sendable (BufferMapping) -> Void)? = nil
     ) {
         self.subbufferStart = subbufferStart
         self.deliver = deliver
+        self.corrupt = corrupt
         self.bufferFull = bufferFull
         self.bufferMapped = bufferMapped
         self.bufferUnmapped = bufferUnmapped
@@ -67,6 +78,14 @@ public struct SubbufferDelivery: Sendable, Hashable {
     public let contentSize: Int
     /// Unused bytes at the end.
     public let padding: Int
+}
+
+/// Passed to ``RelayCallbacks/corrupt``.
+public struct SubbufferCorruption: Sendable, Hashable {
+    /// The buffer (CPU) index.
+    public let buffer: Int
+    /// The sequence number of the sub-buffer the consumer passed without reading it.
+    public let sequence: UInt64
 }
 
 /// Passed to ``RelayCallbacks/bufferFull``.

@@ -65,14 +65,15 @@ extension RelayChannel {
             // (Right after the header reads, which the check's fence orders before its load.)
             let lapped = b.mode == .overwrite && !self.stillIntact(b, sequence: cursor)
             cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
+            // Delivered (and, in overwrite mode, not reused since) with a header the engine did
+            // not write: another process wrote into the region. An input error: report it and go
+            // on, so the channel does not wedge. Reported before it is consumed below (see
+            // `RelayCallbacks.corrupt`).
+            if !lapped { self.reportCorrupt(b, sequence: cursor) }
             // Gone like the skipped ones: consumed too (see the read below). The cursor moved
             // past the skipped ones, so this result reports them: no later read will.
             if consume { self.subbufsConsumed(buffer: index, count: Int(skipped) + 1) }
             if lapped { return .overwritten(sequence: cursor, skippedBefore: skipped) }
-            // Delivered (and, in overwrite mode, not reused since) with a header the engine did
-            // not write: another process wrote into the region. An input error: report it and go
-            // on, so the channel does not wedge.
-            b.count(RegionLayout.corruptOffset)
             return .corrupt(sequence: cursor, skippedBefore: skipped)
         }
         let value = try body(view)
@@ -90,6 +91,14 @@ extension RelayChannel {
             self.subbufsConsumed(buffer: index, count: Int(skipped) + 1)
         }
         return .read(value)
+    }
+
+    /// The consumer passes sub-buffer `sequence` of `b` without reading it because it is corrupt:
+    /// counts it in ``RelayBufferStats/corruptSubbuffers`` and tells the client
+    /// (``RelayCallbacks/corrupt``). The caller releases it only after this returns.
+    func reportCorrupt(_ b: BufferCore, sequence: UInt64) {
+        b.count(RegionLayout.corruptOffset)
+        self.callbacks.corrupt?(SubbufferCorruption(buffer: b.index, sequence: sequence))
     }
 
     /// Whether `view`, decoded from sub-buffer `sequence` of `b`, is a header this engine wrote
@@ -264,7 +273,8 @@ extension RelayChannel {
     /// there, and the sizes `d` was built from. A shipper must check before handing `d`'s content
     /// to the kernel: the region can be shared memory another process wrote, and a corrupt
     /// content size would point past the sub-buffer. A corrupt one counts in
-    /// ``RelayBufferStats/corruptSubbuffers``; the shipper must not ship it, and must release it.
+    /// ``RelayBufferStats/corruptSubbuffers`` and is reported to ``RelayCallbacks/corrupt``
+    /// before this returns; the shipper must not ship it, and must release it.
     package func isSound(_ d: DeliveredSubbuffer, packet: UnsafeRawBufferPointer) -> Bool {
         let b = self.cores[d.buffer]
         if let view = RelaySubbuffer(packet: packet), self.isOwnHeader(view, of: b, sequence: d.sequence),
@@ -272,7 +282,7 @@ extension RelayChannel {
         {
             return true
         }
-        b.count(RegionLayout.corruptOffset)
+        self.reportCorrupt(b, sequence: d.sequence)
         return false
     }
 

@@ -26,6 +26,8 @@ final class Reconciler: Sendable {
         var sinks: [RelaySinkStats?]
         /// Overwritten bytes already counted, per output (the ledger keeps one byte total for all reasons).
         var overwrittenBytes: [UInt64]
+        /// Bytes of corrupt sub-buffers already counted, per output (likewise).
+        var corruptBytes: [UInt64]
         /// Drops per output and reason already reported in a warning.
         var reportedDrops: [[UInt64]]
         /// CLOCK_MONOTONIC ns of each output's last drop warning (0: none yet).
@@ -74,6 +76,7 @@ final class Reconciler: Sendable {
             Published(
                 sinks: [RelaySinkStats?](repeating: nil, count: outputs.count),
                 overwrittenBytes: [UInt64](repeating: 0, count: outputs.count),
+                corruptBytes: [UInt64](repeating: 0, count: outputs.count),
                 reportedDrops: [[UInt64]](
                     repeating: [UInt64](repeating: 0, count: OutputDropReason.allCases.count),
                     count: outputs.count
@@ -111,11 +114,12 @@ final class Reconciler: Sendable {
                 }
                 // Overwrites are seen as the writer reuses a sub-buffer, which can also be before the ring admitted
                 // its records: like written, never more than what is admitted and not yet written or dropped.
+                var settled = completed
                 let overwrittenIndex = OutputDropReason.overwritten.rawValue
                 let overwritten = before.droppedRecords[overwrittenIndex]
                 if totals.overwrittenRecords > overwritten {
                     let due = totals.overwrittenRecords - overwritten
-                    let count = min(due, admitted > completed ? admitted - completed : 0)
+                    let count = min(due, admitted > settled ? admitted - settled : 0)
                     if count > 0 {
                         // Bytes go with the last part of a deferred count (the ledger keeps one byte total).
                         output.metrics.recordsDropped(
@@ -124,6 +128,23 @@ final class Reconciler: Sendable {
                             reason: .overwritten
                         )
                         if count == due { published.overwrittenBytes[index] = totals.overwrittenBytes }
+                        settled += count
+                    }
+                }
+                // Sub-buffers the shipper skipped as corrupt are released like written ones, but their records never
+                // reached the destination: dropped (`corrupt`), never written. The same bound as overwrites.
+                let corruptIndex = OutputDropReason.corrupt.rawValue
+                let corrupt = before.droppedRecords[corruptIndex]
+                if totals.corruptRecords > corrupt {
+                    let due = totals.corruptRecords - corrupt
+                    let count = min(due, admitted > settled ? admitted - settled : 0)
+                    if count > 0 {
+                        output.metrics.recordsDropped(
+                            Int(count),
+                            bytes: count == due ? Int(totals.corruptBytes &- published.corruptBytes[index]) : 0,
+                            reason: .corrupt
+                        )
+                        if count == due { published.corruptBytes[index] = totals.corruptBytes }
                     }
                 }
                 self.reportDrops(of: output, index: index, published: &published)
@@ -171,7 +192,10 @@ final class Reconciler: Sendable {
         guard let logger = self.logger else { return }
         let dropped = output.metrics.ledger.snapshot().droppedRecords
         let reported = published.reportedDrops[index]
-        let reasons = OutputDropReason.allCases.filter { $0 != .shutdown && dropped[$0.rawValue] > reported[$0.rawValue] }
+        // Corrupt sub-buffers have a warning of their own (`reportCorruption`).
+        let reasons = OutputDropReason.allCases.filter {
+            $0 != .shutdown && $0 != .corrupt && dropped[$0.rawValue] > reported[$0.rawValue]
+        }
         guard !reasons.isEmpty else { return }
         let now = CRelayLinux_monotonic_ns()
         let last = published.lastDropWarning[index]
@@ -201,7 +225,7 @@ final class Reconciler: Sendable {
                 fixes.append("overwritten: channels.\(channel) has mode = \"overwrite\" and the destination fell behind")
             case .writeError:
                 fixes.append("write_error: the destination failed; see the errors logged for it")
-            case .shutdown:
+            case .shutdown, .corrupt:
                 break
             }
         }
@@ -230,7 +254,8 @@ final class Reconciler: Sendable {
         let since = last == 0 ? "since relayd started" : "since the last report"
         let total = "\(corrupt) in all, relayd_channel_subbuffers_corrupt_total"
         let fix =
-            "their headers were not written by relayd, so their records were not shipped and are lost. Something else "
+            "their headers were not written by relayd, so their records were not shipped and are lost (counted in "
+            + "relayd_output_dropped_records_total{reason=\"corrupt\"}). Something else "
             + "wrote into channels.\(output.config.channel)'s memory (a memory fault or a bug): check the kernel log for "
             + "memory errors (EDAC, MCE) and report it with relayd's version if it recurs"
         logger.warning("\(what) \(since) (\(total)): \(fix)", metadata: ["output": "\(name)"])

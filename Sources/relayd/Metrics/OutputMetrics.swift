@@ -12,6 +12,9 @@ enum OutputDropReason: Int, CaseIterable, Sendable {
     case writeError
     /// Still in the channel when `drain_timeout` expired at shutdown.
     case shutdown
+    /// In a sub-buffer the shipper skipped without shipping because something else wrote into the channel's
+    /// memory (its header, or its slot's state word, is not what relayd's engine wrote there).
+    case corrupt
 
     /// The `reason` label value.
     var label: String {
@@ -21,6 +24,7 @@ enum OutputDropReason: Int, CaseIterable, Sendable {
         case .overwritten: return "overwritten"
         case .writeError: return "write_error"
         case .shutdown: return "shutdown"
+        case .corrupt: return "corrupt"
         }
     }
 }

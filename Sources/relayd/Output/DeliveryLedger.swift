@@ -15,6 +15,11 @@ import Synchronization
 /// counted as overwritten (dropped) instead of written; the check happens when the writer starts the
 /// sub-buffer that reuses its slot, so it can race with the shipper reading it (documented approximation).
 ///
+/// A sub-buffer the shipper skipped as corrupt (something else wrote into the channel's memory, see
+/// `RelayCallbacks.corrupt`) is released like a shipped one, but its records never reached the destination: the
+/// channel's `corrupt` callback names it before the shipper releases it, and the ledger counts its records as
+/// corrupt (dropped) instead of written.
+///
 /// All methods take a `Mutex`: they run once per sub-buffer or per accounting tick, never per record.
 final class DeliveryLedger: Sendable {
     /// Totals the accountant publishes.
@@ -27,6 +32,10 @@ final class DeliveryLedger: Sendable {
         var overwrittenRecords: UInt64 = 0
         /// Their bytes.
         var overwrittenBytes: UInt64 = 0
+        /// Records in sub-buffers the shipper skipped as corrupt (released, never shipped).
+        var corruptRecords: UInt64 = 0
+        /// Their bytes.
+        var corruptBytes: UInt64 = 0
     }
 
     private struct Entry {
@@ -40,6 +49,8 @@ final class DeliveryLedger: Sendable {
         /// CLOCK_MONOTONIC ns when the sub-buffer started (≈ its first record).
         var startNanoseconds: UInt64 = 0
         var overwritten = false
+        /// Skipped by the shipper as corrupt.
+        var corrupt = false
     }
 
     private struct State {
@@ -54,8 +65,12 @@ final class DeliveryLedger: Sendable {
         /// sequence order. Bounded: past ``maxAheadOverwrites`` neighbours are merged into their first sequence,
         /// which can only make the written count lag until the consumed count passes the merged ones.
         var aheadOverwrites: [(sequence: UInt64, records: UInt64, bytes: UInt64)] = []
-        /// Records of counted overwritten sub-buffers below the consumed count (subtracted from the cumulative
-        /// delivered count to get the written count).
+        /// Corrupt sub-buffers (counted at once: the shipper skips them) that the consumed count has not passed
+        /// yet, in sequence order. At most a buffer's worth: the shipper reports one only after taking it, and it
+        /// holds fewer than `subbufferCount` sub-buffers beyond the consumed count.
+        var aheadCorrupt: [(sequence: UInt64, records: UInt64, bytes: UInt64)] = []
+        /// Records of counted overwritten or corrupt sub-buffers below the consumed count (subtracted from the
+        /// cumulative delivered count to get the written count).
         var passedOverwrittenRecords: UInt64 = 0
         var passedOverwrittenBytes: UInt64 = 0
         var totals = Totals()
@@ -107,7 +122,8 @@ final class DeliveryLedger: Sendable {
     var callbacks: RelayCallbacks {
         RelayCallbacks(
             subbufferStart: { start in self.started(sequence: start.sequence) },
-            deliver: { delivery in self.delivered(delivery) }
+            deliver: { delivery in self.delivered(delivery) },
+            corrupt: { corruption in self.skippedCorrupt(sequence: corruption.sequence) }
         )
     }
 
@@ -125,7 +141,8 @@ final class DeliveryLedger: Sendable {
             let reused = sequence - UInt64(self.subbufferCount)
             guard consumed <= reused else { return }
             let slot = Int(reused % UInt64(self.capacity))
-            guard state.entries[slot].sequence == reused, !state.entries[slot].overwritten else { return }
+            guard state.entries[slot].sequence == reused, !state.entries[slot].overwritten, !state.entries[slot].corrupt
+            else { return }
             state.entries[slot].overwritten = true
             state.pendingOverwrites.append((reused, state.entries[slot].records, state.entries[slot].bytes))
         }
@@ -147,6 +164,25 @@ final class DeliveryLedger: Sendable {
                 startNanoseconds: start.sequence == delivery.sequence ? start.nanoseconds : CRelayLinux_monotonic_ns(),
                 overwritten: false
             )
+        }
+    }
+
+    /// The shipper skipped sub-buffer `sequence` as corrupt (its thread, before it releases the sub-buffer): its
+    /// records are dropped, not written.
+    func skippedCorrupt(sequence: UInt64) {
+        self.state.withLock { state in
+            let slot = Int(sequence % UInt64(self.capacity))
+            // Already counted as overwritten (lost either way), or no longer remembered: nothing to move. The
+            // latter cannot happen: the shipper takes only sub-buffers within a buffer of the consumed count, and
+            // the ledger remembers two buffers' worth.
+            guard state.entries[slot].sequence == sequence, !state.entries[slot].overwritten,
+                !state.entries[slot].corrupt
+            else { return }
+            state.entries[slot].corrupt = true
+            let entry = state.entries[slot]
+            state.totals.corruptRecords &+= entry.records
+            state.totals.corruptBytes &+= entry.bytes
+            state.aheadCorrupt.append((sequence, entry.records, entry.bytes))
         }
     }
 
@@ -195,6 +231,14 @@ final class DeliveryLedger: Sendable {
                 state.passedOverwrittenBytes &+= overwrite.bytes
             }
             state.aheadOverwrites.removeFirst(passed.count)
+            // Corrupt ones are reported before the shipper releases them, so the consumed count passing one means
+            // it was skipped: its records leave the written count.
+            let passedCorrupt = state.aheadCorrupt.prefix { $0.sequence < consumed }
+            for corrupt in passedCorrupt {
+                state.passedOverwrittenRecords &+= corrupt.records
+                state.passedOverwrittenBytes &+= corrupt.bytes
+            }
+            state.aheadCorrupt.removeFirst(passedCorrupt.count)
             if state.aheadOverwrites.count > Self.maxAheadOverwrites {
                 let ahead = state.aheadOverwrites
                 state.aheadOverwrites = stride(from: 0, to: ahead.count, by: 2).map { first in
@@ -221,7 +265,7 @@ final class DeliveryLedger: Sendable {
             var sequence = max(state.delaySequence, consumed > UInt64(self.capacity) ? consumed - UInt64(self.capacity) : 0)
             while sequence < consumed {
                 let sample = state.entries[Int(sequence % UInt64(self.capacity))]
-                if sample.sequence == sequence, !sample.overwritten, now >= sample.startNanoseconds {
+                if sample.sequence == sequence, !sample.overwritten, !sample.corrupt, now >= sample.startNanoseconds {
                     delay(.nanoseconds(Int64(now - sample.startNanoseconds)))
                 }
                 sequence += 1
