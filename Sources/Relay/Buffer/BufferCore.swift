@@ -148,7 +148,8 @@ struct BufferCore: @unchecked Sendable {
         self.subbuffer(sequence: sequence).storeBytes(of: value, toByteOffset: offset, as: T.self)
     }
 
-    // MARK: Statistics (relaxed: counters only, never used for synchronization)
+    // MARK: Statistics (relaxed: counters only, never used for synchronization; the one
+    // exception, the delivered count's releasing increment in `deliver`, does not use `count`)
 
     @inline(__always)
     func count(_ offset: Int, _ amount: UInt64 = 1) {

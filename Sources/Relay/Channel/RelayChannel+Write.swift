@@ -245,7 +245,8 @@ extension RelayChannel {
             var s = firstUnsettled
             while s < sealedLimit {
                 let state = b.stateWord(slot: b.slot(ofSequence: s)).pointee.load(ordering: .acquiring)
-                if state >> 2 == s && state & 3 != RegionLayout.phaseDelivered {
+                // Skipped (a corrupt state word the consumer passed) is settled too.
+                if state >> 2 == s && state & 3 != RegionLayout.phaseDelivered && state & 3 != RegionLayout.phaseSkipped {
                     throw RelayError(
                         code: .notIdle,
                         message: "reset() needs an idle channel, but buffer \(index) sub-buffer \(s) still has an "

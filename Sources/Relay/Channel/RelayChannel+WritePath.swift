@@ -345,7 +345,12 @@ extension RelayChannel {
         }
         b.count(RegionLayout.recordsWrittenOffset, records)
         b.count(RegionLayout.bytesWrittenOffset, UInt64(contentSize))
-        b.count(RegionLayout.deliveredOffset)
+        // releasing: besides a statistic, the delivered count tells a no-overwrite consumer that
+        // every sealed sub-buffer was delivered (`isCorruptState`), which pairs with this by its
+        // acquiring load: it then sees the completing commit-word add above (and the switcher's
+        // state store and header commit before it), so its later load of this slot's commit word
+        // reads `subbufSize` or the reset below, never the 0 from before the sub-buffer started.
+        b.word(RegionLayout.deliveredOffset).pointee.wrappingAdd(1, ordering: .releasing)
         // relaxed: published by the state store below.
         b.commitWord(slot: slot).pointee.store(0, ordering: .relaxed)
         // sequentiallyConsistent: releases the sub-buffer to readers (pairs with their

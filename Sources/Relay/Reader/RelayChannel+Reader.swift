@@ -22,7 +22,10 @@ extension RelayChannel {
     /// A delivered sub-buffer whose header this channel's engine did not write (the region
     /// can be shared memory another process writes) is not a programming error: the result
     /// is `.corrupt`, `body` does not run, the reader moves past it (and consumes it with
-    /// `consume: true`) and ``RelayBufferStats/corruptSubbuffers`` counts it.
+    /// `consume: true`) and ``RelayBufferStats/corruptSubbuffers`` counts it. So is, in the
+    /// no-overwrite modes, a delivered sub-buffer whose slot state word another process
+    /// overwrote (which would otherwise keep the reader, and then blocked writers, waiting
+    /// forever): see `isCorruptState` for what counts as such.
     public func withNextSubbuffer<Value>(
         buffer index: Int,
         consume: Bool = false,
@@ -50,6 +53,13 @@ extension RelayChannel {
                 // reuses the slot): try the next one.
                 cursor += 1
                 continue
+            }
+            if b.mode != .overwrite && self.passCorruptState(b, sequence: cursor, state: state) {
+                // Delivered, but its state word is not one the engine stores: passed as corrupt
+                // (reported before it is consumed). No-overwrite modes skip nothing before it.
+                cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
+                if consume { self.subbufsConsumed(buffer: index, count: 1) }
+                return .corrupt(sequence: cursor, skippedBefore: 0)
             }
             // Not delivered yet. The cursor stays put, so the call that reads it still
             // counts every sub-buffer skipped before it in `skippedBefore`.
@@ -99,6 +109,70 @@ extension RelayChannel {
     func reportCorrupt(_ b: BufferCore, sequence: UInt64) {
         b.count(RegionLayout.corruptOffset)
         self.callbacks.corrupt?(SubbufferCorruption(buffer: b.index, sequence: sequence))
+    }
+
+    /// No-overwrite modes: whether the consumer, which needs sub-buffer `sequence` of `b` next and
+    /// loaded `state` (not `sequence` delivered) from its slot, may pass it as corrupt: the slot
+    /// already holds the skipped mark, or `isCorruptState` holds and this call stores the mark
+    /// (then it counts and reports the sub-buffer, before the caller releases it). The mark is
+    /// what lets `subbufsConsumed` release the slot later, whatever else changes meanwhile.
+    func passCorruptState(_ b: BufferCore, sequence: UInt64, state: UInt64) -> Bool {
+        let skipped = (sequence << 2) | RegionLayout.phaseSkipped
+        if state == skipped { return true }
+        guard let corrupt = self.isCorruptState(b, sequence: sequence) else { return false }
+        // relaxed: the mark only has to be seen by this consumer's own `subbufsConsumed` (program
+        // order), and the releasing store of `consumed` there orders it before the stores of the
+        // slot's next incarnation, which writers make only after acquiring that store; the
+        // compare-exchange keeps a delivery store that came in meanwhile (then this is no longer
+        // corrupt).
+        guard b.stateWord(slot: b.slot(ofSequence: sequence)).pointee
+            .compareExchange(expected: corrupt, desired: skipped, ordering: .relaxed).exchanged
+        else { return false }
+        self.reportCorrupt(b, sequence: sequence)
+        return true
+    }
+
+    /// No-overwrite modes: the state word of sub-buffer `sequence`'s slot if it is corrupt, else `nil`.
+    ///
+    /// Corrupt means no engine store can have left it there and no engine store will ever change
+    /// it, so a consumer waiting for `sequence` to be delivered would wait forever (and then, the
+    /// consumed count standing still, so would block-mode writers). That is certain only for a
+    /// sub-buffer that was delivered: a sub-buffer that is not sealed yet, or still has writers
+    /// inside, gets its state word stored by the engine again (the switch stores `sequence`
+    /// being written, the delivery `sequence` delivered), which overwrites anything another
+    /// process wrote before. So the check needs, in this order:
+    /// 1. `sequence` sealed, and every sealed sub-buffer delivered: the delivered count (each
+    ///    delivery adds one, and only sealed sub-buffers are delivered) read *before* the position
+    ///    reaches the position's sealed count. Then `sequence`'s switcher stored `sequence` being
+    ///    written before its header commit, which came before the delivery we count.
+    /// 2. The slot's commit word back at 0: the deliverer's reset came after its count, and a
+    ///    consumer that releases the slot before the reset could see it clobber the next
+    ///    incarnation's header commit.
+    /// 3. The state word, loaded after both, is neither `sequence` delivered nor `sequence` being
+    ///    written (the deliverer may be between its count and its state store: that one is left
+    ///    alone, so a stranger's write of exactly that value is not detected). With no writer
+    ///    ahead of the consumer in these modes, nothing else is legitimate: an older sequence
+    ///    (the slot's previous incarnation, or the 0 of a never-used slot), a later one, or phase
+    ///    bits 2 or 3 (the skipped mark is handled by the caller).
+    ///
+    /// Overwrite mode is not checked: there writers may be ahead of the consumer, and a state word
+    /// the switcher does not recognise makes it report a stalled writer (`space`) instead.
+    func isCorruptState(_ b: BufferCore, sequence: UInt64) -> UInt64? {
+        // A cheap filter first: the common case, waiting for the open sub-buffer, ends here.
+        guard b.mode != .overwrite, sequence < self.produced(b) else { return nil }
+        // acquiring: pairs with the deliverer's releasing add (`deliver`): every delivery counted
+        // here, its seal, and the switcher's stores before it, happen before the loads below.
+        let delivered = b.word(RegionLayout.deliveredOffset).pointee.load(ordering: .acquiring)
+        // acquiring (in `produced`): orders the loads below after it as well.
+        let sealed = self.produced(b)
+        guard sequence < sealed, delivered >= sealed else { return nil }
+        let slot = b.slot(ofSequence: sequence)
+        // relaxed (both): ordered after the acquiring loads above, which is all they need.
+        guard b.commitWord(slot: slot).pointee.load(ordering: .relaxed) == 0 else { return nil }
+        let state = b.stateWord(slot: slot).pointee.load(ordering: .relaxed)
+        if state >> 2 == sequence && state & 3 <= RegionLayout.phaseDelivered { return nil }
+        if state == (sequence << 2) | RegionLayout.phaseSkipped { return nil }
+        return state
     }
 
     /// Whether `view`, decoded from sub-buffer `sequence` of `b`, is a header this engine wrote
@@ -160,7 +234,9 @@ extension RelayChannel {
         while consumed < target {
             // acquiring: pairs with the deliverer's store.
             let state = b.stateWord(slot: b.slot(ofSequence: consumed)).pointee.load(ordering: .acquiring)
-            if state != (consumed << 2) | RegionLayout.phaseDelivered {
+            // Skipped: a corrupt state word the consumer passed (`passCorruptState`), released like
+            // a delivered sub-buffer.
+            if state != (consumed << 2) | RegionLayout.phaseDelivered && state != (consumed << 2) | RegionLayout.phaseSkipped {
                 // Overwrite mode: a later incarnation in the slot means this one was delivered
                 // and then overwritten (a slot is reused only after delivery): gone, consumed.
                 // Anything else (sealed but a writer still inside, or not sealed) stops here.
@@ -284,6 +360,30 @@ extension RelayChannel {
         }
         self.reportCorrupt(b, sequence: d.sequence)
         return false
+    }
+
+    /// No-overwrite modes: whether the shipper, which needs sub-buffer `sequence` of buffer `index`
+    /// next and found it not delivered, may pass it as corrupt: its slot's state word is not one
+    /// the engine stores, and the sub-buffer was delivered (see `isCorruptState`). A `true` counts
+    /// it in ``RelayBufferStats/corruptSubbuffers`` and reports it to ``RelayCallbacks/corrupt``
+    /// (once, when the slot is first marked); the shipper must not ship it, and must release it.
+    package func passCorruptSlot(buffer index: Int, sequence: UInt64) -> Bool {
+        let b = self.cores[index]
+        guard b.mode != .overwrite else { return false }
+        // acquiring: as in `delivered(buffer:sequence:)`.
+        let state = b.stateWord(slot: b.slot(ofSequence: sequence)).pointee.load(ordering: .acquiring)
+        if state == (sequence << 2) | RegionLayout.phaseDelivered { return false }
+        return self.passCorruptState(b, sequence: sequence, state: state)
+    }
+
+    /// Whether ``passCorruptSlot(buffer:sequence:)`` would pass sub-buffer `sequence` now; changes
+    /// nothing (for a shipper's re-check before it sleeps).
+    package func hasCorruptSlot(buffer index: Int, sequence: UInt64) -> Bool {
+        let b = self.cores[index]
+        guard b.mode != .overwrite else { return false }
+        // relaxed: compared only; `passCorruptSlot` decides.
+        let state = b.stateWord(slot: b.slot(ofSequence: sequence)).pointee.load(ordering: .relaxed)
+        return state == (sequence << 2) | RegionLayout.phaseSkipped || self.isCorruptState(b, sequence: sequence) != nil
     }
 
     /// The oldest sequence still present in buffer `index` when the consumer was lapped

@@ -45,7 +45,10 @@ import Synchronization
 ///   the sub-buffer is complete when the low half reaches `subbufSize`: that is the
 ///   relayfs rule "commit count == size − padding" with the padding added in. The
 ///   committer that completes it delivers it and resets the word to 0.
-/// - `state`: `sequence << 2 | phase`, phase 0 = being written, 1 = delivered.
+/// - `state`: `sequence << 2 | phase`, phase 0 = being written, 1 = delivered, 2 = skipped
+///   (no-overwrite modes: the consumer found a word there no engine store could have left
+///   after the sub-buffer was delivered, and passed it as corrupt; see
+///   `RelayChannel.isCorruptState`). Phase 3 is never stored.
 ///
 /// All multi-byte fields are little-endian (native on x86-64 and arm64).
 enum RegionLayout {
@@ -117,6 +120,9 @@ enum RegionLayout {
     /// Phase bits of a slot state word.
     static let phaseWriting: UInt64 = 0
     static let phaseDelivered: UInt64 = 1
+    /// Stored by the consumer over a corrupt state word it passed (no-overwrite modes):
+    /// the slot may be released like a delivered one.
+    static let phaseSkipped: UInt64 = 2
 
     /// Bytes of control state for `subbufCount` sub-buffers, rounded up to `pageSize`.
     static func controlSize(subbufCount: Int, pageSize: Int) -> Int {

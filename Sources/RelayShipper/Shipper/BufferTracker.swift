@@ -37,7 +37,8 @@ struct BufferTracker {
     /// never this shipper's.
     let origin: UInt64
     /// Sequences passed over without shipping (overwrite mode: lapped, or overwritten while
-    /// being copied out; any mode: a corrupt header, see `RelayChannel.isSound`).
+    /// being copied out; any mode: a corrupt header, see `RelayChannel.isSound`; no-overwrite
+    /// modes: a corrupt state word, see `RelayChannel.passCorruptSlot`).
     var skipped: UInt64 = 0
     /// Per slot: sinks still working on the sequence in that slot.
     var pending: [UInt64]

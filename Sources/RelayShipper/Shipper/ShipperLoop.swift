@@ -389,6 +389,10 @@ final class ShipperLoop {
     private func anyDelivered() -> Bool {
         for t in self.trackers where t.inFlight < t.subbufCount {
             if t.channel.delivered(buffer: t.buffer, sequence: t.nextToShip) != nil { return true }
+            // A delivered sub-buffer whose state word was overwritten: no delivery will ring for it
+            // again, so `collectDelivered` must pass it now (the last delivery may have rung before
+            // this loop prepared to sleep, when it was not yet passable).
+            if t.channel.hasCorruptSlot(buffer: t.buffer, sequence: t.nextToShip) { return true }
         }
         return false
     }
@@ -406,6 +410,14 @@ final class ShipperLoop {
                         // Overwrite mode: writers lapped us; those sub-buffers are gone.
                         self.overwritten += target - t.nextToShip
                         self.skip(tracker: index, to: target)
+                        continue
+                    }
+                    if t.channel.passCorruptSlot(buffer: t.buffer, sequence: t.nextToShip) {
+                        // No-overwrite modes: delivered, but its state word is not one the engine stores
+                        // (another process wrote into the shared region; the channel counts it in
+                        // corruptSubbuffers). Waiting for it would wedge the buffer: passed like a
+                        // sub-buffer with a corrupt header.
+                        self.passCorrupt(tracker: index, sequence: t.nextToShip)
                         continue
                     }
                     break
@@ -450,10 +462,7 @@ final class ShipperLoop {
             // A header the engine did not write (another process wrote into the shared region;
             // the channel counts it in corruptSubbuffers): its sizes cannot be trusted, so it is
             // not shipped, and it is released like a lapped one.
-            self.trackers[index].skipped += 1
-            self.trackers[index].nextToShip += 1
-            if self.trackers[index].consumed == d.sequence { self.trackers[index].consumed += 1 }
-            self.advanceConsumed(tracker: index)
+            self.passCorrupt(tracker: index, sequence: d.sequence)
             return
         }
         let content = UnsafeRawBufferPointer(start: packetStart + d.headerSize, count: d.contentSize)
@@ -475,6 +484,15 @@ final class ShipperLoop {
                 self.sinkFinished(position, item: item, bytes: content.count)
             }
         }
+    }
+
+    /// Passes sub-buffer `sequence` (the next to ship) without shipping it and releases it: the
+    /// channel found it corrupt (and counted and reported it).
+    private func passCorrupt(tracker index: Int, sequence: UInt64) {
+        self.trackers[index].skipped += 1
+        self.trackers[index].nextToShip += 1
+        if self.trackers[index].consumed == sequence { self.trackers[index].consumed += 1 }
+        self.advanceConsumed(tracker: index)
     }
 
     /// A sink finished a sub-buffer.

@@ -254,7 +254,7 @@ final class Reconciler: Sendable {
         let since = last == 0 ? "since relayd started" : "since the last report"
         let total = "\(corrupt) in all, relayd_channel_subbuffers_corrupt_total"
         let fix =
-            "their headers were not written by relayd, so their records were not shipped and are lost (counted in "
+            "their headers (or slot state words) were not written by relayd, so their records were not shipped and are lost (counted in "
             + "relayd_output_dropped_records_total{reason=\"corrupt\"}). Something else "
             + "wrote into channels.\(output.config.channel)'s memory (a memory fault or a bug): check the kernel log for "
             + "memory errors (EDAC, MCE) and report it with relayd's version if it recurs"
