@@ -190,4 +190,43 @@ struct ChannelCorruptionTests {
         let summary = reconciler.finish()
         #expect(summary.written == 4 && summary.dropped == 2 && summary.droppedAtShutdown == 0, "\(summary)")
     }
+    /// The same accounting when what was scribbled on is the slot's state word (the channel is in relayd's default
+    /// `block` mode, where the shipper would otherwise wait for that sub-buffer forever): released unshipped, and
+    /// its records dropped (reason corrupt), never written.
+    @Test("the records of a sub-buffer passed for a corrupt state word are dropped (reason corrupt), never written")
+    func corruptStateWordRecordsAreDropped() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = try Self.config(directory)
+        let metrics = RelaydMetrics(config: config)
+        let output = try OutputPipeline(
+            output: config.outputs[0],
+            index: 0,
+            channelConfig: config.channel(for: config.outputs[0]),
+            metrics: metrics.outputs[0],
+            zone: .fixed(0)
+        )
+        #expect(output.channel.mode.isNoOverwrite)
+        let log = RelaydCapturedLog()
+        for _ in 0..<6 {
+            output.metrics.recordReceived(bytes: Self.record.count)
+            #expect(output.channel.write(Self.record) == .written)
+        }
+        output.channel.flush()  // sub-buffers 0, 1, 2 delivered
+        // Another process writes a sequence that never comes over sub-buffer 1's slot state word.
+        let region = try #require(output.channel.region(buffer: 0).baseAddress)
+        (region + RegionLayout.slotTableOffset + RegionLayout.slotStride + RegionLayout.slotStateOffset)
+            .storeBytes(of: UInt64(77 << 2 | 1), as: UInt64.self)
+        let shipper = try Self.ship(output, until: 3, log: log)
+        #expect(output.channel.stats().total.corruptSubbuffers == 1)
+        let reconciler = Reconciler(outputs: [output], metrics: metrics, shipper: shipper)
+        reconciler.tick()
+        let ledger = output.metrics.ledger.snapshot()
+        #expect(ledger.completedRecords == 4, "only sub-buffers 0 and 2 reached the file")
+        #expect(ledger.droppedRecords[OutputDropReason.corrupt.rawValue] == 2, "\(ledger.droppedRecords)")
+        #expect(ledger.inFlightRecords == 0)
+        #expect(shipper.stop(timeout: .seconds(10)))
+        let file = try #require(FileManager.default.contents(atPath: "\(directory)/out.log"))
+        #expect(file.count == 4 * Self.record.count)
+    }
 }
