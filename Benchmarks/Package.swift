@@ -85,6 +85,11 @@ let package = Package(
             path: "Benchmarks/ResidentMemory"
         ),
         .executableTarget(
+            name: "logging-instructions",
+            dependencies: ["LogBenchSupport"],
+            path: "Benchmarks/LoggingInstructions"
+        ),
+        .executableTarget(
             name: "logging-bench-table",
             dependencies: ["LogBenchSupport"],
             path: "Benchmarks/LoggingBenchmarks/Table"
