@@ -9,7 +9,8 @@
 // Prints the RelayLogging comparison as a markdown table: ns per `logger.info` call (median of
 // several runs, all in this one process) for swift-log with a no-op handler (and one that only
 // reads `event.source`), RelayLogHandler
-// (alone, and to a file through the shipper) and StreamLogHandler to a file.
+// (alone, and to a file through the shipper) and StreamLogHandler to a file. The no-op and relay
+// runs alternate, and "relay − no-op" is the median of the differences of back-to-back pairs.
 //
 //   swift run -c release logging-bench-table [runs] [calls] [metadata counts, e.g. 3 or 0,3,10]
 //
@@ -44,6 +45,31 @@ func measure(_ scenario: LoggingScenario, entries: Int, threads: Int, count: Int
     return samples[samples.count / 2]
 }
 
+/// The no-op handler and RelayLogHandler measured in alternation (A B A B, `runs` pairs, each run
+/// `count` calls): the median of each, and the median of the pairs' differences. Each difference
+/// compares two runs made back to back, so a slow phase of this machine (other processes, the host)
+/// shifts both; the difference of two separately measured medians takes the noise of both.
+func measurePaired(entries: Int, threads: Int, count: Int) -> (noop: Double, relay: Double, added: Double) {
+    runScenario(.noop, entries: entries, threads: threads, calls: max(count / 20, 1000))  // warm-up
+    runScenario(.relay, entries: entries, threads: threads, calls: max(count / 20, 1000))
+    var noop: [Double] = []
+    var relay: [Double] = []
+    var added: [Double] = []
+    for _ in 0..<runs {
+        var start = monotonicNanoseconds()
+        runScenario(.noop, entries: entries, threads: threads, calls: count)
+        let a = Double(monotonicNanoseconds() - start) / Double(count)
+        start = monotonicNanoseconds()
+        runScenario(.relay, entries: entries, threads: threads, calls: count)
+        let b = Double(monotonicNanoseconds() - start) / Double(count)
+        noop.append(a)
+        relay.append(b)
+        added.append(b - a)
+    }
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+    return (median(noop), median(relay), median(added))
+}
+
 func format(_ value: Double) -> String {
     value >= 100 ? String(Int(value.rounded())) : String(Double(Int(value * 10)) / 10)
 }
@@ -54,13 +80,12 @@ print(
 print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for entries in counts {
     for threads in [1, 2] {
-        let noop = measure(.noop, entries: entries, threads: threads, count: calls)
+        let (noop, relay, added) = measurePaired(entries: entries, threads: threads, count: calls)
         let source = measure(.noopReadingSource, entries: entries, threads: threads, count: calls)
-        let relay = measure(.relay, entries: entries, threads: threads, count: calls)
         let relayFile = measure(.relayToFile, entries: entries, threads: threads, count: calls)
         let stream = measure(.streamToFile, entries: entries, threads: threads, count: max(calls / 10, 10_000))
         print(
-            "| \(entries) | \(threads) | \(format(noop)) ns | \(format(relay)) ns | \(format(relay - noop)) ns "
+            "| \(entries) | \(threads) | \(format(noop)) ns | \(format(relay)) ns | \(format(added)) ns "
                 + "| \(format(source - noop)) ns | \(format(relayFile)) ns | \(format(stream)) ns "
                 + "| \(format(stream / relayFile))× |")
     }
