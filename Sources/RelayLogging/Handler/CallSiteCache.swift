@@ -43,8 +43,9 @@ import Synchronization
 /// (acquiring), compares the key and copies the bytes with relaxed loads, then fences (acquiring) and
 /// re-loads the version: if it is odd or changed, the copy may be torn and the record renders the
 /// fields itself (the renderer overwrites what was copied). A writer claims a slot by moving its
-/// version from even to odd with a compare-and-exchange, stores the key, length and bytes with relaxed
-/// stores after a releasing fence, and publishes with a releasing store of the next even version. A
+/// version from even to odd with an acquiring compare-and-exchange (so the previous writer's stores
+/// come before its own), stores the key, length and bytes with relaxed stores after a releasing
+/// fence, and publishes with a releasing store of the next even version. A
 /// writer that loses the claim simply does not cache. No lock, no allocation and no system call on the
 /// record path: a hit is a few compares and a copy of about 100 bytes; a miss renders as before, and
 /// then fills the slot (two call sites that share a slot take turns).
@@ -127,10 +128,13 @@ final class CallSiteCache: @unchecked Sendable {
     /// writing the slot right now.
     func store(_ key: CallSiteKey, _ bytes: UnsafeRawBufferPointer) {
         guard bytes.count <= Self.maxBytes, let base = bytes.baseAddress, let slot = self.slot(key) else { return }
-        // relaxed: only claims the slot among writers; the fence below orders what follows.
+        // relaxed: a first look; the compare-exchange below decides.
         let version = slot[0].load(ordering: .relaxed)
+        // acquiring: pairs with the previous writer's releasing store of `version`, so its key and
+        // byte stores happen before ours and come first in each word's modification order (a
+        // reader that sees our version can then never see its bytes).
         guard version & 1 == 0,
-            slot[0].compareExchange(expected: version, desired: version &+ 1, ordering: .relaxed).exchanged
+            slot[0].compareExchange(expected: version, desired: version &+ 1, ordering: .acquiring).exchanged
         else { return }
         // releasing fence: pairs with the readers' acquiring fence in `copy`; a reader that loads any of
         // the relaxed stores below also sees the odd version on its re-load.
