@@ -23,8 +23,12 @@ struct HandlerCallSiteCacheTests {
         String(decoding: Array(text.utf8), as: UTF8.self)
     }
 
-    static func event(source: String? = nil, file: String, function: String = "handle(_:)", line: UInt = 7) -> LogEvent {
-        LogEvent(level: .info, message: "m", metadata: ["k": "v"], source: source, file: file, function: function, line: line)
+    static func event(
+        source: String? = nil, file: String, function: String = "handle(_:)", line: UInt = 7
+    ) -> LogEvent {
+        LogEvent(
+            level: .info, message: "m", metadata: ["k": "v"], source: source, file: file, function: function,
+            line: line)
     }
 
     /// `line` with its timestamp masked.
@@ -66,8 +70,10 @@ struct HandlerCallSiteCacheTests {
         #expect(CallSiteKey(source: Self.built("Src"), file: Self.built("M/F.swift"), function: "f()", line: 1) != nil)
         let heap = Self.built("Module/A/Long/Path/To/SomeFile.swift")
         #expect(CallSiteKey(source: nil, file: heap, function: "f()", line: 1) == nil)
-        #expect(CallSiteKey(source: nil, file: "M/F.swift", function: Self.built("aFunctionWithALongName(_:)"), line: 1) == nil)
-        #expect(CallSiteKey(source: Self.built("an explicit source of some length"), file: "M/F.swift", function: "f()", line: 1) == nil)
+        let longFunction = Self.built("aFunctionWithALongName(_:)")
+        #expect(CallSiteKey(source: nil, file: "M/F.swift", function: longFunction, line: 1) == nil)
+        let longSource = Self.built("an explicit source of some length")
+        #expect(CallSiteKey(source: longSource, file: "M/F.swift", function: "f()", line: 1) == nil)
     }
 
     /// `count` keys of the same slot, distinct lines.
@@ -160,8 +166,9 @@ struct HandlerCallSiteCacheTests {
         var events: [LogEvent] = []
         for round in 0..<3 {
             for source in [nil, "A", "B", ""] as [String?] {
-                events.append(Self.event(source: source, file: "Module/SomeFile.swift", line: UInt(10 + round)))
-                events.append(Self.event(source: source, file: "Module/SomeFile.swift", function: "other()", line: UInt(10 + round)))
+                let line = UInt(10 + round)
+                events.append(Self.event(source: source, file: "Module/SomeFile.swift", line: line))
+                events.append(Self.event(source: source, file: "Module/SomeFile.swift", function: "other()", line: line))
             }
         }
         let records = Self.records(of: events + events, writer: writer, channel: channel)

@@ -151,7 +151,8 @@ final class CallSiteCache: @unchecked Sendable {
         var i = 0
         while i < bytes.count {
             var word: UInt64 = 0
-            withUnsafeMutableBytes(of: &word) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[i..<min(i &+ 8, bytes.count)])) }
+            let chunk = UnsafeRawBufferPointer(rebasing: bytes[i..<min(i &+ 8, bytes.count)])
+            withUnsafeMutableBytes(of: &word) { $0.copyMemory(from: chunk) }
             slot[Self.headerWords &+ (i &>> 3)].store(word, ordering: .relaxed)
             i &+= 8
         }
@@ -255,7 +256,8 @@ struct StringBits {
         for sample in ["", "a", "user", "request-id", "/api/v1/items", "é", "日本語"] {
             let built = String(decoding: Array(sample.utf8), as: UTF8.self)
             let bits = StringBits(built)
-            guard bits.isSmall, Int(truncatingIfNeeded: (bits.high &>> 56) & 0x0F) == sample.utf8.count else { return false }
+            let count = Int(truncatingIfNeeded: (bits.high &>> 56) & 0x0F)
+            guard bits.isSmall, count == sample.utf8.count else { return false }
             let decoded = withUnsafeBytes(of: (bits.low, bits.high)) { Array($0.prefix(sample.utf8.count)) }
             guard decoded == Array(sample.utf8) else { return false }
         }

@@ -266,7 +266,10 @@ public final class RelayLogWriter: Sendable {
             // The call site's source, file, function and line: copied when cached, else rendered (and
             // cached when the strings' bits identify their text). Out of line, so the per-entry loop of
             // the metadata above keeps its registers.
-            guard let end = self.callSiteFields(source: source, file: file, function: function, line: line, renderer.position, limit: renderer.limit)
+            guard
+                let end = self.callSiteFields(
+                    source: source, file: file, function: function, line: line, renderer.position,
+                    limit: renderer.limit)
             else { return nil }
             renderer.position = end
             if let error {
@@ -287,7 +290,8 @@ public final class RelayLogWriter: Sendable {
         source: String?, file: String, function: String, line: UInt,
         _ position: UnsafeMutableRawPointer, limit: UnsafeMutableRawPointer
     ) -> UnsafeMutableRawPointer? {
-        let key = self.callSites.isEnabled ? CallSiteKey(source: source, file: file, function: function, line: line) : nil
+        let key =
+            self.callSites.isEnabled ? CallSiteKey(source: source, file: file, function: function, line: line) : nil
         if let key, CallSiteCache.maxBytes <= limit - position, let length = self.callSites.copy(key, to: position) {
             return position + length
         }
