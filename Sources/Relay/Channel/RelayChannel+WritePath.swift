@@ -190,11 +190,98 @@ extension RelayChannel {
             // word is visible before we reuse the slot.
             let state = b.stateWord(slot: b.slot(ofSequence: next)).pointee.load(ordering: .acquiring)
             let expected = ((next &- b.subbufCount) << 2) | RegionLayout.phaseDelivered
-            if state != expected {
+            // Unless the state word is one another process wrote over a delivered incarnation,
+            // which no engine store would ever replace: repaired, the slot is reused.
+            if state != expected && !self.repairCorruptState(b, forSequence: next, state: state) {
                 return .lapsStalledWriter
             }
         }
         return unconsumed >= b.subbufCount ? .overwritesUnconsumed : .free
+    }
+
+    /// Overwrite mode: whether the writer switching to sub-buffer `next` of `b`, which loaded
+    /// `found` (not `next - subbufCount` delivered) from its slot, may reuse the slot anyway
+    /// because the state word is corrupt: this call (or a concurrent one) then stores the
+    /// expected value over it, `previous` delivered, and counts the slot once in
+    /// ``RelayBufferStats/corruptSubbuffers``. Nothing is lost, so ``RelayCallbacks/corrupt``
+    /// (the consumer's report of a sub-buffer it passed unread) is not called: `previous`
+    /// stays readable until the reuse overwrites it, like any delivered sub-buffer.
+    ///
+    /// The slot's state word is shared memory another process can write. Without this, a
+    /// state word scribbled over after `previous` was delivered makes every later switch into
+    /// the slot report a stalled writer, and the buffer drops every record as lapped forever.
+    ///
+    /// Corrupt means `previous` was certainly sealed and delivered, and the word is nevertheless
+    /// no value the engine can have stored there or can still store before the switch into
+    /// `next`. So, in this order (as `isCorruptState` on the consumer side):
+    /// 1. Every sealed sub-buffer delivered, `previous` among them: the delivered count (each
+    ///    delivery adds one, and only sealed sub-buffers are delivered), read *before* the
+    ///    position, reaches that position's sealed count. Then no writer is inside `previous`:
+    ///    a stalled one (reserved, not committed) keeps it undelivered, and the count short.
+    /// 2. The slot's commit word back at 0: `previous`'s deliverer reset it after its count,
+    ///    and a reset still to come would clobber the header commit of `next`.
+    /// 3. The state word, loaded after both, is neither `previous` delivered (then it is
+    ///    simply reusable) nor `previous` being written: `previous`'s deliverer may be between
+    ///    its count and its state store, and that one is left alone (a stranger's write of
+    ///    exactly that value is not detected; it wedges the slot as before).
+    /// 4. The position, loaded after the state word, has not started `next`: else the word may
+    ///    be a legitimate store of a writer that switched into `next` or a later incarnation
+    ///    (and our own switch CAS fails anyway). A state word stored by such a switcher (after
+    ///    its releasing fence in `reserveSlow`) or its deliverer, if loaded, makes this load
+    ///    see that switch. In overwrite mode the consumer stores no marks, so every other
+    ///    value is corrupt: an older sequence (0 included), a later one, phase bits 2 or 3.
+    ///
+    /// The repair is a compare-exchange from the word loaded in 3: a store that came in
+    /// meanwhile wins (the deliverer's `previous` delivered, which is what we want anyway, or a
+    /// concurrent switcher's `next` being written, whose CAS then beats ours on the position).
+    /// Our reuse itself needs our switch CAS from a position before `next`: it fails if anyone
+    /// started `next`, so a slot is only ever reused after 1 and 2 held. One window is left: a
+    /// stranger's write landing while `previous`'s deliverer is between its commit-word reset
+    /// and its state store, with a switcher reusing the slot before that store; the late store
+    /// then replaces `next` being written by `previous` delivered.
+    /// Benign: a reader that takes it for `previous` finds the sub-buffer reused (header or
+    /// `stillIntact`), `next`'s delivery stores its own value, and if that store came first,
+    /// the switch into `next + subbufCount` repairs the older value like any other.
+    ///
+    /// The sub-buffer switch's slow path only: never on the record path.
+    @inline(never)
+    func repairCorruptState(_ b: BufferCore, forSequence next: UInt64, state found: UInt64) -> Bool {
+        guard b.mode == .overwrite, next >= b.subbufCount else { return false }
+        let previous = next &- b.subbufCount
+        let expected = (previous << 2) | RegionLayout.phaseDelivered
+        let writing = (previous << 2) | RegionLayout.phaseWriting
+        // A cheap filter first: the common case, a writer stalled inside `previous`, ends here.
+        if found == writing { return false }
+        // acquiring: pairs with the deliverer's releasing add (`deliver`): every delivery counted
+        // here, its completing commit, and the switcher's stores before it, happen before the
+        // loads below.
+        let delivered = b.word(RegionLayout.deliveredOffset).pointee.load(ordering: .acquiring)
+        // acquiring (in `produced`): orders the loads below after it as well.
+        let sealed = self.produced(b)
+        guard previous < sealed, delivered >= sealed else { return false }
+        let slot = b.slot(ofSequence: next)
+        // relaxed: ordered after the acquiring loads above, which is all it needs (the
+        // deliverer's reset follows the count we acquired, so 0 here is that reset).
+        guard b.commitWord(slot: slot).pointee.load(ordering: .relaxed) == 0 else { return false }
+        // acquiring: pairs with the releasing fence a switcher issues after the CAS that reuses
+        // the slot (`reserveSlow`) and with a deliverer's state store: if the word is theirs,
+        // the position load below sees that switch.
+        let state = b.stateWord(slot: slot).pointee.load(ordering: .acquiring)
+        if state == expected { return true }
+        if state == writing { return false }
+        // relaxed: ordered after the state load by its acquire; compared only.
+        let p = b.position.pointee.load(ordering: .relaxed) & ~RegionLayout.closedBit
+        let firstUnstarted = p & b.offsetMask == 0 ? p &>> b.shift : (p &>> b.shift) &+ 1
+        guard firstUnstarted <= next else { return false }
+        // acquiringAndReleasing: releases `previous` (whose stores happen before this, through
+        // the delivered count) to a reader whose acquiring state load reads the repaired word,
+        // as the deliverer's store does; on failure, acquires a deliverer's store of `expected`
+        // like the load in `space`.
+        let (exchanged, current) = b.stateWord(slot: slot).pointee.compareExchange(
+            expected: state, desired: expected, ordering: .acquiringAndReleasing)
+        if !exchanged { return current == expected }
+        b.count(RegionLayout.corruptOffset)
+        return true
     }
 
     /// Moves the position from `p` (inside an open sub-buffer) to the sealed state and

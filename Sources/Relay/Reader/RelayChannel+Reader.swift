@@ -155,8 +155,8 @@ extension RelayChannel {
     ///    (the slot's previous incarnation, or the 0 of a never-used slot), a later one, or phase
     ///    bits 2 or 3 (the skipped mark is handled by the caller).
     ///
-    /// Overwrite mode is not checked: there writers may be ahead of the consumer, and a state word
-    /// the switcher does not recognise makes it report a stalled writer (`space`) instead.
+    /// Overwrite mode is not checked: there writers may be ahead of the consumer, and the writer
+    /// that switches into the slot next checks its state word instead (`repairCorruptState`).
     func isCorruptState(_ b: BufferCore, sequence: UInt64) -> UInt64? {
         // A cheap filter first: the common case, waiting for the open sub-buffer, ends here.
         guard b.mode != .overwrite, sequence < self.produced(b) else { return nil }

@@ -48,7 +48,9 @@ import Synchronization
 /// - `state`: `sequence << 2 | phase`, phase 0 = being written, 1 = delivered, 2 = skipped
 ///   (no-overwrite modes: the consumer found a word there no engine store could have left
 ///   after the sub-buffer was delivered, and passed it as corrupt; see
-///   `RelayChannel.isCorruptState`). Phase 3 is never stored.
+///   `RelayChannel.isCorruptState`). Phase 3 is never stored. In overwrite mode a writer
+///   that finds a word no engine store can have left over a delivered incarnation stores the
+///   delivered value back (`RelayChannel.repairCorruptState`) and reuses the slot.
 ///
 /// All multi-byte fields are little-endian (native on x86-64 and arm64).
 enum RegionLayout {
@@ -84,7 +86,7 @@ enum RegionLayout {
     static let consumedOffset = 0x100
     static let spaceFutexOffset = 0x108  // Atomic<UInt32>
     static let waitersOffset = 0x110
-    static let corruptOffset = 0x118  // delivered sub-buffers whose header did not decode (the reader's count)
+    static let corruptOffset = 0x118  // delivered sub-buffers the consumer passed as corrupt; overwrite mode: state words a writer repaired
     // Delivery stats (written once per delivered sub-buffer).
     static let recordsWrittenOffset = 0x140
     static let bytesWrittenOffset = 0x148

@@ -37,7 +37,9 @@ public struct RelayBufferStats: Sendable, Hashable {
     /// skipped: a reader reports each as ``RelayRead/corrupt(sequence:skippedBefore:)``, a
     /// `RelayShipper` does not ship it. Their records are lost. Counted by the consumer when it
     /// gets to one; anything but 0 means something other than the engine writes into the
-    /// channel's memory.
+    /// channel's memory. In overwrite mode it also counts slot state words a writer found
+    /// overwritten after the slot's sub-buffer was delivered, and repaired so it could reuse
+    /// the slot: nothing is lost there (and ``RelayCallbacks/corrupt`` is not called).
     public var corruptSubbuffers: UInt64 = 0
     /// Writes (and reserves) that had to wait for space (block mode): each counted once,
     /// however often it was woken before it got space or timed out. A write that finds
