@@ -180,6 +180,7 @@ struct StressTests {
         #expect(o.torn == 0, "no accepted sub-buffer contained a torn record")
         #expect(o.stats.writerWaits == 0)
         #expect(o.stats.subbuffersOverwritten > 0, "the slow consumer must be lapped for this test to mean anything")
+        #expect(o.stats.corruptSubbuffers == 0, "only the engine wrote the regions: no slot state word was repaired")
         // Every non-written record is accounted for as lapped (a stalled writer held a
         // sub-buffer), never silently lost.
         #expect(UInt64(o.dropped) == o.stats.recordsLapped)
