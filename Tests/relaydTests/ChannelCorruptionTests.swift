@@ -95,19 +95,24 @@ struct ChannelCorruptionTests {
         return shipper
     }
 
-    @Test("relayd_channel_subbuffers_corrupt_total counts what the shipper skipped, and a warning says so, rate-limited")
-    func corruptSubbuffersAreExportedAndLogged() throws {
-        let directory = try RelaydTestSockets.makeTemporaryDirectory()
-        defer { RelaydTestSockets.removeDirectory(directory) }
-        let config = try Self.config(directory)
-        let metrics = RelaydMetrics(config: config)
-        let output = try OutputPipeline(
+    /// The pipeline of the config's one output, counting into `metrics`.
+    static func pipeline(_ config: RelaydConfig, _ metrics: RelaydMetrics) throws -> OutputPipeline {
+        try OutputPipeline(
             output: config.outputs[0],
             index: 0,
             channelConfig: config.channel(for: config.outputs[0]),
             metrics: metrics.outputs[0],
             zone: .fixed(0)
         )
+    }
+
+    @Test("relayd_channel_subbuffers_corrupt_total counts what the shipper skipped, and a warning says so, rate-limited")
+    func corruptSubbuffersAreExportedAndLogged() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let config = try Self.config(directory)
+        let metrics = RelaydMetrics(config: config)
+        let output = try Self.pipeline(config, metrics)
         metrics.registerChannel(name: output.config.name) { output.channelStatistics() }
         let log = RelaydCapturedLog()
         let series = #"relayd_channel_subbuffers_corrupt_total{channel="files"}"#
@@ -156,13 +161,7 @@ struct ChannelCorruptionTests {
         defer { RelaydTestSockets.removeDirectory(directory) }
         let config = try Self.config(directory)
         let metrics = RelaydMetrics(config: config)
-        let output = try OutputPipeline(
-            output: config.outputs[0],
-            index: 0,
-            channelConfig: config.channel(for: config.outputs[0]),
-            metrics: metrics.outputs[0],
-            zone: .fixed(0)
-        )
+        let output = try Self.pipeline(config, metrics)
         let log = RelaydCapturedLog()
 
         // Sub-buffers 0, 1, 2 delivered with two records each; 1's header is scribbled on in the shared region
@@ -199,13 +198,7 @@ struct ChannelCorruptionTests {
         defer { RelaydTestSockets.removeDirectory(directory) }
         let config = try Self.config(directory)
         let metrics = RelaydMetrics(config: config)
-        let output = try OutputPipeline(
-            output: config.outputs[0],
-            index: 0,
-            channelConfig: config.channel(for: config.outputs[0]),
-            metrics: metrics.outputs[0],
-            zone: .fixed(0)
-        )
+        let output = try Self.pipeline(config, metrics)
         #expect(output.channel.mode.isNoOverwrite)
         let log = RelaydCapturedLog()
         for _ in 0..<6 {

@@ -115,38 +115,16 @@ final class Reconciler: Sendable {
                 // Overwrites are seen as the writer reuses a sub-buffer, which can also be before the ring admitted
                 // its records: like written, never more than what is admitted and not yet written or dropped.
                 var settled = completed
-                let overwrittenIndex = OutputDropReason.overwritten.rawValue
-                let overwritten = before.droppedRecords[overwrittenIndex]
-                if totals.overwrittenRecords > overwritten {
-                    let due = totals.overwrittenRecords - overwritten
-                    let count = min(due, admitted > settled ? admitted - settled : 0)
-                    if count > 0 {
-                        // Bytes go with the last part of a deferred count (the ledger keeps one byte total).
-                        output.metrics.recordsDropped(
-                            Int(count),
-                            bytes: count == due ? Int(totals.overwrittenBytes &- published.overwrittenBytes[index]) : 0,
-                            reason: .overwritten
-                        )
-                        if count == due { published.overwrittenBytes[index] = totals.overwrittenBytes }
-                        settled += count
-                    }
-                }
+                Self.settleDrops(
+                    .overwritten, records: totals.overwrittenRecords, bytes: totals.overwrittenBytes,
+                    published: &published.overwrittenBytes[index], ledger: before, admitted: admitted,
+                    settled: &settled, metrics: output.metrics)
                 // Sub-buffers the shipper skipped as corrupt are released like written ones, but their records never
                 // reached the destination: dropped (`corrupt`), never written. The same bound as overwrites.
-                let corruptIndex = OutputDropReason.corrupt.rawValue
-                let corrupt = before.droppedRecords[corruptIndex]
-                if totals.corruptRecords > corrupt {
-                    let due = totals.corruptRecords - corrupt
-                    let count = min(due, admitted > settled ? admitted - settled : 0)
-                    if count > 0 {
-                        output.metrics.recordsDropped(
-                            Int(count),
-                            bytes: count == due ? Int(totals.corruptBytes &- published.corruptBytes[index]) : 0,
-                            reason: .corrupt
-                        )
-                        if count == due { published.corruptBytes[index] = totals.corruptBytes }
-                    }
-                }
+                Self.settleDrops(
+                    .corrupt, records: totals.corruptRecords, bytes: totals.corruptBytes,
+                    published: &published.corruptBytes[index], ledger: before, admitted: admitted,
+                    settled: &settled, metrics: output.metrics)
                 self.reportDrops(of: output, index: index, published: &published)
                 self.reportCorruption(of: output, index: index, published: &published)
             }
@@ -233,6 +211,25 @@ final class Reconciler: Sendable {
             "output \"\(output.config.name)\" dropped \(total) records \(last == 0 ? "since relayd started" : "since the last report") (\(counts.joined(separator: " "))): \(fixes.joined(separator: "; "))",
             metadata: ["output": "\(output.config.name)"]
         )
+    }
+
+    /// Drops, for `reason`, the records the delivery ledger counted (`records` in all, `bytes` their bytes) beyond
+    /// those the output's ledger (`ledger`) already dropped for it, but never more than are admitted and not yet
+    /// `settled` (written, or dropped before in this pass): the rest follows in a later pass. The bytes go with the
+    /// last part of a deferred count (the ledger keeps one byte total per reason); `published` is the byte total
+    /// reported so far.
+    private static func settleDrops(
+        _ reason: OutputDropReason, records: UInt64, bytes: UInt64, published: inout UInt64,
+        ledger: RecordLedger.Snapshot, admitted: UInt64, settled: inout UInt64, metrics: OutputMetrics
+    ) {
+        let dropped = ledger.droppedRecords[reason.rawValue]
+        guard records > dropped else { return }
+        let due = records - dropped
+        let count = min(due, admitted > settled ? admitted - settled : 0)
+        guard count > 0 else { return }
+        metrics.recordsDropped(Int(count), bytes: count == due ? Int(bytes &- published) : 0, reason: reason)
+        if count == due { published = bytes }
+        settled += count
     }
 
     /// Logs a warning when the output's shipper skipped corrupt sub-buffers since the last report (the channel's
