@@ -39,21 +39,12 @@ struct ReaderCorruptStateTests {
             + RegionLayout.slotTableOffset + slot * RegionLayout.slotStride + RegionLayout.slotStateOffset
     }
 
-    static func describe(_ read: RelayRead<UInt64>) -> String {
-        switch read {
-        case .none: "none"
-        case .read(let sequence): "read \(sequence)"
-        case .overwritten(let sequence, let skipped): "overwritten \(sequence) after \(skipped)"
-        case .corrupt(let sequence, let skipped): "corrupt \(sequence) after \(skipped)"
-        }
-    }
-
     static func readAll(_ channel: RelayChannel) -> [String] {
         var results: [String] = []
         while true {
             let read = channel.withNextSubbuffer(buffer: 0, consume: true) { $0.sequence }
             if case .none = read { break }
-            results.append(Self.describe(read))
+            results.append(ReaderCorruptionTests.describe(read))
         }
         return results
     }
@@ -85,8 +76,8 @@ struct ReaderCorruptStateTests {
         for _ in 0..<4 { #expect(channel.write(Self.record) == .written) }  // the buffer is full
         channel.flush()
         Self.stateWord(channel, sequence: 0).storeBytes(of: (9 << 2) | 3, as: UInt64.self)
-        #expect(Self.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "corrupt 0 after 0")
-        #expect(Self.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "read 1")
+        #expect(ReaderCorruptionTests.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "corrupt 0 after 0")
+        #expect(ReaderCorruptionTests.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "read 1")
         #expect(channel.stats().total.subbuffersConsumed == 0, "nothing consumed until the reader says so")
         channel.subbufsConsumed(buffer: 0, count: 2)
         #expect(channel.stats().total.subbuffersConsumed == 2)
@@ -103,16 +94,16 @@ struct ReaderCorruptStateTests {
         #expect(Self.readAll(channel) == ["read 0"])
         // Its slot says "sub-buffer 1 being written": a reader must wait, however often it looks.
         for _ in 0..<100 {
-            #expect(Self.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "none")
+            #expect(ReaderCorruptionTests.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "none")
         }
         #expect(Self.stateWord(channel, sequence: 1).load(as: UInt64.self) == (1 << 2) | RegionLayout.phaseWriting)
         held.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0x0A) }
         held.commit()
         #expect(Self.readAll(channel) == ["read 1"])
         // The slot of the sub-buffer after it still holds the 0 it started with: not started, not corrupt.
-        #expect(Self.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "none")
+        #expect(ReaderCorruptionTests.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "none")
         channel.write(Self.record)  // sub-buffer 2 open
-        #expect(Self.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "none")
+        #expect(ReaderCorruptionTests.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "none")
         #expect(channel.stats().total.corruptSubbuffers == 0)
     }
 }
