@@ -1,3 +1,4 @@
+import CRelayLinux  // libc socket constants (SOCK_STREAM, SOCK_CLOEXEC) resolve through it, since it is built with _GNU_SOURCE
 import Glibc
 import Logging
 import Relay

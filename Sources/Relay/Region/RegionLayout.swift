@@ -55,7 +55,11 @@ import Synchronization
 /// All multi-byte fields are little-endian (native on x86-64 and arm64).
 enum RegionLayout {
     static let magic: UInt32 = 0x4259_4C52  // "RLYB" in memory order
-    static let version: UInt16 = 1
+    /// The layout version in the identity line, for another process that maps the region:
+    /// a mapper must refuse a version it does not know. 1: the first layout; 2: a slot's state
+    /// word can hold phase 2 ("skipped"), which a version-1 consumer would take for a writer
+    /// still inside the sub-buffer.
+    static let version: UInt16 = 2
 
     // Identity line (read-only after open).
     static let magicOffset = 0x000  // UInt32
