@@ -41,6 +41,7 @@ let package = Package(
             name: "ShippingBenchmarks",
             dependencies: [
                 "BenchSupport",
+                "CBenchSupport",
                 .product(name: "Benchmark", package: "package-benchmark"),
                 .product(name: "Relay", package: relayPackage),
                 .product(name: "RelayShipper", package: relayPackage),

@@ -1,5 +1,6 @@
 import Benchmark
 import BenchSupport
+import CBenchSupport
 import Glibc
 import Logging
 import Relay
@@ -9,8 +10,9 @@ import Synchronization
 // Ring-path benchmarks: producer → relay channel → io_uring shipper → file, for 64 KiB
 // and 1 MiB sub-buffers, next to a plain write(2) loop of 1 MiB blocks writing the same
 // number of bytes to the same disk, in the same run. Also in the run:
-// - the pipeline bound: one thread copies the same records into 1 MiB blocks, another
-//   write(2)s them (what any two-thread design pays for handing bytes across cores);
+// - the pipeline bounds: 1 or 2 threads copy the same records into 1 MiB blocks, another
+//   write(2)s them (what any design with producer threads and a writer thread pays for
+//   handing bytes across cores, and, with 2 producers, for 3 threads on this 2-CPU machine);
 // - the 1 MiB rows with exclusive writers (is the producer's per-record cost the limit?)
 //   and with WRITE_FIXED for these buffered writes (what the default plain WRITE saves).
 //
@@ -130,58 +132,105 @@ func writeLoop(mebibytes: Int, path: String, durable: Bool = false, measured: ((
     block.deallocate()
 }
 
-/// The hand-off between ``pipelineLoop(mebibytes:path:measured:)``'s two threads: how many
-/// blocks the producer filled and how many the writer wrote.
-final class PipelineCounters: Sendable {
-    let filled = Atomic<Int>(0)
-    let written = Atomic<Int>(0)
+/// The hand-off words of ``pipelineLoop(producers:mebibytes:path:measured:)``: per producer,
+/// how many blocks it filled and how many of them the writer wrote. Each is a 32-bit futex
+/// word bound into raw memory of its own 64-byte line, so a thread that must wait sleeps
+/// (FUTEX_WAIT) instead of spinning: with more threads than this machine's 2 CPUs, a spinning
+/// waiter would take CPU from the thread it waits for.
+final class PipelineWords: @unchecked Sendable {
+    // @unchecked: `memory` is written only through the atomics bound into it.
+    private let memory: UnsafeMutableRawPointer
+    private let producers: Int
+
+    init(producers: Int) {
+        self.producers = producers
+        self.memory = .allocate(byteCount: 2 * producers * 64, alignment: 64)
+        for word in 0..<(2 * producers) {
+            (self.memory + word * 64).bindMemory(to: Atomic<UInt32>.self, capacity: 1).initialize(to: Atomic(0))
+        }
+    }
+
+    deinit { self.memory.deallocate() }
+
+    /// Blocks producer `p` filled.
+    func filled(_ p: Int) -> UnsafeMutablePointer<Atomic<UInt32>> {
+        (self.memory + p * 64).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
+    /// Blocks of producer `p` the writer wrote (free again).
+    func written(_ p: Int) -> UnsafeMutablePointer<Atomic<UInt32>> {
+        (self.memory + (self.producers + p) * 64).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
+    /// Waits until `word` reaches at least `target`.
+    static func wait(_ word: UnsafeMutablePointer<Atomic<UInt32>>, reaches target: UInt32) {
+        var spins = 0
+        while true {
+            // acquiring: pairs with the releasing store in `advance`; what the other thread did
+            // before (filled the block, or write(2) copied it) happens before our use of it.
+            let value = word.pointee.load(ordering: .acquiring)
+            if value >= target { return }
+            spins += 1
+            if spins < 64 { continue }
+            CBenchSupport_futex_wait(UnsafeMutableRawPointer(word), value)
+        }
+    }
+
+    /// Stores `value` into `word` and wakes its waiters.
+    static func advance(_ word: UnsafeMutablePointer<Atomic<UInt32>>, to value: UInt32) {
+        // releasing: pairs with the acquiring load in `wait`.
+        word.pointee.store(value, ordering: .releasing)
+        CBenchSupport_futex_wake_all(UnsafeMutableRawPointer(word))
+    }
 }
 
-/// The best a two-thread design can do on this machine: one thread fills 1 MiB blocks with the
-/// same 128-byte record copies as the relay producers (no reservation, no shared word per
-/// record), another writes each full block with `write(2)`, 8 blocks in rotation (8 MiB, as a
-/// relay buffer). Cross-core hand-off of every byte, no per-record bookkeeping: the bound that
-/// the relay rows are measured against next to the single-threaded loop.
-func pipelineLoop(mebibytes: Int, path: String, measured: (() -> Void) -> Void) {
+/// The best a design with `producers` producer threads and one writer thread can do on this
+/// machine: each producer fills 1 MiB blocks of its own (8 in rotation, 8 MiB: a relay
+/// buffer's size) with the same 128-byte record copies as the relay producers (no
+/// reservation, no shared word per record), and the writer `write(2)`s full blocks, taking
+/// the producers in turn. Every byte crosses cores, and there are more threads than this
+/// machine's 2 CPUs as soon as there are 2 producers: the bound the relay rows are measured
+/// against next to the single-threaded loop.
+func pipelineLoop(producers: Int, mebibytes: Int, path: String, measured: (() -> Void) -> Void) {
     let fd = open(path, O_WRONLY | O_CLOEXEC)
     ftruncate(fd, 0)
     reserveBlocks(fd, bytes: mebibytes * mib)
     let blocks = 8
-    let base = UnsafeMutableRawPointer.allocate(byteCount: blocks * mib, alignment: 4096)
-    base.initializeMemory(as: UInt8.self, repeating: 0, count: blocks * mib)
-    let address = Int(bitPattern: base)  // the blocks outlive both threads
-    let counters = PipelineCounters()
+    let perProducer = mebibytes / producers
+    let base = UnsafeMutableRawPointer.allocate(byteCount: producers * blocks * mib, alignment: 4096)
+    base.initializeMemory(as: UInt8.self, repeating: 0, count: producers * blocks * mib)
+    let address = Int(bitPattern: base)  // the blocks outlive every thread
+    let words = PipelineWords(producers: producers)
     measured {
-        onThreads(2, total: 2) { role, _ in
+        onThreads(producers + 1, total: producers + 1) { role, _ in
             let base = UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
-            if role == 0 {
-                // Producer. acquiring: pairs with the writer's releasing store of `written`,
-                // so a block is refilled only after write(2) has copied it.
+            if role < producers {
+                let ring = base + role * blocks * mib
                 let record = [UInt8](repeating: 0x61, count: recordSize - 1) + [0x0A]
                 record.withUnsafeBytes { bytes in
-                    for block in 0..<mebibytes {
-                        while block - counters.written.load(ordering: .acquiring) >= blocks { sched_yield() }
-                        let start = base + (block % blocks) * mib
+                    for block in 0..<perProducer {
+                        // A block is refilled only after write(2) copied it.
+                        if block >= blocks { PipelineWords.wait(words.written(role), reaches: UInt32(block - blocks + 1)) }
+                        let start = ring + (block % blocks) * mib
                         for r in 0..<recordsPerMiB {
                             (start + r * recordSize).copyMemory(from: bytes.baseAddress!, byteCount: recordSize)
                         }
-                        // releasing: pairs with the writer's acquiring load; publishes the block's bytes.
-                        counters.filled.store(block + 1, ordering: .releasing)
+                        PipelineWords.advance(words.filled(role), to: UInt32(block + 1))
                     }
                 }
             } else {
-                // Writer. acquiring: pairs with the producer's releasing store of `filled`.
-                for block in 0..<mebibytes {
-                    while counters.filled.load(ordering: .acquiring) <= block { sched_yield() }
-                    let start = base + (block % blocks) * mib
-                    var done = 0
-                    while done < mib {
-                        let n = write(fd, start + done, mib - done)
-                        precondition(n > 0, "write failed")
-                        done += n
+                for block in 0..<perProducer {
+                    for producer in 0..<producers {
+                        PipelineWords.wait(words.filled(producer), reaches: UInt32(block + 1))
+                        let start = base + producer * blocks * mib + (block % blocks) * mib
+                        var done = 0
+                        while done < mib {
+                            let n = write(fd, start + done, mib - done)
+                            precondition(n > 0, "write failed")
+                            done += n
+                        }
+                        PipelineWords.advance(words.written(producer), to: UInt32(block + 1))
                     }
-                    // releasing: pairs with the producer's acquiring load; the block is free.
-                    counters.written.store(block + 1, ordering: .releasing)
                 }
             }
         }
@@ -216,9 +265,12 @@ let benchmarks: @Sendable () -> Void = {
             writeLoop(mebibytes: size, path: path, measured: measuring(benchmark))
         }
     }
-    Benchmark("pipeline bound: 1 producer thread + 1 write(2) thread, 1 MiB blocks, 256 MiB", configuration: config) { benchmark in
-        for _ in 0..<(benchmark.scaledIterations.count) {
-            pipelineLoop(mebibytes: size, path: path, measured: measuring(benchmark))
+    for producers in [1, 2] {
+        let threads = producers == 1 ? "1 producer thread" : "\(producers) producer threads"
+        Benchmark("pipeline bound: \(threads) + 1 write(2) thread, 1 MiB blocks, 256 MiB", configuration: config) { benchmark in
+            for _ in 0..<(benchmark.scaledIterations.count) {
+                pipelineLoop(producers: producers, mebibytes: size, path: path, measured: measuring(benchmark))
+            }
         }
     }
     // The relay rows: the default at 64 KiB and 1 MiB sub-buffers, then at 1 MiB with
