@@ -83,6 +83,10 @@ int CRelayLinux_O_DIRECT(void) {
     return O_DIRECT;
 }
 
+uint32_t CRelayLinux_SYNC_FILE_RANGE_WRITE(void) {
+    return SYNC_FILE_RANGE_WRITE;
+}
+
 int CRelayLinux_eventfd(void) {
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     return fd < 0 ? -errno : fd;

@@ -38,6 +38,10 @@ int CRelayLinux_rename_noreplace(const char *from, const char *to);
 /// The O_DIRECT flag value (needs _GNU_SOURCE to see).
 int CRelayLinux_O_DIRECT(void);
 
+/// SYNC_FILE_RANGE_WRITE (needs _GNU_SOURCE to see): sync_file_range(2) starts writeback
+/// of the range's dirty pages that are not under writeback already, and does not wait.
+uint32_t CRelayLinux_SYNC_FILE_RANGE_WRITE(void);
+
 /// POLLRDHUP | POLLHUP | POLLERR: the poll mask that reports a peer closing or
 /// resetting a stream socket (POLLRDHUP needs _GNU_SOURCE to see).
 uint32_t CRelayLinux_poll_peer_gone_mask(void);

@@ -313,6 +313,23 @@ extension IOURing {
         self.finish(sqe, userData: userData, flags: flags)
     }
 
+    /// Queues `sync_file_range(fd, offset, length, flags)` (`IORING_OP_SYNC_FILE_RANGE`).
+    /// With `SYNC_FILE_RANGE_WRITE` alone it starts writeback of the range's dirty pages
+    /// and does not wait for it: no durability claim (no metadata, no device cache flush; an
+    /// fsync still reports what that writeback hit). Completes with 0 or `-errno`.
+    /// - Throws: ``SubmitError``.
+    package mutating func syncFileRange(
+        _ fd: FileDescriptor,
+        offset: UInt64,
+        length: UInt32,
+        flags: UInt32,
+        userData: UInt64
+    ) throws(SubmitError) {
+        let sqe = try self.nextSQE()
+        io_uring_prep_sync_file_range(sqe, fd.rawValue, length, offset, Int32(bitPattern: flags))
+        self.finish(sqe, userData: userData, flags: [])
+    }
+
     /// Queues `IORING_OP_FUTEX_WAIT` (kernel 6.7) on a 32-bit futex word.
     ///
     /// Completes with 0 when a `FUTEX_WAKE` on the word reaches it, with

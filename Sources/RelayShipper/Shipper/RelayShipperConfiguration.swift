@@ -112,6 +112,30 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
         case interval(Duration)
     }
 
+    /// When the sink asks the kernel to start writing completed data to the disk, ahead of
+    /// any fsync and of the kernel's own writeback.
+    ///
+    /// Without it, written data stays dirty in the page cache until the kernel's background
+    /// writeback gets to it: by default after 30 s, or once dirty pages pass a share of RAM
+    /// (`vm.dirty_background_ratio`, 10 %: gigabytes on a large host). Then it goes out in one
+    /// burst, and an fsync or `fdatasync` that comes first has to write all of it, so its
+    /// latency grows with everything written since the last one. Starting writeback every
+    /// few MiB (`sync_file_range(SYNC_FILE_RANGE_WRITE)` through the ring, as PostgreSQL's
+    /// `wal_writer_flush_after` or RocksDB's `bytes_per_sync` do) keeps the disk busy while
+    /// the sink writes, so little is left for the next fsync, and bounds the dirty data a
+    /// power loss can take. It claims nothing: only a completed fsync moves the durable
+    /// watermark. O_DIRECT files have no dirty pages and never use it.
+    public enum Writeback: Sendable, Hashable {
+        /// Leave writeback to the kernel.
+        case kernel
+        /// Start writeback of each `bytes` (at least 64 KiB) of completed writes, at most one
+        /// request in flight per file.
+        case everyBytes(Int)
+
+        /// Every 8 MiB.
+        public static let `default` = Writeback.everyBytes(8 << 20)
+    }
+
     /// Rotation by size and count, and by age.
     public struct Rotation: Sendable, Hashable {
         /// Rotate before a write would take the current file past this many bytes (at a
@@ -150,6 +174,8 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
     public var directIO: Bool
     /// Durability policy.
     public var fsync: FsyncPolicy
+    /// When writeback of completed data starts (buffered files only).
+    public var writeback: Writeback
     /// Rotation, if any.
     public var rotation: Rotation?
     /// Preallocation chunk (fallocate) ahead of the write offset; 0 disables. What a file
@@ -167,6 +193,7 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
         format: Format = .plain,
         directIO: Bool = false,
         fsync: FsyncPolicy = .none,
+        writeback: Writeback = .default,
         rotation: Rotation? = nil,
         preallocate: Int = 64 << 20,
         permissions: UInt32 = 0o640,
@@ -177,6 +204,7 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
         self.format = format
         self.directIO = directIO
         self.fsync = fsync
+        self.writeback = writeback
         self.rotation = rotation
         self.preallocate = preallocate
         self.permissions = permissions

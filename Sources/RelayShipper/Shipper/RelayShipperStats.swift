@@ -53,6 +53,9 @@ public struct RelaySinkStats: Sendable, Hashable {
     public var batches: UInt64 = 0
     /// fsyncs completed.
     public var fsyncs: UInt64 = 0
+    /// Writeback requests issued (files, under ``RelayFileSinkConfiguration/Writeback/everyBytes(_:)``):
+    /// each asked the kernel to start writing a range of completed writes to the disk.
+    public var writebacks: UInt64 = 0
     /// File rotations and reopens.
     public var rotations: UInt64 = 0
     public var reopens: UInt64 = 0

@@ -24,6 +24,7 @@ final class ShipperLoop {
         case eventRead = 6
         case cancel = 7
         case socketPoll = 8
+        case fileWriteback = 9
     }
 
     enum Sink {
@@ -359,6 +360,10 @@ final class ShipperLoop {
         case .fileFsync:
             if case .file(let sink) = self.sink(Int(data.index)) {
                 sink.fsyncCompleted(sequence: data.sequence, result: completion.result, loop: self, now: now)
+            }
+        case .fileWriteback:
+            if case .file(let sink) = self.sink(Int(data.index)) {
+                sink.writebackCompleted(sequence: data.sequence, result: completion.result, loop: self, now: now)
             }
         case .socketConnect:
             if case .socket(let sink) = self.sink(Int(data.index)) {

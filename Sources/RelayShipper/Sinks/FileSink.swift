@@ -81,6 +81,12 @@ final class FileSink {
         /// Interval policy: when this file's next fsync is due (each file has its own, so a
         /// busy file does not take every interval from the others).
         var nextFsyncAt: UInt64? = nil
+        /// Writeback policy: the offset up to which writeback was requested on the current
+        /// descriptor (it starts where the descriptor's writes start), and whether a request
+        /// is in flight on it. When the descriptor is retired, a request in flight counts in
+        /// the retired record's `inFlight`, so the descriptor stays open until it completes.
+        var writebackFrom: Int64 = 0
+        var writebackInFlight = false
         var queue = RingQueue<ShipItem>(capacity: 64)
         var retired: [Retired] = []
         /// A rotation that stopped half-way, retried after the backoff from where it stopped
@@ -153,6 +159,12 @@ final class FileSink {
         self.opItems = [[ShipItem]](repeating: [], count: capacity)
         self.iovecs = [UnsafeMutablePointer<iovec>?](repeating: nil, count: capacity)
         self.freeOps = Array((0..<capacity).reversed())
+        if case .everyBytes(let bytes) = configuration.writeback, bytes < Self.smallestWritebackChunk {
+            throw RelayShipperError(
+                message: "file sink \(configuration.path): writeback every \(bytes) bytes is too often (each request is a "
+                    + "system call's worth of work in the kernel); use at least \(Self.smallestWritebackChunk / 1024) KiB, "
+                    + "or .kernel to leave writeback to the kernel")
+        }
         if configuration.directIO && configuration.format == .plain {
             throw RelayShipperError(
                 message: "file sink \(configuration.path): O_DIRECT needs the packets format (plain records are not "
@@ -247,14 +259,19 @@ final class FileSink {
             size = (size + 4095) / 4096 * 4096
         }
         if let old = self.files[i].fd {
+            // A writeback request in flight names the old descriptor too: it stays open until
+            // that completes (``writebackCompleted(sequence:result:loop:now:)``).
+            let inFlight = self.files[i].inFlight + (self.files[i].writebackInFlight ? 1 : 0)
             self.files[i].retired.append(
-                Retired(fd: old, generation: self.files[i].generation, inFlight: self.files[i].inFlight, unsynced: self.files[i].unsyncedSubbuffers))
+                Retired(fd: old, generation: self.files[i].generation, inFlight: inFlight, unsynced: self.files[i].unsyncedSubbuffers))
             self.files[i].unsyncedSubbuffers = 0
         }
+        self.files[i].writebackInFlight = false
         self.files[i].fd = fd
         self.files[i].generation &+= 1
         self.files[i].offset = size
         self.files[i].allocatedThrough = size
+        self.files[i].writebackFrom = size
         self.files[i].inFlight = 0
         if !sameFile || size == 0 {
             // The same file keeps its age (a reopen that moved nothing must not postpone its
@@ -285,12 +302,12 @@ final class FileSink {
     }
 
     var hasWork: Bool {
-        self.files.contains { !$0.queue.isEmpty || $0.inFlight > 0 || !$0.retired.isEmpty || $0.fsyncInFlight }
+        self.files.contains { !$0.queue.isEmpty || $0.inFlight > 0 || !$0.retired.isEmpty || $0.fsyncInFlight || $0.writebackInFlight }
     }
 
     var inFlight: Int {
         self.files.reduce(0) { total, file in
-            total + file.inFlight + (file.fsyncInFlight ? 1 : 0)
+            total + file.inFlight + (file.fsyncInFlight ? 1 : 0) + (file.writebackInFlight ? 1 : 0)
                 + file.retired.reduce(0) { $0 + $1.inFlight + ($1.closing ? 1 : 0) }
         }
     }
@@ -360,6 +377,7 @@ final class FileSink {
                 self.files[i].inFlight += 1
             }
             self.maybeFsync(file: i, loop: loop, now: now)
+            self.maybeWriteback(file: i, loop: loop)
             // A rotated-away descriptor whose final fsync found the SQ full has no completion
             // left to try again from.
             if self.files[i].retired.contains(where: { $0.inFlight == 0 && !$0.closing }) {
@@ -439,6 +457,7 @@ final class FileSink {
         self.ops[opIndex] = nil
         self.freeOps.append(opIndex)
         self.noteWriteDone(file: op.file, generation: op.generation, loop: loop)
+        if op.generation == self.files[op.file].generation { self.maybeWriteback(file: op.file, loop: loop) }
         self.files[op.file].bytesSinceFsync += Int64(op.length)
         self.stats.bytes += UInt64(op.length)
         let items = self.opItems[opIndex].count
@@ -521,6 +540,72 @@ final class FileSink {
         }
         guard case .success(let size) = Files.size(fd) else { return }
         _ = Files.truncate(fd, to: size)  // to its own size: frees only the blocks past the end
+    }
+
+    // MARK: Writeback
+
+    /// The smallest ``RelayFileSinkConfiguration/Writeback/everyBytes(_:)`` accepted.
+    static let smallestWritebackChunk = 64 << 10
+    /// The most one writeback request covers (`sync_file_range`'s length is 32 bits in the SQE).
+    static let largestWritebackRange: Int64 = 1 << 30
+
+    /// Under ``RelayFileSinkConfiguration/Writeback/everyBytes(_:)``: once that many bytes of
+    /// file `i` are written (their writes completed) past the last request, asks the kernel to
+    /// start their writeback (`SYNC_FILE_RANGE_WRITE`, which does not wait for it), one request
+    /// in flight per file. The range ends at the lowest offset a write of the current
+    /// descriptor still has in the kernel or parked for a retry, so it never takes pages a
+    /// write has yet to fill. Nothing here is a durability claim (see ``maybeFsync(file:loop:now:)``).
+    private func maybeWriteback(file i: Int, loop: ShipperLoop) {
+        guard case .everyBytes(let chunk) = self.configuration.writeback, !self.configuration.directIO,
+            self.failingSince == nil, !self.files[i].writebackInFlight, let fd = self.files[i].fd
+        else { return }
+        let generation = self.files[i].generation
+        var end = self.files[i].offset
+        for case let op? in self.ops where op.file == i && op.generation == generation {
+            end = min(end, op.offset)
+        }
+        let start = self.files[i].writebackFrom
+        guard end - start >= Int64(chunk) else { return }
+        let length = min(end - start, Self.largestWritebackRange)
+        let sequence = (UInt64(i) << Self.retiredFileShift) | (UInt64(generation) & Self.retiredGenerationMask)
+        let userData = URingUserData(kind: ShipperLoop.OpKind.fileWriteback.rawValue, index: UInt16(self.index), sequence: sequence).rawValue
+        do {
+            try loop.ring.syncFileRange(
+                fd, offset: UInt64(start), length: UInt32(length), flags: CRelayLinux_SYNC_FILE_RANGE_WRITE(), userData: userData)
+        } catch {
+            return  // SQ full: the next completion or pump asks again
+        }
+        self.files[i].writebackFrom = start + length
+        self.files[i].writebackInFlight = true
+        self.stats.writebacks += 1
+    }
+
+    /// A writeback request completed. A failure loses nothing: the pages stay dirty, the
+    /// kernel writes them later, and an fsync reports an I/O error of that writeback (a
+    /// `SYNC_FILE_RANGE_WRITE` does not consume it). It is counted and logged.
+    func writebackCompleted(sequence: UInt64, result: Int32, loop: ShipperLoop, now: UInt64) {
+        let i = Int(sequence >> Self.retiredFileShift)
+        let generation = sequence & Self.retiredGenerationMask
+        guard i < self.files.count else { return }
+        if result < 0 {
+            self.stats.errors += 1
+            if self.lastErrorLog == 0 || now - self.lastErrorLog > 1_000_000_000 {
+                self.lastErrorLog = now
+                loop.logger.warning(
+                    "file sink could not start writeback",
+                    metadata: ["path": "\(self.files[i].path)", "errno": "\(Errno(rawValue: -result))",
+                               "advice": "nothing is lost: the data stays in the page cache and the kernel writes it back later"])
+            }
+        }
+        if UInt64(self.files[i].generation) & Self.retiredGenerationMask == generation && self.files[i].writebackInFlight {
+            self.files[i].writebackInFlight = false
+            self.maybeWriteback(file: i, loop: loop)
+            return
+        }
+        if let r = self.files[i].retired.firstIndex(where: { UInt64($0.generation) & Self.retiredGenerationMask == generation }) {
+            self.files[i].retired[r].inFlight -= 1
+            self.closeRetiredIfIdle(file: i, loop: loop)
+        }
     }
 
     /// Marks fsync completions of retired descriptors (in `user_data.sequence`, 40 bits):
