@@ -1,4 +1,5 @@
 import Foundation
+import RelayShipper
 import Testing
 
 @testable import relayd
@@ -61,6 +62,7 @@ struct ConfigTests {
         }
         #expect(file.path.hasPrefix("./relayd-data/"))
         #expect(file.rotateSize == 64 << 20 && file.rotateCount == 8 && file.fsync == .none)
+        #expect(file.writeback == .bytes(8 << 20))
         let channel = config.channel(for: output)
         #expect(channel.subbufferSize == 1 << 20 && channel.subbufferCount == 8 && channel.mode == .block)
         #expect(channel.blockTimeout == .milliseconds(100) && channel.switchInterval == .milliseconds(100))
@@ -405,6 +407,45 @@ struct ConfigTests {
             ["ambiguous", "\"100ms\""]
         ),
         BadCase(
+            "writeback below 64KiB",
+            replace: ("type = \"file\"", "type = \"file\"\nwriteback = \"32KiB\""),
+            keyPath: "outputs[0].writeback",
+            ["\"32KiB\" is too small", "use \"kernel\" or a size of at least 64KiB such as \"8MiB\""]
+        ),
+        BadCase(
+            "writeback as a too small integer",
+            replace: ("type = \"file\"", "type = \"file\"\nwriteback = 4096"),
+            keyPath: "outputs[0].writeback",
+            ["4096 is too small", "use \"kernel\" or a size of at least 64KiB such as \"8MiB\""]
+        ),
+        BadCase(
+            "writeback misspelt",
+            replace: ("type = \"file\"", "type = \"file\"\nwriteback = \"kernal\""),
+            keyPath: "outputs[0].writeback",
+            [
+                "\"kernal\" is neither \"kernel\" nor a size", "did you mean \"kernel\"?",
+                "use \"kernel\" or a size of at least 64KiB such as \"8MiB\"",
+            ]
+        ),
+        BadCase(
+            "writeback garbage",
+            replace: ("type = \"file\"", "type = \"file\"\nwriteback = \"often\""),
+            keyPath: "outputs[0].writeback",
+            ["\"often\" is neither \"kernel\" nor a size", "use \"kernel\" or a size of at least 64KiB"]
+        ),
+        BadCase(
+            "writeback with a decimal unit",
+            replace: ("type = \"file\"", "type = \"file\"\nwriteback = \"8MB\""),
+            keyPath: "outputs[0].writeback",
+            ["write \"8MiB\"", "use \"kernel\" or a size of at least 64KiB"]
+        ),
+        BadCase(
+            "writeback as a boolean",
+            replace: ("type = \"file\"", "type = \"file\"\nwriteback = true"),
+            keyPath: "outputs[0].writeback",
+            ["expected a string", "use \"kernel\" or a size of at least 64KiB"]
+        ),
+        BadCase(
             "reversed backoff",
             append:
                 "[[outputs]]\nname = \"fwd\"\ntype = \"tcp\"\ntarget = \"logs.example.net:514\"\nreconnect_backoff = \"5s..100ms\"\n",
@@ -688,6 +729,32 @@ struct ValueParsingTests {
         #expect(try ConfigDecoder.parseBackoff("1s500ms..1m30s") == Duration.milliseconds(1500)...Duration.seconds(90))
         let issue = #expect(throws: ConfigIssue.self) { try ConfigDecoder.parseFsync("1m30") }
         #expect(issue?.message.contains("has no unit") == true, "\(issue?.message ?? "no error")")
+    }
+
+    @Test(
+        "writeback takes \"kernel\" or a size of at least 64KiB; absent, the shipper's default (every 8 MiB)",
+        arguments: [
+            ("writeback = \"kernel\"\n", WritebackPolicy.kernel, RelayFileSinkConfiguration.Writeback.kernel),
+            ("writeback = \"1MiB\"\n", .bytes(1 << 20), .everyBytes(1 << 20)),
+            ("writeback = \"64KiB\"\n", .bytes(64 << 10), .everyBytes(64 << 10)),
+            ("writeback = 262144\n", .bytes(256 << 10), .everyBytes(256 << 10)),
+            ("", .bytes(8 << 20), RelayFileSinkConfiguration.Writeback.default),
+        ]
+    )
+    func writebackSettings(line: String, policy: WritebackPolicy, sink: RelayFileSinkConfiguration.Writeback) throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        let text = minimalConfig(directory) + line
+        #expect(RelaydConfig.validate(text) == [])
+        let config = try RelaydConfig.parse(text)
+        let output = try #require(config.outputs.first)
+        guard case .file(let file) = output.kind else {
+            Issue.record("the output is not a file")
+            return
+        }
+        #expect(file.writeback == policy)
+        let configuration = OutputPipeline.fileSinkConfiguration(for: file, channel: config.channel(for: output))
+        #expect(configuration.writeback == sink)
     }
 
     @Test func listenAddresses() throws {

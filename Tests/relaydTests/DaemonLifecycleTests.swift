@@ -61,6 +61,38 @@ struct DaemonLifecycleTests {
         #expect(try relayd.stop() == 0)
     }
 
+    @Test(
+        "A file output's writeback setting reaches its sink: \"1MiB\" starts writeback while shipping 5 MB, \"kernel\" never",
+        arguments: ["1MiB", "kernel"]
+    )
+    func writebackReachesTheSink(writeback: String) throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // The file output is the last table: the appended key belongs to it.
+        let config = Self.tcpToFileConfig(directory) + "writeback = \"\(writeback)\"\n"
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let port = try #require(relayd.tcpPorts["tcp"])
+        let filler = String(repeating: "x", count: 80)
+        let messages = (0..<50_000).map { "<13>1 - - app - - - \($0) \(filler)" }
+        try Self.send(messages, port: port)
+        let written = "relayd_output_written_records_total{output=\"files\"}"
+        let writebacks = "relayd_output_writebacks_total{output=\"files\"}"
+        var metrics: [String: Double] = [:]
+        #expect(
+            try Eventually.wait {
+                metrics = try relayd.metrics()
+                return metrics[written] == Double(messages.count)
+                    && (writeback == "kernel" || (metrics[writebacks] ?? 0) > 0)
+            },
+            "\(metrics.filter { $0.key.hasPrefix("relayd_output_") })"
+        )
+        if writeback == "kernel" {
+            #expect(metrics[writebacks] == 0)
+        }
+        #expect(try relayd.stop() == 0)
+        #expect(Eventually.bytes("\(directory)/out.log").count > 4 << 20)
+    }
+
     @Test("SIGTERM with data in flight: inputs drain, channels flush, nothing is lost, exit 0")
     func sigtermDrainsEverything() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()

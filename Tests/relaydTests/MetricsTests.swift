@@ -55,6 +55,7 @@ struct MetricsTests {
         output.recordsDropped(bytes: 120, reason: .channelFull)
         output.didConnect(isReconnect: false)
         output.didRotate()
+        output.writebacks.wrappingAdd(2, ordering: .relaxed)
         metrics.output("forward")?.connectFailed()
         metrics.output("forward")?.didConnect(isReconnect: true)
         metrics.recordDeliveryDelay(output: "files", .milliseconds(3))
@@ -102,6 +103,8 @@ struct MetricsTests {
             #"relayd_output_in_flight_records{output="files"}"#: 1,
             #"relayd_output_connected{output="files"}"#: 1,
             #"relayd_output_rotations_total{output="files"}"#: 1,
+            #"relayd_output_writebacks_total{output="files"}"#: 2,
+            #"relayd_output_writebacks_total{output="forward"}"#: 0,
             #"relayd_output_errors_total{output="forward",kind="connect"}"#: 1,
             #"relayd_output_reconnects_total{output="forward"}"#: 1,
             #"relayd_output_delivery_delay_seconds_count{output="files"}"#: 1,
@@ -131,6 +134,8 @@ struct MetricsTests {
         #expect(text.contains("# TYPE relayd_output_in_flight_records gauge"))
         #expect(text.contains("# TYPE relayd_output_delivery_delay_seconds histogram"))
         #expect(text.contains("# HELP relayd_output_written_records_total Records accepted by the destination"))
+        #expect(text.contains("# TYPE relayd_output_writebacks_total counter"))
+        #expect(text.contains("# HELP relayd_output_writebacks_total File writeback requests"))
         #expect((series["relayd_start_time_seconds"] ?? 0) > 1_600_000_000)
 
         // A second scrape publishes only what changed.

@@ -62,6 +62,7 @@ enum DefaultConfig {
         rotate_size = "64MiB"
         rotate_count = 8
         fsync = "none"
+        writeback = "8MiB"         # start disk writes every 8 MiB written; "kernel" leaves it to the kernel
 
         # Forward to an aggregator (rsyslog imtcp/imptcp) as RFC 5424 with octet counting:
         # [[outputs]]

@@ -123,7 +123,7 @@ extension ConfigDecoder {
     static let outputCommonKeys = ["name", "type", "inputs", "format", "channel", "sd_id"]
     /// Additional keys per output type.
     static let outputTypeKeys: [OutputType: [String]] = [
-        .file: ["path", "rotate_size", "rotate_count", "rotate_age", "fsync", "odirect", "file_mode"],
+        .file: ["path", "rotate_size", "rotate_count", "rotate_age", "fsync", "writeback", "odirect", "file_mode"],
         .tcp: ["target", "framing", "reconnect_backoff", "connect_timeout"],
     ]
 
@@ -522,6 +522,7 @@ extension ConfigDecoder {
                     self.report(table.path("fsync"), error.message)
                 }
             }
+            let writeback = self.writeback(table, "writeback") ?? .default
             let odirect = self.bool(table, "odirect") ?? false
             let fileMode = self.fileMode(table, "file_mode") ?? 0o640
             kind = .file(
@@ -531,6 +532,7 @@ extension ConfigDecoder {
                     rotateCount: rotateCount,
                     rotateAge: rotateAge,
                     fsync: fsync,
+                    writeback: writeback,
                     odirect: odirect,
                     fileMode: fileMode
                 )
@@ -674,6 +676,57 @@ extension ConfigDecoder {
             return .bytes(bytes)
         }
         throw ConfigIssue("\"\(text)\" is not valid; \(help)")
+    }
+
+    /// The `writeback` key of a file output: a string for ``parseWriteback(_:)``, or an integer byte count.
+    mutating func writeback(_ table: ConfigTable, _ key: String) -> WritebackPolicy? {
+        guard let value = table[key] else { return nil }
+        do throws(ConfigIssue) {
+            switch value {
+            case .string(let text):
+                return try Self.parseWriteback(text)
+            case .integer(let bytes):
+                return try Self.writebackChunk(bytes, text: String(bytes))
+            default:
+                throw ConfigIssue(
+                    "expected a string, found \(value.typeName) \(value.shortDescription); \(Self.writebackHelp)"
+                )
+            }
+        } catch {
+            self.report(table.path(key), error.message)
+            return nil
+        }
+    }
+
+    /// How to write `writeback`, appended to its error messages.
+    static let writebackHelp = "use \"kernel\" or a size of at least 64KiB such as \"8MiB\""
+
+    /// Parses `writeback`: `"kernel"`, or a size (see ``ByteSize``) of at least ``WritebackPolicy/smallestChunk``.
+    static func parseWriteback(_ text: String) throws(ConfigIssue) -> WritebackPolicy {
+        let trimmed = text.trimmingASCIIWhitespace()
+        if trimmed == "kernel" { return .kernel }
+        guard trimmed.first?.isASCIIDigit == true || trimmed.hasPrefix("-") else {
+            let typo = KeySuggestion.closest(to: trimmed, among: ["kernel"]).map { " (did you mean \"\($0)\"?)" } ?? ""
+            throw ConfigIssue("\"\(text)\" is neither \"kernel\" nor a size\(typo); \(Self.writebackHelp)")
+        }
+        let bytes: Int
+        do {
+            bytes = try ByteSize.parse(text)
+        } catch {
+            throw ConfigIssue("\(error.message); \(Self.writebackHelp)")
+        }
+        return try Self.writebackChunk(bytes, text: "\"\(text)\"")
+    }
+
+    /// `bytes` as a writeback chunk, or why it is too small (`text` is how the value was written).
+    private static func writebackChunk(_ bytes: Int, text: String) throws(ConfigIssue) -> WritebackPolicy {
+        guard bytes >= WritebackPolicy.smallestChunk else {
+            throw ConfigIssue(
+                "\(text) is too small: each writeback request costs a system call's worth of work in the kernel; "
+                    + Self.writebackHelp
+            )
+        }
+        return .bytes(bytes)
     }
 
     /// Parses `reconnect_backoff = "first..max"` (a single duration means a fixed delay).

@@ -206,6 +206,20 @@ enum FsyncPolicy: Sendable, Equatable {
     case bytes(Int)
 }
 
+/// When a file output asks the kernel to start writing completed data to the disk (`writeback`), ahead of any
+/// `fsync` and of the kernel's own background writeback (see `RelayFileSinkConfiguration.Writeback`).
+enum WritebackPolicy: Sendable, Equatable {
+    /// Never ask; the kernel's background writeback decides (`"kernel"`).
+    case kernel
+    /// Start writeback of every this many bytes of completed writes (`"8MiB"`; at least ``smallestChunk``).
+    case bytes(Int)
+
+    /// The smallest chunk accepted: 64 KiB (the shipper refuses to start with less).
+    static let smallestChunk = 64 << 10
+    /// Every 8 MiB: the shipper's default (`RelayFileSinkConfiguration.Writeback.default`).
+    static let `default` = WritebackPolicy.bytes(8 << 20)
+}
+
 /// `type = "file"` settings.
 struct FileOutputConfig: Sendable, Equatable {
     /// `path`: the active file; rotated files are `path.1` ... `path.N`.
@@ -218,6 +232,8 @@ struct FileOutputConfig: Sendable, Equatable {
     var rotateAge: Duration?
     /// `fsync`: see ``FsyncPolicy``.
     var fsync: FsyncPolicy
+    /// `writeback`: see ``WritebackPolicy``.
+    var writeback: WritebackPolicy
     /// `odirect`: open with `O_DIRECT` (writes whole, aligned sub-buffers; bypasses the page cache).
     var odirect: Bool
     /// `file_mode`: permission bits for created files.

@@ -147,6 +147,8 @@ final class Reconciler: Sendable {
                 if reconnects > 0 { metrics.reconnects.wrappingAdd(reconnects, ordering: .relaxed) }
                 let rotations = (sink.rotations + sink.reopens) &- ((previous?.rotations ?? 0) + (previous?.reopens ?? 0))
                 if rotations > 0 { metrics.rotations.wrappingAdd(rotations, ordering: .relaxed) }
+                let writebacks = sink.writebacks &- (previous?.writebacks ?? 0)
+                if writebacks > 0 { metrics.writebacks.wrappingAdd(writebacks, ordering: .relaxed) }
                 // A TCP output is connected only once its connect completed, not while it is (re)connecting.
                 let open: Bool
                 if case .tcp = self.outputs[index].config.kind { open = sink.connected } else { open = !sink.failing }

@@ -49,6 +49,8 @@ final class OutputMetrics: Sendable {
     let reconnects = Atomic<UInt64>(0)
     /// File rotations, reopens (SIGHUP) included.
     let rotations = Atomic<UInt64>(0)
+    /// File writeback requests issued (`writeback`: each asked the kernel to start writing a range to the disk).
+    let writebacks = Atomic<UInt64>(0)
     /// 1 while a TCP output is connected (always 1 for files that are open).
     let connected = Atomic<Int64>(0)
 

@@ -42,6 +42,7 @@ enum RelaydMetricFamily {
     static let outputErrors = "relayd_output_errors_total"
     static let outputReconnects = "relayd_output_reconnects_total"
     static let outputRotations = "relayd_output_rotations_total"
+    static let outputWritebacks = "relayd_output_writebacks_total"
     static let outputConnected = "relayd_output_connected"
     static let outputDeliveryDelay = "relayd_output_delivery_delay_seconds"
     // Channels
@@ -89,6 +90,9 @@ enum RelaydMetricFamily {
         outputErrors: "Destination errors, by kind.",
         outputReconnects: "TCP reconnections after a lost connection.",
         outputRotations: "File rotations, counting reopens (SIGHUP) too.",
+        outputWritebacks:
+            "File writeback requests (sync_file_range SYNC_FILE_RANGE_WRITE) started by the writeback setting; "
+            + "0 with writeback = \"kernel\" and for TCP outputs.",
         outputConnected: "1 while the destination is open or connected.",
         outputDeliveryDelay:
             "Time from reading a record to its write completion (per shipped sub-buffer, oldest record).",
@@ -338,6 +342,7 @@ private struct OutputSeries {
     var connectErrors: DeltaCounter
     var reconnects: DeltaCounter
     var rotations: DeltaCounter
+    var writebacks: DeltaCounter
     let connected: Prometheus.Gauge
 
     init(registry: PrometheusCollectorRegistry, name: String) {
@@ -358,6 +363,7 @@ private struct OutputSeries {
         self.connectErrors = DeltaCounter(registry, F.outputErrors, labels + [("kind", "connect")])
         self.reconnects = DeltaCounter(registry, F.outputReconnects, labels)
         self.rotations = DeltaCounter(registry, F.outputRotations, labels)
+        self.writebacks = DeltaCounter(registry, F.outputWritebacks, labels)
         self.connected = registry.makeGauge(descriptor: RelaydMetrics.descriptor(F.outputConnected), labels: labels)
     }
 
@@ -374,6 +380,7 @@ private struct OutputSeries {
         self.connectErrors.publish(metrics.connectErrors.load(ordering: .relaxed))
         self.reconnects.publish(metrics.reconnects.load(ordering: .relaxed))
         self.rotations.publish(metrics.rotations.load(ordering: .relaxed))
+        self.writebacks.publish(metrics.writebacks.load(ordering: .relaxed))
         self.connected.set(metrics.connected.load(ordering: .relaxed))
     }
 }

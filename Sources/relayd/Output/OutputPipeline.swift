@@ -78,35 +78,7 @@ final class OutputPipeline: Sendable {
     static func sink(for output: OutputConfig, channel: ChannelConfig) -> RelaySink {
         switch output.kind {
         case .file(let file):
-            let fsync: RelayFileSinkConfiguration.FsyncPolicy
-            switch file.fsync {
-            case .none: fsync = .none
-            case .interval(let interval): fsync = .interval(interval)
-            case .bytes(let bytes): fsync = .everyBytes(bytes)
-            }
-            var rotation: RelayFileSinkConfiguration.Rotation?
-            if file.rotateSize > 0 || file.rotateAge != nil {
-                rotation = RelayFileSinkConfiguration.Rotation(
-                    maxBytes: file.rotateSize > 0 ? file.rotateSize : nil,
-                    maxAge: file.rotateAge,
-                    keep: file.rotateCount
-                )
-            }
-            // Preallocate (FALLOC_FL_KEEP_SIZE) in steps of a few sub-buffers, never beyond the rotation size.
-            var preallocate = min(16 << 20, max(channel.subbufferSize * 4, 1 << 20))
-            if file.rotateSize > 0 { preallocate = min(preallocate, file.rotateSize) }
-            return .file(
-                RelayFileSinkConfiguration(
-                    path: file.path,
-                    layout: .perChannel,
-                    format: .plain,
-                    directIO: false,
-                    fsync: fsync,
-                    rotation: rotation,
-                    preallocate: preallocate,
-                    permissions: file.fileMode
-                )
-            )
+            return .file(Self.fileSinkConfiguration(for: file, channel: channel))
         case .tcp(let tcp):
             return .socket(
                 RelaySocketSinkConfiguration(
@@ -116,6 +88,46 @@ final class OutputPipeline: Sendable {
                 )
             )
         }
+    }
+
+    /// The shipper's file sink configuration for a file output whose channel is `channel`.
+    static func fileSinkConfiguration(
+        for file: FileOutputConfig,
+        channel: ChannelConfig
+    ) -> RelayFileSinkConfiguration {
+        let fsync: RelayFileSinkConfiguration.FsyncPolicy
+        switch file.fsync {
+        case .none: fsync = .none
+        case .interval(let interval): fsync = .interval(interval)
+        case .bytes(let bytes): fsync = .everyBytes(bytes)
+        }
+        let writeback: RelayFileSinkConfiguration.Writeback
+        switch file.writeback {
+        case .kernel: writeback = .kernel
+        case .bytes(let bytes): writeback = .everyBytes(bytes)
+        }
+        var rotation: RelayFileSinkConfiguration.Rotation?
+        if file.rotateSize > 0 || file.rotateAge != nil {
+            rotation = RelayFileSinkConfiguration.Rotation(
+                maxBytes: file.rotateSize > 0 ? file.rotateSize : nil,
+                maxAge: file.rotateAge,
+                keep: file.rotateCount
+            )
+        }
+        // Preallocate (FALLOC_FL_KEEP_SIZE) in steps of a few sub-buffers, never beyond the rotation size.
+        var preallocate = min(16 << 20, max(channel.subbufferSize * 4, 1 << 20))
+        if file.rotateSize > 0 { preallocate = min(preallocate, file.rotateSize) }
+        return RelayFileSinkConfiguration(
+            path: file.path,
+            layout: .perChannel,
+            format: .plain,
+            directIO: false,
+            fsync: fsync,
+            writeback: writeback,
+            rotation: rotation,
+            preallocate: preallocate,
+            permissions: file.fileMode
+        )
     }
 
     /// Statistics of the channel, for the `relayd_channel_*` families.
