@@ -11,7 +11,7 @@ struct BenchReportTests {
             producers: 4,
             recordSize: 128,
             mode: BenchMode.drop.rawValue,
-            sinks: ["file:/tmp/out.log", "null"],
+            sinks: ["file:/tmp/out.log", "file:/tmp/other.log,writeback=kernel", "null"],
             offeredRecords: 10_000_000,
             writtenRecords: 9_990_000,
             droppedRecords: 10_000,
@@ -24,7 +24,11 @@ struct BenchReportTests {
             subbufSize: 1 << 20,
             subbufs: 8,
             config: BenchReport.Config(records: 10_000_000, cpus: 2),
-            sinkStats: [BenchReport.SinkStats(sink: "file:/tmp/out.log", shippedBytes: 1_278_720_000, subbuffers: 1220, batches: 3)]
+            sinkStats: [
+                BenchReport.SinkStats(sink: "file:/tmp/out.log", shippedBytes: 1_278_720_000, subbuffers: 1220, batches: 3, writebacks: 152),
+                BenchReport.SinkStats(sink: "file:/tmp/other.log,writeback=kernel", shippedBytes: 1_278_720_000, subbuffers: 1220, writebacks: 0),
+                BenchReport.SinkStats(sink: "null", shippedBytes: 1_278_720_000, subbuffers: 1220),
+            ]
         )
     }
 
@@ -47,6 +51,10 @@ struct BenchReportTests {
         #expect(Set(e2e.keys) == ["p50", "p99"])
         let stats = try #require((object["sink_stats"] as? [[String: Any]])?.first)
         #expect(stats["shipped_bytes"] as? Int == 1_278_720_000)
+        #expect(stats["writebacks"] as? Int == 152)
+        // Written for file sinks even when 0, absent for the others.
+        let allStats = try #require(object["sink_stats"] as? [[String: Any]])
+        #expect(allStats.map { $0["writebacks"] as? Int } == [152, 0, nil])
         #expect(try JSONDecoder().decode(BenchReport.self, from: Data(text.utf8)) == self.sampleReport(e2e: EndToEndLatency(p50: 0.8, p99: 4.2)))
     }
 
@@ -79,7 +87,10 @@ struct BenchReportTests {
         #expect(values["end-to-end latency"] == "p50 0.800 ms  p99 4.200 ms")
         #expect(values["geometry"] == "8 × 1MiB sub-buffers")
         #expect(values["peak rss"] == "210.0 MB")
-        #expect(values["file:/tmp/out.log"] == "1.28 GB in 1220 sub-buffers, 3 batches")
+        #expect(values["file:/tmp/out.log"] == "1.28 GB in 1220 sub-buffers, 3 batches, 152 writeback requests")
+        // No writeback requests, nothing said.
+        #expect(values["file:/tmp/other.log,writeback=kernel"] == "1.28 GB in 1220 sub-buffers")
+        #expect(values["null"] == "1.28 GB in 1220 sub-buffers")
     }
 
     @Test("units switch at the documented thresholds")

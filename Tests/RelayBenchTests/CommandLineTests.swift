@@ -86,6 +86,8 @@ struct CommandLineTests {
             (["run", "--sink", "file:/tmp/a.log,odirect"], "add format=packets or drop odirect"),
             (["run", "--sink", "tcp:127.0.0.1:9,format=packets"], "socket sinks send plain records"),
             (["run", "--sink", "file:/tmp/a.log", "--sink", "file:/tmp/a.log"], "used by two sinks"),
+            (["run", "--sink", "file:/tmp/a.log,writeback=4KiB"], "use writeback=64KiB or more (e.g. writeback=8MiB), or writeback=kernel"),
+            (["run", "--sink", "file-per-buffer:/tmp/d,writeback=soon"], "use a size like writeback=8MiB (64KiB or more) or writeback=kernel"),
             (["run", "--producers", "0"], "use --producers 1 or more"),
             (["run", "--producers", "many"], "see 'relay-bench help <command>'"),
             (["run", "--records", "0"], "use --records 1 or more"),

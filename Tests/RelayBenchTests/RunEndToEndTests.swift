@@ -187,6 +187,52 @@ struct RunEndToEndTests {
         #expect(report.config.seconds == 0.5 && report.config.ratePerProducer == 20_000)
     }
 
+    @Test("writeback=SIZE starts writeback as the files grow, writeback=kernel never: the JSON and text reports count the requests")
+    func writeback() throws {
+        let directory = try BenchTestDirectory()
+        let perBuffer = directory.file("per-buffer")
+        let sinks = try [
+            "file:\(directory.file("every-1MiB.log")),writeback=1MiB",
+            "file:\(directory.file("kernel.log")),writeback=kernel",
+            // However the records spread over the buffers, one file gets 64 KiB or more.
+            "file-per-buffer:\(perBuffer),writeback=64KiB",
+        ].map(SinkSpec.parse)
+        // 8 MiB of records, shipped to every sink.
+        let configuration = RunConfiguration(
+            producers: 2, amount: .records(131_072), recordSize: 64, subbufferSize: 256 << 10, subbufferCount: 4, mode: .block, sinks: sinks)
+        let report = try BenchRunner.run(configuration, options: RunOptions(verify: true)).report
+        #expect(report.writtenRecords == 131_072 && report.droppedRecords == 0)
+        #expect(report.warnings == nil, "\(report.warnings ?? [])")
+        #expect(report.verify?.ok == true, "\(report.verify?.problems ?? [])")
+
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(BenchJSON.encode(report).utf8)) as? [String: Any])
+        let stats = try #require(object["sink_stats"] as? [[String: Any]])
+        try #require(stats.count == 3)
+        #expect(stats.map { $0["sink"] as? String } == sinks.map(\.description))
+        #expect(stats.allSatisfy { $0["shipped_bytes"] as? Int == 8 << 20 })
+        // Each request covers 1 MiB or more of the 8 MiB, at most one in flight.
+        let everyMiB = try #require(stats[0]["writebacks"] as? Int)
+        #expect(everyMiB > 0 && everyMiB <= 8, "\(everyMiB) writeback requests")
+        #expect(stats[1]["writebacks"] as? Int == 0)
+        #expect((stats[2]["writebacks"] as? Int ?? 0) > 0)
+
+        // The sink rows of the text report: the label is the spec, indented.
+        let lines = report.renderTable().split(separator: "\n")
+        let rows = try sinks.map { sink in try #require(lines.first { $0.hasPrefix("  \(sink) ") }, "no row for \(sink)") }
+        #expect(rows[0].hasSuffix(", \(everyMiB) writeback requests"), "\(rows[0])")
+        #expect(!rows[1].contains("writeback requests"), "\(rows[1])")
+        #expect(rows[2].contains(" writeback requests"), "\(rows[2])")
+    }
+
+    @Test("a sink that writes no files reports no writebacks key")
+    func writebackNotFile() throws {
+        let configuration = RunConfiguration(producers: 1, amount: .records(10_000), recordSize: 64, sinks: [.null])
+        let report = try BenchRunner.run(configuration).report
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(BenchJSON.encode(report).utf8)) as? [String: Any])
+        let stats = try #require((object["sink_stats"] as? [[String: Any]])?.first)
+        #expect(stats["writebacks"] == nil)
+    }
+
     @Test("RunCommand.run prints the JSON report")
     func command() throws {
         let directory = try BenchTestDirectory()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RelayShipper
 import Testing
 
 @testable import relay_bench
@@ -20,8 +21,17 @@ struct SinkSpecTests {
                 .file(path: "/x", options: FileSinkOptions(rotateSize: 1 << 30, rotateCount: 4))
             ),
             ("file:/x,fixed-writes", .file(path: "/x", options: FileSinkOptions(fixedWrites: true))),
+            ("file:/x,writeback=kernel", .file(path: "/x", options: FileSinkOptions(writeback: .kernel))),
+            ("file:/x,writeback=1MiB", .file(path: "/x", options: FileSinkOptions(writeback: .bytes(1 << 20)))),
+            ("file:/x,writeback=64K", .file(path: "/x", options: FileSinkOptions(writeback: .bytes(64 << 10)))),
+            (
+                "file:/x,fsync=64MiB,writeback=8MiB,format=packets",
+                .file(path: "/x", options: FileSinkOptions(fsync: .bytes(64 << 20), writeback: .bytes(8 << 20), format: .packets))
+            ),
             ("file-per-buffer:/data/out", .filePerBuffer(directory: "/data/out", options: FileSinkOptions())),
             ("file-per-buffer:/d,odirect,fsync=8M", .filePerBuffer(directory: "/d", options: FileSinkOptions(direct: true, fsync: .bytes(8 << 20)))),
+            ("file-per-buffer:/d,writeback=kernel", .filePerBuffer(directory: "/d", options: FileSinkOptions(writeback: .kernel))),
+            ("file-per-buffer:/d,writeback=2M", .filePerBuffer(directory: "/d", options: FileSinkOptions(writeback: .bytes(2 << 20)))),
             ("tcp:127.0.0.1:9000", .tcp(host: "127.0.0.1", port: 9000, format: .plain)),
             ("tcp:logs.example:514,format=packets", .tcp(host: "logs.example", port: 514, format: .packets)),
             ("tcp:[::1]:9000", .tcp(host: "::1", port: 9000, format: .plain)),
@@ -54,13 +64,61 @@ struct SinkSpecTests {
             ("file:/x,format=json", "unknown format 'json' in sink 'file:/x,format=json': use format=plain or format=packets"),
             ("file:/x,rotate-count=3", "rotate-count in sink 'file:/x,rotate-count=3' needs a rotate-size: add e.g. rotate-size=1GiB"),
             ("file:/x,rotate-count=0,rotate-size=1M", "invalid rotate-count '0' in sink 'file:/x,rotate-count=0,rotate-size=1M': use a whole number of files, 1 or more"),
-            ("file:/x,compress", "unknown option 'compress' in sink 'file:/x,compress': file sinks accept odirect, fsync=DURATION|SIZE, format=plain|packets, rotate-size=SIZE, rotate-count=N, fixed-writes"),
+            (
+                "file:/x,compress",
+                "unknown option 'compress' in sink 'file:/x,compress': file sinks accept odirect, fsync=DURATION|SIZE, writeback=kernel|SIZE, format=plain|packets, rotate-size=SIZE, rotate-count=N, fixed-writes"
+            ),
+            (
+                "file:/x,writeback=4KiB",
+                "writeback size '4KiB' in sink 'file:/x,writeback=4KiB' is under 64KiB, too often to ask the kernel: use writeback=64KiB or more (e.g. writeback=8MiB), or writeback=kernel"
+            ),
+            (
+                "file-per-buffer:/d,writeback=65535",
+                "writeback size '65535' in sink 'file-per-buffer:/d,writeback=65535' is under 64KiB, too often to ask the kernel: use writeback=64KiB or more (e.g. writeback=8MiB), or writeback=kernel"
+            ),
+            (
+                "file:/x,writeback=soon",
+                "invalid writeback value 'soon' in sink 'file:/x,writeback=soon': use a size like writeback=8MiB (64KiB or more) or writeback=kernel"
+            ),
+            (
+                "file:/x,writeback=",
+                "invalid writeback value '' in sink 'file:/x,writeback=': use a size like writeback=8MiB (64KiB or more) or writeback=kernel"
+            ),
+            (
+                "file:/x,writeback",
+                "unknown option 'writeback' in sink 'file:/x,writeback': file sinks accept odirect, fsync=DURATION|SIZE, writeback=kernel|SIZE, format=plain|packets, rotate-size=SIZE, rotate-count=N, fixed-writes"
+            ),
         ]
     )
     func rejects(text: String, message: String) {
         #expect(throws: BenchError(message)) { try SinkSpec.parse(text) }
         #expect(SinkSpec(argument: text) == nil)
         #expect(!message.contains("\n"))
+    }
+
+    @Test("without writeback= a file sink keeps the shipper's default (every 8 MiB)")
+    func writebackDefault() throws {
+        let spec = try SinkSpec.parse("file:/x,fsync=64MiB")
+        #expect(spec == .file(path: "/x", options: FileSinkOptions(fsync: .bytes(64 << 20), writeback: .default)))
+        #expect(spec.description == "file:/x,fsync=64MiB")
+        #expect(RelayFileSinkConfiguration.Writeback.default == .everyBytes(8 << 20))
+        #expect(RunSinks.relaySink(for: spec) == .file(RelayFileSinkConfiguration(path: "/x", fsync: .everyBytes(64 << 20), writeback: .default)))
+    }
+
+    @Test(
+        "writeback= reaches the shipper's file sink configuration",
+        arguments: [
+            ("file:/x,writeback=kernel", RelaySink.file(RelayFileSinkConfiguration(path: "/x", writeback: .kernel))),
+            ("file:/x,writeback=1MiB", .file(RelayFileSinkConfiguration(path: "/x", writeback: .everyBytes(1 << 20)))),
+            ("file-per-buffer:/d,writeback=kernel", .file(RelayFileSinkConfiguration(path: "/d/relay-bench.", layout: .perBuffer, writeback: .kernel))),
+            (
+                "file-per-buffer:/d/,writeback=64KiB",
+                .file(RelayFileSinkConfiguration(path: "/d/relay-bench.", layout: .perBuffer, writeback: .everyBytes(64 << 10)))
+            ),
+        ]
+    )
+    func writebackMapping(text: String, expected: RelaySink) throws {
+        #expect(RunSinks.relaySink(for: try SinkSpec.parse(text)) == expected)
     }
 
     @Test("sizes and durations")

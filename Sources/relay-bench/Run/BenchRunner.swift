@@ -279,10 +279,15 @@ enum BenchRunner {
             let stats = shipperStats.flatMap { index < $0.sinks.count ? $0.sinks[index] : nil }
             let bytes = stats?.bytes ?? 0
             shippedBytes += bytes
+            var writebacks: UInt64?
+            switch spec {
+            case .file, .filePerBuffer: writebacks = stats?.writebacks
+            case .null, .tcp, .unix: break
+            }
             sinkStats.append(
                 BenchReport.SinkStats(
                     sink: spec.description, shippedBytes: bytes, subbuffers: stats?.subbuffers ?? 0, errors: stats?.errors ?? 0,
-                    batches: stats?.batches, fixedWrites: stats?.fixedWrites))
+                    batches: stats?.batches, fixedWrites: stats?.fixedWrites, writebacks: writebacks))
             if BenchRunner.shipsPlainRecords(spec) {
                 let records = bytes / UInt64(configuration.recordSize)
                 shippedRecords = min(shippedRecords ?? records, records)

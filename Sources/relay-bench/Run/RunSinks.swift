@@ -67,6 +67,12 @@ enum RunSinks {
         case .interval(let interval): fsync = .interval(interval)
         case .bytes(let bytes): fsync = .everyBytes(Int(clamping: bytes))
         }
+        let writeback: RelayFileSinkConfiguration.Writeback
+        switch options.writeback {
+        case .default: writeback = .default
+        case .kernel: writeback = .kernel
+        case .bytes(let bytes): writeback = .everyBytes(Int(clamping: bytes))
+        }
         var rotation: RelayFileSinkConfiguration.Rotation?
         if let size = options.rotateSize {
             rotation = RelayFileSinkConfiguration.Rotation(maxBytes: Int(clamping: size), keep: options.rotateCount ?? 5)
@@ -77,6 +83,7 @@ enum RunSinks {
             format: options.format == .packets ? .packets : .plain,
             directIO: options.direct,
             fsync: fsync,
+            writeback: writeback,
             rotation: rotation,
             fixedBufferWrites: options.fixedWrites ? .always : .automatic
         )

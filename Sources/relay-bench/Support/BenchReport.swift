@@ -51,10 +51,13 @@ struct BenchReport: Codable, Sendable, Equatable {
         var batches: UInt64?
         /// Writes issued as `WRITE_FIXED` from the registered regions (files only; 0 for sockets).
         var fixedWrites: UInt64?
+        /// Writeback requests (`sync_file_range`, `SYNC_FILE_RANGE_WRITE`) issued under the
+        /// sink's `writeback=` policy (file sinks only; absent for the others).
+        var writebacks: UInt64?
 
         init(
             sink: String, shippedBytes: UInt64, subbuffers: UInt64, errors: UInt64 = 0, droppedSubbuffers: UInt64? = nil,
-            batches: UInt64? = nil, fixedWrites: UInt64? = nil
+            batches: UInt64? = nil, fixedWrites: UInt64? = nil, writebacks: UInt64? = nil
         ) {
             self.sink = sink
             self.shippedBytes = shippedBytes
@@ -63,6 +66,7 @@ struct BenchReport: Codable, Sendable, Equatable {
             self.droppedSubbuffers = droppedSubbuffers
             self.batches = batches
             self.fixedWrites = fixedWrites
+            self.writebacks = writebacks
         }
 
         enum CodingKeys: String, CodingKey {
@@ -72,6 +76,7 @@ struct BenchReport: Codable, Sendable, Equatable {
             case droppedSubbuffers = "dropped_subbuffers"
             case batches
             case fixedWrites = "fixed_writes"
+            case writebacks
         }
     }
 
@@ -295,6 +300,7 @@ struct BenchReport: Codable, Sendable, Equatable {
             var value = "\(BenchUnits.bytes(Double(stats.shippedBytes))) in \(stats.subbuffers) sub-buffers"
             if let batches = stats.batches, batches > 0 { value += ", \(batches) batches" }
             if let fixed = stats.fixedWrites, fixed > 0 { value += ", \(fixed) WRITE_FIXED" }
+            if let writebacks = stats.writebacks, writebacks > 0 { value += ", \(writebacks) writeback requests" }
             if stats.errors > 0 { value += ", \(stats.errors) errors" }
             if let dropped = stats.droppedSubbuffers, dropped > 0 { value += ", \(dropped) sub-buffers lost" }
             rows.append(("  \(stats.sink)", value))

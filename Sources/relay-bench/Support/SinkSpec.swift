@@ -5,7 +5,7 @@ import ArgumentParser
 /// Grammar (options follow the address, comma-separated, so paths cannot contain commas):
 ///
 ///     null
-///     file:PATH[,odirect][,fsync=DURATION|SIZE][,format=plain|packets][,rotate-size=SIZE][,rotate-count=N]
+///     file:PATH[,odirect][,fsync=DURATION|SIZE][,writeback=kernel|SIZE][,format=plain|packets][,rotate-size=SIZE][,rotate-count=N][,fixed-writes]
 ///     file-per-buffer:DIR[,same options as file]
 ///     tcp:HOST:PORT[,format=plain|packets]      HOST may be a name, IPv4, or [IPv6]
 ///     unix:PATH[,format=plain|packets]
@@ -13,6 +13,11 @@ import ArgumentParser
 /// DURATION is a number with `ns`, `us`, `ms`, `s` or `m` (`fsync=100ms`: fsync every 100 ms);
 /// SIZE is a number with `B`, `K`/`KiB`, `M`/`MiB` or `G`/`GiB` (`fsync=64MiB`: fsync after
 /// every 64 MiB written). A bare number is bytes.
+///
+/// `writeback=SIZE` asks the kernel to start writing each SIZE (at least 64 KiB) of completed
+/// writes to the disk (`writeback=8MiB`), `writeback=kernel` leaves writeback to the kernel;
+/// without the option the shipper's default applies (every 8 MiB). O_DIRECT files have no dirty
+/// pages and ignore it.
 enum SinkSpec: Hashable, Sendable, CustomStringConvertible, ExpressibleByArgument {
     /// Discards sub-buffers after accounting for them.
     case null
@@ -186,12 +191,28 @@ enum FsyncPolicy: Hashable, Sendable {
     case bytes(UInt64)
 }
 
+/// When a file sink asks the kernel to start writeback of what it wrote (the shipper's
+/// `RelayFileSinkConfiguration.Writeback`).
+enum WritebackPolicy: Hashable, Sendable {
+    /// The shipper's default (every 8 MiB).
+    case `default`
+    /// Leave writeback to the kernel.
+    case kernel
+    /// After every this many bytes of completed writes, at least ``smallestChunk``.
+    case bytes(UInt64)
+
+    /// The smallest `writeback=SIZE` the shipper accepts (it refuses smaller chunks at start).
+    static let smallestChunk: UInt64 = 64 << 10
+}
+
 /// The options of `file:` and `file-per-buffer:` sinks.
 struct FileSinkOptions: Hashable, Sendable {
     /// Open with `O_DIRECT` (needs aligned sub-buffers and a file system that supports it).
     var direct = false
     /// When to `fsync`.
     var fsync = FsyncPolicy.never
+    /// When to start writeback.
+    var writeback = WritebackPolicy.default
     /// What to write.
     var format = SinkFormat.plain
     /// Rotate to a new file after this many bytes.
@@ -201,13 +222,15 @@ struct FileSinkOptions: Hashable, Sendable {
     /// Buffered writes from the registered regions too (`WRITE_FIXED`), not only O_DIRECT ones.
     var fixedWrites = false
 
-    /// Creates default options: buffered, no fsync, plain, no rotation, `WRITE_FIXED` only for O_DIRECT.
+    /// Creates default options: buffered, no fsync, the shipper's writeback default, plain, no rotation,
+    /// `WRITE_FIXED` only for O_DIRECT.
     init(
-        direct: Bool = false, fsync: FsyncPolicy = .never, format: SinkFormat = .plain, rotateSize: UInt64? = nil,
-        rotateCount: Int? = nil, fixedWrites: Bool = false
+        direct: Bool = false, fsync: FsyncPolicy = .never, writeback: WritebackPolicy = .default, format: SinkFormat = .plain,
+        rotateSize: UInt64? = nil, rotateCount: Int? = nil, fixedWrites: Bool = false
     ) {
         self.direct = direct
         self.fsync = fsync
+        self.writeback = writeback
         self.format = format
         self.rotateSize = rotateSize
         self.rotateCount = rotateCount
@@ -222,6 +245,11 @@ struct FileSinkOptions: Hashable, Sendable {
         case .never: break
         case .interval(let duration): parts.append("fsync=\(SizeParser.formatDuration(duration))")
         case .bytes(let count): parts.append("fsync=\(SizeParser.formatSize(count))")
+        }
+        switch self.writeback {
+        case .default: break
+        case .kernel: parts.append("writeback=kernel")
+        case .bytes(let count): parts.append("writeback=\(SizeParser.formatSize(count))")
         }
         if self.format != .plain { parts.append("format=\(self.format.rawValue)") }
         if let size = self.rotateSize { parts.append("rotate-size=\(SizeParser.formatSize(size))") }
@@ -254,6 +282,18 @@ struct FileSinkOptions: Hashable, Sendable {
                 } else {
                     throw BenchError("invalid fsync value '\(value)' in sink '\(sink)': use a duration like fsync=100ms or a size like fsync=64MiB")
                 }
+            case ("writeback", "kernel"):
+                result.writeback = .kernel
+            case ("writeback", let value?):
+                guard let bytes = SizeParser.parseSize(value) else {
+                    throw BenchError("invalid writeback value '\(value)' in sink '\(sink)': use a size like writeback=8MiB (64KiB or more) or writeback=kernel")
+                }
+                guard bytes >= WritebackPolicy.smallestChunk else {
+                    throw BenchError(
+                        "writeback size '\(value)' in sink '\(sink)' is under 64KiB, too often to ask the kernel: use writeback=64KiB or more (e.g. writeback=8MiB), or writeback=kernel"
+                    )
+                }
+                result.writeback = .bytes(bytes)
             case ("format", let value?):
                 result.format = try SinkFormat.parse(value, sink: sink)
             case ("rotate-size", let value?):
@@ -268,7 +308,7 @@ struct FileSinkOptions: Hashable, Sendable {
                 result.rotateCount = count
             default:
                 throw BenchError(
-                    "unknown option '\(option)' in sink '\(sink)': file sinks accept odirect, fsync=DURATION|SIZE, format=plain|packets, rotate-size=SIZE, rotate-count=N, fixed-writes"
+                    "unknown option '\(option)' in sink '\(sink)': file sinks accept odirect, fsync=DURATION|SIZE, writeback=kernel|SIZE, format=plain|packets, rotate-size=SIZE, rotate-count=N, fixed-writes"
                 )
             }
         }
