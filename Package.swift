@@ -133,7 +133,7 @@ let package = Package(
         .testTarget(
             name: "RelayBenchTests",
             dependencies: [
-                "relay-bench", "RelayTestSupport",
+                "relay-bench", "RelayTestSupport", "RelayShipper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
