@@ -96,12 +96,12 @@ struct SinkSpecTests {
         #expect(!message.contains("\n"))
     }
 
-    @Test("without writeback= a file sink keeps the shipper's default (every 8 MiB)")
+    @Test("without writeback= a file sink keeps the library's default (writeback left to the kernel)")
     func writebackDefault() throws {
         let spec = try SinkSpec.parse("file:/x,fsync=64MiB")
         #expect(spec == .file(path: "/x", options: FileSinkOptions(fsync: .bytes(64 << 20), writeback: .default)))
         #expect(spec.description == "file:/x,fsync=64MiB")
-        #expect(RelayFileSinkConfiguration.Writeback.default == .everyBytes(8 << 20))
+        #expect(RelayFileSinkConfiguration.Writeback.default == .kernel)
         #expect(RunSinks.relaySink(for: spec) == .file(RelayFileSinkConfiguration(path: "/x", fsync: .everyBytes(64 << 20), writeback: .default)))
     }
 

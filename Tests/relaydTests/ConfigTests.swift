@@ -732,13 +732,13 @@ struct ValueParsingTests {
     }
 
     @Test(
-        "writeback takes \"kernel\" or a size of at least 64KiB; absent, the shipper's default (every 8 MiB)",
+        "writeback takes \"kernel\" or a size of at least 64KiB; absent, relayd's default (every 8 MiB, where the library leaves it to the kernel)",
         arguments: [
             ("writeback = \"kernel\"\n", WritebackPolicy.kernel, RelayFileSinkConfiguration.Writeback.kernel),
             ("writeback = \"1MiB\"\n", .bytes(1 << 20), .everyBytes(1 << 20)),
             ("writeback = \"64KiB\"\n", .bytes(64 << 10), .everyBytes(64 << 10)),
             ("writeback = 262144\n", .bytes(256 << 10), .everyBytes(256 << 10)),
-            ("", .bytes(8 << 20), RelayFileSinkConfiguration.Writeback.default),
+            ("", .bytes(8 << 20), RelayFileSinkConfiguration.Writeback.everyBytes(8 << 20)),
         ]
     )
     func writebackSettings(line: String, policy: WritebackPolicy, sink: RelayFileSinkConfiguration.Writeback) throws {

@@ -16,7 +16,7 @@ import ArgumentParser
 ///
 /// `writeback=SIZE` asks the kernel to start writing each SIZE (at least 64 KiB) of completed
 /// writes to the disk (`writeback=8MiB`), `writeback=kernel` leaves writeback to the kernel;
-/// without the option the shipper's default applies (every 8 MiB). O_DIRECT files have no dirty
+/// without the option the library's default applies (off: the kernel decides). O_DIRECT files have no dirty
 /// pages and ignore it.
 enum SinkSpec: Hashable, Sendable, CustomStringConvertible, ExpressibleByArgument {
     /// Discards sub-buffers after accounting for them.
@@ -194,7 +194,7 @@ enum FsyncPolicy: Hashable, Sendable {
 /// When a file sink asks the kernel to start writeback of what it wrote (the shipper's
 /// `RelayFileSinkConfiguration.Writeback`).
 enum WritebackPolicy: Hashable, Sendable {
-    /// The shipper's default (every 8 MiB).
+    /// The library's default (``RelayFileSinkConfiguration/Writeback/default``: left to the kernel).
     case `default`
     /// Leave writeback to the kernel.
     case kernel

@@ -216,7 +216,9 @@ enum WritebackPolicy: Sendable, Equatable {
 
     /// The smallest chunk accepted: 64 KiB (the shipper refuses to start with less).
     static let smallestChunk = 64 << 10
-    /// Every 8 MiB: the shipper's default (`RelayFileSinkConfiguration.Writeback.default`).
+    /// Every 8 MiB: relayd's default when the key is absent. (The library's own default is
+    /// ``kernel``; a daemon writing log files wants them on the disk steadily, and an `fsync`
+    /// policy wants little left for each fsync.)
     static let `default` = WritebackPolicy.bytes(8 << 20)
 }
 
