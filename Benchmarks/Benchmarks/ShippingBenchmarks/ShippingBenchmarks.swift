@@ -14,7 +14,11 @@ import Synchronization
 //   write(2)s them (what any design with producer threads and a writer thread pays for
 //   handing bytes across cores, and, with 2 producers, for 3 threads on this 2-CPU machine);
 // - the 1 MiB rows with exclusive writers (is the producer's per-record cost the limit?)
-//   and with WRITE_FIXED for these buffered writes (what the default plain WRITE saves).
+//   and with WRITE_FIXED for these buffered writes (what the default plain WRITE saves);
+// - to the disk, 1 GiB ending with fdatasync (the `dd conv=fdatasync` end point), relay
+//   with the library's default (writeback left to the kernel) and with early writeback every
+//   8 MiB (relayd's default), which also has a 256 MiB row (what it costs while the data is
+//   still arriving).
 //
 // One benchmark iteration writes 256 MiB (2 Mi records of 128 B), so "Throughput (# / s)"
 // counts 256 MiB units per second; read the wall-clock p50 (256 MiB / p50 = GB/s). A relay
