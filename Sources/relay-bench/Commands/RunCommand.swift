@@ -16,8 +16,8 @@ struct RunCommand: ParsableCommand {
             Sinks (--sink, repeat it to fan out): null | file:PATH | file-per-buffer:DIR (buffer i \
             writes DIR/relay-bench.i) | tcp:HOST:PORT | unix:PATH. File options follow commas: \
             odirect (needs format=packets), fsync=100ms or fsync=64MiB, writeback=1MiB (ask the kernel \
-            to start writing back each 1 MiB written; 64KiB or more, default 8MiB; O_DIRECT files have \
-            nothing to write back) or writeback=kernel (leave writeback to the kernel), format=plain|packets, \
+            to start writing back each 1 MiB written; 64KiB or more; O_DIRECT files have nothing to \
+            write back) or writeback=kernel (leave writeback to the kernel: the default), format=plain|packets, \
             rotate-size=1GiB, rotate-count=N, fixed-writes (buffered writes as WRITE_FIXED from the \
             registered buffers; by default only O_DIRECT writes are). Output files are truncated first. A tcp/unix receiver \
             sees one short probe connection before the run.
