@@ -559,12 +559,15 @@ final class FileSink {
         guard case .everyBytes(let chunk) = self.configuration.writeback, !self.configuration.directIO,
             self.failingSince == nil, !self.files[i].writebackInFlight, let fd = self.files[i].fd
         else { return }
+        let start = self.files[i].writebackFrom
+        // Everything issued ends at `offset`: with less than a chunk issued past the last
+        // request, none can be ready (this check spares the scan below on most completions).
+        guard self.files[i].offset - start >= Int64(chunk) else { return }
         let generation = self.files[i].generation
         var end = self.files[i].offset
         for case let op? in self.ops where op.file == i && op.generation == generation {
             end = min(end, op.offset)
         }
-        let start = self.files[i].writebackFrom
         guard end - start >= Int64(chunk) else { return }
         let length = min(end - start, Self.largestWritebackRange)
         let sequence = (UInt64(i) << Self.retiredFileShift) | (UInt64(generation) & Self.retiredGenerationMask)
