@@ -549,6 +549,15 @@ final class FileSink {
     /// The most one writeback request covers (`sync_file_range`'s length is 32 bits in the SQE).
     static let largestWritebackRange: Int64 = 1 << 30
 
+    /// Where requests end: a multiple of the largest power of two up to `chunk`, at most 2 MiB.
+    /// Folios are naturally aligned and at most 2 MiB (x86-64's PMD size), so with chunks of
+    /// 2 MiB or more no folio straddles a request's end; with smaller ones only a folio larger
+    /// than the chunk could (the sink's writes, at most 1 MiB each, rarely make one).
+    static func writebackAlignment(chunk: Int) -> Int64 {
+        let powerOfTwo = 1 << (Int.bitWidth - 1 - chunk.leadingZeroBitCount)
+        return Int64(min(powerOfTwo, 2 << 20))
+    }
+
     /// Under ``RelayFileSinkConfiguration/Writeback/everyBytes(_:)``: once that many bytes of
     /// file `i` are written (their writes completed) past the last request, asks the kernel to
     /// start their writeback (`SYNC_FILE_RANGE_WRITE`, which does not wait for it), one request
@@ -568,6 +577,10 @@ final class FileSink {
         for case let op? in self.ops where op.file == i && op.generation == generation {
             end = min(end, op.offset)
         }
+        // End on a boundary no page-cache folio straddles: a folio the range ended inside would
+        // be re-dirtied by the writes that fill the rest of it while its writeback runs, and the
+        // next request, which skips pages under write-out, would leave it to the kernel.
+        end -= end % Self.writebackAlignment(chunk: chunk)
         guard end - start >= Int64(chunk) else { return }
         let length = min(end - start, Self.largestWritebackRange)
         let sequence = (UInt64(i) << Self.retiredFileShift) | (UInt64(generation) & Self.retiredGenerationMask)
