@@ -128,19 +128,13 @@ struct FileSinkTests {
     func directPlainRefused() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let channel = try RelayChannel(RelayChannelConfiguration(name: "dio", subbufferSize: 16384, subbufferCount: 4, buffers: 1))
-        let shipper = RelayShipper(logger: testLogger())
-        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("x"), format: .plain, directIO: true))])
-        let error = #expect(throws: RelayShipperError.self) { try shipper.start() }
+        let error = try fileSinkStartError(RelayFileSinkConfiguration(path: dir.file("x"), format: .plain, directIO: true))
         #expect(error?.message.contains("packets") == true)
     }
 
     @Test("an unwritable path is refused at start with a message that says why")
     func unwritablePath() throws {
-        let channel = try RelayChannel(RelayChannelConfiguration(name: "nodir", subbufferSize: 16384, subbufferCount: 4, buffers: 1))
-        let shipper = RelayShipper(logger: testLogger())
-        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: "/nonexistent-dir/x.log"))])
-        let error = #expect(throws: RelayShipperError.self) { try shipper.start() }
+        let error = try fileSinkStartError(RelayFileSinkConfiguration(path: "/nonexistent-dir/x.log"))
         #expect(error?.message.contains("directory does not exist") == true)
     }
 

@@ -143,10 +143,7 @@ struct FileWritebackTests {
     func tinyChunkRefused() throws {
         let dir = diskDirectory()
         defer { dir.remove() }
-        let channel = try RelayChannel(RelayChannelConfiguration(name: "wbtiny", subbufferSize: 16384, subbufferCount: 4, buffers: 1))
-        let shipper = RelayShipper(logger: testLogger())
-        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("t.log"), writeback: .everyBytes(4096)))])
-        let error = #expect(throws: RelayShipperError.self) { try shipper.start() }
+        let error = try fileSinkStartError(RelayFileSinkConfiguration(path: dir.file("t.log"), writeback: .everyBytes(4096)))
         #expect(error?.message.contains("64 KiB") == true)
         #expect(error?.message.contains(".kernel") == true)
     }

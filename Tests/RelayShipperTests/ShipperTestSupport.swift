@@ -46,6 +46,15 @@ func shipWithBacklog(
     return expected
 }
 
+/// Starts a shipper with one small channel and the file sink `sink`, expecting `start()` to
+/// refuse it; returns the error (nil, with a recorded issue, if it started).
+func fileSinkStartError(_ sink: RelayFileSinkConfiguration, sourceLocation: SourceLocation = #_sourceLocation) throws -> RelayShipperError? {
+    let channel = try RelayChannel(RelayChannelConfiguration(name: "refused", subbufferSize: 16384, subbufferCount: 4, buffers: 1))
+    let shipper = RelayShipper(logger: testLogger())
+    try shipper.add(channel, sinks: [.file(sink)])
+    return #expect(throws: RelayShipperError.self, sourceLocation: sourceLocation) { try shipper.start() }
+}
+
 /// The rotated files of `path` (`path.1`, `path.2`, …), newest first, until one is missing.
 func readRotatedFiles(_ path: String) -> [[UInt8]] {
     var files: [[UInt8]] = []
