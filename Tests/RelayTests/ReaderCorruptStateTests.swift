@@ -97,7 +97,7 @@ struct ReaderCorruptStateTests {
             #expect(ReaderCorruptionTests.describe(channel.withNextSubbuffer(buffer: 0) { $0.sequence }) == "none")
         }
         #expect(Self.stateWord(channel, sequence: 1).load(as: UInt64.self) == (1 << 2) | RegionLayout.phaseWriting)
-        held.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0x0A) }
+        _ = held.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0x0A) }
         held.commit()
         #expect(Self.readAll(channel) == ["read 1"])
         // The slot of the sub-buffer after it still holds the 0 it started with: not started, not corrupt.

@@ -24,13 +24,17 @@ public struct RelayReservation: ~Copyable {
     /// reservation carries one pointer instead of a copy of the struct.
     let core: UnsafeMutablePointer<BufferCore>
     let position: UInt64
-    let length: UInt64
+    @usableFromInline let length: UInt64
+    /// Where the reserved bytes start (`core.pointee.address(of: position)`), computed once so
+    /// that ``withUnsafeMutableBytes(_:)`` inlines into the caller without a call per record.
+    @usableFromInline let start: UnsafeMutableRawPointer
 
     init(channel: RelayChannel, core: UnsafeMutablePointer<BufferCore>, position: UInt64, length: UInt64) {
         self.channel = Unmanaged.passUnretained(channel)
         self.core = core
         self.position = position
         self.length = length
+        self.start = core.pointee.address(of: position)
     }
 
     /// The number of reserved bytes.
@@ -52,9 +56,10 @@ public struct RelayReservation: ~Copyable {
         try body(self.mutableBytes)
     }
 
-    @usableFromInline
+    @inlinable
     var mutableBytes: UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(start: self.core.pointee.address(of: self.position), count: Int(self.length))
+        // truncating: the length is at most the sub-buffer size (2^30).
+        UnsafeMutableRawBufferPointer(start: self.start, count: Int(truncatingIfNeeded: self.length))
     }
 
     /// Commits the whole reservation (relayfs `relay_commit`). If this completes the
