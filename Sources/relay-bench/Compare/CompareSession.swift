@@ -247,7 +247,11 @@ enum CompareSession {
         let configuration = settings.relayConfiguration(sink: sink)
         let outcome = try BenchRunner.run(
             configuration,
-            options: RunOptions(preflight: false, preallocateBytes: settings.target.isFile ? settings.workload.totalBytes : 0)
+            options: {
+                var options = RunOptions(preflight: false, preallocateBytes: settings.target.isFile ? settings.workload.totalBytes : 0)
+                options.sampleProducerCost = false
+                return options
+            }()
         )
         let report = outcome.report
         guard report.writtenRecords == settings.workload.records, report.droppedRecords == 0,

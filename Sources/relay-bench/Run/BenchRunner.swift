@@ -20,6 +20,10 @@ struct RunOptions: Sendable {
     /// Block mode: how long a full buffer may go without any record or byte moving before the
     /// run is declared stalled (a receiver that stopped reading) and stopped; `nil` waits forever.
     var stallTimeout: Duration? = .seconds(30)
+    /// Time about one record in 64 from `reserve` to `commit` (the report's producer cost
+    /// percentiles). `compare` turns it off: its baselines time nothing per record, so the
+    /// clock reads would be a cost only swift-relay pays.
+    var sampleProducerCost = true
 
     /// Creates options.
     init(progress: Bool = false, preflight: Bool = true, preallocateBytes: UInt64 = 0, drainTimeout: Duration = .seconds(60), verify: Bool = false) {
@@ -83,7 +87,7 @@ enum BenchRunner {
             throw BenchError("cannot start the shipper: \(error.message)")
         }
 
-        let control = ProducerControl(producers: configuration.producers)
+        let control = ProducerControl(producers: configuration.producers, samplesCost: options.sampleProducerCost)
         let overhead = ProducerLoop.clockOverhead()
         var threads: [BenchThread] = []
         threads.reserveCapacity(configuration.producers)

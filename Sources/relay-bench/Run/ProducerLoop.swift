@@ -59,10 +59,13 @@ final class ProducerControl: Sendable {
     let deadlineNanoseconds = Atomic<UInt64>(0)
     /// One slot per producer.
     let results: Mutex<[ProducerResult?]>
+    /// Whether producers time sampled records (see ``RunOptions/sampleProducerCost``).
+    let samplesCost: Bool
 
     /// Creates the state for `producers` producers.
-    init(producers: Int) {
+    init(producers: Int, samplesCost: Bool = true) {
         self.results = Mutex([ProducerResult?](repeating: nil, count: producers))
+        self.samplesCost = samplesCost
     }
 }
 
@@ -160,7 +163,7 @@ enum ProducerLoop {
         control: ProducerControl,
         result: inout ProducerResult
     ) {
-        var writes = SampledWrites(producer: writer.producer, clockOverhead: clockOverhead)
+        var writes = SampledWrites(producer: writer.producer, clockOverhead: clockOverhead, sampling: control.samplesCost)
         var sequence: UInt64 = 0
         let timed = limit == UInt64.max
         while sequence < limit {
@@ -186,7 +189,7 @@ enum ProducerLoop {
         control: ProducerControl,
         result: inout ProducerResult
     ) {
-        var writes = SampledWrites(producer: writer.producer, clockOverhead: clockOverhead)
+        var writes = SampledWrites(producer: writer.producer, clockOverhead: clockOverhead, sampling: control.samplesCost)
         var sequence: UInt64 = 0
         // Relaxed: written by the main thread before it opened the gate (a semaphore, which
         // orders it before this load).
@@ -244,9 +247,11 @@ struct SampledWrites {
     private var dropped: UInt64 = 0
     private var closed: UInt64 = 0
 
-    init(producer: Int, clockOverhead: UInt64) {
+    /// Creates the sampler of one producer; without `sampling` no record is timed (no
+    /// sequence reaches `UInt64.max`).
+    init(producer: Int, clockOverhead: UInt64, sampling: Bool = true) {
         self.random = SplitMix64(seed: UInt64(producer) &+ 0x5EED)
-        self.nextSample = self.random.next() & 63
+        self.nextSample = sampling ? self.random.next() & 63 : UInt64.max
         self.clockOverhead = clockOverhead
     }
 
