@@ -88,7 +88,8 @@ struct RecordVerifierTests {
         #expect(!report.ok)
         #expect(report.orderViolations == 1)
         #expect(report.producers[0].orderViolations == 1)
-        #expect(report.orderViolationExamples.first?.offset == 3 * 32)
+        let example = try #require(report.orderViolationExamples.first)
+        #expect(example.offset == 3 * 32)
         #expect(report.duplicateRecords == 0 && report.missingRecords == 0)
 
         var later = try RecordFileBuilder(size: 32)

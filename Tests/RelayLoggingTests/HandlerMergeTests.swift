@@ -65,6 +65,8 @@ struct HandlerMergeTests {
         }
         let logger = makeTestLogger(writer, metadataProvider: provider)
         inner.withLock { $0 = logger }
+        // The box closes a cycle (logger → provider → box → logger): break it.
+        defer { inner.withLock { $0 = nil } }
         logger.info("outer")
         #expect(calls.load(ordering: .relaxed) == 1, "the provider was asked again from inside itself")
 

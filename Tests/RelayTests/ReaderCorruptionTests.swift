@@ -120,6 +120,8 @@ struct ReaderCorruptionTests {
             RelayChannelConfiguration(name: "cb", subbufferSize: 4096, subbufferCount: 4, mode: mode.relayMode, buffers: 1),
             callbacks: callbacks)
         channelBox.withLock { $0 = channel }
+        // The box closes a cycle (channel → callbacks → box → channel): break it.
+        defer { channelBox.withLock { $0 = nil } }
         for _ in 0..<6 { channel.write(Self.record) }
         channel.flush()
         Corruption.all[0].apply(to: channel.cores[0].subbuffer(sequence: 1))
