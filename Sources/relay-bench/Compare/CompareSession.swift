@@ -245,14 +245,9 @@ enum CompareSession {
         case .unix(let path): sink = .unix(path: path, format: .plain)
         }
         let configuration = settings.relayConfiguration(sink: sink)
-        let outcome = try BenchRunner.run(
-            configuration,
-            options: {
-                var options = RunOptions(preflight: false, preallocateBytes: settings.target.isFile ? settings.workload.totalBytes : 0)
-                options.sampleProducerCost = false
-                return options
-            }()
-        )
+        var options = RunOptions(preflight: false, preallocateBytes: settings.target.isFile ? settings.workload.totalBytes : 0)
+        options.sampleProducerCost = false
+        let outcome = try BenchRunner.run(configuration, options: options)
         let report = outcome.report
         guard report.writtenRecords == settings.workload.records, report.droppedRecords == 0,
             report.shippedBytes == settings.workload.totalBytes
