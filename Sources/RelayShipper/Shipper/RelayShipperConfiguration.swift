@@ -142,6 +142,10 @@ public struct RelayFileSinkConfiguration: Sendable, Hashable {
 
         /// The library's default: ``kernel``.
         public static let `default` = Writeback.kernel
+
+        /// The smallest chunk ``everyBytes(_:)`` accepts, 64 KiB: each request is a system
+        /// call's worth of work in the kernel. `start()` refuses a smaller one.
+        public static let smallestChunk = 64 << 10
     }
 
     /// Rotation by size and count, and by age.

@@ -159,10 +159,10 @@ final class FileSink {
         self.opItems = [[ShipItem]](repeating: [], count: capacity)
         self.iovecs = [UnsafeMutablePointer<iovec>?](repeating: nil, count: capacity)
         self.freeOps = Array((0..<capacity).reversed())
-        if case .everyBytes(let bytes) = configuration.writeback, bytes < Self.smallestWritebackChunk {
+        if case .everyBytes(let bytes) = configuration.writeback, bytes < RelayFileSinkConfiguration.Writeback.smallestChunk {
             throw RelayShipperError(
                 message: "file sink \(configuration.path): writeback every \(bytes) bytes is too often (each request is a "
-                    + "system call's worth of work in the kernel); use at least \(Self.smallestWritebackChunk / 1024) KiB, "
+                    + "system call's worth of work in the kernel); use at least \(RelayFileSinkConfiguration.Writeback.smallestChunk / 1024) KiB, "
                     + "or .kernel to leave writeback to the kernel")
         }
         if configuration.directIO && configuration.format == .plain {
@@ -544,8 +544,6 @@ final class FileSink {
 
     // MARK: Writeback
 
-    /// The smallest ``RelayFileSinkConfiguration/Writeback/everyBytes(_:)`` accepted.
-    static let smallestWritebackChunk = 64 << 10
     /// The most one writeback request covers (`sync_file_range`'s length is 32 bits in the SQE).
     static let largestWritebackRange: Int64 = 1 << 30
 

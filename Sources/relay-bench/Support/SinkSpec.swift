@@ -1,4 +1,5 @@
 import ArgumentParser
+import RelayShipper
 
 /// A `--sink SPEC` destination of `relay-bench run`; the option repeats for fan-out.
 ///
@@ -202,7 +203,7 @@ enum WritebackPolicy: Hashable, Sendable {
     case bytes(UInt64)
 
     /// The smallest `writeback=SIZE` the shipper accepts (it refuses smaller chunks at start).
-    static let smallestChunk: UInt64 = 64 << 10
+    static let smallestChunk = UInt64(RelayFileSinkConfiguration.Writeback.smallestChunk)
 }
 
 /// The options of `file:` and `file-per-buffer:` sinks.

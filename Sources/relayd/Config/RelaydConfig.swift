@@ -1,3 +1,5 @@
+import RelayShipper
+
 /// The complete, validated relayd configuration.
 ///
 /// Produced by ``RelaydConfig/parse(_:options:)`` or ``RelaydConfig/load(path:options:)`` from a TOML file
@@ -214,8 +216,8 @@ enum WritebackPolicy: Sendable, Equatable {
     /// Start writeback of every this many bytes of completed writes (`"8MiB"`; at least ``smallestChunk``).
     case bytes(Int)
 
-    /// The smallest chunk accepted: 64 KiB (the shipper refuses to start with less).
-    static let smallestChunk = 64 << 10
+    /// The smallest chunk accepted: the shipper's (64 KiB; it refuses to start with less).
+    static let smallestChunk = RelayFileSinkConfiguration.Writeback.smallestChunk
     /// Every 8 MiB: relayd's default when the key is absent. (The library's own default is
     /// ``kernel``; a daemon writing log files wants them on the disk steadily, and an `fsync`
     /// policy wants little left for each fsync.)
