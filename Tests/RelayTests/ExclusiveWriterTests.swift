@@ -36,6 +36,99 @@ struct ExclusiveWriterTests {
         #expect(channel.stats(buffer: 1).recordsWritten == 200)
     }
 
+    @Test("records rendered in place read back byte for byte, across sub-buffer switches")
+    func inPlaceRoundTrip() throws {
+        // 4096-byte sub-buffers: records of 12...300 bytes land on every kind of edge. About
+        // 90 KB in all, so 64 sub-buffers hold everything (nothing consumes before the end).
+        let channel = try smallChannel(subbufferSize: 4096, subbufferCount: 64, mode: .drop, buffers: 1, exclusiveBuffers: 1)
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        var expected: [String] = []
+        var calls = 0
+        for i in 0..<600 {
+            let line = "in place \(i) " + String(repeating: "x", count: (i * 37) % 280)
+            expected.append(line)
+            let bytes = Array((line + "\n").utf8)
+            let result = writer.write(count: bytes.count) { buffer in
+                calls += 1
+                #expect(buffer.count == bytes.count)
+                buffer.copyBytes(from: bytes)
+            }
+            #expect(result == .written)
+        }
+        channel.flush()
+        #expect(calls == 600)
+        #expect(channel.drainLines() == expected)
+        let stats = channel.stats(buffer: 1)
+        #expect(stats.recordsWritten == 600)
+        #expect(stats.bytesWritten == UInt64(expected.reduce(0) { $0 + $1.utf8.count + 1 }))
+    }
+
+    @Test("an in-place record that exactly fills a sub-buffer seals it with no padding")
+    func inPlaceExactFill() throws {
+        let channel = try smallChannel(subbufferSize: 4096, subbufferCount: 4, mode: .block(), buffers: 1, exclusiveBuffers: 1)
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        let room = channel.maxRecordSize
+        #expect(writer.write(count: room) { $0.initializeMemory(as: UInt8.self, repeating: 0x61) } == .written)
+        #expect(writer.write(count: 100) { $0.initializeMemory(as: UInt8.self, repeating: 0x62) } == .written)
+        channel.flush()
+        let subbuffers = channel.drainSubbuffers()
+        #expect(subbuffers.count == 2)
+        #expect(subbuffers.first?.content == [UInt8](repeating: 0x61, count: room))
+        #expect(subbuffers.last?.content == [UInt8](repeating: 0x62, count: 100))
+    }
+
+    @Test("in place: nothing to write, too big, full (drop mode) and closed never call the body, and are counted like write(_:)")
+    func inPlaceRefusals() throws {
+        let channel = try smallChannel(subbufferSize: 4096, subbufferCount: 2, mode: .drop, buffers: 1, exclusiveBuffers: 1)
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        var calls = 0
+        #expect(writer.write(count: 0) { _ in calls += 1 } == .written)
+        #expect(writer.write(count: channel.maxRecordSize + 1) { _ in calls += 1 } == .tooBig)
+        #expect(calls == 0)
+        // Fill both sub-buffers (nothing consumes), then one more record is dropped.
+        var written = 0
+        while writer.write(count: 1000, { calls += 1; $0.initializeMemory(as: UInt8.self, repeating: 0x63) }) == .written {
+            written += 1
+        }
+        #expect(calls == written)
+        #expect(written == 2 * (channel.maxRecordSize / 1000))
+        var stats = channel.stats(buffer: 1)
+        #expect(stats.recordsTooBig == 1)
+        #expect(stats.recordsDropped == 1)
+        #expect(stats.recordsWritten == UInt64(written))
+        channel.close()
+        #expect(writer.write(count: 10) { _ in calls += 1 } == .closed)
+        #expect(calls == written)
+        stats = channel.stats(buffer: 1)
+        #expect(stats.recordsRefusedClosed == 1)
+    }
+
+    @Test("in place, block mode: a writer waits for space, then renders the record once")
+    func inPlaceBlocks() throws {
+        let channel = try smallChannel(subbufferSize: 4096, subbufferCount: 2, mode: .block(), buffers: 1, exclusiveBuffers: 1)
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        var written = 0
+        // Two sub-buffers of 1000-byte records, then the next record must wait.
+        let perSubbuffer = channel.maxRecordSize / 1000
+        for _ in 0..<(2 * perSubbuffer) {
+            #expect(writer.write(count: 1000) { $0.initializeMemory(as: UInt8.self, repeating: 0x64) } == .written)
+            written += 1
+        }
+        let consumer = TestThreads.spawn {
+            // Let the writer find the buffer full and sleep first.
+            #expect(waitUntil { channel.stats(buffer: 1).writerWaits == 1 })
+            _ = channel.withNextSubbuffer(buffer: 1, consume: true) { _ in }
+        }
+        var calls = 0
+        #expect(writer.write(count: 1000) { calls += 1; $0.initializeMemory(as: UInt8.self, repeating: 0x65) } == .written)
+        TestThreads.join(consumer)
+        #expect(calls == 1)
+        channel.flush()
+        let rest = channel.drainSubbuffers()
+        #expect(rest.last?.content == [UInt8](repeating: 0x65, count: 1000))
+        #expect(channel.stats(buffer: 1).recordsDropped == 0)
+    }
+
     @Test("flush from another thread while an exclusive writer runs loses and tears nothing")
     func flushRace() throws {
         try Self.flushRace()
@@ -49,7 +142,8 @@ struct ExclusiveWriterTests {
         #expect(output.contains("NO-MEMBARRIER-PROBE-PASSED"), "the probe did not run:\n\(output)")
     }
 
-    /// Two exclusive writers, a thread flushing in a loop and a consumer: every record once, in order.
+    /// Two exclusive writers (one copying records in, one rendering them in place), a thread
+    /// flushing in a loop and a consumer: every record once, in order.
     static func flushRace() throws {
         let channel = try smallChannel(subbufferSize: 8192, subbufferCount: 16, mode: .block(), buffers: 1, exclusiveBuffers: 2)
         // As in FlushCloseResetTests.flushRace: the flusher is joined before the consumer's
@@ -92,9 +186,16 @@ struct ExclusiveWriterTests {
             var scratch = [UInt8](repeating: 0, count: 256)
             for sequence in 0..<perProducer {
                 let size = 32 + (sequence % 5) * 40
-                scratch.withUnsafeMutableBytes { raw in
-                    StressRecord.encode(producer: UInt32(producer), sequence: UInt64(sequence), size: size, into: raw)
-                    _ = writer.write(UnsafeRawBufferPointer(rebasing: raw[0..<size]))
+                if producer == 0 {
+                    scratch.withUnsafeMutableBytes { raw in
+                        StressRecord.encode(producer: UInt32(producer), sequence: UInt64(sequence), size: size, into: raw)
+                        _ = writer.write(UnsafeRawBufferPointer(rebasing: raw[0..<size]))
+                    }
+                } else {
+                    // The other producer renders in place, while flushes wait for it.
+                    _ = writer.write(count: size) { raw in
+                        StressRecord.encode(producer: UInt32(producer), sequence: UInt64(sequence), size: size, into: raw)
+                    }
                 }
             }
         }

@@ -71,28 +71,9 @@ public struct RelayExclusiveWriter: ~Copyable {
         // continues out of line, which pays the full fence that `enter` then needs, so this
         // inlined path has no fence and no test for it.
         guard _fastPath(length &- 1 < self.fast.inlineMaxRecord) else {
-            return self.writeOutOfLine(bytes, length: length)
+            return self.writeOutOfLine(length: length) { RecordCopy.copy($0, from: bytes.baseAddress.unsafelyUnwrapped, count: $1) }
         }
         self.enter(expedited: true)
-        return self.writeEntered(bytes, length: length)
-    }
-
-    /// A record that the inlined path does not take: too long (rejected and counted), or any
-    /// record on a host without expedited membarrier(2) (written here, behind a full fence).
-    @usableFromInline
-    @inline(never)
-    func writeOutOfLine(_ bytes: UnsafeRawBufferPointer, length: UInt64) -> RelayWriteResult {
-        guard length &- 1 < self.fast.maxRecord else {
-            return self.rejectLength(length)
-        }
-        self.enter(expedited: false)
-        return self.writeEntered(bytes, length: length)
-    }
-
-    /// The record path once busy (see ``write(_:)-(UnsafeRawBufferPointer)``); returns having left.
-    @inlinable
-    @inline(__always)
-    func writeEntered(_ bytes: UnsafeRawBufferPointer, length: UInt64) -> RelayWriteResult {
         let f = self.fast
         // relaxed: while we are busy, only this thread moves the position or commits
         // into this buffer (flushers wait for us to leave).
@@ -102,11 +83,85 @@ public struct RelayExclusiveWriter: ~Copyable {
         // closed buffer's offset is at least 2^63 and never passes.
         let offset = p & (ExclusiveFastPath.closedBit | f.offsetMask)
         guard _fastPath(offset > f.headerSize && offset &+ length < f.subbufSize) else {
-            return self.writeAtEdge(bytes, length: length)
+            return self.writeAtEdge(length: length) { RecordCopy.copy($0, from: bytes.baseAddress.unsafelyUnwrapped, count: $1) }
         }
         f.position.pointee.store(p &+ length, ordering: .relaxed)
         RecordCopy.copy(
             f.data + Int(truncatingIfNeeded: p & f.dataMask), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
+        self.commit(position: p, length: length)
+        self.leave()
+        return .written
+    }
+
+    /// Writes one record of `count` bytes that `body` renders in place, straight into the
+    /// buffer: no copy (relayfs's `relay_reserve` on a buffer the caller owns, with the
+    /// commit done on return). Same results and accounting as ``write(_:)-(UnsafeRawBufferPointer)``;
+    /// `body` runs only when the record was accepted (`.written`), exactly once.
+    ///
+    /// As with ``write(_:)-(UnsafeRawBufferPointer)``, the common case is inlined into the
+    /// caller, `body` included, so a formatter that renders into the buffer costs no call
+    /// and no copy per record.
+    ///
+    /// `body` must write all `count` bytes (whatever it leaves is shipped as it was: bytes of
+    /// an older record of the same slot) and return promptly: it runs while this writer is
+    /// marked busy, so a `flush()` or `close()` on another thread waits for it (a flush gives
+    /// up after 2 ms and counts a skip). It must not write to this writer or to its channel.
+    ///
+    /// - Parameters:
+    ///   - count: The record's length in bytes: 1 up to the channel's largest record
+    ///     (`subbufferSize` minus the header). A longer one is rejected as `.tooBig` (and
+    ///     counted); 0 writes nothing and returns `.written`.
+    ///   - body: Renders the record into the `count` bytes it is given.
+    /// - Precondition: `count >= 0`.
+    @inlinable
+    @inline(__always)
+    @discardableResult
+    public func write(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) -> RelayWriteResult {
+        // truncating: a negative count becomes huge and takes the out-of-line path, which traps.
+        let length = UInt64(truncatingIfNeeded: count)
+        guard _fastPath(length &- 1 < self.fast.inlineMaxRecord) else {
+            precondition(count >= 0, "a record cannot have a negative length (\(count))")
+            return self.writeOutOfLine(length: length) { body(UnsafeMutableRawBufferPointer(start: $0, count: $1)) }
+        }
+        self.enter(expedited: true)
+        let f = self.fast
+        // relaxed: as in `write(_:)`.
+        let p = f.position.pointee.load(ordering: .relaxed)
+        // The same range check as `write(_:)`.
+        let offset = p & (ExclusiveFastPath.closedBit | f.offsetMask)
+        guard _fastPath(offset > f.headerSize && offset &+ length < f.subbufSize) else {
+            return self.writeAtEdge(length: length) { body(UnsafeMutableRawBufferPointer(start: $0, count: $1)) }
+        }
+        f.position.pointee.store(p &+ length, ordering: .relaxed)
+        body(UnsafeMutableRawBufferPointer(start: f.data + Int(truncatingIfNeeded: p & f.dataMask), count: count))
+        self.commit(position: p, length: length)
+        self.leave()
+        return .written
+    }
+
+    /// Writes a record into the `length` bytes at a position it was given: `(start, length)`.
+    @usableFromInline
+    typealias Fill = (UnsafeMutableRawPointer, Int) -> Void
+
+    /// A record that the inlined path does not take: too long or empty (rejected and
+    /// counted), or any record on a host without expedited membarrier(2) (written here,
+    /// behind a full fence).
+    @usableFromInline
+    @inline(never)
+    func writeOutOfLine(length: UInt64, _ fill: Fill) -> RelayWriteResult {
+        guard length &- 1 < self.fast.maxRecord else {
+            return self.rejectLength(length)
+        }
+        self.enter(expedited: false)
+        let f = self.fast
+        // relaxed: as in `write(_:)`.
+        let p = f.position.pointee.load(ordering: .relaxed)
+        let offset = p & (ExclusiveFastPath.closedBit | f.offsetMask)
+        guard offset > f.headerSize && offset &+ length < f.subbufSize else {
+            return self.writeAtEdge(length: length, fill)
+        }
+        f.position.pointee.store(p &+ length, ordering: .relaxed)
+        fill(f.data + Int(truncatingIfNeeded: p & f.dataMask), Int(length))
         self.commit(position: p, length: length)
         self.leave()
         return .written
@@ -130,21 +185,20 @@ public struct RelayExclusiveWriter: ~Copyable {
     }
 
     /// The record path's other cases, while busy: a sub-buffer's first record (after its
-    /// header) or last one (ending exactly at its end), or (``writeSlow(_:length:)``) a
+    /// header) or last one (ending exactly at its end), or (``writeSlow(length:_:)``) a
     /// record that does not fit, a closed buffer. Returns having left.
     @usableFromInline
     @inline(never)
-    func writeAtEdge(_ bytes: UnsafeRawBufferPointer, length: UInt64) -> RelayWriteResult {
+    func writeAtEdge(length: UInt64, _ fill: Fill) -> RelayWriteResult {
         let f = self.fast
         // relaxed: as in `write` (we are busy).
         let p = f.position.pointee.load(ordering: .relaxed)
         let offset = p & f.offsetMask
         guard offset != 0 && offset &+ length <= f.subbufSize && p & ExclusiveFastPath.closedBit == 0 else {
-            return self.writeSlow(bytes, length: length)
+            return self.writeSlow(length: length, fill)
         }
         f.position.pointee.store(p &+ length, ordering: .relaxed)
-        RecordCopy.copy(
-            f.data + Int(truncatingIfNeeded: p & f.dataMask), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
+        fill(f.data + Int(truncatingIfNeeded: p & f.dataMask), Int(length))
         self.reservedAtEdge(position: p, length: length)
         self.commit(position: p, length: length)
         self.leave()
@@ -187,11 +241,11 @@ public struct RelayExclusiveWriter: ~Copyable {
     /// Called while busy; returns having left.
     @usableFromInline
     @inline(never)
-    func writeSlow(_ bytes: UnsafeRawBufferPointer, length: UInt64) -> RelayWriteResult {
-        self.withChannel { self.writeSlow(bytes, length: length, channel: $0) }
+    func writeSlow(length: UInt64, _ fill: Fill) -> RelayWriteResult {
+        self.withChannel { self.writeSlow(length: length, fill, channel: $0) }
     }
 
-    private func writeSlow(_ bytes: UnsafeRawBufferPointer, length: UInt64, channel: RelayChannel) -> RelayWriteResult {
+    private func writeSlow(length: UInt64, _ fill: Fill, channel: RelayChannel) -> RelayWriteResult {
         let b = self.core
         var outcome = channel.reserveSlow(b, length: length)
         if case .full = outcome, b.mode == .block {
@@ -206,7 +260,7 @@ public struct RelayExclusiveWriter: ~Copyable {
         let result: RelayWriteResult
         switch outcome {
         case .reserved(let position):
-            RecordCopy.copy(b.address(of: position), from: bytes.baseAddress.unsafelyUnwrapped, count: Int(length))
+            fill(b.address(of: position), Int(length))
             channel.commitRecord(b, position: position, length: length)
             result = .written
         case .full, .lapped:

@@ -93,7 +93,7 @@ struct CompareCommand: ParsableCommand {
     var unregistered = false
 
     /// swift-relay's write API.
-    @Option(help: "How swift-relay's producers write: reserve (format in place, commit), write (copy in) or exclusive (a buffer per producer).")
+    @Option(help: "How swift-relay's producers write: reserve (format in place, commit), write (copy in) or exclusive (a buffer per producer, formatted in place).")
     var api: WriteAPI = .reserve
 
     /// Shared measurement options.

@@ -71,7 +71,7 @@ struct RunCommand: ParsableCommand {
     var mode: BenchMode = .block
 
     /// The write API.
-    @Option(help: "How producers hand records to the channel: reserve (format in place, commit), write (format in a scratch record, copy in) or exclusive (one exclusive buffer per producer, no locked instruction per record).")
+    @Option(help: "How producers hand records to the channel: reserve (format in place, commit), write (format in a scratch record, copy in) or exclusive (one exclusive buffer per producer, formatted in place: no locked instruction and no copy per record).")
     var api: WriteAPI = .reserve
 
     /// Registered buffers off.

@@ -11,7 +11,8 @@ enum WriteAPI: String, CaseIterable, Sendable, Codable, ExpressibleByArgument {
     /// Format into a per-thread scratch record, then `write(_:)` copies it in (relayfs `relay_write`).
     case write
     /// Each producer claims an exclusive buffer (``RelayExclusiveWriter``, relayfs
-    /// `__relay_write`) and copies records in with plain stores: no locked instruction per record.
+    /// `__relay_write`) and formats each record in place (`write(count:_:)`) with plain
+    /// stores: no locked instruction and no copy per record.
     case exclusive
 }
 
@@ -342,15 +343,18 @@ struct ExclusiveRecordWriter: ProducerWriter, ~Copyable {
     /// One record of scratch space.
     let scratch: UnsafeMutableRawPointer
 
-    /// Formats record `sequence` into the scratch record and copies it into the owned buffer.
+    /// Formats record `sequence` straight into the owned buffer (no scratch copy).
     @inline(__always)
     func write(_ sequence: UInt64, written: inout UInt64, dropped: inout UInt64, closed: inout UInt64) {
         assert(self.cursor.sequence == sequence, "producer loops offer every sequence once, in order")
-        self.cursor.next(to: self.scratch)
-        switch self.writer.write(UnsafeRawBufferPointer(start: self.scratch, count: self.cursor.size)) {
+        switch self.writer.write(count: self.cursor.size, { self.cursor.next(to: $0.baseAddress.unsafelyUnwrapped) }) {
         case .written: written &+= 1
-        case .closed: closed &+= 1
-        case .dropped, .timedOut, .tooBig: dropped &+= 1
+        case .closed:
+            self.cursor.skip()
+            closed &+= 1
+        case .dropped, .timedOut, .tooBig:
+            self.cursor.skip()
+            dropped &+= 1
         }
     }
 }
