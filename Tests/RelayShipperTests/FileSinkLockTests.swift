@@ -72,7 +72,7 @@ struct FileSinkLockTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let path = dir.file("restart.log")
-        for round in 0..<30 {
+        for round in 0..<100 {
             let channel = try RelayChannel(
                 RelayChannelConfiguration(name: "lock-restart-\(round)", subbufferSize: 16384, subbufferCount: 4, mode: .block(), buffers: 1))
             let shipper = RelayShipper(logger: testLogger())

@@ -25,8 +25,9 @@ import SystemPackage
 ///   can be claimed durable again. The sink cannot write them again: a sub-buffer is released
 ///   to the channel when its write completes, before any fsync.
 /// - One writer per file: an exclusive `flock` on every file the sink opens (held until the
-///   last descriptor of it closes) refuses a second sink on the same file, in this process or
-///   another; see ``open(file:now:reopening:)``.
+///   last descriptor of it closes, and released explicitly at a stop with nothing left in the
+///   kernel, so it is gone when `stop()` returns) refuses a second sink on the same file, in
+///   this process or another; see ``open(file:now:reopening:)``.
 /// - Rotation and reopen retire the old descriptor; it is closed (after an optional
 ///   fsync) when its last write completes. Rotation never overwrites a rotated file (see
 ///   ``rotate(file:loop:now:)``).
@@ -952,10 +953,18 @@ final class FileSink {
     /// one failed, they count as of unknown durability too.
     func closeAll(fsync: Bool, loop: ShipperLoop? = nil) {
         // Preallocated blocks are given back only if no write is in the kernel (a stop whose
-        // wait ran out may leave some there).
+        // wait ran out may leave some there). Likewise the lock: with nothing in the kernel it
+        // is released explicitly, so it is gone when `stop()` returns and a sink started right
+        // after on the same path never finds it held (after `close` alone, the kernel may still
+        // hold the file for a moment: a completed request's reference, dropped by an io-wq
+        // worker on its own schedule). With a write still in the kernel, it stays until that
+        // write's reference goes, so no other writer takes the file while the write can land.
         let quiet = self.ops.indices.allSatisfy { self.ops[$0] == nil || self.parked.contains($0) }
         for i in self.files.indices {
             var synced = true
+            // Unlocked and closed once every descriptor of the file is synced: a rotated-away
+            // descriptor can share its open file description (and lock) with the current one.
+            var finished: [FileDescriptor] = []
             func finish(_ fd: FileDescriptor) {
                 if quiet { self.releasePreallocation(fd, file: i) }
                 if fsync {
@@ -968,7 +977,7 @@ final class FileSink {
                         loop?.logger.error("final fsync failed", metadata: ["path": "\(self.files[i].path)", "errno": "\(errno)"])
                     }
                 }
-                Files.close(fd)
+                finished.append(fd)
             }
             // Before the current descriptor, so its fsync is the last one of the file.
             var covered = self.files[i].unsyncedSubbuffers
@@ -981,6 +990,10 @@ final class FileSink {
             if let fd = self.files[i].fd {
                 finish(fd)
                 self.files[i].fd = nil
+            }
+            for fd in finished {
+                if quiet { Files.unlock(fd) }
+                Files.close(fd)
             }
             guard fsync else { continue }
             // An fsync of the ring still in flight (the shutdown's wait ran out) is covered by

@@ -40,6 +40,13 @@ enum Files {
         syscall { flock(fd.rawValue, LOCK_EX | LOCK_NB) }.map { _ in () }
     }
 
+    /// Releases `fd`'s `flock` at once. `close` releases it only when the last reference to
+    /// the open file description goes, and the kernel can hold one for a moment after a
+    /// request on it completed (an io-wq worker drops it on its own schedule).
+    static func unlock(_ fd: FileDescriptor) {
+        _ = syscall { flock(fd.rawValue, LOCK_UN) }
+    }
+
     /// A duplicate of `fd` (close-on-exec), sharing its open file description (and its lock).
     static func duplicate(_ fd: FileDescriptor) -> Result<FileDescriptor, Errno> {
         syscall { fcntl(fd.rawValue, F_DUPFD_CLOEXEC, 0) }.map { FileDescriptor(rawValue: $0) }
