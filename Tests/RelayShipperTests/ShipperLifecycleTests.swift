@@ -86,6 +86,26 @@ struct ShipperLifecycleTests {
         #expect(UInt64(parsed.records.count) == stats.recordsWritten)
     }
 
+    @Test("the delay statistic does not count a buffer's idle time before its first record (the first sub-buffer starts empty at open)")
+    func delayExcludesIdleBeforeFirstRecord() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "idle-first", subbufferSize: 65536, subbufferCount: 4, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(configuration: RelayShipperConfiguration(switchInterval: .milliseconds(20)), logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("idle.log")))])
+        try shipper.start()
+        // Idle for far longer than the switch interval plus any shipping delay.
+        usleep(1_000_000)
+        #expect(channel.write(Array("first\n".utf8)) == .written)
+        let stats = try #require(waitForStats(shipper) { $0.delayMicroseconds.count >= 1 }, "the record was never shipped")
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+        #expect(readFileBytes(dir.file("idle.log")) == Array("first\n".utf8))
+        #expect(stats.delayMicroseconds.count == 1)
+        // About the 20 ms switch interval; a delay measured from open would be over a second.
+        #expect(stats.delayMicroseconds.max < 500_000, "delay \(stats.delayMicroseconds.max) µs counts the idle second before the record")
+    }
+
     @Test("low rate: a record every 10 ms reaches the file within the switch-timer bound (measured)")
     func lowRateLatency() throws {
         let dir = TemporaryDirectory()

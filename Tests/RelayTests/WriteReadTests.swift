@@ -86,6 +86,38 @@ struct WriteReadTests {
         }
     }
 
+    @Test("a buffer's first sub-buffer (started empty at open, and again at reset) begins at its first record, not at open: shared and exclusive paths")
+    func firstSubbufferBeginsAtFirstRecord() throws {
+        let channel = try smallChannel(buffers: 1, exclusiveBuffers: 1)
+        let writer = try channel.makeExclusiveWriter(buffer: 1)
+        func wallNow() -> UInt64 {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        }
+        func firstBegin(buffer: Int) -> UInt64? {
+            var begins: [UInt64] = []
+            while case .read(let begin) = channel.withNextSubbuffer(buffer: buffer, consume: true, { $0.beginTimeNanoseconds }) {
+                begins.append(begin)
+            }
+            return begins.first
+        }
+        for round in 0..<2 {
+            // Idle long enough that a begin time from open (or reset) could not pass.
+            usleep(100_000)
+            let beforeWrites = wallNow()
+            #expect(channel.write("shared \(round)\n") == .written)
+            #expect(writer.write(count: 4) { $0.copyBytes(from: Array("ex\(round)\n".utf8)) } == .written)
+            channel.flush()
+            let shared = try #require(firstBegin(buffer: 0))
+            let exclusive = try #require(firstBegin(buffer: 1))
+            #expect(shared >= beforeWrites, "round \(round): the shared buffer's first sub-buffer begins at its first record")
+            #expect(exclusive >= beforeWrites, "round \(round): the exclusive buffer's first sub-buffer begins at its first record")
+            #expect(shared <= wallNow() && exclusive <= wallNow())
+            if round == 0 { try channel.reset() }
+        }
+    }
+
     @Test("a packet decodes to the same header the reader sees")
     func packetDecoding() throws {
         let channel = try smallChannel()

@@ -45,11 +45,13 @@ extension RelayChannel {
         // relaxed: only a first guess of the position; the compare-exchange validates it.
         let p = b.pointee.position.pointee.load(ordering: .relaxed)
         let offset = p & b.pointee.offsetMask
-        // One comparison covers "open sub-buffer, not closed, fits": a closed position
-        // has bit 63 set, which makes `p & offsetMask` meaningless, so check it too.
-        if _fastPath(offset != 0 && offset &+ length <= b.pointee.subbufSize && p & RegionLayout.closedBit == 0) {
+        // One comparison covers "open sub-buffer with a record in it, not closed, fits": a
+        // closed position has bit 63 set, which makes `p & offsetMask` meaningless, so check
+        // it too. An open sub-buffer without a record (offset == headerSize: a buffer's first
+        // sub-buffer after open or reset) goes to `reserveSlow`, which stamps its begin time.
+        if _fastPath(offset > b.pointee.headerSize && offset &+ length <= b.pointee.subbufSize && p & RegionLayout.closedBit == 0) {
             if _fastPath(b.pointee.compareExchangePosition(expected: p, desired: p &+ length).exchanged) {
-                if _slowPath(offset == b.pointee.headerSize || offset &+ length == b.pointee.subbufSize) {
+                if _slowPath(offset &+ length == b.pointee.subbufSize) {
                     self.reservedAtEdge(b.pointee, position: p, length: length)
                 }
                 return .reserved(position: p)
@@ -59,8 +61,15 @@ extension RelayChannel {
     }
 
     /// A reservation that is the first record of its sub-buffer, or fills it exactly.
+    ///
+    /// Only a buffer's first sub-buffer after open or reset is started without a record (every
+    /// other one is started by the switch that reserves its first record), so only there does
+    /// a reservation land right after the header. That sub-buffer's begin time, stamped when
+    /// it was started, then becomes `firstRecordTime`, read before the reservation moved the
+    /// position: the header spans the records, not the idle time before the first one (which
+    /// would otherwise count as delivery delay, say a buffer first written an hour after open).
     @inline(never)
-    func reservedAtEdge(_ b: BufferCore, position p: UInt64, length: UInt64) {
+    func reservedAtEdge(_ b: BufferCore, position p: UInt64, length: UInt64, firstRecordTime: UInt64 = 0) {
         let offset = p & b.offsetMask
         if offset &+ length == b.subbufSize {
             // We filled the sub-buffer exactly: we seal it with zero padding. Our own
@@ -68,6 +77,13 @@ extension RelayChannel {
             self.writeSealFields(b, sequence: p &>> b.shift, padding: 0, flags: [])
         }
         if offset == b.headerSize {
+            // Only this thread reserved at the header's end, and no reader or deliverer looks at
+            // the header before our commit (still to come), which publishes this store. A sealer
+            // that stamped the end time before it is evened out by the deliverer (end ≥ begin).
+            if firstRecordTime != 0 {
+                b.subbuffer(sequence: p &>> b.shift).storeBytes(
+                    of: firstRecordTime, toByteOffset: SubbufferHeaderLayout.beginTimeOffset, as: UInt64.self)
+            }
             // First data in this sub-buffer: a deep-sleeping consumer must arm its timer.
             self.wakeConsumer(threshold: .deepSleep, buffer: b.index)
         }
@@ -84,10 +100,13 @@ extension RelayChannel {
             let offset = p & b.offsetMask
             let sequence = p &>> b.shift
             if offset != 0 && offset &+ length <= b.subbufSize {
+                // The first record of a sub-buffer started empty: its time, read before the CAS
+                // like a switcher's begin time, so it precedes every reserve and seal there.
+                let firstRecordTime = offset == b.headerSize ? Clock.realtimeNanoseconds : 0
                 let (exchanged, current) = b.compareExchangePosition(expected: p, desired: p &+ length)
                 if exchanged {
                     if offset == b.headerSize || offset &+ length == b.subbufSize {
-                        self.reservedAtEdge(b, position: p, length: length)
+                        self.reservedAtEdge(b, position: p, length: length, firstRecordTime: firstRecordTime)
                     }
                     return .reserved(position: p)
                 }

@@ -197,9 +197,13 @@ public struct RelayExclusiveWriter: ~Copyable {
         guard offset != 0 && offset &+ length <= f.subbufSize && p & ExclusiveFastPath.closedBit == 0 else {
             return self.writeSlow(length: length, fill)
         }
+        // The first record of the buffer's first sub-buffer (started empty at open or reset)
+        // gives that sub-buffer its begin time, read before the position moves, as the shared
+        // path does (`RelayChannel.reservedAtEdge`).
+        let firstRecordTime = offset == f.headerSize ? Clock.realtimeNanoseconds : 0
         f.position.pointee.store(p &+ length, ordering: .relaxed)
         fill(f.data + Int(truncatingIfNeeded: p & f.dataMask), Int(length))
-        self.reservedAtEdge(position: p, length: length)
+        self.reservedAtEdge(position: p, length: length, firstRecordTime: firstRecordTime)
         self.commit(position: p, length: length)
         self.leave()
         return .written
@@ -226,8 +230,10 @@ public struct RelayExclusiveWriter: ~Copyable {
     /// timestamps, the client's sub-buffer start callback).
     @usableFromInline
     @inline(never)
-    func reservedAtEdge(position: UInt64, length: UInt64) {
-        self.withChannel { $0.reservedAtEdge(self.corePointer.pointee, position: position, length: length) }
+    func reservedAtEdge(position: UInt64, length: UInt64, firstRecordTime: UInt64) {
+        self.withChannel {
+            $0.reservedAtEdge(self.corePointer.pointee, position: position, length: length, firstRecordTime: firstRecordTime)
+        }
     }
 
     /// The commit that completed sub-buffer `slot`: deliver it.

@@ -15,7 +15,9 @@ public struct RelaySubbuffer: @unchecked Sendable {
     public let records: Int
     /// Cumulative records lost in this buffer when the sub-buffer was sealed.
     public let lostRecords: UInt64
-    /// CLOCK_REALTIME ns at the sub-buffer's start (≤ its first record).
+    /// CLOCK_REALTIME ns at the sub-buffer's start (≤ its first record). A buffer's first
+    /// sub-buffer after open or reset, started empty, takes the time of its first record's
+    /// reserve instead.
     public let beginTimeNanoseconds: UInt64
     /// CLOCK_REALTIME ns at its seal (≥ its last reservation, and never less than
     /// ``beginTimeNanoseconds``, even if the realtime clock stepped back meanwhile).

@@ -151,7 +151,9 @@ enum RegionLayout {
 ///  +8  bufferIndex UInt32  the buffer (CPU) this sub-buffer belongs to
 ///  +12 flags       UInt32  SubbufferFlags
 ///  +16 sequence    UInt64  per-buffer sub-buffer sequence number, from 0
-///  +24 beginTime   UInt64  CLOCK_REALTIME ns when the sub-buffer started (≤ first record)
+///  +24 beginTime   UInt64  CLOCK_REALTIME ns when the sub-buffer started (≤ first record);
+///                          a buffer's first sub-buffer after open or reset, started empty,
+///                          takes the time of its first record's reserve instead
 ///  +32 endTime     UInt64  CLOCK_REALTIME ns when it was sealed (≥ last reserve, ≥ beginTime)
 ///  +40 contentSize UInt32  bytes of records (subbufSize − headerSize − padding)
 ///  +44 padding     UInt32  unused bytes at the end

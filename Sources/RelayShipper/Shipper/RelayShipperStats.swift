@@ -91,8 +91,10 @@ public struct RelayShipperStats: Sendable, Hashable {
     public var subbuffersOverwritten: UInt64
     /// Switch-timer flushes.
     public var timerFlushes: UInt64
-    /// End-to-end delay per sub-buffer: from its first possible commit (its begin
-    /// time) to the completion that released it, in microseconds.
+    /// End-to-end delay per sub-buffer: from its first possible commit (its begin time: the
+    /// switch that reserved its first record, or for a buffer's first sub-buffer after open
+    /// or reset that record's reserve, so idle time before it is not counted) to the
+    /// completion that released it, in microseconds.
     public var delayMicroseconds: LatencySummary
     /// Loop iterations and sleeps (for CPU accounting).
     public var loopIterations: UInt64
