@@ -31,6 +31,7 @@ struct OverwriteCorruptStateTests {
             Garbage(name: "all ones", value: .max),
             Garbage(name: "the next incarnation delivered, before it started", value: (5 << 2) | RegionLayout.phaseDelivered),
             Garbage(name: "the next incarnation being written, before it started", value: (5 << 2) | RegionLayout.phaseWriting),
+            Garbage(name: "exactly 'being written' (what the slot said before its delivery)", value: (1 << 2) | RegionLayout.phaseWriting),
         ]
     }
 

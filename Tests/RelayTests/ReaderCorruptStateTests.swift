@@ -28,6 +28,7 @@ struct ReaderCorruptStateTests {
             Garbage(name: "invalid phase bits", value: (1 << 2) | 3),
             Garbage(name: "the 0 of a never-used slot", value: 0),
             Garbage(name: "the next incarnation, delivered", value: (5 << 2) | RegionLayout.phaseDelivered),
+            Garbage(name: "exactly 'being written' (what the slot said before its delivery)", value: (1 << 2) | RegionLayout.phaseWriting),
             Garbage(name: "all ones", value: .max),
         ]
     }

@@ -237,12 +237,12 @@ extension RelayChannel {
     ///    delivery adds one, and only sealed sub-buffers are delivered), read *before* the
     ///    position, reaches that position's sealed count. Then no writer is inside `previous`:
     ///    a stalled one (reserved, not committed) keeps it undelivered, and the count short.
-    /// 2. The slot's commit word back at 0: `previous`'s deliverer reset it after its count,
-    ///    and a reset still to come would clobber the header commit of `next`.
-    /// 3. The state word, loaded after both, is neither `previous` delivered (then it is
-    ///    simply reusable) nor `previous` being written: `previous`'s deliverer may be between
-    ///    its count and its state store, and that one is left alone (a stranger's write of
-    ///    exactly that value is not detected; it wedges the slot as before).
+    /// 2. The slot's commit word back at 0: `previous`'s deliverer reset it before its count
+    ///    (a reset still to come would clobber the header commit of `next`).
+    /// 3. The state word, loaded after both, is not `previous` delivered (then it is simply
+    ///    reusable). `previous`'s deliverer stored that before its count, so `previous` being
+    ///    written is no legitimate value any more either: a stranger's write of exactly that
+    ///    value is repaired like any other.
     /// 4. The position, loaded after the state word, has not started `next`: else the word may
     ///    be a legitimate store of a writer that switched into `next` or a later incarnation
     ///    (and our own switch CAS fails anyway). A state word stored by such a switcher (after
@@ -254,13 +254,8 @@ extension RelayChannel {
     /// meanwhile wins (the deliverer's `previous` delivered, which is what we want anyway, or a
     /// concurrent switcher's `next` being written, whose CAS then beats ours on the position).
     /// Our reuse itself needs our switch CAS from a position before `next`: it fails if anyone
-    /// started `next`, so a slot is only ever reused after 1 and 2 held. One window is left: a
-    /// stranger's write landing while `previous`'s deliverer is between its commit-word reset
-    /// and its state store, with a switcher reusing the slot before that store; the late store
-    /// then replaces `next` being written by `previous` delivered.
-    /// Benign: a reader that takes it for `previous` finds the sub-buffer reused (header or
-    /// `stillIntact`), `next`'s delivery stores its own value, and if that store came first,
-    /// the switch into `next + subbufCount` repairs the older value like any other.
+    /// started `next`, so a slot is only ever reused after 1 and 2 held. And no store of
+    /// `previous`'s deliverer can land after a repair: 1 needs its count, its last store.
     ///
     /// The sub-buffer switch's slow path only: never on the record path.
     @inline(never)
@@ -268,26 +263,26 @@ extension RelayChannel {
         guard b.mode == .overwrite, next >= b.subbufCount else { return false }
         let previous = next &- b.subbufCount
         let expected = (previous << 2) | RegionLayout.phaseDelivered
-        let writing = (previous << 2) | RegionLayout.phaseWriting
-        // A cheap filter first: the common case, a writer stalled inside `previous`, ends here.
-        if found == writing { return false }
-        // acquiring: pairs with the deliverer's releasing add (`deliver`): every delivery counted
-        // here, its completing commit, and the switcher's stores before it, happen before the
-        // loads below.
+        // acquiring: pairs with the deliverer's releasing add (`deliver`), its last store: every
+        // delivery counted here, its commit-word reset and state store, and the switcher's stores
+        // before it, happen before the loads below. (A writer stalled inside `previous`, the
+        // common way here, fails the guard: `previous` is sealed but not delivered.)
         let delivered = b.word(RegionLayout.deliveredOffset).pointee.load(ordering: .acquiring)
         // acquiring (in `produced`): orders the loads below after it as well.
         let sealed = self.produced(b)
         guard previous < sealed, delivered >= sealed else { return false }
         let slot = b.slot(ofSequence: next)
         // relaxed: ordered after the acquiring loads above, which is all it needs (the
-        // deliverer's reset follows the count we acquired, so 0 here is that reset).
+        // deliverer's reset precedes the count we acquired, so 0 here is that reset).
         guard b.commitWord(slot: slot).pointee.load(ordering: .relaxed) == 0 else { return false }
         // acquiring: pairs with the releasing fence a switcher issues after the CAS that reuses
         // the slot (`reserveSlow`) and with a deliverer's state store: if the word is theirs,
         // the position load below sees that switch.
         let state = b.stateWord(slot: slot).pointee.load(ordering: .acquiring)
         if state == expected { return true }
-        if state == writing { return false }
+        // `previous` being written is no longer a legitimate word here: its delivery's state
+        // store came before the count that covers it. So every other word, that one included,
+        // was written by someone else, unless a switch into `next` (by another writer) stored it.
         // relaxed: ordered after the state load by its acquire; compared only.
         let p = b.position.pointee.load(ordering: .relaxed) & ~RegionLayout.closedBit
         let firstUnstarted = p & b.offsetMask == 0 ? p &>> b.shift : (p &>> b.shift) &+ 1
@@ -451,18 +446,20 @@ extension RelayChannel {
         }
         b.count(RegionLayout.recordsWrittenOffset, records)
         b.count(RegionLayout.bytesWrittenOffset, UInt64(contentSize))
-        // releasing: besides a statistic, the delivered count tells a no-overwrite consumer that
-        // every sealed sub-buffer was delivered (`isCorruptState`), which pairs with this by its
-        // acquiring load: it then sees the completing commit-word add above (and the switcher's
-        // state store and header commit before it), so its later load of this slot's commit word
-        // reads `subbufSize` or the reset below, never the 0 from before the sub-buffer started.
-        b.word(RegionLayout.deliveredOffset).pointee.wrappingAdd(1, ordering: .releasing)
-        // relaxed: published by the state store below.
+        // relaxed: published by the state store below (and by the delivered count after it).
         b.commitWord(slot: slot).pointee.store(0, ordering: .relaxed)
         // sequentiallyConsistent: releases the sub-buffer to readers (pairs with their
         // acquiring state loads) and to the overwrite-mode switcher; SC also orders it
         // before the load of the consumer's sleep state in `wakeConsumer` (Dekker).
         b.stateWord(slot: slot).pointee.store((sequence << 2) | RegionLayout.phaseDelivered, ordering: .sequentiallyConsistent)
+        // releasing, and last: besides a statistic, the delivered count tells a consumer (or, in
+        // overwrite mode, a switcher) that every sealed sub-buffer was delivered
+        // (`isCorruptState`, `repairCorruptState`), which pairs with this by its acquiring load:
+        // it then sees this delivery's commit-word reset and state store, so a sealed slot whose
+        // word still reads "being written" after the count covers it was written over by someone
+        // else, and its commit word reads the reset (or a later incarnation's), never the 0 from
+        // before the sub-buffer started.
+        b.word(RegionLayout.deliveredOffset).pointee.wrappingAdd(1, ordering: .releasing)
         if let deliver = self.callbacks.deliver {
             deliver(
                 SubbufferDelivery(

@@ -145,15 +145,15 @@ extension RelayChannel {
     ///    delivery adds one, and only sealed sub-buffers are delivered) read *before* the position
     ///    reaches the position's sealed count. Then `sequence`'s switcher stored `sequence` being
     ///    written before its header commit, which came before the delivery we count.
-    /// 2. The slot's commit word back at 0: the deliverer's reset came after its count, and a
-    ///    consumer that releases the slot before the reset could see it clobber the next
-    ///    incarnation's header commit.
-    /// 3. The state word, loaded after both, is neither `sequence` delivered nor `sequence` being
-    ///    written (the deliverer may be between its count and its state store: that one is left
-    ///    alone, so a stranger's write of exactly that value is not detected). With no writer
-    ///    ahead of the consumer in these modes, nothing else is legitimate: an older sequence
-    ///    (the slot's previous incarnation, or the 0 of a never-used slot), a later one, or phase
-    ///    bits 2 or 3 (the skipped mark is handled by the caller).
+    /// 2. The slot's commit word back at 0 (the deliverer resets it before its count, so after
+    ///    the count it reads 0 unless someone else wrote it: a consumer that released the slot
+    ///    before a reset could see the reset clobber the next incarnation's header commit).
+    /// 3. The state word, loaded after both, is not `sequence` delivered. The deliverer stores
+    ///    that before its count, so after the count nothing else is legitimate: not `sequence`
+    ///    being written (a stranger's write of exactly that value is detected too), an older
+    ///    sequence (the slot's previous incarnation, or the 0 of a never-used slot), a later one
+    ///    (no writer is ahead of the consumer in these modes), or phase bits 2 or 3 (the skipped
+    ///    mark is handled by the caller).
     ///
     /// Overwrite mode is not checked: there writers may be ahead of the consumer, and the writer
     /// that switches into the slot next checks its state word instead (`repairCorruptState`).
@@ -170,7 +170,7 @@ extension RelayChannel {
         // relaxed (both): ordered after the acquiring loads above, which is all they need.
         guard b.commitWord(slot: slot).pointee.load(ordering: .relaxed) == 0 else { return nil }
         let state = b.stateWord(slot: slot).pointee.load(ordering: .relaxed)
-        if state >> 2 == sequence && state & 3 <= RegionLayout.phaseDelivered { return nil }
+        if state == (sequence << 2) | RegionLayout.phaseDelivered { return nil }
         if state == (sequence << 2) | RegionLayout.phaseSkipped { return nil }
         return state
     }
