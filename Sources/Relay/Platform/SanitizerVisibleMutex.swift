@@ -10,13 +10,15 @@ import Synchronization
 // unordered and are reported as a race. This wrapper adds the ordering the sanitizer can see:
 // every body starts with an acquiring load of `order` and ends with a releasing store to it.
 // The mutex already orders the bodies, so the load always reads the previous body's store,
-// which is the happens-before edge the kernel hand-over hid. It adds no ordering the program
-// relies on, so it hides no real race: an access outside every body is still unordered.
+// which is the happens-before edge the kernel hand-over hid. It adds only ordering the mutex
+// really provides, so it hides no real race.
 //
-// Each module whose code runs under the sanitizer declares, in its `ThreadSanitizerMutex.swift`,
-// a module-local `typealias Mutex` to this type in these builds (this module: the end of this
-// file). A module's own declarations shadow imported ones, so the code keeps spelling `Mutex`
-// and `withLock`.
+// Each module that uses `Mutex` declares, in its `ThreadSanitizerMutex.swift`, a module-local
+// `typealias Mutex` to this type in these builds (this module: the end of this file). A
+// module's own declarations shadow imported ones, so the code keeps spelling `Mutex` and
+// `withLock`. (Every such module needs it, not only those whose tests run under the sanitizer:
+// a test target that `@testable`-imports a module with a shadow sees that module's alias too,
+// and only a shadow of its own resolves the name.)
 
 /// `Synchronization.Mutex` with its ordering visible to ThreadSanitizer (sanitizer builds only).
 ///
