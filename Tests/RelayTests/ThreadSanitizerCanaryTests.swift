@@ -33,9 +33,8 @@ struct ThreadSanitizerCanaryTests {
         #expect(counter.value.pointee == 2 * perThread * 8)
     }
 
-    /// Run only by `scripts/sanitize thread`, which expects this process to stop with a data
-    /// race report: an instrumented build that stayed silent here would pass every other test
-    /// vacuously.
+    /// Run only by `scripts/sanitize thread`, which expects this process to stop with a race
+    /// report: a build that stayed silent here would pass every other test vacuously.
     @Test(
         "an unordered write is reported",
         .enabled(if: ProcessInfo.processInfo.environment["RELAY_TSAN_CANARY"] == "1", "run by scripts/sanitize thread")
