@@ -269,7 +269,10 @@ struct ServiceEndToEndTests {
         #expect(waited > 0.5, "run() returned after \(waited) s, before shutdown() finished")
     }
 
-    @Test("as a Service: a drop report the interval held back is written within about one interval, with no later log call")
+    @Test(
+        "as a Service: a drop report the interval held back is written within about one interval, with no later log call",
+        .disabled(if: SanitizerBuild.isThread, "needs both overloads within one 1 s report interval")
+    )
     func heldBackReportIsWrittenByTheService() async throws {
         let directory = TemporaryDirectory(prefix: "relay-logging")
         defer { directory.remove() }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import RelayTestSupport
 import Testing
 
 @testable import relayd
@@ -160,7 +161,12 @@ struct DaemonLifecycleTests {
         #expect(relayd.stderr.contains("relayd stopped"))
     }
 
-    @Test("The drain deadline bounds the stop; what could not be shipped is counted; a second SIGTERM hard-stops")
+    @Test(
+        "The drain deadline bounds the stop; what could not be shipped is counted; a second SIGTERM hard-stops",
+        .disabled(
+            if: SanitizerBuild.isThread,
+            "the hard stop exits with a finished metrics thread not yet joined, on purpose: the sanitizer reports a thread leak (exit 66)")
+    )
     func drainDeadlineAndHardStop() throws {
         let directory = try RelaydTestSockets.makeTemporaryDirectory()
         defer { RelaydTestSockets.removeDirectory(directory) }
