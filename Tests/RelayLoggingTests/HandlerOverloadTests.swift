@@ -115,7 +115,11 @@ struct HandlerOverloadTests {
         let consumer = TestThreads.spawn {
             while !stop.load(ordering: .acquiring) {
                 let bytes = drainChannel(channel, flush: false)
-                if bytes.isEmpty { usleep(200) } else { collected.withLock { $0 += bytes } }
+                collected.withLock { $0 += bytes }
+                // A pause after every drain, not only an empty one: the producers must find the
+                // buffer full however fast they run (a sanitizer build runs them several times
+                // slower, and then a consumer that drains at once kept up with them).
+                usleep(1000)
             }
             let rest = drainChannel(channel)
             collected.withLock { $0 += rest }
