@@ -4,7 +4,8 @@ import Synchronization
 /// A real stream-socket peer for tests: listens on 127.0.0.1 (TCP) or a Unix path,
 /// accepts connections one after another on its own thread and keeps every byte it
 /// read. It can read slowly, use a small receive buffer, and be killed abruptly
-/// (RST, unread data lost) and restarted on the same address.
+/// (RST, unread data lost) and restarted on the same address. It can also start paused,
+/// reading nothing until ``resume()``, so a test can fill the sender's buffers for certain.
 public final class StreamReceiver: @unchecked Sendable {
     /// Where the receiver listens.
     public enum Address: Sendable {
@@ -19,6 +20,7 @@ public final class StreamReceiver: @unchecked Sendable {
     private var thread: TestThreads.Handle?
     private let listenFD: Int32
     private let stopFlag = Atomic<Bool>(false)
+    private let paused: Atomic<Bool>
 
     private struct State {
         var bytes: [UInt8] = []
@@ -26,13 +28,15 @@ public final class StreamReceiver: @unchecked Sendable {
         var currentFD: Int32 = -1
     }
 
-    /// Starts listening. `port: 0` picks an ephemeral port (see ``port``).
-    public init(tcpPort: Int = 0, receiveBuffer: Int? = nil, readDelayMicroseconds: UInt32 = 0) throws {
+    /// Starts listening. `port: 0` picks an ephemeral port (see ``port``). With `paused`, it
+    /// accepts connections but reads nothing until ``resume()``.
+    public init(tcpPort: Int = 0, receiveBuffer: Int? = nil, readDelayMicroseconds: UInt32 = 0, paused: Bool = false) throws {
         let (fd, port) = try Self.tcpListener(port: tcpPort, receiveBuffer: receiveBuffer, backlog: 16)
         self.address = .tcp(port: port)
         self.listenFD = fd
         self.receiveBuffer = receiveBuffer
         self.readDelayMicroseconds = readDelayMicroseconds
+        self.paused = Atomic(paused)
         self.startThread()
     }
 
@@ -75,6 +79,7 @@ public final class StreamReceiver: @unchecked Sendable {
         self.listenFD = fd
         self.receiveBuffer = nil
         self.readDelayMicroseconds = readDelayMicroseconds
+        self.paused = Atomic(false)
         self.startThread()
     }
 
@@ -128,6 +133,11 @@ public final class StreamReceiver: @unchecked Sendable {
                 $0.currentFD = conn
             }
             while !self.stopFlag.load(ordering: .relaxed) {
+                // Relaxed: a flag polled every millisecond; no data is published through it.
+                if self.paused.load(ordering: .relaxed) {
+                    usleep(1000)
+                    continue
+                }
                 var cfd = pollfd(fd: conn, events: Int16(POLLIN), revents: 0)
                 if poll(&cfd, 1, 50) <= 0 { continue }
                 let n = chunk.withUnsafeMutableBytes { recv(conn, $0.baseAddress, $0.count, 0) }
@@ -145,6 +155,11 @@ public final class StreamReceiver: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Starts reading, for a receiver created `paused`.
+    public func resume() {
+        self.paused.store(false, ordering: .relaxed)  // Relaxed: see the poll in acceptLoop.
     }
 
     /// Everything read so far, across connections.

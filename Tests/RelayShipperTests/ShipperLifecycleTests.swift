@@ -38,19 +38,28 @@ struct ShipperLifecycleTests {
         #expect(readFileBytes(dir.file("big.log")) == Array("through a big ring\n".utf8))
     }
 
-    @Test("back-pressure: a slow sink fills a block channel; writers wait, then finish with nothing lost")
+    @Test("back-pressure: a stalled sink fills a block channel; writers wait, then finish with nothing lost")
     func backPressureBlock() throws {
-        let receiver = try StreamReceiver(receiveBuffer: 16 * 1024, readDelayMicroseconds: 3000)
+        // The peer reads nothing until a writer has waited. The 720 KB offered is far more than
+        // the channel (32 KiB) and both socket buffers (a few tens of KiB) hold, so writers
+        // must wait however fast or slow (a sanitizer build) the producers run.
+        let receiver = try StreamReceiver(receiveBuffer: 16 * 1024, readDelayMicroseconds: 3000, paused: true)
         defer { receiver.stop() }
         let channel = try RelayChannel(RelayChannelConfiguration(name: "slowblock", subbufferSize: 8192, subbufferCount: 4, mode: .block(), buffers: 1))
         let shipper = RelayShipper(logger: testLogger())
-        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port)))])
+        let sink = RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port), sendBufferSize: 16 * 1024)
+        try shipper.add(channel, sinks: [.socket(sink)])
         try shipper.start()
-        writeLines(channel, producers: 3, perProducer: 4000)
+        let producers = TestThreads.spawn { writeLines(channel, producers: 3, perProducer: 4000) }
+        let deadline = monotonicSeconds() + 30
+        while channel.stats().total.writerWaits == 0 && monotonicSeconds() < deadline { usleep(1000) }
+        let waited = channel.stats().total.writerWaits > 0
+        receiver.resume()
+        TestThreads.join(producers)
         channel.close()
         #expect(shipper.stop(timeout: .seconds(60)))
         let stats = channel.stats().total
-        #expect(stats.writerWaits > 0, "writers had to wait")
+        #expect(waited, "writers had to wait while the peer read nothing")
         #expect(stats.recordsDropped == 0)
         receiver.waitFor(bytes: Int(stats.bytesWritten), timeout: 10)
         expectExactlyOnce(parseLines(receiver.received).records, producers: 3, perProducer: 4000)
@@ -58,11 +67,14 @@ struct ShipperLifecycleTests {
 
     @Test("back-pressure in drop mode: drops are counted exactly")
     func backPressureDrop() throws {
-        let receiver = try StreamReceiver(receiveBuffer: 16 * 1024, readDelayMicroseconds: 3000)
+        // The peer reads nothing until the producers are done: 2.4 MB offered against the
+        // channel's 32 KiB and a few tens of KiB of socket buffers forces drops at any speed.
+        let receiver = try StreamReceiver(receiveBuffer: 16 * 1024, readDelayMicroseconds: 3000, paused: true)
         defer { receiver.stop() }
         let channel = try RelayChannel(RelayChannelConfiguration(name: "slowdrop", subbufferSize: 8192, subbufferCount: 4, mode: .drop, buffers: 1))
         let shipper = RelayShipper(logger: testLogger())
-        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port)))])
+        let sink = RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port), sendBufferSize: 16 * 1024)
+        try shipper.add(channel, sinks: [.socket(sink)])
         try shipper.start()
         let dropped = Atomic<Int>(0)
         let perProducer = 20_000
@@ -75,6 +87,7 @@ struct ShipperLifecycleTests {
             }
             dropped.add(local, ordering: .relaxed)
         }
+        receiver.resume()
         channel.close()
         #expect(shipper.stop(timeout: .seconds(60)))
         let stats = channel.stats().total
@@ -359,11 +372,15 @@ struct OverwriteShippingTests {
 
     @Test("an overwrite channel ships intact copies; a lapped shipper skips, counts, and never writes a torn sub-buffer")
     func overwriteShipping() throws {
-        let receiver = try StreamReceiver(receiveBuffer: 8 * 1024, readDelayMicroseconds: 2000)
+        // The peer reads nothing until the writer is done: 2.56 MB written into a 16 KiB
+        // channel, with a few tens of KiB of socket buffers behind it, laps the shipper at
+        // any speed.
+        let receiver = try StreamReceiver(receiveBuffer: 8 * 1024, readDelayMicroseconds: 2000, paused: true)
         defer { receiver.stop() }
         let channel = try RelayChannel(RelayChannelConfiguration(name: "ow", subbufferSize: 4096, subbufferCount: 4, mode: .overwrite, buffers: 1))
         let shipper = RelayShipper(logger: testLogger())
-        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port)))])
+        let sink = RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port), sendBufferSize: 16 * 1024)
+        try shipper.add(channel, sinks: [.socket(sink)])
         try shipper.start()
         var results: [RelayWriteResult] = []
         for sequence in 0..<40_000 {
@@ -372,6 +389,7 @@ struct OverwriteShippingTests {
             results.append(channel.write(line))
         }
         #expect(results.allSatisfy { $0 == .written }, "overwrite never fails or waits")
+        receiver.resume()
         channel.close()
         #expect(shipper.stop(timeout: .seconds(60)))
         let stats = try #require(shipper.stats())
@@ -379,7 +397,7 @@ struct OverwriteShippingTests {
         let parsed = parseLines(receiver.received)
         #expect(parsed.malformed == 0, "no torn record reached the peer")
         #expect(Set(parsed.records.map(\.1)).count == parsed.records.count, "no duplicates")
-        #expect(channel.stats().total.subbuffersOverwritten > 0, "the slow peer made writers lap the shipper")
+        #expect(channel.stats().total.subbuffersOverwritten > 0, "the stalled peer made the writer lap the shipper")
         #expect(stats.subbuffersOverwritten > 0, "the shipper counted what it lost")
         // Within a sub-buffer records are consecutive; the file is increasing overall.
         let sequences = parsed.records.map(\.1)
