@@ -1,3 +1,4 @@
+import CRelayLinux
 import Glibc
 import Synchronization
 
@@ -29,6 +30,9 @@ final class LoopbackReceiver: Sendable {
     let port: UInt16
 
     private let listener: Int32
+    /// An eventfd that ``finish()`` signals, so a thread waiting for the next connection stops
+    /// at once instead of at its next poll timeout (which a timed run would otherwise include).
+    private let wake: Int32
     private let state = State()
     private let thread: Mutex<BenchThread?>
 
@@ -62,6 +66,12 @@ final class LoopbackReceiver: Sendable {
         }
         self.port = UInt16(bigEndian: address.sin_port)
         self.listener = listener
+        let wake = CRelayLinux_eventfd()
+        guard wake >= 0 else {
+            POSIXIO.closeQuietly(listener)
+            throw BenchError.system("cannot create the loopback receiver's eventfd", errno: -wake, fix: "check the file descriptor limit (ulimit -n)")
+        }
+        self.wake = wake
 
         var outputFD: Int32 = -1
         if let outputPath {
@@ -69,6 +79,7 @@ final class LoopbackReceiver: Sendable {
             guard outputFD >= 0 else {
                 let code = errno
                 POSIXIO.closeQuietly(listener)
+                POSIXIO.closeQuietly(wake)
                 throw BenchError.system("cannot open '\(outputPath)' for the received data", errno: code, fix: "pick a writable path")
             }
         }
@@ -76,12 +87,13 @@ final class LoopbackReceiver: Sendable {
         let output = outputFD
         do {
             let thread = try BenchThread(name: "receiver") {
-                LoopbackReceiver.serve(listener: listener, output: output, state: state)
+                LoopbackReceiver.serve(listener: listener, wake: wake, output: output, state: state)
                 if output >= 0 { POSIXIO.closeQuietly(output) }
             }
             self.thread = Mutex(thread)
         } catch {
             POSIXIO.closeQuietly(listener)
+            POSIXIO.closeQuietly(wake)
             if output >= 0 { POSIXIO.closeQuietly(output) }
             throw error
         }
@@ -120,27 +132,31 @@ final class LoopbackReceiver: Sendable {
     }
 
     private func finishIgnoringErrors() -> Result {
-        // Relaxed: the serving thread polls this flag; the join below orders everything else.
-        self.state.stop.store(true, ordering: .relaxed)
         let thread = self.thread.withLock { thread -> BenchThread? in
             defer { thread = nil }
             return thread
         }
         if let thread {
+            // Releasing: pairs with the acquiring load in `accept`, which runs after the eventfd
+            // write below woke its poll.
+            self.state.stop.store(true, ordering: .releasing)
+            var one: UInt64 = 1
+            _ = write(self.wake, &one, 8)
             thread.join()
             POSIXIO.closeQuietly(self.listener)
+            POSIXIO.closeQuietly(self.wake)
         }
         // Relaxed: the serving thread was joined, which orders its stores before these loads.
         return Result(bytes: self.state.bytes.load(ordering: .relaxed), accepted: self.state.accepted.load(ordering: .relaxed))
     }
 
-    private static func serve(listener: Int32, output: Int32, state: State) {
+    private static func serve(listener: Int32, wake: Int32, output: Int32, state: State) {
         let capacity = 1 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096)
         defer { buffer.deallocate() }
         // Connections are served one after the other until finish(): a preflight probe that
         // connects and closes at once is drained like any other connection.
-        while let connection = LoopbackReceiver.accept(listener: listener, state: state) {
+        while let connection = LoopbackReceiver.accept(listener: listener, wake: wake, state: state) {
             // Relaxed: published to finish() by the thread join.
             state.accepted.store(true, ordering: .relaxed)
             let keepGoing = LoopbackReceiver.drain(connection, output: output, buffer: buffer, capacity: capacity, state: state)
@@ -150,12 +166,25 @@ final class LoopbackReceiver: Sendable {
     }
 
     /// Waits for the next connection; `nil` once finish() was called and nobody is waiting.
-    private static func accept(listener: Int32, state: State) -> Int32? {
-        // Poll in short slices so finish() can stop a receiver nobody connects to.
+    ///
+    /// It sleeps until a connection arrives or finish() signals `wake`, never in timed slices:
+    /// swift-relay's timed run ends with finish(), which must not wait out a poll timeout.
+    private static func accept(listener: Int32, wake: Int32, state: State) -> Int32? {
         while true {
-            var descriptor = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, 50)
-            if ready > 0 {
+            var descriptors = (
+                pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)
+            )
+            let ready = withUnsafeMutableBytes(of: &descriptors) {
+                poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, -1)
+            }
+            if ready < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                state.failure.withLock { $0 = BenchError.system("poll on the loopback receiver failed", errno: code, fix: "retry") }
+                return nil
+            }
+            if descriptors.0.revents != 0 {
+                // A connection waiting in the backlog is accepted even after finish() was called.
                 let connection = Glibc.accept(listener, nil, nil)
                 if connection >= 0 { return connection }
                 let code = errno
@@ -163,8 +192,10 @@ final class LoopbackReceiver: Sendable {
                     state.failure.withLock { $0 = BenchError.system("accept on the loopback receiver failed", errno: code, fix: "retry") }
                     return nil
                 }
-            } else if state.stop.load(ordering: .relaxed) {
-                // Relaxed: see finishIgnoringErrors(); a pending connection was accepted above first.
+            } else if state.stop.load(ordering: .acquiring) {
+                // Acquiring: pairs with the releasing store in finishIgnoringErrors(); only its
+                // eventfd write makes `wake` readable, so the flag is set whenever we get here
+                // through it.
                 return nil
             }
         }
