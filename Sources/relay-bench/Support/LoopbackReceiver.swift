@@ -1,4 +1,3 @@
-import CRelayLinux
 import Glibc
 import Synchronization
 
@@ -30,9 +29,10 @@ final class LoopbackReceiver: Sendable {
     let port: UInt16
 
     private let listener: Int32
-    /// An eventfd that ``finish()`` signals, so a thread waiting for the next connection stops
-    /// at once instead of at its next poll timeout (which a timed run would otherwise include).
-    private let wake: Int32
+    /// A pipe that ``finish()`` writes to (`wake.write`), so a thread waiting for the next
+    /// connection stops at once instead of at its next poll timeout (which a timed run would
+    /// otherwise include).
+    private let wake: (read: Int32, write: Int32)
     private let state = State()
     private let thread: Mutex<BenchThread?>
 
@@ -66,11 +66,16 @@ final class LoopbackReceiver: Sendable {
         }
         self.port = UInt16(bigEndian: address.sin_port)
         self.listener = listener
-        let wake = CRelayLinux_eventfd()
-        guard wake >= 0 else {
+        var ends: (Int32, Int32) = (-1, -1)
+        let piped = withUnsafeMutableBytes(of: &ends) { pipe($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
+        guard piped == 0 else {
+            let code = errno
             POSIXIO.closeQuietly(listener)
-            throw BenchError.system("cannot create the loopback receiver's eventfd", errno: -wake, fix: "check the file descriptor limit (ulimit -n)")
+            throw BenchError.system("cannot create the loopback receiver's wake-up pipe", errno: code, fix: "check the file descriptor limit (ulimit -n)")
         }
+        _ = fcntl(ends.0, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(ends.1, F_SETFD, FD_CLOEXEC)
+        let wake = (read: ends.0, write: ends.1)
         self.wake = wake
 
         var outputFD: Int32 = -1
@@ -79,7 +84,8 @@ final class LoopbackReceiver: Sendable {
             guard outputFD >= 0 else {
                 let code = errno
                 POSIXIO.closeQuietly(listener)
-                POSIXIO.closeQuietly(wake)
+                POSIXIO.closeQuietly(wake.read)
+                POSIXIO.closeQuietly(wake.write)
                 throw BenchError.system("cannot open '\(outputPath)' for the received data", errno: code, fix: "pick a writable path")
             }
         }
@@ -87,13 +93,14 @@ final class LoopbackReceiver: Sendable {
         let output = outputFD
         do {
             let thread = try BenchThread(name: "receiver") {
-                LoopbackReceiver.serve(listener: listener, wake: wake, output: output, state: state)
+                LoopbackReceiver.serve(listener: listener, wake: wake.read, output: output, state: state)
                 if output >= 0 { POSIXIO.closeQuietly(output) }
             }
             self.thread = Mutex(thread)
         } catch {
             POSIXIO.closeQuietly(listener)
-            POSIXIO.closeQuietly(wake)
+            POSIXIO.closeQuietly(wake.read)
+            POSIXIO.closeQuietly(wake.write)
             if output >= 0 { POSIXIO.closeQuietly(output) }
             throw error
         }
@@ -137,14 +144,15 @@ final class LoopbackReceiver: Sendable {
             return thread
         }
         if let thread {
-            // Releasing: pairs with the acquiring load in `accept`, which runs after the eventfd
+            // Releasing: pairs with the acquiring load in `accept`, which runs after the pipe
             // write below woke its poll.
             self.state.stop.store(true, ordering: .releasing)
-            var one: UInt64 = 1
-            _ = write(self.wake, &one, 8)
+            var one: UInt8 = 1
+            _ = write(self.wake.write, &one, 1)
             thread.join()
             POSIXIO.closeQuietly(self.listener)
-            POSIXIO.closeQuietly(self.wake)
+            POSIXIO.closeQuietly(self.wake.read)
+            POSIXIO.closeQuietly(self.wake.write)
         }
         // Relaxed: the serving thread was joined, which orders its stores before these loads.
         return Result(bytes: self.state.bytes.load(ordering: .relaxed), accepted: self.state.accepted.load(ordering: .relaxed))
@@ -194,7 +202,7 @@ final class LoopbackReceiver: Sendable {
                 }
             } else if state.stop.load(ordering: .acquiring) {
                 // Acquiring: pairs with the releasing store in finishIgnoringErrors(); only its
-                // eventfd write makes `wake` readable, so the flag is set whenever we get here
+                // pipe write makes `wake` readable, so the flag is set whenever we get here
                 // through it.
                 return nil
             }
