@@ -99,6 +99,66 @@ struct ShipperLifecycleTests {
         #expect(UInt64(parsed.records.count) == stats.recordsWritten)
     }
 
+    @Test("while its one send is in flight, deliveries do not ring the shipper; it takes them at its next wake-up")
+    func noDoorbellWhileSendInFlight() throws {
+        // A peer that reads nothing, and 16 KiB socket buffers: 512 KiB leave a send stuck in
+        // flight, so the shipper sleeps until that send's completion (or its timers).
+        let receiver = try StreamReceiver(receiveBuffer: 16 * 1024, paused: true)
+        defer { receiver.stop() }
+        let channel = try RelayChannel(
+            RelayChannelConfiguration(name: "doorbell", subbufferSize: 16384, subbufferCount: 64, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        let sink = RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port), sendBufferSize: 16 * 1024)
+        try shipper.add(channel, sinks: [.socket(sink)])
+        try shipper.start()
+        let first = 8192  // 64-byte lines: 512 KiB, half the channel, so no writer waits
+        writeLines(channel, producers: 1, perProducer: first, width: 64)
+        channel.flush()
+        // Stalled: everything delivered is taken, and a send is in flight.
+        let produced = channel.stats().total.subbuffersProduced
+        var stalled = shipper.stats()
+        let deadline = monotonicSeconds() + 30
+        while monotonicSeconds() < deadline {
+            stalled = shipper.stats()
+            if let stats = stalled, stats.subbuffersShipped == produced, stats.sinks[0].inFlight > 0 { break }
+            usleep(10_000)
+        }
+        let before = try #require(stalled)
+        try #require(before.subbuffersShipped == produced && before.sinks[0].inFlight > 0, "the send never stalled")
+        // Ten deliveries, 30 ms apart, each while the shipper sleeps (it may wake on its
+        // acknowledgement timer meanwhile, or not at all). Each used to ring it.
+        var line = [UInt8](repeating: 0x78, count: 64)
+        for sequence in first..<(first + 10) {
+            let text = Array("p0 \(sequence) ".utf8)
+            line.replaceSubrange(0..<text.count, with: text)
+            line[63] = 0x0A
+            #expect(channel.write(line) == .written)
+            channel.flush()
+            usleep(30_000)
+        }
+        // One command wakes it (one ring): it takes the ten and publishes its counters.
+        shipper.flush()
+        var after = before
+        let takeDeadline = monotonicSeconds() + 30
+        while monotonicSeconds() < takeDeadline {
+            if let stats = shipper.stats(), stats.subbuffersShipped >= before.subbuffersShipped + 10 {
+                after = stats
+                break
+            }
+            usleep(10_000)
+        }
+        #expect(after.subbuffersShipped == before.subbuffersShipped + 10, "the shipper took the ten deliveries")
+        // The flush command's ring, and at most one more (a delivery racing a completion).
+        #expect(after.doorbellRings - before.doorbellRings <= 2, "deliveries rang a shipper that could not act on them")
+        receiver.resume()
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(30)))
+        receiver.waitFor(bytes: (first + 10) * 64, timeout: 10)
+        let parsed = parseLines(receiver.received)
+        #expect(parsed.malformed == 0)
+        expectExactlyOnce(parsed.records, producers: 1, perProducer: first + 10)
+    }
+
     @Test("the delay statistic does not count a buffer's idle time before its first record (the first sub-buffer starts empty at open)")
     func delayExcludesIdleBeforeFirstRecord() throws {
         let dir = TemporaryDirectory()

@@ -202,7 +202,8 @@ extension RelayChannel {
             }
             self.wakeBlockedWriters(b)
         }
-        self.wakeConsumer(threshold: .sleeping, buffer: self.bufferCount)
+        // Whatever the consumer sleeps for, it learns of the close now.
+        self.wakeConsumer(threshold: .waitingForCompletions, buffer: self.bufferCount)
     }
 
     /// Resets the channel to its initial state without remapping memory (relayfs

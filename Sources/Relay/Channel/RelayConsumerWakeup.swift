@@ -10,7 +10,14 @@ import Synchronization
 /// - at every delivery, if the consumer sleeps (`.sleeping` or `.deepSleep`);
 /// - when a record lands in an empty sub-buffer, if the consumer is in `.deepSleep`
 ///   (it sleeps without a switch-timer deadline because every buffer was empty, so it
-///   must learn that partial data now exists and arm the timer).
+///   must learn that partial data now exists and arm the timer);
+/// - when a channel closes, if the consumer sleeps in any way.
+///
+/// A consumer that could not act on a delivery before operations already in flight
+/// complete (say a socket sink whose one send is in flight) sleeps as
+/// `.waitingForCompletions`: writers do not ring it at deliveries, and it takes what they
+/// delivered when those completions wake it. That saves a futex wake and a context switch
+/// per sub-buffer while a slow peer sets the pace.
 ///
 /// The futex is process-private (`FUTEX_WAKE_PRIVATE`); a waiter must use a private
 /// wait (`FUTEX2_PRIVATE` for io_uring).
@@ -19,10 +26,14 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
     public enum State: UInt32, Sendable {
         /// Working; writers do not ring.
         case awake = 0
+        /// Asleep until operations in flight complete, which they will (or until a timer):
+        /// nothing delivered now could be handed on before then. Writers ring only at a
+        /// channel's close; ``RelayConsumerWakeup/ring()`` (commands) wakes it as any sleep.
+        case waitingForCompletions = 1
         /// Asleep with a timer: ring at deliveries.
-        case sleeping = 1
+        case sleeping = 2
         /// Asleep without a timer: ring at deliveries and at the first record of a sub-buffer.
-        case deepSleep = 2
+        case deepSleep = 3
     }
 
     struct Storage: ~Copyable {

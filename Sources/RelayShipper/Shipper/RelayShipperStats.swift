@@ -99,6 +99,10 @@ public struct RelayShipperStats: Sendable, Hashable {
     /// Loop iterations and sleeps (for CPU accounting).
     public var loopIterations: UInt64
     public var sleeps: UInt64
+    /// Times writers (at deliveries, first records and closes) or commands woke the sleeping
+    /// shipper through its doorbell: one futex wake each. Writers do not ring while every
+    /// sink waits for completions already in flight (see `RelayConsumerWakeup`).
+    public var doorbellRings: UInt64
     /// CPU seconds (user + system) used by the shipper thread.
     public var threadCPUSeconds: Double
 }

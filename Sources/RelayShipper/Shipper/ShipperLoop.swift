@@ -266,10 +266,15 @@ final class ShipperLoop {
 
     private func wait(now: UInt64) {
         self.armWake()
-        let deepSleep = self.switchDeadline == nil && self.drainDeadline == nil
-        self.shared.wakeup.prepareToSleep(deepSleep ? .deepSleep : .sleeping)
-        // Re-check after declaring sleep (Dekker with the writers' delivery).
-        if self.anyDelivered() || self.shared.hasCommands {
+        // With every sink at its limit (a socket's one send in flight, a file's queue depth of
+        // writes), what writers deliver now waits for those completions anyway, and the loop
+        // takes it when they wake it: writers need not ring.
+        let completionsFirst = self.sinksAwaitCompletions()
+        let deepSleep = !completionsFirst && self.switchDeadline == nil && self.drainDeadline == nil
+        self.shared.wakeup.prepareToSleep(completionsFirst ? .waitingForCompletions : deepSleep ? .deepSleep : .sleeping)
+        // Re-check after declaring sleep (Dekker with the writers' delivery, and with `ring`
+        // for commands).
+        if (!completionsFirst && self.anyDelivered()) || self.shared.hasCommands {
             self.shared.wakeup.markAwake()
             self.submitOnly()
             return
@@ -400,6 +405,25 @@ final class ShipperLoop {
             if t.channel.hasCorruptSlot(buffer: t.buffer, sequence: t.nextToShip) { return true }
         }
         return false
+    }
+
+    /// Whether no sub-buffer delivered now could be handed to the kernel before an operation
+    /// already in flight completes: every sink of every channel waits for its own completions
+    /// (`FileSink.awaitsCompletions`, `SocketSink.awaitsCompletions`). Never in overwrite mode,
+    /// where taking a delivered sub-buffer early (copying it out) keeps writers from lapping it.
+    private func sinksAwaitCompletions() -> Bool {
+        if self.channels.isEmpty || self.trackers.contains(where: { $0.staging != nil }) { return false }
+        for entry in self.channels {
+            if entry.sinks.isEmpty { return false }
+            for sink in entry.sinks {
+                switch sink {
+                case .file(let s): if !s.awaitsCompletions { return false }
+                case .socket(let s): if !s.awaitsCompletions { return false }
+                case .discard: return false
+                }
+            }
+        }
+        return true
     }
 
     private func anyPartial() -> Bool {
@@ -761,6 +785,7 @@ final class ShipperLoop {
             delayMicroseconds: self.delays.summary,
             loopIterations: self.iterations,
             sleeps: self.sleeps,
+            doorbellRings: self.shared.wakeup.ringCount,
             threadCPUSeconds: ThreadCPU.seconds()
         )
         self.shared.publish(stats)

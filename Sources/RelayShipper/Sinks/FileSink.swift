@@ -306,6 +306,13 @@ final class FileSink {
         self.files.contains { !$0.queue.isEmpty || $0.inFlight > 0 || !$0.retired.isEmpty || $0.fsyncInFlight || $0.writebackInFlight }
     }
 
+    /// Whether a sub-buffer queued now would wait for a completion already in flight before
+    /// its write is submitted: every file has its queue depth of writes in flight, and no
+    /// retry is pending.
+    var awaitsCompletions: Bool {
+        self.retryAt == nil && self.files.allSatisfy { $0.fd != nil && $0.inFlight >= self.queueDepth }
+    }
+
     var inFlight: Int {
         self.files.reduce(0) { total, file in
             total + file.inFlight + (file.fsyncInFlight ? 1 : 0) + (file.writebackInFlight ? 1 : 0)

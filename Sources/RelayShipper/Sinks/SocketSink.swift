@@ -170,6 +170,16 @@ final class SocketSink {
         return n
     }
 
+    /// Whether a sub-buffer queued now would wait for a completion already in flight before
+    /// anything is submitted for it: connected with the one send in flight, or connecting.
+    var awaitsCompletions: Bool {
+        switch self.state {
+        case .connected: return self.sendInFlight
+        case .connecting: return true
+        case .disconnected: return false
+        }
+    }
+
     func enqueue(_ item: ShipItem) {
         self.queue.append(Entry(id: self.nextEntryID, item: item, bytes: item.content, endOffset: nil))
         self.nextEntryID &+= 1

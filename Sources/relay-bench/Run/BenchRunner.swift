@@ -315,6 +315,8 @@ enum BenchRunner {
                 subbuffersShipped: stats.subbuffersShipped,
                 timerFlushes: stats.timerFlushes,
                 threadCPUSeconds: stats.threadCPUSeconds,
+                sleeps: stats.sleeps,
+                doorbellRings: stats.doorbellRings,
                 registeredBuffers: stats.registeredBuffers,
                 registrationFallback: stats.registrationFallback,
                 ringSetup: stats.ringSetup,

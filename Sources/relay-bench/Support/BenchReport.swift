@@ -169,6 +169,10 @@ struct BenchReport: Codable, Sendable, Equatable {
         var timerFlushes: UInt64
         /// CPU seconds (user + system) of the shipper thread.
         var threadCPUSeconds: Double
+        /// Times the shipper slept in its ring.
+        var sleeps: UInt64
+        /// Times writers or commands woke it through its doorbell (a futex wake each).
+        var doorbellRings: UInt64
         /// Relay regions registered as io_uring fixed buffers.
         var registeredBuffers: Int
         /// Whether registration failed and unregistered operations were used.
@@ -184,6 +188,8 @@ struct BenchReport: Codable, Sendable, Equatable {
             case subbuffersShipped = "subbuffers_shipped"
             case timerFlushes = "timer_flushes"
             case threadCPUSeconds = "thread_cpu_seconds"
+            case sleeps
+            case doorbellRings = "doorbell_rings"
             case registeredBuffers = "registered_buffers"
             case registrationFallback = "registration_fallback"
             case ringSetup = "ring_setup"
@@ -294,6 +300,7 @@ struct BenchReport: Codable, Sendable, Equatable {
         }
         if let shipper = self.shipper {
             rows.append(("shipper", "\(shipper.subbuffersShipped) sub-buffers, \(BenchUnits.fixed(shipper.threadCPUSeconds, 3)) s cpu, "
+                + "\(shipper.sleeps) sleeps, \(shipper.doorbellRings) doorbell rings, "
                 + (shipper.registrationFallback ? "unregistered buffers" : "\(shipper.registeredBuffers) registered buffers")))
         }
         for stats in self.sinkStats {
