@@ -308,9 +308,12 @@ struct ServiceEndToEndTests {
             let held = service.stats().log
             #expect(held.dropReports == 1)
             #expect(held.dropsPending > 0, "the second overload's drops wait for the interval")
-            // No log call from here on: the running service writes the held report.
+            // No log call from here on: the running service writes the held report. Its drops
+            // leave the pending count before the report is written and counted: wait for both.
             let start = ContinuousClock.now
-            while service.stats().log.dropsPending > 0 && ContinuousClock.now - start < .seconds(4) {
+            while ContinuousClock.now - start < .seconds(4) {
+                let log = service.stats().log
+                if log.dropsPending == 0 && log.dropReports == 2 { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
             let after = service.stats().log
