@@ -76,11 +76,17 @@ struct CompareSessionTests {
         #expect(outcome.table.repeats == 3)
         #expect(outcome.table.rows.allSatisfy { $0.samples?.count == 3 })
         #expect(lines.count == 4 * 3)
-        // Rounds rotate the starting variant: relay, mutex, raw first in turn.
-        let firsts = stride(from: 0, to: lines.count, by: 3).map { index in
-            ["swift-relay", "mutex-buffer-64KiB", "raw-send-1MiB"].first { lines[index].contains($0) }
+        // The rounds follow `CompareSession.order`: relay, mutex, raw first in turn, then the
+        // reversed rows (raw, mutex, relay: raw first again).
+        let order = lines.map { line in
+            ["swift-relay", "mutex-buffer-64KiB", "raw-send-1MiB"].first { line.contains($0) }
         }
-        #expect(firsts == ["swift-relay", "mutex-buffer-64KiB", "raw-send-1MiB", "swift-relay"])
+        #expect(order == [
+            "swift-relay", "mutex-buffer-64KiB", "raw-send-1MiB",
+            "mutex-buffer-64KiB", "raw-send-1MiB", "swift-relay",
+            "raw-send-1MiB", "swift-relay", "mutex-buffer-64KiB",
+            "raw-send-1MiB", "mutex-buffer-64KiB", "swift-relay",
+        ])
         // The median row's rate is the median of the samples.
         for row in outcome.table.rows {
             let samples = try #require(row.samples).sorted()
@@ -146,5 +152,30 @@ struct CompareSessionTests {
         #expect(table[3].hasPrefix("1 ") && table[4].hasPrefix("2 "))
         command = try SweepCommand.parse(["--record-size", "32,64", "--bytes", "64KiB"])
         #expect(try command.makePlan().2.map(\.workload.records) == [2048, 1024])
+    }
+}
+
+@Suite("compare's round order")
+struct CompareOrderTests {
+    @Test("a balanced Latin square: over a cycle, every variant first and after every other equally often", arguments: 1...9)
+    func balanced(variants n: Int) {
+        let cycle = n % 2 == 0 ? n : 2 * n
+        var firsts = [Int](repeating: 0, count: n)
+        var after = [[Int]](repeating: [Int](repeating: 0, count: n), count: n)
+        for round in 0..<cycle {
+            let row = CompareSession.order(round: round, variants: n)
+            #expect(row.sorted() == Array(0..<n), "round \(round): \(row)")
+            firsts[row[0]] += 1
+            for (previous, next) in zip(row, row.dropFirst()) { after[previous][next] += 1 }
+            // The next cycle repeats this one.
+            #expect(CompareSession.order(round: round + cycle, variants: n) == row)
+        }
+        let each = n % 2 == 0 ? 1 : 2
+        #expect(firsts == [Int](repeating: each, count: n))
+        for a in 0..<n {
+            for b in 0..<n where a != b {
+                #expect(after[a][b] == each, "\(b) right after \(a): \(after[a][b]) times in \(cycle) rounds")
+            }
+        }
     }
 }

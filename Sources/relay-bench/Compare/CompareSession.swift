@@ -75,10 +75,13 @@ struct CompareOutcome: Sendable {
 /// Runs swift-relay and the baselines on one workload, interleaved, and reports medians.
 ///
 /// Order: `warmups` unmeasured rounds, then `repeats` measured rounds. Every round runs each
-/// variant once; round `r` starts at variant `r mod n` (A B C, B C A, C A B, …), so no variant
-/// always runs first or right after the slowest one. This VM's page cache is several times
-/// slower on memory it touches for the first time; warming up and interleaving let every
-/// variant see the same, warm conditions. Each file variant writes its own file, created empty
+/// variant once, in the order of ``order(round:variants:)``: a balanced Latin square, so over a
+/// full cycle each variant runs first equally often and right after every other variant
+/// equally often. (Rotating one order, A B C, B C A, C A B, would always run B right after A:
+/// a variant that leaves the machine in a bad state, say the page cache's free memory
+/// fragmented or handed back to the host, would always slow down the same successor.) This
+/// VM's page cache is several times slower on memory it touches for the first time; warming
+/// up and interleaving let every variant see the same conditions. Each file variant writes its own file, created empty
 /// with its blocks reserved (`fallocate` `KEEP_SIZE`) before the clock starts and removed after
 /// the run (unless `keep`), so no variant inherits another's dirty pages.
 enum CompareSession {
@@ -98,8 +101,8 @@ enum CompareSession {
         let rounds = settings.warmups + settings.repeats
         for round in 0..<rounds {
             let measured = round >= settings.warmups
-            for step in 0..<variants.count {
-                let variant = variants[(round + step) % variants.count]
+            for index in CompareSession.order(round: round, variants: variants.count) {
+                let variant = variants[index]
                 let name = variant.name(socket: socket)
                 let wantVerify = settings.verify && measured && verification[name] == nil && variant.isVerifiable
                 let (result, report) = try CompareSession.runOnce(variant, settings: settings, verify: wantVerify)
@@ -131,6 +134,25 @@ enum CompareSession {
             table.rows[index].samples = samples[table.rows[index].variant]?.map(\.recordsPerSecond)
         }
         return CompareOutcome(table: table, samples: samples, verification: verification)
+    }
+
+    /// The order of the variants (indices into `variants`) in round `round`: the rows of a
+    /// Williams design, a Latin square balanced for the variant that ran just before.
+    ///
+    /// Row 0 is 0, 1, n−1, 2, n−2, …; row `k` adds `k` to every index (mod n). The steps
+    /// between neighbours in row 0 (+1, −2, +3, −4, …) are all different mod n when n is even,
+    /// so over n rounds every ordered pair of variants is adjacent exactly once. When n is odd
+    /// the steps come in pairs of opposite sign, so rows n…2n−1 are rows 0…n−1 reversed, and
+    /// a full cycle is 2n rounds. Either way each variant runs first equally often per cycle.
+    static func order(round: Int, variants n: Int) -> [Int] {
+        precondition(n > 0 && round >= 0)
+        let cycle = n % 2 == 0 ? n : 2 * n
+        let row = round % cycle
+        let base = (0..<n).map { position in
+            position == 0 ? 0 : position % 2 == 1 ? (position + 1) / 2 : n - position / 2
+        }
+        let shifted = base.map { ($0 + row) % n }
+        return row >= n ? Array(shifted.reversed()) : shifted
     }
 
     /// The median run: median elapsed and median CPU time (each on its own).
