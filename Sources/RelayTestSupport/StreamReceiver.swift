@@ -1,4 +1,5 @@
 internal import Glibc
+import Relay
 import Synchronization
 
 /// A real stream-socket peer for tests: listens on 127.0.0.1 (TCP) or a Unix path,
@@ -16,7 +17,7 @@ public final class StreamReceiver: @unchecked Sendable {
     public let address: Address
     private let receiveBuffer: Int?
     private let readDelayMicroseconds: UInt32
-    private let state = Mutex<State>(State())
+    private let state = RelayMutex<State>(State())
     private var thread: TestThreads.Handle?
     private let listenFD: Int32
     private let stopFlag = Atomic<Bool>(false)

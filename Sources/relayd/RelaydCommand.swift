@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import Relay
 import Synchronization
 
 import CRelayLinux
@@ -72,7 +73,7 @@ extension RunCommand {
     ///
     /// - Returns: The exit status.
     static func runDaemon(config: RelaydConfig, source: String) -> Int32 {
-        let status = Mutex<Int32>(RelaydDaemon.exitFailure)
+        let status = RelayMutex<Int32>(RelaydDaemon.exitFailure)
         let done = DispatchSemaphore(value: 0)
         Task {
             let result = await RelaydDaemon.run(config: config, source: source)

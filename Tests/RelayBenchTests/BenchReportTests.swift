@@ -1,4 +1,5 @@
 import Foundation
+import Relay
 import Testing
 import Synchronization
 
@@ -139,7 +140,7 @@ struct BenchReportTests {
 struct LatencyAndResourceTests {
     @Test("per-thread recorders merge into correct percentiles")
     func percentiles() throws {
-        let recorders = Mutex<[LatencyRecorder]>([])
+        let recorders = RelayMutex<[LatencyRecorder]>([])
         try BenchThread.runAll(count: 4, name: "lat") { index in
             var recorder = LatencyRecorder()
             for value in 1...1_000 { recorder.record(UInt64(value + index * 1_000)) }

@@ -55,7 +55,7 @@ struct HandlerMergeTests {
         let calls = Atomic<Int>(0)
         // Without a guard every record the provider logs asks the provider again, without end (a
         // stack overflow); the cap only keeps the process alive when that happens.
-        let inner = Mutex<Logger?>(nil)
+        let inner = RelayMutex<Logger?>(nil)
         let provider = Logger.MetadataProvider {
             let call = calls.add(1, ordering: .relaxed).newValue
             if call < 20, let logger = inner.withLock({ $0 }) {

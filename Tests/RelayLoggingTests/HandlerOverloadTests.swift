@@ -110,7 +110,7 @@ struct HandlerOverloadTests {
     func blockModeLosesNothing() throws {
         let channel = try makeTestChannel(mode: .block(timeout: nil), subbufferSize: 4096, subbufferCount: 2, buffers: 1)
         let writer = RelayLogWriter(channel: channel)
-        let collected = Mutex<[UInt8]>([])
+        let collected = RelayMutex<[UInt8]>([])
         let stop = Atomic<Bool>(false)
         let consumer = TestThreads.spawn {
             while !stop.load(ordering: .acquiring) {

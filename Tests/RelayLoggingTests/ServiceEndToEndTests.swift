@@ -129,7 +129,7 @@ struct ServiceEndToEndTests {
                 switchInterval: .milliseconds(5),
                 diagnostics: quietDiagnostics))
         let logged = Atomic<Int>(0)
-        let overloadSeconds = Mutex<Double>(0)
+        let overloadSeconds = RelayMutex<Double>(0)
         let onFirstBuffer = Atomic<Bool>(false)
         // One thread on CPU 1 (buffer 1, which the shipper keeps empty) and CPU 0 (buffer 0, held full:
         // an open reservation keeps its first sub-buffer from being delivered, so once the others fill
@@ -543,7 +543,7 @@ private final class HeldPeer: Sendable {
     private let releaseAt: Double
     private let released = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
-    private let thread = Mutex<TestThreads.Handle?>(nil)
+    private let thread = RelayMutex<TestThreads.Handle?>(nil)
 
     init(heldForSeconds: Double) throws {
         // SO_RCVBUF is inherited by the accepted connections: the shipper's sends stall after a few KB.

@@ -189,7 +189,7 @@ struct ShipperLifecycleTests {
         try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: dir.file("slow.log")))])
         try shipper.start()
         let count = 60
-        let written = Mutex<[Double]>([Double](repeating: 0, count: count))
+        let written = RelayMutex<[Double]>([Double](repeating: 0, count: count))
         let writer = TestThreads.spawn {
             for i in 0..<count {
                 let text = String(i); channel.write(Array((String(repeating: "0", count: 5 - text.count) + text + "\n").utf8))

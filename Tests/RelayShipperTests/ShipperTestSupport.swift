@@ -184,7 +184,7 @@ func waitUntilIdle(_ shipper: RelayShipper) -> Bool {
 
 /// The bytes a ``readNextConnection(on:into:)`` peer has read so far.
 final class ReceivedBytes: Sendable {
-    private let storage = Mutex<[UInt8]>([])
+    private let storage = RelayMutex<[UInt8]>([])
 
     func append(_ bytes: ArraySlice<UInt8>) { self.storage.withLock { $0.append(contentsOf: bytes) } }
     var count: Int { self.storage.withLock { $0.count } }

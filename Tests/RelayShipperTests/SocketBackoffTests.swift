@@ -18,7 +18,7 @@ final class FlappingPeer: @unchecked Sendable {
     private let listener: Int32
     private let mode = Atomic<Int>(Mode.flapping.rawValue)
     private let stopFlag = Atomic<Bool>(false)
-    private let state = Mutex<State>(State())
+    private let state = RelayMutex<State>(State())
     private var thread: TestThreads.Handle?
 
     private struct State {

@@ -9,7 +9,7 @@ import Testing
 
 /// Keeps every log message (with its metadata) for the test to look at.
 final class CapturedLog: Sendable {
-    private let messages = Mutex<[String]>([])
+    private let messages = RelayMutex<[String]>([])
 
     var all: [String] { self.messages.withLock { $0 } }
 
@@ -260,7 +260,7 @@ struct SocketResolveTests {
         let log = CapturedLog()
         let first = try StreamReceiver()
         let port = first.port
-        let answer = Mutex<(host: String, port: Int)>(("127.0.0.1", port))
+        let answer = RelayMutex<(host: String, port: Int)>(("127.0.0.1", port))
         SocketAddress.lookUpStandIns.withLock { $0["fading.relay-test"] = { [answer.withLock { $0 }] } }
         defer { _ = SocketAddress.lookUpStandIns.withLock { $0.removeValue(forKey: "fading.relay-test") } }
         let channel = try RelayChannel(RelayChannelConfiguration(name: "fading", subbufferSize: 16384, subbufferCount: 8, mode: .block(), buffers: 1))

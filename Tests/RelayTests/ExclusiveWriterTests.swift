@@ -156,7 +156,7 @@ struct ExclusiveWriterTests {
                 sched_yield()
             }
         }
-        let collected = Mutex<[StressRecord.Decoded]>([])
+        let collected = RelayMutex<[StressRecord.Decoded]>([])
         let torn = Atomic<Int>(0)
         let consumer = TestThreads.spawn {
             var local: [StressRecord.Decoded] = []

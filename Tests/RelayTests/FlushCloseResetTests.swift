@@ -36,7 +36,7 @@ struct FlushCloseResetTests {
         let flusher = TestThreads.spawn {
             while !stopFlusher.load(ordering: .relaxed) { channel.flush() }
         }
-        let collected = Mutex<[StressRecord.Decoded]>([])
+        let collected = RelayMutex<[StressRecord.Decoded]>([])
         let torn = Atomic<Int>(0)
         let consumer = TestThreads.spawn {
             var local: [StressRecord.Decoded] = []
@@ -134,7 +134,7 @@ struct FlushCloseResetTests {
         let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .seconds(15)))
         let record = [UInt8](repeating: 0x44, count: 2000)  // two per 4 KiB sub-buffer
         for _ in 0..<4 { #expect(channel.write(record) == .written) }
-        let result = Mutex<RelayWriteResult?>(nil)
+        let result = RelayMutex<RelayWriteResult?>(nil)
         let writer = TestThreads.spawn {
             let outcome = channel.write(record)
             result.withLock { $0 = outcome }

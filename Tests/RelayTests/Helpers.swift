@@ -77,7 +77,7 @@ final class EventLog<Event: Sendable>: @unchecked Sendable {
 import Synchronization
 
 final class NSLockish: @unchecked Sendable {
-    private let mutex = Mutex<Void>(())
+    private let mutex = RelayMutex<Void>(())
     func withLock<T>(_ body: () -> T) -> T { self.mutex.withLock { _ in body() } }
 }
 

@@ -114,7 +114,7 @@ struct ModeTests {
         // still be waiting when the consumer frees a sub-buffer, then succeed. (Had the
         // per-call timeout stalled the buffer, it would return .timedOut at once.)
         let waitsBefore = channel.stats().total.writerWaits
-        let result = Mutex<RelayWriteResult?>(nil)
+        let result = RelayMutex<RelayWriteResult?>(nil)
         let writer = TestThreads.spawn {
             let r = channel.write(Self.record)
             result.withLock { $0 = r }
@@ -175,7 +175,7 @@ struct ModeTests {
         let channel = try smallChannel(subbufferCount: 2, mode: .block())
         for _ in 0..<4 { channel.write(Self.record) }
         let waitsBefore = channel.stats().total.writerWaits
-        let result = Mutex<RelayWriteResult?>(nil)
+        let result = RelayMutex<RelayWriteResult?>(nil)
         let writer = TestThreads.spawn {
             let r = channel.write(Self.record)
             result.withLock { $0 = r }

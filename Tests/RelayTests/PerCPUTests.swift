@@ -134,7 +134,7 @@ struct PerCPUTests {
         let hops = 4000
         let steadyRecords = 200_000
         let done = Atomic<Bool>(false)
-        let result = Mutex<(seen: [UInt64: Int], torn: Int)>(([:], 0))
+        let result = RelayMutex<(seen: [UInt64: Int], torn: Int)>(([:], 0))
         let consumer = TestThreads.spawn {
             var seen: [UInt64: Int] = [:]
             var torn = 0

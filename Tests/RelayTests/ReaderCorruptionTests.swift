@@ -110,8 +110,8 @@ struct ReaderCorruptionTests {
     @Test("the corrupt callback names the sub-buffer the reader skipped, before it is consumed", arguments: Mode.allCases)
     func corruptCallbackBeforeRelease(mode: Mode) throws {
         /// Each call: the sequence reported, and the channel's consumed count at that moment.
-        let reports = Mutex<[(sequence: UInt64, consumed: UInt64)]>([])
-        let channelBox = Mutex<RelayChannel?>(nil)
+        let reports = RelayMutex<[(sequence: UInt64, consumed: UInt64)]>([])
+        let channelBox = RelayMutex<RelayChannel?>(nil)
         let callbacks = RelayCallbacks(corrupt: { corruption in
             let consumed = channelBox.withLock { $0?.consumedCount(buffer: corruption.buffer) } ?? .max
             reports.withLock { $0.append((corruption.sequence, consumed)) }

@@ -46,7 +46,7 @@ struct StressTests {
         #endif
         let perProducer = Self.recordsPerMode / Self.producers
         let done = Atomic<Bool>(false)
-        let results = Mutex<Outcome>(Outcome())
+        let results = RelayMutex<Outcome>(Outcome())
         let consumer = TestThreads.spawn {
             var received = [[UInt64]](repeating: [], count: Self.producers)
             for p in 0..<Self.producers { received[p].reserveCapacity(perProducer) }
@@ -112,7 +112,7 @@ struct StressTests {
                 $0.readSubbuffers = reads
             }
         }
-        let drops = Mutex<[Int]>([Int](repeating: 0, count: Self.producers))
+        let drops = RelayMutex<[Int]>([Int](repeating: 0, count: Self.producers))
         let written = Atomic<Int>(0)
         TestThreads.run(count: Self.producers) { producer in
             var scratch = [UInt8](repeating: 0, count: 512)

@@ -1,23 +1,24 @@
 #if RELAY_THREAD_SANITIZER
 import Foundation
+import Relay
 import RelayTestSupport
 import Synchronization
 import Testing
 
 /// Checks on the ThreadSanitizer build itself (`scripts/sanitize thread`, which runs CI's
-/// thread check): that it reports a real race, and that it does not report `Mutex` bodies
-/// that met contention (see SanitizerVisibleMutex.swift).
+/// thread check): that it reports a real race, and that it does not report `RelayMutex` bodies
+/// that met contention (see RelayMutex.swift).
 @Suite("ThreadSanitizer build")
 struct ThreadSanitizerCanaryTests {
     /// A counter behind a mutex, incremented with plain (non-atomic) loads and stores.
     final class Counter: @unchecked Sendable {
-        let lock = Mutex<Void>(())
+        let lock = RelayMutex<Void>(())
         let value = UnsafeMutablePointer<Int>.allocate(capacity: 1)
         init() { self.value.initialize(to: 0) }
         deinit { self.value.deallocate() }
     }
 
-    @Test("two threads hammering one Mutex: every body is ordered, nothing is reported")
+    @Test("two threads hammering one RelayMutex: every body is ordered, nothing is reported")
     func contendedMutexIsOrdered() {
         let counter = Counter()
         let perThread = 20_000

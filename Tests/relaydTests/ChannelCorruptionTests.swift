@@ -13,7 +13,7 @@ import Glibc
 
 /// Keeps every log message for the test to look at.
 final class RelaydCapturedLog: Sendable {
-    private let messages = Mutex<[String]>([])
+    private let messages = RelayMutex<[String]>([])
 
     /// Every message so far, as `level message`.
     var all: [String] { self.messages.withLock { $0 } }

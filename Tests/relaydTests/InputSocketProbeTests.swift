@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Relay
 import Synchronization
 import Testing
 
@@ -32,7 +33,7 @@ struct InputSocketProbeTests {
     /// Runs `body` on a thread of its own and waits at most `timeout` for it; `nil` if it has not returned by then
     /// (the thread is left running: the caller must end whatever it blocks on).
     static func returnsWithin<R: Sendable>(_ timeout: DispatchTimeInterval, _ body: @escaping @Sendable () -> R) -> R? {
-        let result = Mutex<R?>(nil)
+        let result = RelayMutex<R?>(nil)
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
             let value = body()

@@ -43,7 +43,7 @@ public final class RelayChannel: @unchecked Sendable {
     /// delivery and at the first record of each sub-buffer, without ARC traffic.
     let consumerWakeupAddress = Atomic<UInt>(0)
     /// Keeps the attached consumer wake-up alive.
-    let consumerWakeup = Mutex<RelayConsumerWakeup?>(nil)
+    let consumerWakeup = RelayMutex<RelayConsumerWakeup?>(nil)
     /// Writers inside `wakeConsumer` (from their load of `consumerWakeupAddress` to their
     /// last use of the storage it names): one `Atomic<Int64>` per buffer plus one for
     /// `close()`, each on its own 64-byte line of process memory (not in the regions, which

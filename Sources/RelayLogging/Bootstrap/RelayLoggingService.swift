@@ -46,7 +46,7 @@ public final class RelayLoggingService: Service, Sendable {
         case stopped(drained: Bool)
     }
 
-    private let phase = Mutex<Phase>(.running)
+    private let phase = RelayMutex<Phase>(.running)
 
     /// The channel records are written into.
     public var channel: RelayChannel { self.writer.channel }
@@ -91,7 +91,7 @@ public final class RelayLoggingService: Service, Sendable {
     }
 
     /// Whether ``bootstrap(_:)`` has bootstrapped `LoggingSystem` in this process (or is doing so).
-    private static let bootstrapped = Mutex<Bool>(false)
+    private static let bootstrapped = RelayMutex<Bool>(false)
 
     /// Sets up logging and bootstraps `LoggingSystem` with this service's handlers (and the
     /// configuration's metadata provider). `LoggingSystem` can be bootstrapped once per process: a

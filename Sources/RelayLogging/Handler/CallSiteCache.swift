@@ -127,7 +127,7 @@ final class CallSiteCache: @unchecked Sendable {
     /// Caches `bytes` (at most ``maxBytes``) as the rendering for `key`, unless another thread is
     /// writing the slot right now.
     func store(_ key: CallSiteKey, _ bytes: UnsafeRawBufferPointer) {
-        guard bytes.count <= Self.maxBytes, let base = bytes.baseAddress, let slot = self.slot(key) else { return }
+        guard bytes.count <= Self.maxBytes, bytes.baseAddress != nil, let slot = self.slot(key) else { return }
         // relaxed: a first look; the compare-exchange below decides.
         let version = slot[0].load(ordering: .relaxed)
         // acquiring: pairs with the previous writer's releasing store of `version`, so its key and

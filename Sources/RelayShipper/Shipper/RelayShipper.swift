@@ -47,7 +47,7 @@ public final class RelayShipper: Sendable, Service {
         }
     }
 
-    private let phase = Mutex<Phase>(.configuring([], exited: ShipperEvent()))
+    private let phase = RelayMutex<Phase>(.configuring([], exited: ShipperEvent()))
 
     /// The exit event of the current (or next) start's ring thread.
     private var exited: ShipperEvent { self.phase.withLock { $0.exited } }
@@ -256,7 +256,7 @@ public final class RelayShipper: Sendable, Service {
 
 /// Reports whether the ring thread's setup worked, once.
 final class ShipperSetupResult: Sendable {
-    private let result = Mutex<Result<Void, RelayShipperError>?>(nil)
+    private let result = RelayMutex<Result<Void, RelayShipperError>?>(nil)
     private let event = ShipperEvent()
 
     func succeed() {
@@ -280,7 +280,7 @@ final class ShipperSetupResult: Sendable {
 final class ShipperEvent: @unchecked Sendable {
     private let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     private let state = Atomic<UInt32>(0)
-    private let waiters = Mutex<[CheckedContinuation<Void, Never>]>([])
+    private let waiters = RelayMutex<[CheckedContinuation<Void, Never>]>([])
 
     init() { self.word.initialize(to: 0) }
     deinit { self.word.deallocate() }

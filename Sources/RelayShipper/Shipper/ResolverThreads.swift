@@ -1,4 +1,5 @@
 import Glibc
+import Relay
 import Synchronization
 
 /// The resolver threads of a shipper's socket sinks (host name look-ups, see
@@ -29,7 +30,7 @@ final class ResolverThreads: Sendable {
         var abandoned: Int
     }
 
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     /// How long shutdown waits for running look-ups (default 2 s, as for the final
     /// completions). Tests shorten it.
@@ -39,7 +40,7 @@ final class ResolverThreads: Sendable {
     var outstanding: Int { self.state.withLock { $0.threads.count } }
 
     /// Threads joined so far, and threads abandoned at shutdown (for tests and the stop log).
-    private let counters = Mutex<ReapResult>(ReapResult(joined: 0, abandoned: 0))
+    private let counters = RelayMutex<ReapResult>(ReapResult(joined: 0, abandoned: 0))
     var totals: ReapResult { self.counters.withLock { $0 } }
 
     /// Starts `body` on a joinable thread named `name`; `body` gets the look-up id to pass to

@@ -26,9 +26,9 @@ final class ShipperShared: Sendable {
     let wakeup = RelayConsumerWakeup()
     /// The socket sinks' resolver threads (joined at shutdown, see ``ResolverThreads``).
     let resolvers = ResolverThreads()
-    private let commands = Mutex<[Command]>([])
+    private let commands = RelayMutex<[Command]>([])
     private let commandFlag = Atomic<Bool>(false)
-    private let latest = Mutex<RelayShipperStats?>(nil)
+    private let latest = RelayMutex<RelayShipperStats?>(nil)
     /// Set by the ring thread when it exits because everything was shipped (not at a
     /// deadline, not at an abort).
     let drained = Atomic<Bool>(false)

@@ -1,5 +1,6 @@
 internal import CRelayLinux
 internal import Glibc
+import Relay
 import Synchronization
 import SystemPackage
 
@@ -116,7 +117,7 @@ final class SocketAddress {
     /// the hosts and ports to look up instead, in order (their addresses are the name's,
     /// in that order), standing in for a DNS server that is slow, changes its answer or
     /// returns several addresses. Empty in production; each test uses names of its own.
-    static let lookUpStandIns = Mutex<[String: @Sendable () -> [(host: String, port: Int)]]>([:])
+    static let lookUpStandIns = RelayMutex<[String: @Sendable () -> [(host: String, port: Int)]]>([:])
 
     private enum LookUpFailure: Error {
         case noName

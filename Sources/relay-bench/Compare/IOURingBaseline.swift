@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import Relay
 import RelayShipper
 import Synchronization
 import SystemPackage
@@ -42,7 +43,7 @@ extension CompareBaselines {
         let pool = BlockPool(blocks: max(16, 2 * workload.producers + depth), blockSize: blockSize, recordSize: workload.recordSize)
         defer { pool.deallocate() }
         let failure = FirstFailure()
-        let ioFailure = Mutex<BenchError?>(nil)
+        let ioFailure = RelayMutex<BenchError?>(nil)
         let size = workload.recordSize
         let fd = target.fd
         let isSocket = target.isSocket
@@ -111,9 +112,9 @@ final class BlockPool: @unchecked Sendable {
     let blockCapacity: Int
     /// The number of blocks.
     let count: Int
-    private let free: Mutex<[Int]>
+    private let free: RelayMutex<[Int]>
     private let freeCount: DispatchSemaphore
-    private let queue: Mutex<FIFO>
+    private let queue: RelayMutex<FIFO>
     private let queued = DispatchSemaphore(value: 0)
 
     /// A queued block; `index` -1 means "a producer finished".
@@ -154,11 +155,11 @@ final class BlockPool: @unchecked Sendable {
         self.base = .allocate(byteCount: self.stride * blocks, alignment: 4096)
         // Touch every page now so page faults are not measured (relay prefaults its buffers too).
         memset(self.base, 0, self.stride * blocks)
-        self.free = Mutex(Array((0..<blocks).reversed()))
+        self.free = RelayMutex(Array((0..<blocks).reversed()))
         self.freeCount = DispatchSemaphore(value: blocks)
         // Every block plus one "finished" marker per producer can be queued at once; the
         // producer count is at most `blocks / 2`.
-        self.queue = Mutex(FIFO(capacity: blocks * 2))
+        self.queue = RelayMutex(FIFO(capacity: blocks * 2))
     }
 
     /// Frees the memory; no thread may use the pool any more.

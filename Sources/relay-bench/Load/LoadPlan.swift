@@ -1,4 +1,5 @@
 import ArgumentParser
+import Relay
 import Synchronization
 
 #if canImport(Glibc)
@@ -150,7 +151,7 @@ struct LoadPlan: Sendable {
             throw error
         }
         let start = StartGate()
-        let results = Mutex<[(index: Int, sent: Int, finished: ContinuousClock.Instant, failure: String?)]>([])
+        let results = RelayMutex<[(index: Int, sent: Int, finished: ContinuousClock.Instant, failure: String?)]>([])
         var threads: [pthread_t] = []
         for index in 0..<self.connections {
             let fd = sockets[index]
@@ -250,7 +251,7 @@ struct LoadPlan: Sendable {
 
 /// Releases all connection threads at the same instant.
 final class StartGate: Sendable {
-    private let instant = Mutex<ContinuousClock.Instant?>(nil)
+    private let instant = RelayMutex<ContinuousClock.Instant?>(nil)
 
     /// Opens the gate.
     func open(at instant: ContinuousClock.Instant) {

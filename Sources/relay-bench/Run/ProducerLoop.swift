@@ -59,13 +59,13 @@ final class ProducerControl: Sendable {
     /// The `BenchClock` time a `--seconds` run ends (0: count-bound); written before the gate opens.
     let deadlineNanoseconds = Atomic<UInt64>(0)
     /// One slot per producer.
-    let results: Mutex<[ProducerResult?]>
+    let results: RelayMutex<[ProducerResult?]>
     /// Whether producers time sampled records (see ``RunOptions/sampleProducerCost``).
     let samplesCost: Bool
 
     /// Creates the state for `producers` producers.
     init(producers: Int, samplesCost: Bool = true) {
-        self.results = Mutex([ProducerResult?](repeating: nil, count: producers))
+        self.results = RelayMutex([ProducerResult?](repeating: nil, count: producers))
         self.samplesCost = samplesCost
     }
 }

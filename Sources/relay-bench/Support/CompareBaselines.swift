@@ -1,5 +1,6 @@
 import CRelayLinux
 import Glibc
+import Relay
 import Synchronization
 
 /// One measured variant of `relay-bench compare` (a baseline or swift-relay itself).
@@ -122,7 +123,7 @@ enum CompareBaselines {
         defer { target.close() }
         let failure = FirstFailure()
         let cursor = SharedOffset()
-        let sendLock = Mutex<Void>(())
+        let sendLock = RelayMutex<Void>(())
         let size = workload.recordSize
         let isSocket = target.isSocket
         let fd = target.fd
@@ -424,10 +425,10 @@ private final class LockedBuffer: Sendable {
         var capacity: Int
     }
 
-    let state: Mutex<State>
+    let state: RelayMutex<State>
 
     init(capacity: Int) {
-        self.state = Mutex(State(base: .allocate(byteCount: capacity, alignment: 4096), fill: 0, capacity: capacity))
+        self.state = RelayMutex(State(base: .allocate(byteCount: capacity, alignment: 4096), fill: 0, capacity: capacity))
     }
 
     func deallocate() {

@@ -1,4 +1,5 @@
 import Glibc
+import Relay
 import Synchronization
 
 /// A TCP receiver on 127.0.0.1 that drains one connection as fast as it can, for the socket
@@ -22,7 +23,7 @@ final class LoopbackReceiver: Sendable {
         let stop = Atomic<Bool>(false)
         let bytes = Atomic<UInt64>(0)
         let accepted = Atomic<Bool>(false)
-        let failure = Mutex<BenchError?>(nil)
+        let failure = RelayMutex<BenchError?>(nil)
     }
 
     /// The TCP port on 127.0.0.1 the receiver listens on.
@@ -34,7 +35,7 @@ final class LoopbackReceiver: Sendable {
     /// otherwise include).
     private let wake: (read: Int32, write: Int32)
     private let state = State()
-    private let thread: Mutex<BenchThread?>
+    private let thread: RelayMutex<BenchThread?>
 
     /// Starts listening and launches the receiving thread.
     ///
@@ -96,7 +97,7 @@ final class LoopbackReceiver: Sendable {
                 LoopbackReceiver.serve(listener: listener, wake: wake.read, output: output, state: state)
                 if output >= 0 { POSIXIO.closeQuietly(output) }
             }
-            self.thread = Mutex(thread)
+            self.thread = RelayMutex(thread)
         } catch {
             POSIXIO.closeQuietly(listener)
             POSIXIO.closeQuietly(wake.read)

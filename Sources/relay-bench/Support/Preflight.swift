@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import Relay
 import Synchronization
 
 /// Checks that sink destinations are usable before a run starts, without the relay engine.
@@ -188,7 +189,7 @@ enum Preflight {
     }
 
     private final class Resolution: Sendable {
-        let result = Mutex<Result<[SocketAddress], BenchError>?>(nil)
+        let result = RelayMutex<Result<[SocketAddress], BenchError>?>(nil)
         let done = DispatchSemaphore(value: 0)
     }
 

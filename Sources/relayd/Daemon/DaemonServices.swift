@@ -8,7 +8,7 @@ import Synchronization
 final class ShutdownClock: Sendable {
     /// The configured budget.
     let drainTimeout: Duration
-    private let started = Mutex<ContinuousClock.Instant?>(nil)
+    private let started = RelayMutex<ContinuousClock.Instant?>(nil)
 
     /// Creates the clock.
     init(drainTimeout: Duration) {

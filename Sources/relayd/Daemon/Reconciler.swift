@@ -48,7 +48,7 @@ final class Reconciler: Sendable {
     private let logger: Logger?
     /// Nanoseconds between two warnings of the same kind for the same output.
     private let warningInterval: UInt64
-    private let published: Mutex<Published>
+    private let published: RelayMutex<Published>
 
     /// Creates a reconciler.
     ///
@@ -72,7 +72,7 @@ final class Reconciler: Sendable {
         self.logger = logger
         let (seconds, attoseconds) = warningInterval.components
         self.warningInterval = UInt64(clamping: seconds) &* 1_000_000_000 &+ UInt64(clamping: attoseconds / 1_000_000_000)
-        self.published = Mutex(
+        self.published = RelayMutex(
             Published(
                 sinks: [RelaySinkStats?](repeating: nil, count: outputs.count),
                 overwrittenBytes: [UInt64](repeating: 0, count: outputs.count),

@@ -341,7 +341,7 @@ private struct InputThreadContext: Sendable {
 
 /// A blocking one-shot result between the input thread and the starting task.
 private final class StartupSignal: Sendable {
-    private let state = Mutex<Bool?>(nil)
+    private let state = RelayMutex<Bool?>(nil)
     private let ready = DispatchSemaphore(value: 0)
 
     func set(_ value: Bool) {

@@ -1,4 +1,5 @@
 import CRelayLinux
+import Relay
 import SystemPackage
 import Synchronization
 
@@ -13,7 +14,7 @@ final class OneShotEvent: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     /// Creates an unsignalled event.
     init() {}
@@ -49,7 +50,7 @@ final class OneShotEvent: Sendable {
 final class InputControl: Sendable {
     /// An `eventfd` the ring keeps a read on; writing to it wakes the ring.
     let eventFD: Int32
-    private let stopDeadline = Mutex<ContinuousClock.Instant?>(nil)
+    private let stopDeadline = RelayMutex<ContinuousClock.Instant?>(nil)
     /// Signalled when the ring thread has drained its inputs and exited.
     let finished = OneShotEvent()
     /// Set when the ring stopped because every input ended by itself (stdin reached EOF), not on request.

@@ -1,3 +1,4 @@
+import Relay
 import Synchronization
 import SystemPackage
 
@@ -54,11 +55,11 @@ final class MetricsHTTPServer: Sendable {
     private let wakeWriteFD: Int32
     private let metrics: MetricsSource
     private let health: HealthCheck
-    private let lifecycle = Mutex<Lifecycle>(.created)
+    private let lifecycle = RelayMutex<Lifecycle>(.created)
     /// Connection threads: running ones by id, and the ids of those that finished (to join).
-    private let connections = Mutex<ConnectionThreads>(ConnectionThreads())
+    private let connections = RelayMutex<ConnectionThreads>(ConnectionThreads())
     /// Serialises calls of the metrics and health sources.
-    private let sourceLock = Mutex<Void>(())
+    private let sourceLock = RelayMutex<Void>(())
 
     private struct ConnectionThreads {
         var running: [UInt64: pthread_t] = [:]

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Prometheus
+import Relay
 import Synchronization
 
 /// relayd's metric families, their Prometheus names and help texts.
@@ -139,7 +140,7 @@ final class RelaydMetrics: Sendable {
     /// Shipper counters.
     let shipper = ShipperMetrics()
 
-    private let state: Mutex<PublishState>
+    private let state: RelayMutex<PublishState>
     private let delayHistograms: [String: DurationHistogram]
 
     /// Creates metrics for the inputs and outputs of `config`.
@@ -183,7 +184,7 @@ final class RelaydMetrics: Sendable {
         let start = WallClockTimestamp.now()
         registry.makeGauge(descriptor: Self.descriptor(RelaydMetricFamily.startTime))
             .set(Double(start.seconds) + Double(start.nanoseconds) / 1e9)
-        self.state = Mutex(state)
+        self.state = RelayMutex(state)
     }
 
     /// The counters of input `name`.

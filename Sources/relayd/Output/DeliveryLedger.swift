@@ -87,13 +87,13 @@ final class DeliveryLedger: Sendable {
     let subbufferCount: Int
     /// Whether the channel is in overwrite mode.
     let overwriteMode: Bool
-    private let state: Mutex<State>
+    private let state: RelayMutex<State>
     /// The channel, for the consumed count in overwrite checks; set once after the channel exists.
     ///
     /// Unretained: the channel owns this ledger (through its callbacks), and the ``OutputPipeline`` owns both. Not
     /// `weak`: a weak reference moves the channel's reference count to a side table, which makes every retain and
     /// release of the channel (one pair per record on the write path) take the slow path.
-    private let channel = Mutex<UnmanagedChannel?>(nil)
+    private let channel = RelayMutex<UnmanagedChannel?>(nil)
 
     private struct UnmanagedChannel: @unchecked Sendable {
         // @unchecked: an unretained reference to a Sendable class.
@@ -105,7 +105,7 @@ final class DeliveryLedger: Sendable {
         self.subbufferCount = subbufferCount
         self.overwriteMode = overwriteMode
         self.capacity = max(64, 2 * subbufferCount + 2)
-        self.state = Mutex(
+        self.state = RelayMutex(
             State(
                 entries: [Entry](repeating: Entry(), count: self.capacity),
                 starts: [(UInt64, UInt64)](repeating: (.max, 0), count: self.capacity)
