@@ -81,9 +81,10 @@ struct CompareOutcome: Sendable {
 /// a variant that leaves the machine in a bad state, say the page cache's free memory
 /// fragmented or handed back to the host, would always slow down the same successor.) This
 /// VM's page cache is several times slower on memory it touches for the first time; warming
-/// up and interleaving let every variant see the same conditions. Each file variant writes its own file, created empty
-/// with its blocks reserved (`fallocate` `KEEP_SIZE`) before the clock starts and removed after
-/// the run (unless `keep`), so no variant inherits another's dirty pages.
+/// up and interleaving let every variant see the same conditions. Each file variant writes
+/// its own file, created empty with its blocks reserved (`fallocate` `KEEP_SIZE`) before the
+/// clock starts and removed after the run (unless `keep`), so no variant inherits another's
+/// dirty pages.
 enum CompareSession {
     /// Runs the comparison.
     ///
