@@ -56,8 +56,9 @@ struct CompareCommand: ParsableCommand {
             bytes copied in memory: the memory limit).
 
             Method: --warmup rounds first, then --repeat rounds; each round runs every variant once, \
-            starting one later each round (A B C, B C A, ...); the table shows the median per variant \
-            and the range of its runs. File variants write their own file, created empty with its \
+            in a balanced order (a Williams design: over a cycle of rounds each variant runs first \
+            equally often and right after every other variant equally often); the table shows the \
+            median per variant and the range of its runs. File variants write their own file, created empty with its \
             blocks reserved before the clock starts and removed after each run unless --keep. \
             swift-relay's producers time no records here (run does, about one in 64): the baselines \
             time none either.

@@ -1,3 +1,4 @@
+import CRelayLinux
 import Glibc
 
 /// A joinable OS thread for benchmark producers and receivers.
@@ -10,21 +11,28 @@ final class BenchThread: @unchecked Sendable {
     private var joined = false
 
     private final class Box {
+        let name: String
         let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        init(_ name: String, _ body: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.body = body
+        }
     }
 
     /// Starts a thread that runs `body`.
     ///
     /// - Parameters:
-    ///   - name: A short thread name, used in error messages.
+    ///   - name: A short thread name, used in error messages and given to the thread (its
+    ///     first 15 bytes, the kernel's limit), so `perf`, `top -H` and traces show it.
     ///   - body: The work to run.
     /// - Throws: ``BenchError`` when the thread cannot be created.
     init(name: String, body: @escaping @Sendable () -> Void) throws(BenchError) {
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        // The kernel keeps 15 bytes of a thread name (a longer one fails with ERANGE).
+        let box = Unmanaged.passRetained(Box(String(name.utf8.prefix(15))!, body)).toOpaque()
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { argument in
             let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
+            CRelayLinux_set_thread_name(box.name)
             box.body()
             return nil
         }, box)
