@@ -20,6 +20,8 @@ public final class StreamReceiver: @unchecked Sendable {
     private let state = RelayMutex<State>(State())
     private var thread: TestThreads.Handle?
     private let listenFD: Int32
+    /// Tells the accept loop to end. Relaxed everywhere: it publishes nothing (the stopping
+    /// thread joins the loop's thread, and the join orders the rest).
     private let stopFlag = Atomic<Bool>(false)
     private let paused: Atomic<Bool>
 

@@ -161,6 +161,7 @@ extension RelayChannel {
     /// Seals the open sub-buffer of `b` if it has records; with `close`, also sets the
     /// closed bit so no further reserve succeeds.
     func sealCurrent(_ b: BufferCore, close: Bool) {
+        // relaxed: a guess that the loop's CAS on the position validates.
         var p = b.position.pointee.load(ordering: .relaxed)
         while true {
             let offset = p & b.offsetMask
@@ -194,6 +195,11 @@ extension RelayChannel {
     /// The memory stays mapped until the channel is deinitialized, so a consumer can
     /// drain what was delivered.
     public func close() {
+        // acquiringAndReleasing: the exchange picks the one call that closes. Its releasing half
+        // pairs with the acquiring load in `isClosed`: whoever sees the channel closed sees what
+        // this thread did before closing it; the acquiring half gives a later call (which returns
+        // at once) the same of the first. Writers do not look at this flag: the closed bit that
+        // `sealCurrent` sets in each position word below is what stops them.
         if self.closedState.exchange(true, ordering: .acquiringAndReleasing) { return }
         for index in 0..<self.bufferCount {
             let b = self.cores[index]
@@ -229,6 +235,10 @@ extension RelayChannel {
                         + "\(index); free space with subbufsConsumed, or close() the channel and let blocked "
                         + "writers return, first")
             }
+            // acquiring (position, commit and state words): each pairs with the releasing half of
+            // the writer's CAS or commit-word add, or the deliverer's state store, that left the
+            // value, so a writer's last reservation, commit or delivery happens before the
+            // reinitialization below. On an idle channel (the caller's promise) they are final.
             let p = b.position.pointee.load(ordering: .acquiring)
             let offset = p & b.offsetMask
             let sequence = (p & ~RegionLayout.closedBit) &>> b.shift
@@ -241,7 +251,9 @@ extension RelayChannel {
                             + "commit or drop every reservation and stop writers first")
                 }
             }
-            let sealedLimit = offset == 0 ? sequence : sequence
+            // Sealed sub-buffers are those before `sequence` either way: at offset 0 the
+            // position names the next sub-buffer, not started yet, and otherwise the open one.
+            let sealedLimit = sequence
             let firstUnsettled = sealedLimit > b.subbufCount ? sealedLimit - b.subbufCount : 0
             var s = firstUnsettled
             while s < sealedLimit {
@@ -271,6 +283,8 @@ extension RelayChannel {
             self.startSubbuffer(
                 b.withoutOwner, sequence: 0, beginTime: Clock.realtimeNanoseconds, previousPadding: nil, overwriting: false)
         }
+        // releasing: pairs with the acquiring load in `isClosed`, so a thread that sees the
+        // channel open again sees the reinitialized regions.
         self.closedState.store(false, ordering: .releasing)
     }
 }

@@ -92,6 +92,8 @@ extension RelayChannel {
     /// The CAS retry loop plus sub-buffer switches and full handling (a whole reserve).
     @inline(never)
     func reserveSlow(_ b: BufferCore, length: UInt64) -> Reserve {
+        // relaxed (this load and the reloads after a failed seal below): a guess that the
+        // loop's CAS on the position validates; the CAS orders what matters.
         var p = b.position.pointee.load(ordering: .relaxed)
         while true {
             if p & RegionLayout.closedBit != 0 {
@@ -520,10 +522,18 @@ extension RelayChannel {
                     }
                 }
             }
+            // relaxed: `waiters` only tells the consumer whether to make the wake-up system
+            // call. The Dekker pair needs our registration above, not this withdrawal: a
+            // consumer that still sees it makes one wake-up that finds nobody.
             b.waiters.pointee.wrappingSubtract(1, ordering: .relaxed)
             if !stillFull { return true }
             if timedOut { return false }
             // Woken: loop to re-check (spurious wake-ups are possible).
+            // acquiring: pairs with the releasing half of a switcher's CAS in `reserveSlow`,
+            // so a switch seen here comes with the sub-buffer start it published. Only a hint
+            // either way: `true` sends the caller back to `reserveSlow`, whose CAS validates
+            // the position, and looping registers again with the sequentially consistent
+            // loads above, where `space` acquires `consumed` itself.
             let position2 = b.position.pointee.load(ordering: .acquiring)
             let next2 = position2 & b.offsetMask == 0 ? position2 &>> b.shift : (position2 &>> b.shift) &+ 1
             if position2 & RegionLayout.closedBit != 0 || self.space(b, forSequence: next2) != .full {

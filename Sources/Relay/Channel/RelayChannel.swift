@@ -190,6 +190,8 @@ public final class RelayChannel: @unchecked Sendable {
         base.storeBytes(
             of: UInt32(geometry.clientHeaderSize), toByteOffset: RegionLayout.clientHeaderSizeOffset, as: UInt32.self)
         // Sub-buffer 0 is open, empty, its header about to be written by startSubbuffer.
+        // relaxed: no writer can see the region yet; the channel is published to other threads
+        // (or reset() is called on an idle one) only after this returns.
         core.position.pointee.store(core.headerSize, ordering: .relaxed)
     }
 
@@ -216,7 +218,10 @@ public final class RelayChannel: @unchecked Sendable {
     }
 
     /// Whether ``close()`` was called.
-    public var isClosed: Bool { self.closedState.load(ordering: .acquiring) }
+    public var isClosed: Bool {
+        // acquiring: pairs with the releasing halves of the stores in `close()` and `reset()`.
+        self.closedState.load(ordering: .acquiring)
+    }
 
     @inline(__always)
     func core(_ index: Int) -> BufferCore {

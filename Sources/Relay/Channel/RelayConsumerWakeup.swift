@@ -202,6 +202,11 @@ public final class RelayConsumerWakeup: @unchecked Sendable {
 
     static func ring(_ storage: UnsafeMutablePointer<Storage>) {
         // Only one writer needs to issue the syscall: the one that flips the state.
+        // sequentiallyConsistent: the writer half of the Dekker pair with `prepareToSleep`'s
+        // sequentially consistent store and fence, after which the consumer re-checks for work
+        // before it waits: either its re-check sees what this writer published before ringing,
+        // or this exchange sees it asleep and wakes it. The exchange also picks the one writer
+        // (of several ringing at once) that makes the system call.
         let previous = storage.pointee.state.exchange(State.awake.rawValue, ordering: .sequentiallyConsistent)
         // releasing: the waiter's expected value check (acquiring `currentWord`) sees
         // everything published before this increment.

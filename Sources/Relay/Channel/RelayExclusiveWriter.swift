@@ -178,6 +178,9 @@ public struct RelayExclusiveWriter: ~Copyable {
         let f = self.fast
         let slot = (p &>> f.shift) & f.slotMask
         let commit = f.commitWord(slot: slot)
+        // relaxed: while busy this thread is the word's only writer: a flusher, whose seal adds
+        // the padding here, parks it first, and `enter` acquired that flusher's clear; the
+        // deliverer's reset is this thread's own. So the load returns the latest value.
         let updated = commit.pointee.load(ordering: .relaxed) &+ (length | (1 << 32))
         // releasing: orders the record bytes before the commit for any reader of
         // the word (the deliverer below is this thread).
@@ -432,6 +435,11 @@ extension RelayChannel {
             return
         }
         // Serialize flushers of this buffer.
+        // acquiringAndReleasing: the acquiring half pairs with the previous flusher's
+        // releasing clear at the end of this function, so its body (a seal) happens before
+        // ours. Nothing relies on the releasing half: a writer that loads the request as 1
+        // waits for the clear, which is what releases, and our own view of the writer's
+        // `busy` is ordered by the heavy fence below, not by this CAS.
         var spins = 0
         while !b.flushRequest.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
             spins += 1

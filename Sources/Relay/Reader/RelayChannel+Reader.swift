@@ -4,7 +4,10 @@ import Synchronization
 // relay_subbufs_consumed.
 //
 // One consumer per buffer at a time (a reader, or a shipper). The consumer owns the
-// buffer's read cursor and its `consumed` word.
+// buffer's read cursor and its `consumed` word. So its own accesses to both are relaxed where
+// they only read back what it stored (the cursor is never read by anyone else); its stores of
+// `consumed` are sequentially consistent, because writers read that word (see
+// `subbufsConsumed`).
 extension RelayChannel {
     /// Runs `body` on the next delivered sub-buffer of `buffer`, in sequence order,
     /// seen in place without copying, and moves the read cursor past it.
@@ -34,6 +37,7 @@ extension RelayChannel {
         self.checkBufferIndex(index)
         let b = self.cores[index]
         let cursorWord = self.readCursors + index
+        // relaxed (both): the consumer's own words, read back (see the top of this file).
         let first = max(cursorWord.pointee.load(ordering: .relaxed), b.consumed.pointee.load(ordering: .relaxed))
         var cursor = first
         while true {
@@ -256,6 +260,7 @@ extension RelayChannel {
     /// consumer needs) if that is ahead. For shippers that track completions themselves.
     package func setConsumed(buffer index: Int, to sequence: UInt64) {
         let b = self.cores[index]
+        // relaxed: the consumer's own word, read back (see the top of this file).
         let old = b.consumed.pointee.load(ordering: .relaxed)
         if sequence > old {
             self.subbufsConsumed(buffer: index, count: Int(sequence - old))
@@ -319,6 +324,8 @@ extension RelayChannel {
 
     /// Buffer `index`'s consumed count.
     package func consumedCount(buffer index: Int) -> UInt64 {
+        // relaxed: a count read on its own; its callers (the shipper's bookkeeping, relayd's
+        // accounting) read no memory through it. `space` acquires it where writers rely on it.
         self.cores[index].consumed.pointee.load(ordering: .relaxed)
     }
 
@@ -395,6 +402,9 @@ extension RelayChannel {
         if produced > b.subbufCount && nextSequence < produced - b.subbufCount {
             return produced - b.subbufCount
         }
+        // acquiring: pairs with the deliverer's state store, as in `space`. A later incarnation's
+        // "being written" word (its switcher's relaxed store) orders nothing, and nothing is
+        // read through it here: only its sequence number is used.
         let state = b.stateWord(slot: b.slot(ofSequence: nextSequence)).pointee.load(ordering: .acquiring)
         if state >> 2 > nextSequence { return nextSequence + 1 }
         return nil

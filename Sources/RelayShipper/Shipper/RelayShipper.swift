@@ -307,6 +307,7 @@ final class ShipperEvent: @unchecked Sendable {
     }
 
     func wait() {
+        // acquiring: pairs with the releasing store in `signal()`, like `isSignalled`.
         while self.state.load(ordering: .acquiring) == 0 {
             _ = CRelayLinux_futex_wait(self.word, 0, -1, 0)
         }

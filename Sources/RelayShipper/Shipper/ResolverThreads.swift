@@ -33,7 +33,8 @@ final class ResolverThreads: Sendable {
     private let state = RelayMutex(State())
 
     /// How long shutdown waits for running look-ups (default 2 s, as for the final
-    /// completions). Tests shorten it.
+    /// completions). Tests shorten it. Relaxed everywhere: a setting read on its own, which
+    /// publishes nothing.
     let joinTimeoutNanoseconds = Atomic<UInt64>(2_000_000_000)
 
     /// Started and not yet joined or abandoned.

@@ -43,7 +43,11 @@ final class ShipperShared: Sendable {
     var hasCommands: Bool { self.commandFlag.load(ordering: .acquiring) }
 
     func takeCommands() -> [Command] {
+        // acquiring: pairs with the releasing store in `send`.
         guard self.commandFlag.load(ordering: .acquiring) else { return [] }
+        // relaxed: only this (ring) thread clears the flag, and before it takes the commands
+        // under the lock; a `send` after that appends first and sets the flag again, so no
+        // command waits unseen.
         self.commandFlag.store(false, ordering: .relaxed)
         return self.commands.withLock { commands in
             defer { commands.removeAll(keepingCapacity: true) }

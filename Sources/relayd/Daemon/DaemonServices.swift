@@ -53,6 +53,7 @@ struct InputService: Service, CustomStringConvertible {
         } onCancel: {
             self.control.requestStop(deadline: .now)
         }
+        // acquiring: pairs with the ring thread's releasing store (see `InputControl.endedByItself`).
         if self.control.endedByItself.load(ordering: .acquiring) {
             self.clock.begin()
             self.logger.info("every input ended; draining and stopping")

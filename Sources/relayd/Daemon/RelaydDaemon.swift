@@ -123,6 +123,7 @@ enum RelaydDaemon {
                         return metrics.exposition()
                     },
                     health: {
+                        // acquiring: pairs with the ring thread's releasing store (see `InputControl.running`).
                         let healthy = control.running.load(ordering: .acquiring) && !control.finished.isSignalled
                             && !shipper.hasExited
                         return (healthy, healthy ? "ok" : "stopping")

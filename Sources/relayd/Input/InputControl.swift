@@ -54,8 +54,11 @@ final class InputControl: Sendable {
     /// Signalled when the ring thread has drained its inputs and exited.
     let finished = OneShotEvent()
     /// Set when the ring stopped because every input ended by itself (stdin reached EOF), not on request.
+    /// Stored releasing by the ring thread before it begins the stop, loaded acquiring by the service that
+    /// reports how the daemon ended: that reader sees the ring's state as of the store.
     let endedByItself = Atomic<Bool>(false)
-    /// Set once the ring runs (all inputs armed).
+    /// Set once the ring runs (all inputs armed). Stored releasing by the ring thread after arming, loaded
+    /// acquiring by the health endpoint: a healthy answer means every listener was armed before it.
     let running = Atomic<Bool>(false)
 
     /// Creates the control block.

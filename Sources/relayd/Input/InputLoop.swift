@@ -338,6 +338,7 @@ final class InputLoop {
         for listener in self.listeners { self.armAccept(listener) }
         for datagram in self.datagrams { self.armDatagram(datagram) }
         if let slot = self.stdinSlot, let connection = self.connections[slot] { self.armReceive(connection, slot: slot) }
+        // releasing: pairs with the health endpoint's acquiring load (see `InputControl.running`).
         self.control.running.store(true, ordering: .releasing)
         self.checkAllEnded()
 
@@ -733,6 +734,7 @@ final class InputLoop {
     /// Stops by itself when every input has ended (only stdin can end).
     private func checkAllEnded() {
         guard !self.stopping, !self.inputs.isEmpty, self.inputs.allSatisfy(\.ended) else { return }
+        // releasing: pairs with the acquiring load in `DaemonServices` (see `InputControl.endedByItself`).
         self.control.endedByItself.store(true, ordering: .releasing)
         self.beginStop()
     }

@@ -21,6 +21,9 @@ enum InputDropReason: Int, CaseIterable, Sendable {
 /// Accounting: a record is ``recordReceived(bytes:)`` once when its frame is complete, then either
 /// ``recordRouted(bytes:)`` (handed to every output that consumes this input) or ``recordDropped(bytes:reason:)``.
 /// So `received = routed + dropped + in_flight` holds for every scrape (see ``RecordLedger``).
+///
+/// Every access to the counters other than the ledger's is relaxed: they are statistics that publish nothing, and each is one
+/// atomic word, so no update is lost or counted twice; a scrape reads each on its own.
 final class InputMetrics: Sendable {
     /// The input's name (`input` label).
     let name: String

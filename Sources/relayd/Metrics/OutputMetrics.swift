@@ -36,6 +36,9 @@ enum OutputDropReason: Int, CaseIterable, Sendable {
 /// channel) and later either ``recordsWritten(_:bytes:)`` when the destination accepted it, or
 /// ``recordsDropped(_:bytes:reason:)``. So `received = written + dropped + in_flight` holds for every scrape,
 /// where in-flight covers records in the channel, in the ring, and in a failed write being retried.
+///
+/// Every access to the counters other than the ledger's is relaxed: they are statistics that publish nothing, and each is one
+/// atomic word, so no update is lost or counted twice; a scrape reads each on its own.
 final class OutputMetrics: Sendable {
     /// The output's name (`output` label).
     let name: String

@@ -1,6 +1,9 @@
 import Synchronization
 
 /// Counters of the io_uring shipper.
+///
+/// Every access to these counters is relaxed: they are statistics that publish nothing, and each is one
+/// atomic word, so no update is lost or counted twice; a scrape reads each on its own.
 final class ShipperMetrics: Sendable {
     /// Sub-buffers registered with the ring (`IORING_REGISTER_BUFFERS`, fixed writes).
     let registeredBuffers = Atomic<Int64>(0)
