@@ -81,6 +81,72 @@ struct ModeTests {
         #expect(channel.stats().total.recordsWritten == 8)
     }
 
+    @Test("block: writers woken together all get into the sub-buffer the freed space started, when they fit")
+    func blockWakesEveryWriterThatFits() throws {
+        // With 5 s to wait, a writer sent back to sleep after another took the freed sub-buffer
+        // (its record would have fitted there too) times out and drops its record.
+        let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .seconds(5)))
+        for _ in 0..<4 { #expect(channel.write(Self.record) == .written) }
+        let results = RelayMutex<[RelayWriteResult]>([])
+        let writers = (0..<2).map { _ in
+            TestThreads.spawn {
+                let result = channel.write(Self.record)
+                results.withLock { $0.append(result) }
+            }
+        }
+        // Both asleep for space (each counts one wait) before any is freed.
+        #expect(waitUntil { channel.stats().total.writerWaits >= 2 }, "the writers never both waited for space")
+        #expect(results.withLock { $0.isEmpty }, "a write succeeded into a full channel")
+        // One sub-buffer freed: room for both records (two fit in a sub-buffer), and nothing
+        // else is consumed until both have returned.
+        guard case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in () }) else {
+            Issue.record("sub-buffer 0 was not delivered")
+            for writer in writers { TestThreads.join(writer) }
+            return
+        }
+        for writer in writers { TestThreads.join(writer) }
+        #expect(results.withLock { $0 } == [.written, .written])
+        let stats = channel.stats().total
+        #expect(stats.recordsDropped == 0)
+        #expect(stats.blockTimeouts == 0)
+        channel.flush()
+        var records: [Int] = []
+        while case .read(let n) = channel.withNextSubbuffer(buffer: 0, consume: true, { $0.records }) { records.append(n) }
+        #expect(records == [2, 2], "sub-buffers 1 and 2, the second holding both woken writers' records")
+    }
+
+    @Test("block with a timeout: a stalled buffer does not make reserve(_:waitingAtMost:) fail before its own wait")
+    func blockStalledWaitingAtMostWaits() throws {
+        let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .milliseconds(20)))
+        for _ in 0..<4 { #expect(channel.write(Self.record) == .written) }
+        // The channel's own timeout runs out: the buffer is stalled, and a plain write fails at once.
+        #expect(channel.write(Self.record) == .timedOut)
+        let start = ContinuousClock.now
+        #expect(channel.write(Self.record) == .timedOut)
+        #expect(ContinuousClock.now - start < .milliseconds(15), "a write into a stalled buffer waited again")
+        let waitsBefore = channel.stats().total.writerWaits
+        let result = RelayMutex<Bool?>(nil)
+        let writer = TestThreads.spawn {
+            do {
+                let reservation = try channel.reserve(Self.record.count, waitingAtMost: .seconds(30))
+                reservation.commit()
+                result.withLock { $0 = true }
+            } catch {
+                result.withLock { $0 = false }
+            }
+        }
+        // It sleeps for space, as it asked, instead of failing at once.
+        #expect(waitUntil { channel.stats().total.writerWaits > waitsBefore || result.withLock { $0 } != nil })
+        #expect(result.withLock { $0 } == nil, "reserve(_:waitingAtMost:) failed at once on a stalled buffer")
+        guard case .read = channel.withNextSubbuffer(buffer: 0, consume: true, { _ in () }) else {
+            Issue.record("sub-buffer 0 was not delivered")
+            TestThreads.join(writer)
+            return
+        }
+        TestThreads.join(writer)
+        #expect(result.withLock { $0 } == true)
+    }
+
     @Test("block with a timeout: the record is dropped and counted when no space comes")
     func blockTimeout() throws {
         let channel = try smallChannel(subbufferCount: 2, mode: .block(timeout: .milliseconds(50)))

@@ -74,7 +74,9 @@ extension RelayChannel {
     ///
     /// Running out of `timeout` does not mark the buffer stalled (only the channel's own
     /// timeout does, see ``RelayMode/block(timeout:)``): other writes keep waiting as the
-    /// mode says, forever on a `.block(timeout: nil)` channel.
+    /// mode says, forever on a `.block(timeout: nil)` channel. Nor does a buffer already
+    /// marked stalled make this call fail at once, as it does other writes: it waits for
+    /// space for up to `timeout`.
     ///
     /// - Throws: ``RelayReserveError``; `.timedOut` when `timeout` passed without space.
     public func reserve(_ length: Int, waitingAtMost timeout: Duration) throws(RelayReserveError) -> RelayReservation {

@@ -483,14 +483,27 @@ extension RelayChannel {
 
     // MARK: Block mode
 
-    /// Waits until buffer `b` may have space, the deadline passes, or the channel closes.
-    /// Returns false on timeout.
+    /// Whether a block-mode writer of `length` bytes that found buffer `b` full must still wait
+    /// at `position`: the buffer is open, the record does not fit in the open sub-buffer (which
+    /// another writer may have started since, with the space the consumer freed), and the
+    /// sub-buffer after it has no space either.
+    @inline(__always)
+    func mustWaitForSpace(_ b: BufferCore, position: UInt64, length: UInt64) -> Bool {
+        if position & RegionLayout.closedBit != 0 { return false }
+        let offset = position & b.offsetMask
+        if offset != 0 && offset &+ length <= b.subbufSize { return false }
+        let next = offset == 0 ? position &>> b.shift : (position &>> b.shift) &+ 1
+        return self.space(b, forSequence: next) == .full
+    }
+
+    /// Waits until buffer `b` may have space for a record of `length` bytes, the deadline
+    /// passes, or the channel closes. Returns false on timeout.
     ///
     /// `waited` is the caller's (one write's) record of whether it already slept for space:
     /// the first sleep of a write counts one `writerWaits`, later ones (spurious wake-ups,
     /// or space another writer took first, which sends the caller back here) do not, and
     /// a call that never sleeps (space came back, or the deadline had passed) counts none.
-    func waitForSpace(_ b: BufferCore, deadline: UInt64?, waited: inout Bool) -> Bool {
+    func waitForSpace(_ b: BufferCore, length: UInt64, deadline: UInt64?, waited: inout Bool) -> Bool {
         while true {
             // sequentiallyConsistent (all three): Dekker with `subbufsConsumed`, which
             // stores `consumed`, bumps the futex word, then loads `waiters`. Either it sees
@@ -498,9 +511,7 @@ extension RelayChannel {
             b.waiters.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
             let word = b.spaceFutex.pointee.load(ordering: .sequentiallyConsistent)
             let position = b.position.pointee.load(ordering: .sequentiallyConsistent)
-            let next = position & b.offsetMask == 0 ? position &>> b.shift : (position &>> b.shift) &+ 1
-            let stillFull =
-                position & RegionLayout.closedBit == 0 && self.space(b, forSequence: next) == .full
+            let stillFull = self.mustWaitForSpace(b, position: position, length: length)
             var timedOut = false
             if stillFull {
                 var timeout: Int64 = -1
@@ -534,9 +545,10 @@ extension RelayChannel {
             // either way: `true` sends the caller back to `reserveSlow`, whose CAS validates
             // the position, and looping registers again with the sequentially consistent
             // loads above, where `space` acquires `consumed` itself.
+            // A writer woken with others may find that one of them already took the freed
+            // sub-buffer: then it still goes back if its record fits in that one.
             let position2 = b.position.pointee.load(ordering: .acquiring)
-            let next2 = position2 & b.offsetMask == 0 ? position2 &>> b.shift : (position2 &>> b.shift) &+ 1
-            if position2 & RegionLayout.closedBit != 0 || self.space(b, forSequence: next2) != .full {
+            if !self.mustWaitForSpace(b, position: position2, length: length) {
                 return true
             }
         }
@@ -600,8 +612,9 @@ extension RelayChannel {
                 // timeout in this full episode and the consumer has freed nothing since:
                 // fail at once, so a stalled consumer costs writers one timeout, not one
                 // per record (a daemon's input thread or a service's request path keeps
-                // moving, and the drops are counted).
-                if b.blockStalled.pointee.load(ordering: .relaxed) != 0 {
+                // moving, and the drops are counted). Not a caller that gave a wait of its
+                // own (`reserve(_:waitingAtMost:)`): it waits that long, as it asked.
+                if timeoutNanoseconds == nil && b.blockStalled.pointee.load(ordering: .relaxed) != 0 {
                     self.countLoss(b, RegionLayout.droppedFullOffset)
                     return .timedOut
                 }
@@ -612,7 +625,7 @@ extension RelayChannel {
                         deadline = Clock.monotonicNanoseconds &+ UInt64(timeout)
                     }
                 }
-                if !self.waitForSpace(b, deadline: deadline, waited: &waited) {
+                if !self.waitForSpace(b, length: length, deadline: deadline, waited: &waited) {
                     self.countLoss(b, RegionLayout.droppedFullOffset)
                     b.count(RegionLayout.blockTimeoutsOffset)
                     // Only a wait with the channel's own timeout marks the buffer stalled: a
@@ -629,8 +642,7 @@ extension RelayChannel {
                     // relaxed: only says which sequence the next switch needs; the check that
                     // matters is `space`'s load of `consumed`, after the fence.
                     let position = b.position.pointee.load(ordering: .relaxed)
-                    let next = position & b.offsetMask == 0 ? position &>> b.shift : (position &>> b.shift) &+ 1
-                    if self.space(b, forSequence: next) != .full {
+                    if !self.mustWaitForSpace(b, position: position, length: length) {
                         // relaxed: as the store above.
                         b.blockStalled.pointee.store(0, ordering: .relaxed)
                     }

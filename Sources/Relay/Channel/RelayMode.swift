@@ -30,7 +30,8 @@ public struct RelayMode: Sendable, Hashable, CustomStringConvertible {
     /// Once a wait with this timeout has timed out, the buffer counts as stalled until the consumer frees
     /// space: later writes that find it full fail at once (dropped and counted, like a
     /// timeout) instead of each waiting `timeout` again. So a dead consumer costs the
-    /// writers one timeout per stall, not one per record.
+    /// writers one timeout per stall, not one per record. (A
+    /// ``RelayChannel/reserve(_:waitingAtMost:)`` still waits the time it was given.)
     public static func block(timeout: Duration? = nil) -> RelayMode {
         RelayMode(kind: .block(timeout: timeout))
     }

@@ -41,8 +41,9 @@ public struct RelaySinkStats: Sendable, Hashable {
     /// Zero-copy sends, and how many of them the kernel reported as copied anyway.
     public var zeroCopySends: UInt64 = 0
     public var zeroCopyCopied: UInt64 = 0
-    /// Zero-copy sends whose notification arrived (``zeroCopyCopied`` of them copied): a send's
-    /// outcome is only known then.
+    /// Zero-copy sends that moved bytes and whose notification arrived (``zeroCopyCopied`` of
+    /// them copied): a send's outcome is only known then. A send that failed before sending
+    /// anything is in neither count (its notification always says "copied").
     public var zeroCopyNotifications: UInt64 = 0
     /// File writes issued as `WRITE_FIXED` from a registered region (see
     /// ``RelayFileSinkConfiguration/FixedBufferWrites``); the others were plain `WRITE`.

@@ -694,7 +694,7 @@ final class ShipperLoop {
         }
         for entry in self.channels {
             for case .file(let s) in entry.sinks {
-                s.cutUnfinishedWrites()
+                s.cutUnfinishedWrites(loop: self)
                 if case .none = s.configuration.fsync { s.closeAll(fsync: false) } else { s.closeAll(fsync: true, loop: self) }
             }
             // Nothing is submitted after this: descriptors still waiting for their SQEs to be

@@ -48,6 +48,8 @@ final class FileSink {
     struct Retired {
         var fd: FileDescriptor
         var generation: UInt32
+        /// Where this sink's writes to it started (``OutputFile/generationStart``).
+        var start: Int64
         var inFlight: Int
         /// Its final fsync is in flight; close at completion.
         var closing = false
@@ -61,6 +63,8 @@ final class FileSink {
         var path: String
         var fd: FileDescriptor?
         var generation: UInt32 = 0
+        /// Where the current descriptor's writes started: the file's size when it was opened.
+        var generationStart: Int64 = 0
         var offset: Int64 = 0
         var allocatedThrough: Int64 = 0
         var inFlight = 0
@@ -244,8 +248,19 @@ final class FileSink {
                 }
             }
         }
-        var size: Int64 = 0
-        if case .success(let s) = Files.size(fd) { size = s }
+        // Writes go at explicit offsets from this size: guessing 0 for a file whose size cannot
+        // be read would write over its beginning.
+        var size: Int64
+        switch Files.size(fd) {
+        case .success(let s):
+            size = s
+        case .failure(let errno):
+            Files.close(fd)
+            throw RelayShipperError(
+                message: "cannot read the size of \(path) after opening it (fstat: \(errno)), so there is no safe "
+                    + "offset to append at; check the filesystem (a stale NFS handle, a failing device) and the path",
+                errno: errno)
+        }
         let sameFile = self.files[i].fd.map { Files.isSameFile($0, fd) } ?? false
         if sameFile, self.files[i].inFlight > 0 || self.files[i].retired.contains(where: { $0.inFlight > 0 }) {
             // The same file again (a reopen without a rename, e.g. a reload): continue after
@@ -264,12 +279,15 @@ final class FileSink {
             // that completes (``writebackCompleted(sequence:result:loop:now:)``).
             let inFlight = self.files[i].inFlight + (self.files[i].writebackInFlight ? 1 : 0)
             self.files[i].retired.append(
-                Retired(fd: old, generation: self.files[i].generation, inFlight: inFlight, unsynced: self.files[i].unsyncedSubbuffers))
+                Retired(
+                    fd: old, generation: self.files[i].generation, start: self.files[i].generationStart, inFlight: inFlight,
+                    unsynced: self.files[i].unsyncedSubbuffers))
             self.files[i].unsyncedSubbuffers = 0
         }
         self.files[i].writebackInFlight = false
         self.files[i].fd = fd
         self.files[i].generation &+= 1
+        self.files[i].generationStart = size
         self.files[i].offset = size
         self.files[i].allocatedThrough = size
         self.files[i].writebackFrom = size
@@ -507,6 +525,15 @@ final class FileSink {
         var keep: [Retired] = []
         for retired in self.files[file].retired {
             guard retired.inFlight == 0 else {
+                keep.append(retired)
+                continue
+            }
+            // At most one fsync of a file in flight. The file's own (`maybeFsync`) may have been
+            // issued on this very descriptor before it was retired; two fsyncs of one open file
+            // share its one writeback-error report, so whichever the kernel checks second can
+            // succeed over pages whose writeback failed, and its completion may come first. The
+            // file's fsync completion (or the next pump) issues this final one.
+            if !retired.closing && self.files[file].fsyncInFlight {
                 keep.append(retired)
                 continue
             }
@@ -868,15 +895,20 @@ final class FileSink {
         if result < 0 {
             self.stats.errors += 1
             self.durabilityLost(file: i, covered: covered, errno: Errno(rawValue: -result), rotated: false, loop: loop)
-            return
-        }
-        self.stats.fsyncs += 1
-        if self.files[i].fsyncEpoch == self.files[i].fsyncFailures {
-            self.stats.durableSubbuffers += covered
         } else {
-            // Another fsync of the file failed while this one ran (a rotated-away descriptor's
-            // final one): this success may only mean that one took the error report.
-            self.stats.durabilityUnknownSubbuffers += covered
+            self.stats.fsyncs += 1
+            if self.files[i].fsyncEpoch == self.files[i].fsyncFailures {
+                self.stats.durableSubbuffers += covered
+            } else {
+                // Another fsync of the file failed while this one ran (a rotated-away
+                // descriptor's final one): this success may only mean that one took the error
+                // report.
+                self.stats.durabilityUnknownSubbuffers += covered
+            }
+        }
+        // A rotated-away descriptor's final fsync waited for this one (see `closeRetiredIfIdle`).
+        if self.files[i].retired.contains(where: { $0.inFlight == 0 && !$0.closing }) {
+            self.closeRetiredIfIdle(file: i, loop: loop)
         }
     }
 
@@ -926,29 +958,63 @@ final class FileSink {
     /// released, so whoever ships the channel next writes them again, whole, at the file's
     /// end; without the cut, what a short write put there of one (and later writes that did
     /// complete, of sub-buffers not released either) would stay in front of them: a torn
-    /// record and duplicates. Each descriptor is cut at its own first unfinished write (a
-    /// rotation's fresh file may still keep writes that completed after an unfinished one in
-    /// the old file). Only where everything in the file is this buffer's: with several
-    /// buffers in one file, a later write may be another buffer's, already released.
-    func cutUnfinishedWrites() {
+    /// record and duplicates. Where no one ships the channel again (relayd's anonymous
+    /// buffers at exit), the cut keeps the file and the loss accounting in agreement: every
+    /// sub-buffer not released is counted lost, and none of its bytes stays behind a hole.
+    ///
+    /// Each descriptor is cut at its own first unfinished write, and a descriptor opened after
+    /// one with an unfinished write (a rotation's fresh file, a reopen) back to where this
+    /// sink's writes to it started: everything written there came after that write, so none of
+    /// it was released either. Only where everything in the file is this buffer's: with several
+    /// buffers in one file, a later write may be another buffer's, already released. Every cut
+    /// is logged.
+    func cutUnfinishedWrites(loop: ShipperLoop) {
         guard self.configuration.layout != .perChannel || self.buffers == 1 else { return }
         struct Descriptor: Hashable {
             let file: Int
             let generation: UInt32
         }
         var cuts: [Descriptor: Int64] = [:]
+        // Per file, the oldest generation with an unfinished write.
+        var oldest: [Int: UInt32] = [:]
+        // Generations count up by one per open (wrapping): `a` is later than `b`.
+        func isLater(_ a: UInt32, than b: UInt32) -> Bool { Int32(bitPattern: a &- b) > 0 }
         for opIndex in self.ops.indices {
             guard let op = self.ops[opIndex] else { continue }
             // Still in the kernel (the shutdown gave up waiting): it could write after any cut.
             guard self.parked.contains(opIndex) else { return }
             let descriptor = Descriptor(file: op.file, generation: op.generation)
             cuts[descriptor] = min(cuts[descriptor] ?? op.offset, op.offset)
+            if let known = oldest[op.file], !isLater(known, than: op.generation) { continue }
+            oldest[op.file] = op.generation
+        }
+        for (file, generation) in oldest {
+            let later =
+                self.files[file].retired.filter { isLater($0.generation, than: generation) }.map { ($0.generation, $0.start) }
+                + (isLater(self.files[file].generation, than: generation) && self.files[file].fd != nil
+                    ? [(self.files[file].generation, self.files[file].generationStart)] : [])
+            for (laterGeneration, start) in later {
+                let descriptor = Descriptor(file: file, generation: laterGeneration)
+                cuts[descriptor] = min(cuts[descriptor] ?? start, start)
+            }
         }
         for (descriptor, offset) in cuts {
             guard let fd = self.fd(file: descriptor.file, generation: descriptor.generation),
                 case .success(let size) = Files.size(fd), size > offset
             else { continue }
-            _ = Files.truncate(fd, to: offset)
+            let outcome: String
+            switch Files.truncate(fd, to: offset) {
+            case .success: outcome = "cut"
+            case .failure(let errno): outcome = "not cut: \(errno)"
+            }
+            loop.logger.warning(
+                "file sink cut a file back at shutdown: writes after one that failed were not released from the channel",
+                metadata: [
+                    "path": "\(self.files[descriptor.file].path)",
+                    "rotated_away": "\(descriptor.generation != self.files[descriptor.file].generation)",
+                    "from_bytes": "\(size)", "to_bytes": "\(offset)", "outcome": "\(outcome)",
+                    "advice": "the channel still holds those sub-buffers: a shipper that ships it again writes them again, whole; else they are counted lost (see the failed write's earlier error for its cause)",
+                ])
         }
     }
 

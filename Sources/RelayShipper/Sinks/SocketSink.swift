@@ -93,8 +93,9 @@ final class SocketSink {
     /// The entry each send in flight (current or stale) started with, by its cookie's sequence, until
     /// its final completion.
     var sendEntries: [UInt64: UInt64] = [:]
-    /// The entry of each zero-copy send whose notification is still to come, by its cookie's sequence.
-    var notificationEntries: [UInt64: UInt64] = [:]
+    /// The entry of each zero-copy send whose notification is still to come, by its cookie's
+    /// sequence, and whether that send moved any bytes (its result was positive).
+    var notificationEntries: [UInt64: (entry: UInt64, moved: Bool)] = [:]
     /// Sends still in flight on connections ``disconnect(_:now:reason:)`` closed. Their SQEs
     /// point at the entries' bytes until their final completion, so while any is left no
     /// entry is finished (handed back to the writers).
@@ -120,6 +121,10 @@ final class SocketSink {
     var peerPollsOutstanding = 0
     /// The connection generation the armed poll watches, if any.
     var peerPollGeneration: UInt64? = nil
+    /// When a poll that could not be armed (SQ full) or that failed is armed again: the pump
+    /// re-arms it, at most once per ``peerPollRetryDelay`` after a failure.
+    var peerPollRetryAt: UInt64 = 0
+    static let peerPollRetryDelay: UInt64 = 100_000_000
     /// When the pending connect is cancelled for taking too long.
     var connectDeadline: UInt64? = nil
     var connectCancelled = false
@@ -210,6 +215,12 @@ final class SocketSink {
             if let poll = self.ackPollAt, now >= poll {
                 self.ackPollAt = nil
                 self.pollAcknowledged(fd, loop: loop, now: now)
+            }
+            // The liveness poll is armed at connect; if that found the SQ full, or the poll
+            // failed, arm it again (else a peer that resets while we only wait for its
+            // acknowledgements goes unnoticed until new data fails to send).
+            if self.peerPollGeneration != self.generation && now >= self.peerPollRetryAt && !loop.isShuttingDown {
+                self.armPeerPoll(fd, loop: loop)
             }
             self.sendNext(fd, loop: loop, now: now)
         }
@@ -416,6 +427,16 @@ final class SocketSink {
     /// The connection broke: everything not acknowledged is sent again on the next one.
     private func disconnect(_ loop: ShipperLoop, now: UInt64, reason: String) {
         self.cancelPeerPoll(loop)
+        if case .connected(let fd) = self.state, !self.peerIsUnix,
+            case .success(let outstanding) = Sockets.unacknowledged(fd)
+        {
+            // A last look at what the peer's TCP acknowledged since the timer's last sample, so
+            // it is not sent again. A TCP socket's count survives the peer's close or reset (a
+            // Unix socket's does not: see below). A send in flight only adds to `outstanding`,
+            // never to `streamSent`, so this can under-count, never over-count.
+            let acked = self.streamSent - outstanding
+            if acked > self.acked { self.acked = acked }
+        }
         switch self.state {
         case .connected(let fd), .connecting(let fd):
             if self.sendInFlight {
@@ -438,9 +459,9 @@ final class SocketSink {
         }
         self.state = .disconnected
         self.stats.connected = false
-        // What the peer acknowledged before the break is finished; no query after an
-        // error (a Unix socket whose peer closed reports an empty queue, which would look like
-        // acks; a reset TCP socket keeps its count, but one rule for both is simpler).
+        // What the peer acknowledged before the break is finished: for TCP, as of the sample
+        // above; for a Unix socket, as of the timer's last sample (one whose peer closed
+        // reports an empty queue, which would look like acks).
         self.finishAcknowledged(loop)
         let resend = (0..<self.queue.count).filter { self.queue[$0].endOffset != nil || ($0 == self.sendIndex && self.sentInEntry > 0) }.count
         self.stats.resentSubbuffers += UInt64(resend)
@@ -496,7 +517,13 @@ final class SocketSink {
         let current = SocketCookie.isCurrent(userData.rawValue, counter: self.generation) && self.peerPollGeneration == self.generation
         guard current else { return }
         self.peerPollGeneration = nil
-        guard result > 0, case .connected = self.state, !loop.isShuttingDown else { return }
+        guard case .connected = self.state, !loop.isShuttingDown else { return }
+        guard result > 0 else {
+            // The poll itself failed (not cancelled: a cancelled poll is not current): the pump
+            // arms a new one, after a pause so that one that keeps failing cannot spin the loop.
+            self.peerPollRetryAt = now.saturatingAdding(Self.peerPollRetryDelay)
+            return
+        }
         self.disconnect(loop, now: now, reason: "the peer closed or reset the connection")
     }
 
@@ -568,16 +595,18 @@ final class SocketSink {
     func sendCompleted(_ completion: Completion, loop: ShipperLoop, now: UInt64) {
         let data = URingUserData(rawValue: completion.userData)
         if completion.isNotification {
-            if let entryID = self.notificationEntries.removeValue(forKey: data.sequence),
-                let n = self.pendingNotifications[entryID]
-            {
-                if n <= 1 { self.pendingNotifications[entryID] = nil } else { self.pendingNotifications[entryID] = n - 1 }
+            let notified = self.notificationEntries.removeValue(forKey: data.sequence)
+            if let notified, let n = self.pendingNotifications[notified.entry] {
+                if n <= 1 { self.pendingNotifications[notified.entry] = nil } else { self.pendingNotifications[notified.entry] = n - 1 }
             }
-            self.stats.zeroCopyNotifications += 1
-            if completion.zcCopied {
-                self.stats.zeroCopyCopied += 1
+            // The kernel reports "copied" also for a send that used no page at all (one that
+            // failed, or sent nothing): that says nothing about whether zero-copy pays here, so
+            // such a send is left out of the counts and of the adaptation.
+            if notified?.moved != false {
+                self.stats.zeroCopyNotifications += 1
+                if completion.zcCopied { self.stats.zeroCopyCopied += 1 }
+                self.noteZeroCopy(copied: completion.zcCopied)
             }
-            self.noteZeroCopy(copied: completion.zcCopied)
             self.finishAcknowledged(loop)
             return
         }
@@ -585,7 +614,7 @@ final class SocketSink {
         guard let entryID = self.sendEntries.removeValue(forKey: data.sequence) else { return }
         if completion.hasMore {
             self.pendingNotifications[entryID, default: 0] += 1
-            self.notificationEntries[data.sequence] = entryID
+            self.notificationEntries[data.sequence] = (entryID, completion.result > 0)
         }
         let current = self.currentSend.map { SocketCookie.isCurrent(completion.userData, counter: $0) } ?? false
         guard current else {
@@ -808,7 +837,9 @@ final class SocketSink {
         switch self.state {
         case .disconnected: return self.reconnectAt
         case .connecting: return self.connectCancelled ? nil : self.connectDeadline
-        case .connected: return self.ackPollAt
+        case .connected:
+            guard self.peerPollGeneration != self.generation else { return self.ackPollAt }
+            return min(self.ackPollAt ?? self.peerPollRetryAt, self.peerPollRetryAt)
         }
     }
 
