@@ -276,6 +276,12 @@ struct SyslogFrameDecoderTests {
         let digits = decodeFrames(utf8Bytes("123"), finish: true)
         #expect(digits.frames == [DecodedFrame("123", .lf, incomplete: true)])
 
+        // Strict octet counting: digits the stream ended in begin a length prefix, they are no frame of
+        // their own. Nothing is emitted; the announced frame is counted lost.
+        let strictDigits = decodeFrames(utf8Bytes("3 abc12"), mode: .octetCounting, finish: true)
+        #expect(strictDigits.frames == [DecodedFrame("abc", .octetCounted)])
+        #expect(strictDigits.counters.incomplete == 1)
+
         let clean = decodeFrames(utf8Bytes("3 abc"), finish: true)
         #expect(clean.frames == [DecodedFrame("abc", .octetCounted)])
 

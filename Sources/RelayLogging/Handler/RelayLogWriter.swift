@@ -70,10 +70,6 @@ public final class RelayLogWriter: Sendable {
     let encoder: LogRecordEncoder
     let maxRecordSize: Int
     let isJSONLines: Bool
-    /// RFC 5424: the general path takes every description once (``LogRecordFields/freezeDescriptions()``),
-    /// because the blank record of a description that changed between measuring and writing is not a
-    /// syslog message, and between octet-counted frames it breaks the framing.
-    let freezesDescriptions: Bool
     let timestampCache = TimestampCache()
     /// The records' clock (`RecordClock.shared`, held here so a record reads it from the writer).
     let clock = RecordClock.shared
@@ -144,11 +140,6 @@ public final class RelayLogWriter: Sendable {
             self.isJSONLines = true
         } else {
             self.isJSONLines = false
-        }
-        if case .rfc5424 = format {
-            self.freezesDescriptions = true
-        } else {
-            self.freezesDescriptions = false
         }
     }
 
@@ -348,9 +339,11 @@ public final class RelayLogWriter: Sendable {
             handlerMetadata: copy handlerMetadata,
             providerMetadata: provided
         )
-        if self.freezesDescriptions {
-            record.freezeDescriptions()
-        }
+        // Every description is taken once (``LogRecordFields/freezeDescriptions()``), so measuring
+        // and writing see the same text. Else a description that changed length between the two
+        // would leave a blank reservation: not a JSON value in JSON Lines, not a syslog message in
+        // RFC 5424 (and between octet-counted frames it breaks the framing), noise in logfmt.
+        record.freezeDescriptions()
         switch self.write(record) {
         case .written:
             return true
@@ -379,10 +372,11 @@ public final class RelayLogWriter: Sendable {
     /// Encodes `record` with the general encoder into an exactly sized reservation.
     ///
     /// The size is measured first. Only a `stringConvertible` description (or an error description)
-    /// that changes between the measuring and the writing pass can make the record not fit its
-    /// reservation; the reservation is then left uncommitted, which the channel fills with the
-    /// documented blank filler (spaces and a newline) and counts, and the record is encoded once
-    /// more into a reservation of the new size. ``RelayLogStats/blankRecords`` counts these.
+    /// that changes between the measuring and the writing pass could make the record not fit its
+    /// reservation, and callers freeze descriptions first (``LogRecordFields/freezeDescriptions()``).
+    /// Should it happen anyway, the reservation is left uncommitted, which the channel fills with
+    /// the documented blank filler (spaces and a newline), and the record is encoded once more into
+    /// a reservation of the new size. ``RelayLogStats/blankRecords`` counts these.
     ///
     /// `timeout`, when given, replaces a block-mode channel's timeout for each reservation.
     func write(_ record: borrowing LogRecordFields, waitingAtMost timeout: Duration? = nil) -> GeneralOutcome {
@@ -601,8 +595,9 @@ public struct RelayLogStats: Sendable, Hashable {
     /// Drops not reported yet (the first record that finds space once ``RelayLogWriter/dropReportInterval``
     /// has passed since the last report reports them, or shutdown does).
     public var dropsPending: UInt64
-    /// Reservations committed blank because a `stringConvertible` or error description changed length
-    /// between measuring and writing (the record was written again after it).
+    /// Reservations committed blank because a record came out longer when written than when measured
+    /// (the record was written again after it). Descriptions are taken once before measuring, so this
+    /// stays 0; it is kept as the check that it does.
     public var blankRecords: UInt64
     /// The channel's own counters.
     public var channel: RelayChannelStats

@@ -1,5 +1,6 @@
 internal import CRelayLinux
 internal import Glibc
+internal import SystemPackage
 public import Logging
 public import Relay
 public import ServiceLifecycle
@@ -110,13 +111,24 @@ public final class RelayShipper: Sendable, Service {
         let configuration = self.configuration
         let shared = self.shared
         let logger = self.logger
-        ShipperThread.spawn(name: "relay-shipper") {
+        let spawned = ShipperThread.trySpawn(name: "relay-shipper") {
             Self.runRing(setup: setup, configuration: configuration, registrations: registrations, shared: shared, logger: logger)
             // Only now, with the ring torn down: a caller of stop() that starts another shipper
             // at once must find the descriptor closed and the locked-memory budget free.
             exited.signal()
         }
-        if let error = setup.wait() {
+        let failure: RelayShipperError?
+        if spawned != 0 {
+            // No thread, so nothing ran: as for a failed setup, the shipper goes back to configuring.
+            exited.signal()
+            failure = RelayShipperError(
+                message: "cannot start the shipper thread (pthread_create: \(Errno(rawValue: spawned))); raise the "
+                    + "thread limit (ulimit -u, systemd TasksMax) or free memory, then start() again",
+                errno: Errno(rawValue: spawned))
+        } else {
+            failure = setup.wait()
+        }
+        if let error = failure {
             self.phase.withLock { phase in
                 // Stops, flushes and reopens requested while this start was under way were for a
                 // ring thread that never ran: the retry's must not find them. (`requestStop` sends
@@ -338,13 +350,7 @@ enum ShipperThread {
         }
     }
 
-    static func spawn(name: String, _ body: @escaping @Sendable () -> Void) {
-        let rc = self.trySpawn(name: name, body)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-    }
-
-    /// Like ``spawn(name:_:)``, but returns pthread_create's error (0 on success) instead of
-    /// trapping: for threads started while the shipper runs.
+    /// Starts a detached thread. Returns pthread_create's error (0 on success).
     static func trySpawn(name: String, _ body: @escaping @Sendable () -> Void) -> Int32 {
         var thread = pthread_t()
         let rc = self.trySpawnJoinable(name: name, thread: &thread, body)

@@ -723,6 +723,21 @@ final class ShipperLoop {
         if self.outstandingOps() == 0 {
             for t in self.trackers { t.staging?.deallocate() }
         }
+        // A sink operation the kernel still has after the wait (a device or filesystem that
+        // does not complete I/O: NFS down, a frozen filesystem, a failing disk) may read channel
+        // memory whenever the kernel gets to it: a plain file write reads its sub-buffers then,
+        // not at submission. Keep every channel, so its regions stay mapped for the rest of the
+        // process however the caller lets go of it, and say so.
+        let stuck = self.outstandingOps() - (self.wakeArmed ? 1 : 0)
+        if stuck > 0 {
+            for entry in self.channels { _ = Unmanaged.passRetained(entry.channel) }
+            self.logger.error(
+                "shipper stopped with operations still in the kernel; their channels' memory is kept for the rest of the process",
+                metadata: [
+                    "operations": "\(stuck)",
+                    "advice": "the device or filesystem did not complete I/O within the stop's wait (NFS down, a frozen filesystem, a failing disk?); what those operations carry may not arrive",
+                ])
+        }
         self.unregisterRegions()
         self.publishStats(now: Clock.now, force: true)
     }

@@ -1024,7 +1024,12 @@ final class FileSink {
     /// durable (a write still in the kernel after the shutdown's wait is not among them),
     /// except those an earlier failed fsync already counted as of unknown durability; where
     /// one failed, they count as of unknown durability too.
-    func closeAll(fsync: Bool, loop: ShipperLoop? = nil) {
+    ///
+    /// With a write of this sink still in the kernel after the shutdown's wait, the device is not
+    /// completing I/O, and a final `fsync(2)` (which runs on the ring thread) could block the stop
+    /// for as long: then there is none, and what it would have covered counts as of unknown
+    /// durability.
+    func closeAll(fsync requested: Bool, loop: ShipperLoop? = nil) {
         // Preallocated blocks are given back only if no write is in the kernel (a stop whose
         // wait ran out may leave some there). Likewise the lock: with nothing in the kernel it
         // is released explicitly, so it is gone when `stop()` returns and a sink started right
@@ -1033,6 +1038,14 @@ final class FileSink {
         // worker on its own schedule). With a write still in the kernel, it stays until that
         // write's reference goes, so no other writer takes the file while the write can land.
         let quiet = self.ops.indices.allSatisfy { self.ops[$0] == nil || self.parked.contains($0) }
+        let fsync = requested && quiet
+        if requested && !quiet {
+            loop?.logger.error(
+                "file sink closed without its final fsync: writes are still in the kernel after the stop's wait",
+                metadata: [
+                    "advice": "the device or filesystem is not completing I/O (a frozen filesystem, NFS down, a failing disk?); what was written since the last successful fsync is counted in durabilityUnknownSubbuffers"
+                ])
+        }
         for i in self.files.indices {
             var synced = true
             // Unlocked and closed once every descriptor of the file is synced: a rotated-away
@@ -1068,7 +1081,15 @@ final class FileSink {
                 if quiet { Files.unlock(fd) }
                 Files.close(fd)
             }
-            guard fsync else { continue }
+            guard fsync else {
+                if requested {
+                    // Skipped (above): nothing claims these writes any more.
+                    let unclaimed = covered + (self.files[i].fsyncInFlight ? self.files[i].fsyncCovers : 0)
+                    self.files[i].fsyncCovers = 0
+                    self.stats.durabilityUnknownSubbuffers += unclaimed
+                }
+                continue
+            }
             // An fsync of the ring still in flight (the shutdown's wait ran out) is covered by
             // these final ones too, unless a failure since it was submitted voids it.
             if self.files[i].fsyncInFlight {

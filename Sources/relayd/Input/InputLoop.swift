@@ -349,6 +349,7 @@ final class InputLoop {
                 try self.ring.submitAndWait(minCompletions: 1, timeoutNanoseconds: timeout)
             } catch {
                 self.logger.critical("input ring failed; stopping inputs", metadata: ["error": "\(error)"])
+                self.ringFailed = true
                 break
             }
             self.reapAll()
@@ -774,17 +775,44 @@ final class InputLoop {
         }
     }
 
+    /// `run` left its loop because the ring failed, not after a stop: operations may still be
+    /// in the kernel (see `drainAndClose`).
+    private var ringFailed = false
+
+    /// At most this many connections are taken from each listener's backlog at the stop: the
+    /// kernel's accept queue holds no more than `SOMAXCONN` + 1, so a client that keeps
+    /// reconnecting cannot keep the drain going.
+    private static let drainAcceptBudget = Int(SOMAXCONN) + 1
+
+    /// What the datagram drain charges each datagram besides its payload: less than the kernel's
+    /// own charge (its buffer's overhead, over 500 bytes on x86-64), so a budget of the queue's
+    /// memory at the stop reads at least every datagram queued then.
+    private static let datagramOverheadCharge = 256
+
     private var pastDeadline: Bool {
         guard let deadline = self.stopDeadline else { return false }
         return ContinuousClock.now >= deadline
     }
 
-    /// After every operation completed: accept the backlog, read every socket and stdin until the kernel has
-    /// nothing more, deliver incomplete frames, close everything.
+    /// After every operation completed: accept the backlog, read what every socket and stdin held at the stop,
+    /// deliver incomplete frames, close everything.
+    ///
+    /// Each drain is bounded by what the kernel held when it started, not by what clients add meanwhile:
+    /// otherwise a client that keeps sending (or reconnecting) would keep the drain going until the deadline
+    /// and leave the shipper none of `drain_timeout` to ship what the channels hold. Streams and stdin read
+    /// what `FIONREAD` reported; a datagram socket, whose `FIONREAD` tells only the next datagram's size, reads
+    /// up to the memory its queue held (`SO_MEMINFO`); a listener accepts at most its backlog's capacity.
+    ///
+    /// After a ring failure (not a stop) nothing was cancelled: a receive or accept may still be in the kernel,
+    /// writing into its object's memory and racing a plain read for the same bytes. Those objects are not read
+    /// and their memory is never freed (a deliberate leak on a path that ends the inputs); the rest drain as usual.
     private func drainAndClose() {
-        for listener in self.listeners {
+        if self.ringFailed { self.abandonArmed() }
+        for listener in self.listeners where !listener.armed {
             _ = fcntl(listener.fd, F_SETFL, fcntl(listener.fd, F_GETFL) | O_NONBLOCK)
-            while !self.pastDeadline {
+            var budget = Self.drainAcceptBudget
+            while budget > 0 && !self.pastDeadline {
+                budget -= 1
                 listener.addressLength.pointee = UInt32(MemoryLayout<sockaddr_storage>.size)
                 let fd = accept(listener.fd, listener.address.assumingMemoryBound(to: sockaddr.self), listener.addressLength)
                 guard fd >= 0 else { break }
@@ -792,21 +820,19 @@ final class InputLoop {
                 self.adopt(fd: fd, listener: listener)
             }
         }
-        for datagram in self.datagrams {
-            while !self.pastDeadline {
-                let message = datagram.prepareMessage().assumingMemoryBound(to: msghdr.self)
-                let count = Glibc.recvmsg(datagram.fd, message, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
-                guard count >= 0 else { break }
-                self.processDatagram(datagram, length: count)
-            }
-        }
-        // What the kernel holds for each connection (and stdin) now is what it accepted before the stop: the drain
-        // reads that much, not what a client that keeps sending adds meanwhile, which would keep the drain going
-        // until the deadline and leave the shipper none of `drain_timeout` to ship what the channels hold.
+        // What the kernel holds for each connection (and stdin) and each datagram socket now, before any of
+        // them is read.
         let queued = self.connections.map { connection -> Int? in
             guard let connection else { return nil }
+            if connection.armed { return 0 }
             let available = CRelayLinux_readable_bytes(connection.fd)
             return available >= 0 ? Int(available) : nil
+        }
+        let datagramBudgets = self.datagrams.map { datagram -> Int in
+            if datagram.armed { return 0 }
+            // Neither SO_MEMINFO nor SO_RCVBUF readable (not seen): the largest queue relayd asks for.
+            let memory = CRelayLinux_receive_queue_memory(datagram.fd)
+            return memory >= 0 ? Int(memory) : InputSockets.datagramReceiveBuffer
         }
         if let slot = self.stdinSlot {
             let flags = fcntl(STDIN_FILENO, F_GETFL)
@@ -819,6 +845,16 @@ final class InputLoop {
         for slot in self.connections.indices where self.connections[slot] != nil {
             self.drain(slot: slot, limit: queued[slot])
         }
+        for (datagram, budget) in zip(self.datagrams, datagramBudgets) {
+            var remaining = budget
+            while remaining > 0 && !self.pastDeadline {
+                let message = datagram.prepareMessage().assumingMemoryBound(to: msghdr.self)
+                let count = Glibc.recvmsg(datagram.fd, message, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
+                guard count >= 0 else { break }
+                remaining -= count + Self.datagramOverheadCharge
+                self.processDatagram(datagram, length: count)
+            }
+        }
         for listener in self.listeners {
             _ = close(listener.fd)
             if let path = listener.unixPath { _ = unlink(path) }
@@ -828,6 +864,33 @@ final class InputLoop {
             if let path = datagram.unixPath { _ = unlink(path) }
         }
         self.logger.debug("inputs drained and closed")
+    }
+
+    /// After a ring failure: keeps the memory of every listener, connection and datagram socket with an
+    /// operation still in the kernel alive for good (leaked), so a late accept or receive never writes into
+    /// freed memory, and says how many there were. Their descriptors are closed like the others; what they
+    /// held is not read (the kernel's own operation may be taking it).
+    private func abandonArmed() {
+        var abandoned = 0
+        for listener in self.listeners where listener.armed {
+            _ = Unmanaged.passRetained(listener)
+            abandoned += 1
+        }
+        for case let connection? in self.connections where connection.armed {
+            _ = Unmanaged.passRetained(connection)
+            abandoned += 1
+        }
+        for datagram in self.datagrams where datagram.armed {
+            _ = Unmanaged.passRetained(datagram)
+            abandoned += 1
+        }
+        guard abandoned > 0 else { return }
+        self.logger.error(
+            "input ring failed with operations still in the kernel; those inputs are closed without reading what they held",
+            metadata: [
+                "inputs": "\(abandoned)",
+                "advice": "records their clients had sent but relayd had not read are lost and not counted; the clients see the connection close and should resend",
+            ])
     }
 
     /// Reads what is left on a connection (at most `limit` bytes when given, else until the kernel has nothing more),

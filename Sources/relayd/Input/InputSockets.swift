@@ -43,6 +43,9 @@ struct BoundInput: Sendable {
 
 /// Creates the sockets of the configured inputs.
 enum InputSockets {
+    /// The receive buffer asked for on a Unix datagram input (the kernel caps it at `rmem_max`).
+    static let datagramReceiveBuffer = 4 << 20
+
     /// Binds every input of `config`.
     ///
     /// - Parameter config: The configuration.
@@ -85,7 +88,7 @@ enum InputSockets {
         case .unixDatagram(let path, let mode):
             let fd = try Self.unixSocket(path: path, mode: mode, type: SOCK_DGRAM, keyPath: keyPath + ".path")
             // A larger receive queue absorbs bursts from /dev/log clients (the kernel caps it at rmem_max).
-            var size: Int32 = 4 << 20
+            var size = Int32(Self.datagramReceiveBuffer)
             if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
                 _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
             }

@@ -334,6 +334,13 @@ struct SyslogFrameDecoder: ~Copyable {
     mutating func finish<E: Error>(onFrame: (SyslogFrame) throws(E) -> Void) throws(E) {
         let framing: SyslogFrame.Framing
         switch self.state {
+        case .prefix where self.mode == .octetCounting:
+            // Strict octet counting: digits the stream ended in are the start of a length prefix, not a
+            // frame of their own. A frame was announced and nothing of it arrived: counted, not emitted.
+            self.state = .frameStart
+            self.pending = 0
+            self.counters.incomplete += 1
+            return
         case .prefix, .lfBody: framing = .lf
         case .octetBody: framing = .octetCounted
         case .frameStart, .skipOctets, .skipToDelimiter, .closed:
