@@ -73,7 +73,9 @@ public enum RelayLogOverload: Sendable, Hashable {
     case drop
     /// Wait for space (back-pressure), at most `timeout` (`nil`: forever); a record that still finds no
     /// space is dropped and reported like in ``drop``. After a timeout, calls drop at once until the
-    /// shipper frees space (one timeout per stall, not one per call).
+    /// shipper frees space (one timeout per stall, not one per call). `nil` is for services where a
+    /// lost record is worse than a stalled request: while the destination takes nothing, every
+    /// thread that logs waits (until it frees space, or shutdown closes the channel).
     case block(timeout: Duration?)
 
     var mode: RelayMode {
