@@ -430,6 +430,34 @@ struct OverwriteShippingTests {
         channel.close()
     }
 
+    @Test("an overwrite channel that laps a reading peer: the consumed count keeps up with what was shipped")
+    func overwriteConsumedKeepsUp() throws {
+        let receiver = try StreamReceiver()
+        defer { receiver.stop() }
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "ow-keepup", subbufferSize: 4096, subbufferCount: 2, mode: .overwrite, buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.socket(RelaySocketSinkConfiguration(endpoint: .tcp(host: "127.0.0.1", port: receiver.port)))])
+        try shipper.start()
+        for sequence in 0..<40_000 {
+            var line = Array("p0 \(sequence) ".utf8)
+            line += [UInt8](repeating: 0x78, count: 219 - line.count) + [0x0A]
+            channel.write(line)
+        }
+        channel.flush()
+        let deadline = monotonicSeconds() + 10
+        var total = channel.stats().total
+        while total.subbuffersConsumed < total.subbuffersProduced && monotonicSeconds() < deadline {
+            usleep(10_000)
+            total = channel.stats().total
+        }
+        let stats = try #require(shipper.stats())
+        #expect(
+            total.subbuffersConsumed == total.subbuffersProduced,
+            "consumed \(total.subbuffersConsumed) of \(total.subbuffersProduced) produced; shipper: released \(stats.subbuffersReleased), overwritten \(stats.subbuffersOverwritten), sink sub-buffers \(stats.sinks[0].subbuffers)")
+        channel.close()
+        #expect(shipper.stop(timeout: .seconds(10)))
+    }
+
     @Test("an overwrite channel ships intact copies; a lapped shipper skips, counts, and never writes a torn sub-buffer")
     func overwriteShipping() throws {
         // The peer reads nothing until the writer is done: 2.56 MB written into a 16 KiB

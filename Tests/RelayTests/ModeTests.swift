@@ -364,9 +364,11 @@ struct ModeTests {
         #expect(stats.subbuffersConsumed == 1)
     }
 
-    @Test("overwrite: a lapped reader that consumes what it reads has consumed everything it skipped")
+    @Test("overwrite: a lapped reader that consumes what it reads has consumed everything it skipped, and says which")
     func overwriteConsumeAfterLap() throws {
-        let channel = try smallChannel(subbufferCount: 4, mode: .overwrite)
+        let skipped = EventLog<SubbufferOverwrite>()
+        let channel = try smallChannel(
+            subbufferCount: 4, mode: .overwrite, callbacks: RelayCallbacks(overwritten: { skipped.append($0) }))
         for _ in 0..<40 { channel.write(Self.record) }  // sub-buffers 0...19
         channel.flush()
         var sequences: [UInt64] = []
@@ -374,6 +376,9 @@ struct ModeTests {
             sequences.append(s)
         }
         #expect(sequences == [16, 17, 18, 19])
+        // The client learns of exactly the sub-buffers passed unread, once.
+        #expect(skipped.all.map(\.sequences) == [0..<16])
+        #expect(skipped.all.allSatisfy { $0.buffer == 0 })
         var stats = channel.stats().total
         #expect(stats.subbuffersConsumed == 20)
         #expect(stats.unconsumedSubbuffers == 0)
@@ -385,7 +390,9 @@ struct ModeTests {
 
     @Test("overwrite: a consuming reader has consumed the sub-buffers overwritten under it, too")
     func overwriteConsumeAfterTornRead() throws {
-        let channel = try smallChannel(subbufferCount: 2, mode: .overwrite)
+        let skipped = EventLog<SubbufferOverwrite>()
+        let channel = try smallChannel(
+            subbufferCount: 2, mode: .overwrite, callbacks: RelayCallbacks(overwritten: { skipped.append($0) }))
         for _ in 0..<4 { channel.write(Self.record) }  // sub-buffer 0 full, 1 open
         let torn = channel.withNextSubbuffer(buffer: 0, consume: true) { sub -> UInt64 in
             for _ in 0..<4 { channel.write(Self.record) }  // 2 and 3 reuse both slots
@@ -396,6 +403,7 @@ struct ModeTests {
             return
         }
         #expect(sequence == 0)
+        #expect(skipped.all.map(\.sequences) == [0..<1], "the torn read is reported as overwritten")
         channel.flush()
         var sequences: [UInt64] = []
         while case .read(let s) = channel.withNextSubbuffer(buffer: 0, consume: true, { $0.sequence }) {

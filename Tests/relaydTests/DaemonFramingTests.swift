@@ -1,4 +1,5 @@
 import Foundation
+import RelayTestSupport
 import Testing
 
 @testable import relayd
@@ -432,6 +433,61 @@ struct DaemonFramingTests {
         expectReconciled(metrics, inputs: ["tcp"], outputs: ["recorder": ["tcp"]])
         relayd.send(SIGKILL)
         _ = try relayd.waitForExit()
+    }
+
+    @Test("overwrite mode with a healthy destination: what the peer received is written, only the rest overwritten")
+    func overwriteCountsShippedCopiesAsWritten() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // A peer that reads everything and keeps it: relayd's input outruns two 4 KiB sub-buffers, so writers reuse
+        // slots whose copies the shipper is still sending (not acknowledged yet) as well as slots it never took.
+        let peer = try StreamReceiver()
+        defer { peer.stop() }
+        let config = daemonPreamble(directory) + """
+            [channels.recorder]
+            subbuf_size = "4KiB"
+            subbufs = 2
+            mode = "overwrite"
+            switch_interval = "5ms"
+
+            [[inputs]]
+            name = "tcp"
+            type = "tcp"
+            listen = "127.0.0.1:0"
+            max_frame = 480
+
+            [[outputs]]
+            name = "recorder"
+            type = "tcp"
+            target = "127.0.0.1:\(peer.port)"
+            channel = "recorder"
+            format = "raw"
+            framing = "lf"
+
+            """
+        let relayd = try RelaydProcess.start(config: config, directory: directory)
+        let total = 40_000
+        let padding = String(repeating: "p", count: 200)
+        try DaemonLifecycleTests.send((0..<total).map { "<13>1 - - app - - - \($0) \(padding)" }, port: try #require(relayd.tcpPorts["tcp"]))
+        var metrics: [String: Double] = [:]
+        #expect(
+            try Eventually.wait(timeout: .seconds(30)) {
+                metrics = try relayd.metrics()
+                return metrics["relayd_output_received_records_total{output=\"recorder\"}"] == Double(total)
+                    && metrics["relayd_output_in_flight_records{output=\"recorder\"}"] == 0
+            },
+            "in flight: \(metrics["relayd_output_in_flight_records{output=\"recorder\"}"] ?? -1)"
+        )
+        let written = metrics["relayd_output_written_records_total{output=\"recorder\"}", default: 0]
+        let overwritten = metrics["relayd_output_dropped_records_total{output=\"recorder\",reason=\"overwritten\"}", default: 0]
+        // One connection, never broken: nothing was sent twice, so every line the peer has is one record written.
+        #expect(peer.connections == 1)
+        let lines = peer.received.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+        #expect(Double(lines) == written, "the peer has \(lines) records, relayd says \(written) written and \(overwritten) overwritten")
+        #expect(written + overwritten == Double(total))
+        #expect(overwritten > 0, "the input did not outrun the channel: nothing tested")
+        expectReconciled(metrics, inputs: ["tcp"], outputs: ["recorder": ["tcp"]])
+        #expect(try relayd.stop() == 0)
     }
 
     @Test("Unix stream (NUL or LF delimited) and oversized datagrams; datagrams are tagged with the sender's pid and uid")

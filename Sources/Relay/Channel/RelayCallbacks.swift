@@ -22,6 +22,14 @@ public struct RelayCallbacks: Sendable {
     /// returns, so a client that turns consumed sub-buffers into delivered records (with the
     /// ``deliver`` callback's counts) can tell these apart.
     public var corrupt: (@Sendable (SubbufferCorruption) -> Void)?
+    /// Overwrite mode: the consumer (a reader, or a shipper) passed delivered sub-buffers
+    /// without reading them because writers had reused their slots first (lapped it, or
+    /// reused one while it copied it out). Their records are lost. No relayfs counterpart.
+    /// Runs on the consumer's thread, before the consumer releases them: the consumed count
+    /// passes them only after this returns, so a client that turns consumed sub-buffers into
+    /// delivered records can tell these apart from the ones that were shipped (a sub-buffer
+    /// reused after the consumer took an intact copy of it is not among them).
+    public var overwritten: (@Sendable (SubbufferOverwrite) -> Void)?
     /// A no-overwrite buffer became full (relayfs `buf_full`): once per episode. An
     /// episode lasts until a writer starts a sub-buffer in space the consumer freed;
     /// writers that found the buffer full during it do not fire again.
@@ -38,6 +46,7 @@ public struct RelayCallbacks: Sendable {
         subbufferStart: (@Sendable (SubbufferStart) -> Void)? = nil,
         deliver: (@Sendable (SubbufferDelivery) -> Void)? = nil,
         corrupt: (@Sendable (SubbufferCorruption) -> Void)? = nil,
+        overwritten: (@Sendable (SubbufferOverwrite) -> Void)? = nil,
         bufferFull: (@Sendable (BufferFull) -> Void)? = nil,
         bufferMapped: (@Sendable (BufferMapping) -> Void)? = nil,
         bufferUnmapped: (@Sendable (BufferMapping) -> Void)? = nil
@@ -45,6 +54,7 @@ public struct RelayCallbacks: Sendable {
         self.subbufferStart = subbufferStart
         self.deliver = deliver
         self.corrupt = corrupt
+        self.overwritten = overwritten
         self.bufferFull = bufferFull
         self.bufferMapped = bufferMapped
         self.bufferUnmapped = bufferUnmapped
@@ -86,6 +96,14 @@ public struct SubbufferCorruption: Sendable, Hashable {
     public let buffer: Int
     /// The sequence number of the sub-buffer the consumer passed without reading it.
     public let sequence: UInt64
+}
+
+/// Passed to ``RelayCallbacks/overwritten``.
+public struct SubbufferOverwrite: Sendable, Hashable {
+    /// The buffer (CPU) index.
+    public let buffer: Int
+    /// The sequence numbers of the sub-buffers the consumer passed without reading them.
+    public let sequences: Range<UInt64>
 }
 
 /// Passed to ``RelayCallbacks/bufferFull``.

@@ -84,6 +84,7 @@ extension RelayChannel {
             // on, so the channel does not wedge. Reported before it is consumed below (see
             // `RelayCallbacks.corrupt`).
             if !lapped { self.reportCorrupt(b, sequence: cursor) }
+            self.reportOverwritten(buffer: index, sequences: first..<(lapped ? cursor + 1 : cursor))
             // Gone like the skipped ones: consumed too (see the read below). The cursor moved
             // past the skipped ones, so this result reports them: no later read will.
             if consume { self.subbufsConsumed(buffer: index, count: Int(skipped) + 1) }
@@ -93,11 +94,13 @@ extension RelayChannel {
         let value = try body(view)
         cursorWord.pointee.store(cursor + 1, ordering: .relaxed)
         if b.mode == .overwrite && !self.stillIntact(b, sequence: cursor) {
+            self.reportOverwritten(buffer: index, sequences: first..<cursor + 1)
             // Gone like the skipped ones: consumed too (see below).
             if consume { self.subbufsConsumed(buffer: index, count: Int(skipped) + 1) }
             // With the skipped ones: the cursor moved past them, so no later read reports them.
             return .overwritten(sequence: cursor, skippedBefore: skipped)
         }
+        self.reportOverwritten(buffer: index, sequences: first..<cursor)
         if consume {
             // With the sub-buffers skipped before it: they are gone, so consumed too (else
             // the consumed count lags behind the reader and every later reuse counts as
@@ -105,6 +108,14 @@ extension RelayChannel {
             self.subbufsConsumed(buffer: index, count: Int(skipped) + 1)
         }
         return .read(value)
+    }
+
+    /// Overwrite mode: the consumer passes the sub-buffers `sequences` of buffer `index` without
+    /// reading them, because writers reused their slots first: tells the client
+    /// (``RelayCallbacks/overwritten``). The caller releases them only after this returns.
+    package func reportOverwritten(buffer index: Int, sequences: Range<UInt64>) {
+        guard !sequences.isEmpty, let overwritten = self.callbacks.overwritten else { return }
+        overwritten(SubbufferOverwrite(buffer: index, sequences: sequences))
     }
 
     /// The consumer passes sub-buffer `sequence` of `b` without reading it because it is corrupt:

@@ -399,6 +399,13 @@ final class ShipperLoop {
     private func anyDelivered() -> Bool {
         for t in self.trackers where t.inFlight < t.subbufCount {
             if t.channel.delivered(buffer: t.buffer, sequence: t.nextToShip) != nil { return true }
+            // Overwrite mode: writers lapped the sub-buffer it needs next. The deliveries after it
+            // may all have rung before this loop prepared to sleep (when it still had sends in
+            // flight and could not take them): `collectDelivered` must skip to them now, or the
+            // loop sleeps until the next delivery, which may never come.
+            if let target = t.channel.lapTarget(buffer: t.buffer, nextSequence: t.nextToShip), target > t.nextToShip {
+                return true
+            }
             // A delivered sub-buffer whose state word was overwritten: no delivery will ring for it
             // again, so `collectDelivered` must pass it now (the last delivery may have rung before
             // this loop prepared to sleep, when it was not yet passable).
@@ -436,8 +443,10 @@ final class ShipperLoop {
                 let t = self.trackers[index]
                 guard let delivered = t.channel.delivered(buffer: t.buffer, sequence: t.nextToShip) else {
                     if let target = t.channel.lapTarget(buffer: t.buffer, nextSequence: t.nextToShip), target > t.nextToShip {
-                        // Overwrite mode: writers lapped us; those sub-buffers are gone.
+                        // Overwrite mode: writers lapped us; those sub-buffers are gone (told
+                        // to the channel's client before they are released).
                         self.overwritten += target - t.nextToShip
+                        t.channel.reportOverwritten(buffer: t.buffer, sequences: t.nextToShip..<target)
                         self.skip(tracker: index, to: target)
                         continue
                     }
@@ -477,6 +486,7 @@ final class ShipperLoop {
             copy.copyMemory(from: packetStart, byteCount: d.size)
             if !t.channel.isIntact(buffer: t.buffer, sequence: d.sequence) {
                 self.overwritten += 1
+                t.channel.reportOverwritten(buffer: t.buffer, sequences: d.sequence..<d.sequence + 1)
                 self.trackers[index].skipped += 1
                 self.trackers[index].nextToShip += 1
                 if self.trackers[index].consumed == d.sequence { self.trackers[index].consumed += 1 }

@@ -11,9 +11,12 @@ import Synchronization
 /// `written = cumulative(C - 1)` is one table lookup, however far the accountant lags.
 ///
 /// relayd writes each channel from one thread (the input ring) into one buffer, so sub-buffers are delivered
-/// in sequence order. In `overwrite` mode a sub-buffer that is reused before the shipper consumed it is
-/// counted as overwritten (dropped) instead of written; the check happens when the writer starts the
-/// sub-buffer that reuses its slot, so it can race with the shipper reading it (documented approximation).
+/// in sequence order. In `overwrite` mode the shipper ships a copy of each sub-buffer it takes, so a slot
+/// reused before the consumed count passed it is lost only if the shipper never got an intact copy: the
+/// shipper says so (``RelayCallbacks/overwritten``, before it releases the sub-buffer), and those records are
+/// counted as overwritten (dropped). A reused sub-buffer the consumed count passes without such a report was
+/// shipped from its copy: written. One too far ahead of the consumed count to have been taken (a buffer's
+/// worth) is counted at its reuse, so a destination that hangs leaves at most a buffer's worth "in flight".
 ///
 /// A sub-buffer the shipper skipped as corrupt (something else wrote into the channel's memory, see
 /// `RelayCallbacks.corrupt`) is released like a shipped one, but its records never reached the destination: the
@@ -59,7 +62,9 @@ final class DeliveryLedger: Sendable {
         var starts: [(sequence: UInt64, nanoseconds: UInt64)]
         var deliveredRecords: UInt64 = 0
         var deliveredBytes: UInt64 = 0
-        /// Overwritten sub-buffers not yet counted (the shipper may have copied them out before the reuse).
+        /// Sub-buffers whose slot was reused within a buffer's worth of the consumed count, not decided yet: lost if
+        /// the shipper reports them overwritten, written (shipped from the shipper's copy) if the consumed count
+        /// passes them without a report. At most a buffer's worth at a time.
         var pendingOverwrites: [(sequence: UInt64, records: UInt64, bytes: UInt64)] = []
         /// Overwritten sub-buffers already counted (certainly lost) that the consumed count has not passed yet, in
         /// sequence order. Bounded: past ``maxAheadOverwrites`` neighbours are merged into their first sequence,
@@ -123,7 +128,8 @@ final class DeliveryLedger: Sendable {
         RelayCallbacks(
             subbufferStart: { start in self.started(sequence: start.sequence) },
             deliver: { delivery in self.delivered(delivery) },
-            corrupt: { corruption in self.skippedCorrupt(sequence: corruption.sequence) }
+            corrupt: { corruption in self.skippedCorrupt(sequence: corruption.sequence) },
+            overwritten: { overwrite in self.skippedOverwritten(sequences: overwrite.sequences) }
         )
     }
 
@@ -137,14 +143,23 @@ final class DeliveryLedger: Sendable {
         self.state.withLock { state in
             state.starts[Int(sequence % UInt64(self.capacity))] = (sequence, now)
             guard self.overwriteMode, sequence >= UInt64(self.subbufferCount) else { return }
-            // The slot of `reused` is taken over now; unless the shipper already consumed it, its records are lost.
+            // The slot of `reused` is taken over now; unless the shipper already consumed it, its records may be
+            // lost. The shipper takes a sub-buffer only while it holds fewer than `subbufferCount` beyond the
+            // consumed count, so with `reused` a buffer's worth or more ahead of the consumed count read here
+            // (after the reuse), it had not taken it: lost, counted now. Closer, it may have taken an intact copy
+            // first: decided when the shipper reports it overwritten (`skippedOverwritten`) or the consumed count
+            // passes it without a report (shipped from the copy, see `account`).
             let reused = sequence - UInt64(self.subbufferCount)
             guard consumed <= reused else { return }
             let slot = Int(reused % UInt64(self.capacity))
             guard state.entries[slot].sequence == reused, !state.entries[slot].overwritten, !state.entries[slot].corrupt
             else { return }
-            state.entries[slot].overwritten = true
-            state.pendingOverwrites.append((reused, state.entries[slot].records, state.entries[slot].bytes))
+            let candidate = (sequence: reused, records: state.entries[slot].records, bytes: state.entries[slot].bytes)
+            if reused >= consumed &+ UInt64(self.subbufferCount) {
+                Self.countOverwritten(candidate, in: &state, capacity: self.capacity)
+            } else {
+                state.pendingOverwrites.append(candidate)
+            }
         }
     }
 
@@ -186,6 +201,45 @@ final class DeliveryLedger: Sendable {
         }
     }
 
+    /// The shipper passed `sequences` without shipping them, because writers reused their slots first (its
+    /// thread, before it releases them): their records are dropped as overwritten, not written.
+    func skippedOverwritten(sequences: Range<UInt64>) {
+        self.state.withLock { state in
+            let undecided = state.pendingOverwrites
+            state.pendingOverwrites = []
+            for overwrite in undecided {
+                if sequences.contains(overwrite.sequence) {
+                    Self.countOverwritten(overwrite, in: &state, capacity: self.capacity)
+                } else {
+                    state.pendingOverwrites.append(overwrite)
+                }
+            }
+            // The others: already counted (at their reuse, see `started`, which marks the entry), or their reuse
+            // was not noticed as such (the writer saw a consumed count that had moved on), which the entry tells
+            // while it is remembered: only the last `capacity` sequences are, so a long lapped range is not walked.
+            let remembered = sequences.upperBound > UInt64(self.capacity) ? sequences.upperBound - UInt64(self.capacity) : 0
+            for sequence in max(sequences.lowerBound, remembered)..<sequences.upperBound {
+                let entry = state.entries[Int(sequence % UInt64(self.capacity))]
+                guard entry.sequence == sequence, !entry.overwritten, !entry.corrupt else { continue }
+                Self.countOverwritten((sequence, entry.records, entry.bytes), in: &state, capacity: self.capacity)
+            }
+        }
+    }
+
+    /// Counts an overwritten sub-buffer as dropped, once: marks its entry (while remembered) and keeps it until
+    /// the consumed count passes it, when its records leave the written count.
+    private static func countOverwritten(
+        _ lost: (sequence: UInt64, records: UInt64, bytes: UInt64), in state: inout State, capacity: Int
+    ) {
+        let slot = Int(lost.sequence % UInt64(capacity))
+        if state.entries[slot].sequence == lost.sequence { state.entries[slot].overwritten = true }
+        state.totals.overwrittenRecords &+= lost.records
+        state.totals.overwrittenBytes &+= lost.bytes
+        // Sequence order (see `State.aheadOverwrites`): reports and reuses may come out of order.
+        let position = state.aheadOverwrites.firstIndex { $0.sequence > lost.sequence } ?? state.aheadOverwrites.endIndex
+        state.aheadOverwrites.insert(lost, at: position)
+    }
+
     /// Records and bytes delivered so far (sealed and committed into sub-buffers).
     var delivered: (records: UInt64, bytes: UInt64) {
         self.state.withLock { ($0.deliveredRecords, $0.deliveredBytes) }
@@ -201,29 +255,10 @@ final class DeliveryLedger: Sendable {
     func account(consumed: UInt64, delay: (Duration) -> Void) -> Totals {
         let now = CRelayLinux_monotonic_ns()
         return self.state.withLock { state in
-            // A reused sub-buffer is lost unless the shipper copied it out first. The consumed count passing it
-            // settles that (the shipper skipped it or shipped its copy). So does being too far ahead: the shipper
-            // holds fewer than `subbufferCount` sub-buffers beyond the consumed count, so one at or past
-            // `consumed + subbufferCount` was never taken, and it cannot be taken after its slot was reused.
-            // Without the second rule a destination whose send hangs (the consumed count stands still) left
-            // every overwritten record "in flight" for as long as it hung.
-            let horizon = consumed &+ UInt64(self.subbufferCount)
-            var undecided: [(sequence: UInt64, records: UInt64, bytes: UInt64)] = []
-            for overwrite in state.pendingOverwrites {
-                if overwrite.sequence >= consumed && overwrite.sequence < horizon {
-                    undecided.append(overwrite)
-                    continue
-                }
-                state.totals.overwrittenRecords &+= overwrite.records
-                state.totals.overwrittenBytes &+= overwrite.bytes
-                if overwrite.sequence < consumed {
-                    state.passedOverwrittenRecords &+= overwrite.records
-                    state.passedOverwrittenBytes &+= overwrite.bytes
-                } else {
-                    state.aheadOverwrites.append(overwrite)
-                }
-            }
-            state.pendingOverwrites = undecided
+            // A reused sub-buffer still undecided (see `started`) that the consumed count passed was not reported
+            // overwritten, which the shipper does before releasing one: it shipped an intact copy. Written. (While
+            // a destination hangs, at most a buffer's worth stays undecided: the rest was counted at its reuse.)
+            state.pendingOverwrites.removeAll { $0.sequence < consumed }
             // Sequence order: the passed ones are a prefix.
             let passed = state.aheadOverwrites.prefix { $0.sequence < consumed }
             for overwrite in passed {
