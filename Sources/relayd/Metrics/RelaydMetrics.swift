@@ -96,7 +96,7 @@ enum RelaydMetricFamily {
             + "0 with writeback = \"kernel\" and for TCP outputs.",
         outputConnected: "1 while the destination is open or connected.",
         outputDeliveryDelay:
-            "Time from reading a record to its write completion (per shipped sub-buffer, oldest record).",
+            "Time from a shipped sub-buffer's first record to the accounting pass that sees it written (50 ms resolution).",
         channelRecordsWritten: "Records committed into the channel.",
         channelRecordsDroppedFull: "Reservations refused because no sub-buffer was free.",
         channelRecordsTooBig: "Reservations refused because the record exceeds a sub-buffer.",
