@@ -117,7 +117,7 @@ struct BenchReportTests {
         #expect(table.rows.map(\.ratio) == [1, 0.25, 10])
         let text = table.render()
         let lines = text.split(separator: "\n").map(String.init)
-        #expect(lines[0] == "2 producers × 1000000 records × 128 B → file:/tmp/x")
+        #expect(lines[0] == "1000000 records of 128 B from 2 producers → file:/tmp/x")
         #expect(lines[1].hasPrefix("variant"))
         #expect(lines[2].allSatisfy { $0 == "-" })
         #expect(lines[3].contains("10.00 M rec/s") && lines[3].contains("1.28 GB/s") && lines[3].contains("1.00x"))

@@ -25,9 +25,11 @@ import Synchronization
 // sample closes the channel and waits until the shipper has written everything (the drain
 // is inside the measurement; opening the channel and starting the shipper, once-per-process
 // costs, are not). Every variant empties the same file (truncation frees its blocks and drops
-// its cached pages) and then reserves 256 MiB of blocks before writing (the file sink with
-// fallocate(FALLOC_FL_KEEP_SIZE), the loop with posix_fallocate), so neither side pays for block
-// allocation during the write and both allocate page-cache pages the same way. This VM's
+// its cached pages) and then, before the clock starts, reserves the blocks of everything it
+// will write with fallocate(FALLOC_FL_KEEP_SIZE), the size staying 0: so no side pays for block
+// allocation during the write, every write extends the file the same way, and both allocate
+// page-cache pages the same way. (The file sink's own preallocation, 64 MiB ahead of its writes,
+// then finds the blocks there: its calls, inside the measurement, allocate nothing.) This VM's
 // freshly allocated page cache can be several times slower than recently freed pages, so
 // compare variants of one run (package-benchmark runs them one after another) and repeat.
 
@@ -60,9 +62,11 @@ func shipToFile(
     subbufferSize: Int, producers: Int, exclusive: Bool = false, fixedWrites: Bool = false, mebibytes: Int, path: String,
     durable: Bool = false, writeback: RelayFileSinkConfiguration.Writeback = .default, measured: (() -> Void) -> Void
 ) {
-    // The shipper appends at the file's end: start from an empty file.
+    // The shipper appends at the file's end: start from an empty file, its blocks reserved as
+    // the loop's are.
     let fd = open(path, O_WRONLY | O_CLOEXEC)
     ftruncate(fd, 0)
+    reserveBlocks(fd, bytes: mebibytes * mib)
     close(fd)
     let channel = try! RelayChannel(
         RelayChannelConfiguration(
@@ -106,12 +110,11 @@ func dataSync(_ path: String) {
     close(fd)
 }
 
-/// Allocates the file's blocks before the loop writes over them from offset 0, as the file
-/// sink's preallocation does (Glibc does not export `fallocate(2)` to Swift, so this is
-/// `posix_fallocate`, which also sets the size; the loop overwrites every byte of it).
+/// Allocates the first `bytes` of the file's blocks, its size unchanged (fallocate(2) with
+/// `FALLOC_FL_KEEP_SIZE`, as the file sink's preallocation does), before the clock starts.
 func reserveBlocks(_ fd: Int32, bytes: Int) {
-    let rc = posix_fallocate(fd, 0, off_t(bytes))
-    precondition(rc == 0, "posix_fallocate failed: errno \(rc)")
+    let rc = CBenchSupport_reserve_blocks(fd, Int64(bytes))
+    precondition(rc == 0, "fallocate failed: errno \(rc)")
 }
 
 /// Writes `mebibytes` 1 MiB blocks into `path` with `write(2)`; the file's blocks are

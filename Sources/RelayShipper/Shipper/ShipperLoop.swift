@@ -47,7 +47,10 @@ final class ShipperLoop {
     var trackers: [BufferTracker] = []
     private(set) var buffersRegistered = false
     var registrationFallback = false
-    let supportsSendZC: Bool
+    /// Whether sockets may use `SEND_ZC`: the probe found the opcode; cleared for good when the
+    /// kernel refuses the usage-report flag every zero-copy send asks for (`-EINVAL`: kernels
+    /// 6.0 to 6.1.1 have the opcode but not the flag).
+    var supportsSendZC: Bool
     let supportsFutexWait: Bool
     private var wakeArmed = false
     private var eventFD: FileDescriptor?

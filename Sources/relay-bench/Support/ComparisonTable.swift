@@ -112,7 +112,8 @@ struct ComparisonTable: Codable, Sendable, Equatable {
         for line in cells {
             for (index, cell) in line.enumerated() { widths[index] = max(widths[index], cell.count) }
         }
-        var title = "\(self.producers) producers × \(self.records) records × \(self.recordSize) B → \(self.destination)"
+        // `records` is the total of every producer (split as `RecordSplit` does), not each one's.
+        var title = "\(self.records) records of \(self.recordSize) B from \(self.producers) producers → \(self.destination)"
         if let repeats = self.repeats, repeats > 1 {
             title += " (median of \(repeats) runs)"
         }

@@ -17,4 +17,9 @@ void CBenchSupport_futex_wait(void *word, uint32_t expected);
 /// Wakes every thread sleeping on `word` (FUTEX_WAKE_PRIVATE).
 void CBenchSupport_futex_wake_all(void *word);
 
+/// Reserves the first `bytes` of the file's blocks without changing its size
+/// (fallocate(2) with FALLOC_FL_KEEP_SIZE, which Glibc's Swift overlay does not export), as
+/// the file sink's preallocation does. Returns 0, or the errno value.
+int CBenchSupport_reserve_blocks(int fd, int64_t bytes);
+
 #endif
