@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
-#include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <linux/stat.h>
 #include <malloc.h>
@@ -78,20 +77,6 @@ int64_t CRelayLinux_readable_bytes(int fd) {
         return -errno;
     }
     return available;
-}
-
-int64_t CRelayLinux_receive_queue_memory(int fd) {
-    uint32_t info[SK_MEMINFO_VARS];
-    socklen_t length = sizeof(info);
-    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, info, &length) == 0 && length > SK_MEMINFO_RMEM_ALLOC * sizeof(uint32_t)) {
-        return info[SK_MEMINFO_RMEM_ALLOC];
-    }
-    int size = 0;
-    length = sizeof(size);
-    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, &length) != 0) {
-        return -errno;
-    }
-    return size;
 }
 
 int CRelayLinux_O_DIRECT(void) {

@@ -29,13 +29,6 @@ int64_t CRelayLinux_socket_unacked_bytes(int fd);
 /// the count or -errno.
 int64_t CRelayLinux_readable_bytes(int fd);
 
-/// The memory a socket's receive queue holds now, in bytes as the kernel charges it (each
-/// queued packet's payload plus its buffer overhead): SO_MEMINFO's SK_MEMINFO_RMEM_ALLOC,
-/// or, where the kernel lacks SO_MEMINFO, the socket's receive buffer size (SO_RCVBUF),
-/// which the queue cannot exceed. For a datagram socket, whose FIONREAD tells only the next
-/// datagram's size. Returns the count or -errno.
-int64_t CRelayLinux_receive_queue_memory(int fd);
-
 /// rename(2) that never replaces: renameat2(RENAME_NOREPLACE), so `to` is never
 /// overwritten (-EEXIST if it exists). Where the filesystem does not support the flag
 /// (-EINVAL), it checks that `to` does not exist and renames (not atomic against another

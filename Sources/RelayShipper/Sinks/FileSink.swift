@@ -1025,10 +1025,10 @@ final class FileSink {
     /// except those an earlier failed fsync already counted as of unknown durability; where
     /// one failed, they count as of unknown durability too.
     ///
-    /// With a write of this sink still in the kernel after the shutdown's wait, the device is not
-    /// completing I/O, and a final `fsync(2)` (which runs on the ring thread) could block the stop
-    /// for as long: then there is none, and what it would have covered counts as of unknown
-    /// durability.
+    /// With an operation of this sink still in the kernel after the shutdown's wait (a write, an
+    /// fsync, a writeback request), the device is not completing I/O, and a final `fsync(2)` (which
+    /// runs on the ring thread) could block the stop for as long: then there is none, and what it
+    /// would have covered counts as of unknown durability.
     func closeAll(fsync requested: Bool, loop: ShipperLoop? = nil) {
         // Preallocated blocks are given back only if no write is in the kernel (a stop whose
         // wait ran out may leave some there). Likewise the lock: with nothing in the kernel it
@@ -1038,10 +1038,13 @@ final class FileSink {
         // worker on its own schedule). With a write still in the kernel, it stays until that
         // write's reference goes, so no other writer takes the file while the write can land.
         let quiet = self.ops.indices.allSatisfy { self.ops[$0] == nil || self.parked.contains($0) }
-        let fsync = requested && quiet
-        if requested && !quiet {
+        // Any operation of the sink still in the kernel (a write, an fsync of the ring, a writeback
+        // request, a rotated file's final fsync): the device is not completing I/O.
+        let stuck = self.inFlight - self.parked.count > 0
+        let fsync = requested && !stuck
+        if requested && stuck {
             loop?.logger.error(
-                "file sink closed without its final fsync: writes are still in the kernel after the stop's wait",
+                "file sink closed without its final fsync: its I/O is still in the kernel after the stop's wait",
                 metadata: [
                     "advice": "the device or filesystem is not completing I/O (a frozen filesystem, NFS down, a failing disk?); what was written since the last successful fsync is counted in durabilityUnknownSubbuffers"
                 ])

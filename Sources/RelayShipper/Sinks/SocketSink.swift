@@ -639,15 +639,17 @@ final class SocketSink {
             self.queue[self.sendIndex].id == entryID
         else { return }
         self.sendInFlight = false
-        if completion.result == -EINVAL && self.sendIsZeroCopy && loop.supportsSendZC {
+        if completion.result == -EINVAL && self.sendIsZeroCopy {
             // The kernel refused the zero-copy send itself before it sent a byte (kernels 6.0
             // to 6.1.1 have SEND_ZC but not the usage report every zero-copy send asks for; no
             // notification follows): the stream is intact. Plain sends from now on, for every
             // socket of this shipper; this one goes again at once.
-            loop.supportsSendZC = false
-            loop.logger.warning(
-                "zero-copy sends refused by the kernel (EINVAL); using plain sends",
-                metadata: ["endpoint": "\(self.configuration.endpoint)", "advice": "a kernel from 6.2 on (or 6.1.2 on) supports them"])
+            if loop.supportsSendZC {
+                loop.supportsSendZC = false
+                loop.logger.warning(
+                    "zero-copy sends refused by the kernel (EINVAL); using plain sends",
+                    metadata: ["endpoint": "\(self.configuration.endpoint)", "advice": "a kernel from 6.2 on (or 6.1.2 on) supports them"])
+            }
             self.sendNext(fd, loop: loop, now: now)
             return
         }

@@ -322,7 +322,9 @@ final class InputLoop {
     }
 
     deinit {
-        self.wakeBuffer.deallocate()
+        // After a ring failure the wake-up read may still be in the kernel: its 8 bytes stay (see
+        // `abandonArmed`).
+        if !(self.ringFailed && self.wakeArmed) { self.wakeBuffer.deallocate() }
     }
 
     private func takeGeneration() -> UInt64 {
@@ -784,10 +786,23 @@ final class InputLoop {
     /// reconnecting cannot keep the drain going.
     private static let drainAcceptBudget = Int(SOMAXCONN) + 1
 
-    /// What the datagram drain charges each datagram besides its payload: less than the kernel's
-    /// own charge (its buffer's overhead, over 500 bytes on x86-64), so a budget of the queue's
-    /// memory at the stop reads at least every datagram queued then.
-    private static let datagramOverheadCharge = 256
+    /// At most this many datagrams are read from each datagram socket at the stop: a Unix datagram
+    /// socket queues at most `net.unix.max_dgram_qlen` + 1 (its memory is charged to the senders, so
+    /// the receiver's own accounting shows nothing to go by), so this reads everything queued then,
+    /// and a client that keeps sending cannot keep the drain going.
+    private static let drainDatagramBudget: Int = {
+        // Where /proc cannot be read: above the usual default (10 on Debian).
+        (InputLoop.readInteger("/proc/sys/net/unix/max_dgram_qlen").flatMap { $0 > 0 ? $0 : nil } ?? 512) + 1
+    }()
+
+    /// The decimal integer a /proc file starts with, or `nil`.
+    private static func readInteger(_ path: String) -> Int? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 32)
+        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
+        return Int(String(decoding: line.prefix { $0 >= 0x30 && $0 <= 0x39 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
 
     private var pastDeadline: Bool {
         guard let deadline = self.stopDeadline else { return false }
@@ -800,8 +815,8 @@ final class InputLoop {
     /// Each drain is bounded by what the kernel held when it started, not by what clients add meanwhile:
     /// otherwise a client that keeps sending (or reconnecting) would keep the drain going until the deadline
     /// and leave the shipper none of `drain_timeout` to ship what the channels hold. Streams and stdin read
-    /// what `FIONREAD` reported; a datagram socket, whose `FIONREAD` tells only the next datagram's size, reads
-    /// up to the memory its queue held (`SO_MEMINFO`); a listener accepts at most its backlog's capacity.
+    /// what `FIONREAD` reported; a datagram socket, whose `FIONREAD` tells only the next datagram's size, reads at
+    /// most as many datagrams as its queue can hold; a listener accepts at most its backlog's capacity.
     ///
     /// After a ring failure (not a stop) nothing was cancelled: a receive or accept may still be in the kernel,
     /// writing into its object's memory and racing a plain read for the same bytes. Those objects are not read
@@ -828,12 +843,7 @@ final class InputLoop {
             let available = CRelayLinux_readable_bytes(connection.fd)
             return available >= 0 ? Int(available) : nil
         }
-        let datagramBudgets = self.datagrams.map { datagram -> Int in
-            if datagram.armed { return 0 }
-            // Neither SO_MEMINFO nor SO_RCVBUF readable (not seen): the largest queue relayd asks for.
-            let memory = CRelayLinux_receive_queue_memory(datagram.fd)
-            return memory >= 0 ? Int(memory) : InputSockets.datagramReceiveBuffer
-        }
+        let datagramBudgets = self.datagrams.map { $0.armed ? 0 : Self.drainDatagramBudget }
         if let slot = self.stdinSlot {
             let flags = fcntl(STDIN_FILENO, F_GETFL)
             if flags >= 0 { _ = fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) }
@@ -851,7 +861,7 @@ final class InputLoop {
                 let message = datagram.prepareMessage().assumingMemoryBound(to: msghdr.self)
                 let count = Glibc.recvmsg(datagram.fd, message, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
                 guard count >= 0 else { break }
-                remaining -= count + Self.datagramOverheadCharge
+                remaining -= 1
                 self.processDatagram(datagram, length: count)
             }
         }

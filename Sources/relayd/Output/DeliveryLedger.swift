@@ -81,6 +81,10 @@ final class DeliveryLedger: Sendable {
         var totals = Totals()
         /// The next sequence whose delivery delay has not been sampled.
         var delaySequence: UInt64 = 0
+        /// The highest consumed count accounted so far: sub-buffers below it are settled (written or
+        /// dropped), and a report of one of them (the shipper reports before it releases, so none
+        /// comes) would change nothing.
+        var accountedConsumed: UInt64 = 0
     }
 
     /// Counted overwritten sub-buffers ahead of the consumed count kept one by one (see `State.aheadOverwrites`).
@@ -205,6 +209,7 @@ final class DeliveryLedger: Sendable {
     /// thread, before it releases them): their records are dropped as overwritten, not written.
     func skippedOverwritten(sequences: Range<UInt64>) {
         self.state.withLock { state in
+            let sequences = max(sequences.lowerBound, state.accountedConsumed)..<max(sequences.upperBound, state.accountedConsumed)
             let undecided = state.pendingOverwrites
             state.pendingOverwrites = []
             for overwrite in undecided {
@@ -236,7 +241,8 @@ final class DeliveryLedger: Sendable {
         state.totals.overwrittenRecords &+= lost.records
         state.totals.overwrittenBytes &+= lost.bytes
         // Sequence order (see `State.aheadOverwrites`): reports and reuses may come out of order.
-        let position = state.aheadOverwrites.firstIndex { $0.sequence > lost.sequence } ?? state.aheadOverwrites.endIndex
+        // Nearly always at the end: search from there (a hung destination makes this list long).
+        let position = (state.aheadOverwrites.lastIndex { $0.sequence <= lost.sequence }).map { $0 + 1 } ?? 0
         state.aheadOverwrites.insert(lost, at: position)
     }
 
@@ -259,6 +265,7 @@ final class DeliveryLedger: Sendable {
             // overwritten, which the shipper does before releasing one: it shipped an intact copy. Written. (While
             // a destination hangs, at most a buffer's worth stays undecided: the rest was counted at its reuse.)
             state.pendingOverwrites.removeAll { $0.sequence < consumed }
+            state.accountedConsumed = max(state.accountedConsumed, consumed)
             // Sequence order: the passed ones are a prefix.
             let passed = state.aheadOverwrites.prefix { $0.sequence < consumed }
             for overwrite in passed {
