@@ -377,13 +377,12 @@ struct DaemonFramingTests {
         _ = try relayd.waitForExit()
     }
 
-    @Test("overwrite mode with a stalled destination: sub-buffers reused while a send hangs are counted as overwritten, not left in flight")
-    func overwrittenRecordsAreCountedWhileTheDestinationStalls() throws {
-        let directory = try RelaydTestSockets.makeTemporaryDirectory()
-        defer { RelaydTestSockets.removeDirectory(directory) }
-        // A peer that accepts nothing and has a small receive buffer: the first send soon hangs for good.
-        let (stalled, stalledPort) = try RelaydTestSockets.tcpListener()
-        defer { close(stalled) }
+    /// Starts relayd with a small overwrite-mode channel ("recorder": 2 × 4 KiB) that a TCP input feeds and a
+    /// TCP output ships to 127.0.0.1:`targetPort`, then sends it `count` records of about 220 bytes, more than
+    /// the channel holds many times over.
+    private static func startRecorder(_ directory: String, targetPort: UInt16, outputKeys: String = "", sending count: Int) throws
+        -> RelaydProcess
+    {
         let config = daemonPreamble(directory) + """
             [channels.recorder]
             subbuf_size = "4KiB"
@@ -400,14 +399,26 @@ struct DaemonFramingTests {
             [[outputs]]
             name = "recorder"
             type = "tcp"
-            target = "127.0.0.1:\(stalledPort)"
+            target = "127.0.0.1:\(targetPort)"
             channel = "recorder"
+            \(outputKeys)
 
             """
         let relayd = try RelaydProcess.start(config: config, directory: directory)
-        let total = 40_000
         let padding = String(repeating: "p", count: 200)
-        try DaemonLifecycleTests.send((0..<total).map { "<13>1 - - app - - - \($0) \(padding)" }, port: try #require(relayd.tcpPorts["tcp"]))
+        try DaemonLifecycleTests.send((0..<count).map { "<13>1 - - app - - - \($0) \(padding)" }, port: try #require(relayd.tcpPorts["tcp"]))
+        return relayd
+    }
+
+    @Test("overwrite mode with a stalled destination: sub-buffers reused while a send hangs are counted as overwritten, not left in flight")
+    func overwrittenRecordsAreCountedWhileTheDestinationStalls() throws {
+        let directory = try RelaydTestSockets.makeTemporaryDirectory()
+        defer { RelaydTestSockets.removeDirectory(directory) }
+        // A peer that accepts nothing and has a small receive buffer: the first send soon hangs for good.
+        let (stalled, stalledPort) = try RelaydTestSockets.tcpListener()
+        defer { close(stalled) }
+        let total = 40_000
+        let relayd = try Self.startRecorder(directory, targetPort: stalledPort, sending: total)
         var metrics: [String: Double] = [:]
         #expect(
             try Eventually.wait {
@@ -443,32 +454,9 @@ struct DaemonFramingTests {
         // slots whose copies the shipper is still sending (not acknowledged yet) as well as slots it never took.
         let peer = try StreamReceiver()
         defer { peer.stop() }
-        let config = daemonPreamble(directory) + """
-            [channels.recorder]
-            subbuf_size = "4KiB"
-            subbufs = 2
-            mode = "overwrite"
-            switch_interval = "5ms"
-
-            [[inputs]]
-            name = "tcp"
-            type = "tcp"
-            listen = "127.0.0.1:0"
-            max_frame = 480
-
-            [[outputs]]
-            name = "recorder"
-            type = "tcp"
-            target = "127.0.0.1:\(peer.port)"
-            channel = "recorder"
-            format = "raw"
-            framing = "lf"
-
-            """
-        let relayd = try RelaydProcess.start(config: config, directory: directory)
         let total = 40_000
-        let padding = String(repeating: "p", count: 200)
-        try DaemonLifecycleTests.send((0..<total).map { "<13>1 - - app - - - \($0) \(padding)" }, port: try #require(relayd.tcpPorts["tcp"]))
+        let relayd = try Self.startRecorder(
+            directory, targetPort: UInt16(peer.port), outputKeys: "format = \"raw\"\nframing = \"lf\"", sending: total)
         var metrics: [String: Double] = [:]
         #expect(
             try Eventually.wait(timeout: .seconds(30)) {
