@@ -140,7 +140,7 @@ package enum IOURingProbe {
     /// Runs the probe now, uncached. Creates and destroys one small ring on
     /// the calling thread.
     package static func run() -> Result<Capabilities, IOURingUnavailableError> {
-        let disabled = Self.readSysctl("/proc/sys/kernel/io_uring_disabled")
+        let disabled = Sysctl.integer("/proc/sys/kernel/io_uring_disabled")
         if disabled == 2 {
             return .failure(.disabledBySysctl())
         }
@@ -153,7 +153,7 @@ package enum IOURingProbe {
                 .setupFailed(
                     error,
                     disabledSysctl: disabled,
-                    group: Self.readSysctl("/proc/sys/kernel/io_uring_group"),
+                    group: Sysctl.integer("/proc/sys/kernel/io_uring_group"),
                     memlockLimit: memlockLimit
                 )
             )
@@ -169,20 +169,6 @@ package enum IOURingProbe {
             opcodes[opcode / 64] |= 1 << UInt64(opcode % 64)
         }
         return .success(Capabilities(setup: ring.setup, opcodes: opcodes, memlockLimit: memlockLimit))
-    }
-
-    /// An integer sysctl from /proc, or `nil` if it is missing or unreadable.
-    private static func readSysctl(_ path: FilePath) -> Int? {
-        guard let fd = try? FileDescriptor.open(path, .readOnly, options: .closeOnExec) else {
-            return nil
-        }
-        defer { try? fd.close() }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        guard let count = try? bytes.withUnsafeMutableBytes({ try fd.read(into: $0) }), count > 0 else {
-            return nil
-        }
-        let text = String(decoding: bytes[..<count], as: UTF8.self)
-        return text.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }
     }
 
     /// The soft RLIMIT_MEMLOCK, `nil` for unlimited.

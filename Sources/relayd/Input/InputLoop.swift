@@ -792,17 +792,8 @@ final class InputLoop {
     /// and a client that keeps sending cannot keep the drain going.
     private static let drainDatagramBudget: Int = {
         // Where /proc cannot be read: above the usual default (10 on Debian).
-        (InputLoop.readInteger("/proc/sys/net/unix/max_dgram_qlen").flatMap { $0 > 0 ? $0 : nil } ?? 512) + 1
+        (Sysctl.integer("/proc/sys/net/unix/max_dgram_qlen").flatMap { $0 > 0 ? $0 : nil } ?? 512) + 1
     }()
-
-    /// The decimal integer a /proc file starts with, or `nil`.
-    private static func readInteger(_ path: String) -> Int? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 32)
-        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
-        return Int(String(decoding: line.prefix { $0 >= 0x30 && $0 <= 0x39 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-    }
 
     private var pastDeadline: Bool {
         guard let deadline = self.stopDeadline else { return false }
