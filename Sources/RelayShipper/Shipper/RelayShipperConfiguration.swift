@@ -17,6 +17,9 @@ public struct RelayShipperConfiguration: Sendable, Hashable {
     /// Sleep on an eventfd read even where the kernel has `IORING_OP_FUTEX_WAIT` (6.7+): what
     /// older kernels get. For tests, so that path runs on every kernel.
     package var wakesThroughEventFD = false
+    /// Operations the kernel is made to refuse, so that tests run recovery paths against the
+    /// kernel's own answers (see ``RelayShipperFaults``). None by default.
+    package var faults = RelayShipperFaults()
 
     /// Creates a configuration.
     public init(
@@ -30,6 +33,22 @@ public struct RelayShipperConfiguration: Sendable, Hashable {
         self.registerBuffers = registerBuffers
         self.fileQueueDepth = fileQueueDepth
     }
+}
+
+/// Faults a test can have the real kernel produce: each one makes the shipper submit an
+/// operation the kernel refuses, so a recovery path runs on the kernel's own completion
+/// (its error, its flags, what follows it) instead of a made-up one.
+package struct RelayShipperFaults: Sendable, Hashable {
+    /// Zero-copy sends carry a flag the kernel does not know, which it refuses with `EINVAL`
+    /// before sending a byte: what kernels 6.0 to 6.1.1 answer to the usage report every
+    /// zero-copy send asks for.
+    package var refuseZeroCopySends = false
+    /// The first this many peer-liveness polls (over all sockets) watch an invalid descriptor,
+    /// so they complete at once with `EBADF`.
+    package var failingPeerPolls = 0
+
+    /// No faults.
+    package init() {}
 }
 
 /// Where the sub-buffers of a channel go. A channel may feed several sinks; a

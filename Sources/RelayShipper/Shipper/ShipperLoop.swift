@@ -51,6 +51,8 @@ final class ShipperLoop {
     /// kernel refuses the usage-report flag every zero-copy send asks for (`-EINVAL`: kernels
     /// 6.0 to 6.1.1 have the opcode but not the flag).
     var supportsSendZC: Bool
+    /// Peer-liveness polls still to fail (``RelayShipperFaults/failingPeerPolls``).
+    var failingPeerPolls: Int
     let supportsFutexWait: Bool
     private var wakeArmed = false
     private var eventFD: FileDescriptor?
@@ -85,6 +87,7 @@ final class ShipperLoop {
         case .failure(let error): throw RelayShipperError(message: error.message)
         }
         self.supportsSendZC = capabilities.sendZC
+        self.failingPeerPolls = configuration.faults.failingPeerPolls
         self.supportsFutexWait = capabilities.futexWait && !configuration.wakesThroughEventFD
         do {
             // The kernel's limits: 32768 SQ entries, 65536 CQ entries.

@@ -493,8 +493,13 @@ final class SocketSink {
 
     private func armPeerPoll(_ fd: FileDescriptor, loop: ShipperLoop) {
         let userData = self.connectionUserData(.socketPoll)
+        var watched = fd
+        if loop.failingPeerPolls > 0 {
+            loop.failingPeerPolls -= 1
+            watched = FileDescriptor(rawValue: -1)  // a test's fault: the kernel answers EBADF
+        }
         do {
-            try loop.ring.pollAdd(fd, events: CRelayLinux_poll_peer_gone_mask(), userData: userData)
+            try loop.ring.pollAdd(watched, events: CRelayLinux_poll_peer_gone_mask(), userData: userData)
             self.peerPollsOutstanding += 1
             self.peerPollGeneration = self.generation
         } catch {
@@ -560,7 +565,11 @@ final class SocketSink {
         do {
             if self.useZeroCopy(for: remaining.count, loop: loop) {
                 let fixed = loop.buffersRegistered ? entry.item.fixedIndex : nil
-                try loop.ring.sendZC(fd, remaining, messageFlags: flags, zcFlags: .reportUsage, fixedBufferIndex: fixed, userData: userData)
+                var zcFlags = IOURing.SendZCFlags.reportUsage
+                if loop.configuration.faults.refuseZeroCopySends {
+                    zcFlags.insert(IOURing.SendZCFlags(rawValue: 1 << 15))  // a test's fault: unknown, so EINVAL
+                }
+                try loop.ring.sendZC(fd, remaining, messageFlags: flags, zcFlags: zcFlags, fixedBufferIndex: fixed, userData: userData)
                 self.stats.zeroCopySends += 1
                 zeroCopy = true
             } else {
