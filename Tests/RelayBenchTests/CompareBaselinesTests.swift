@@ -1,4 +1,5 @@
 import Foundation
+import RelayTestSupport
 import Testing
 
 @testable import relay_bench
@@ -92,6 +93,45 @@ struct CompareBaselinesTests {
                 #expect(report.ok, "\(variant): \(report.problems)")
             }
         }
+    }
+
+    @Test("with a peer it does not control, a socket baseline's clock stops once the peer took every byte, as swift-relay's does, not when the peer closes")
+    func acknowledgedEnd() throws {
+        let (listener, port) = try StreamReceiver.tcpListener()
+        defer { close(listener) }
+        let total = 20_000 * 48
+        let done = DispatchSemaphore(value: 0)
+        let read = DispatchSemaphore(value: 0)
+        let peer = Thread {
+            // Reads everything, then keeps the connection open until the test is done: a
+            // collector that does not close after a client's data.
+            let connection = accept(listener, nil, nil)
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            var got = 0
+            while connection >= 0 && got < total {
+                let n = buffer.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                got += n
+            }
+            read.signal()
+            done.wait()
+            if connection >= 0 { close(connection) }
+        }
+        peer.start()
+        defer { done.signal() }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        let result = try CompareBaselines.rawLimit(self.workload, to: .socket(fd: fd, end: .acknowledged, drainTimeout: .seconds(10)))
+        #expect(result.bytes == UInt64(total))
+        #expect(read.wait(timeout: .now() + 10) == .success, "the peer got every byte")
     }
 
     @Test("bad destinations and workloads are one-line errors")

@@ -218,10 +218,10 @@ enum CompareSession {
                 destination = .socket(fd: socketFD)
             case .tcp(let host, let port):
                 socketFD = try Preflight.connectTCP(host: host, port: port, timeout: Preflight.defaultTimeout)
-                destination = .socket(fd: socketFD)
+                destination = .socket(fd: socketFD, end: .acknowledged)
             case .unix(let path):
                 socketFD = try Preflight.connectUnix(path: path)
-                destination = .socket(fd: socketFD)
+                destination = .socket(fd: socketFD, end: .acknowledged)
             }
             defer { if socketFD >= 0 { POSIXIO.closeQuietly(socketFD) } }
             switch variant {

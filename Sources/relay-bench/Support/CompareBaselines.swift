@@ -53,8 +53,9 @@ struct BaselineResult: Codable, Sendable, Equatable {
 ///
 /// Files are created (truncated) and preallocated with `fallocate(2)` (`FALLOC_FL_KEEP_SIZE`,
 /// exactly as `compare` prepares swift-relay's file) before the clock starts; timing ends when the last byte was accepted by
-/// the page cache, not at `fsync`. On sockets the clock stops when the peer has closed after
-/// reading everything (see ``Destination``). The per-record and buffered variants write
+/// the page cache, not at `fsync`. On sockets the clock stops when the stream reached its
+/// ``StreamEnd``: the in-process receiver closed after reading everything, or, with a peer
+/// `compare` does not control, that peer took every byte (as for swift-relay). The per-record and buffered variants write
 /// intact records that `verify` accepts; the raw limit repeats one buffer and is not verifiable.
 enum CompareBaselines {
     /// The workload every variant runs.
@@ -93,17 +94,28 @@ enum CompareBaselines {
     enum Destination: Sendable, CustomStringConvertible {
         /// A file, created or truncated, preallocated to the workload's size when `preallocate`.
         case file(path: String, preallocate: Bool = true)
-        /// A connected stream socket owned by the caller. When done, the baseline shuts down its
-        /// write side and waits (up to `drainTimeout`) for the peer to close, so the elapsed time
-        /// covers delivery; ``LoopbackReceiver`` closes after draining.
-        case socket(fd: Int32, drainTimeout: Duration = .seconds(30))
+        /// A connected stream socket owned by the caller. When done, the baseline waits (up to
+        /// `drainTimeout`) for the stream to reach `end`, so the elapsed time covers delivery.
+        case socket(fd: Int32, end: StreamEnd = .peerClosed, drainTimeout: Duration = .seconds(30))
 
         var description: String {
             switch self {
             case .file(let path, _): return "file:\(path)"
-            case .socket(let fd, _): return "socket(fd \(fd))"
+            case .socket(let fd, _, _): return "socket(fd \(fd))"
             }
         }
+    }
+
+    /// When a baseline's stream counts as delivered, which is when its clock stops.
+    enum StreamEnd: Sendable, Equatable {
+        /// The baseline shuts down its write side and the peer closes after reading everything
+        /// (``LoopbackReceiver`` does): what swift-relay's clock waits for with that receiver.
+        case peerClosed
+        /// The peer's TCP acknowledged every byte, or, on a Unix socket, the peer read every
+        /// byte (`SIOCOUTQ` is 0): where swift-relay's clock stops with a peer it does not
+        /// control (its stop returns once its socket sink saw exactly that). The write side is
+        /// shut down after the clock, and the caller closes the socket.
+        case acknowledged
     }
 
     // MARK: Variants
@@ -326,6 +338,7 @@ struct OpenedDestination {
     let isSocket: Bool
     let ownsDescriptor: Bool
     let drainTimeout: Duration
+    let end: CompareBaselines.StreamEnd
 
     init(_ destination: CompareBaselines.Destination, totalBytes: UInt64) throws(BenchError) {
         switch destination {
@@ -347,7 +360,8 @@ struct OpenedDestination {
             self.isSocket = false
             self.ownsDescriptor = true
             self.drainTimeout = .zero
-        case .socket(let fd, let drainTimeout):
+            self.end = .peerClosed
+        case .socket(let fd, let end, let drainTimeout):
             guard POSIXIO.isSocket(fd) else {
                 throw BenchError("descriptor \(fd) is not a socket: connect one before running socket baselines")
             }
@@ -355,14 +369,28 @@ struct OpenedDestination {
             self.isSocket = true
             self.ownsDescriptor = false
             self.drainTimeout = drainTimeout
+            self.end = end
         }
     }
 
-    /// For sockets: shut down the write side and wait for the peer to close (bounded).
+    /// For sockets: waits (bounded) until the stream reached its ``CompareBaselines/StreamEnd``.
     func finishStream() throws(BenchError) {
         guard self.isSocket else { return }
-        _ = shutdown(self.fd, Int32(SHUT_WR))
         let deadline = ContinuousClock.now + self.drainTimeout
+        if self.end == .acknowledged {
+            while true {
+                let unacknowledged = CRelayLinux_socket_unacked_bytes(self.fd)
+                if unacknowledged == 0 { return }
+                if unacknowledged < 0 {
+                    throw BenchError.system("reading the socket's unacknowledged bytes (SIOCOUTQ) failed", errno: Int32(-unacknowledged), fix: "check the receiver")
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw BenchError("the receiver had not taken all the data \(SizeParser.formatDuration(self.drainTimeout)) after it was sent (\(unacknowledged) bytes outstanding): check that it reads")
+                }
+                usleep(50)
+            }
+        }
+        _ = shutdown(self.fd, Int32(SHUT_WR))
         var scratch = [UInt8](repeating: 0, count: 4096)
         while true {
             let remaining = deadline - ContinuousClock.now
