@@ -57,12 +57,14 @@ struct FrozenFilesystemTests {
             #expect(refused == 0)
             try #require(expected.count < 65536 - 4096, "the records fit in one sub-buffer")
             channel.close()
+            let kept = KernelHeldMemory.count
             let started = monotonicSeconds()
             let drained = shipper.stop(timeout: .seconds(1))
             let took = monotonicSeconds() - started
             #expect(!drained, "the write could not complete on the frozen filesystem")
             #expect(took < 6, "the stop returned \(took) s after it was asked, not when the filesystem thawed")
             #expect(shipper.stats()?.sinks[0].subbuffers == 0, "nothing was written yet")
+            #expect(KernelHeldMemory.count > kept, "the shipper kept the channel for the kernel's write")
         }
         // The shipper and the channel are gone as far as this test is concerned.
         try #require(shell("fsfreeze -u '\(mountPoint)'") == 0)

@@ -170,8 +170,11 @@ final class ShipperLoop {
         // The wake-up read's 8 bytes stay valid until its final completion: `shutdown()` cancels
         // the read and waits for that completion (up to its deadline). A read still armed past the
         // deadline may yet complete into the buffer while the ring is torn down (after this body),
-        // so its 8 bytes are left to it, as `shutdown()` leaves staging copies to late operations.
-        if !self.wakeArmed {
+        // so its 8 bytes are left to it (`KernelHeldMemory`), as `shutdown()` leaves staging
+        // copies to late operations.
+        if self.wakeArmed {
+            KernelHeldMemory.keep(allocation: self.eventBuffer)
+        } else {
             self.eventBuffer.deallocate()
         }
     }
@@ -736,8 +739,9 @@ final class ShipperLoop {
         }
         // Overwrite channels' staging copies, once no operation can still read them (past
         // the deadline some may: then the memory is left to them).
-        if self.outstandingOps() == 0 {
-            for t in self.trackers { t.staging?.deallocate() }
+        for t in self.trackers {
+            guard let staging = t.staging else { continue }
+            if self.outstandingOps() == 0 { staging.deallocate() } else { KernelHeldMemory.keep(allocation: staging) }
         }
         // A sink operation the kernel still has after the wait (a device or filesystem that
         // does not complete I/O: NFS down, a frozen filesystem, a failing disk) may read channel
@@ -746,7 +750,7 @@ final class ShipperLoop {
         // process however the caller lets go of it, and say so.
         let stuck = self.outstandingOps() - (self.wakeArmed ? 1 : 0)
         if stuck > 0 {
-            for entry in self.channels { _ = Unmanaged.passRetained(entry.channel) }
+            for entry in self.channels { KernelHeldMemory.keep(entry.channel) }
             self.logger.error(
                 "shipper stopped with operations still in the kernel; their channels' memory is kept for the rest of the process",
                 metadata: [

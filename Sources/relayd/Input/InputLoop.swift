@@ -324,7 +324,11 @@ final class InputLoop {
     deinit {
         // After a ring failure the wake-up read may still be in the kernel: its 8 bytes stay (see
         // `abandonArmed`).
-        if !(self.ringFailed && self.wakeArmed) { self.wakeBuffer.deallocate() }
+        if self.ringFailed && self.wakeArmed {
+            KernelHeldMemory.keep(allocation: UnsafeMutableRawPointer(self.wakeBuffer))
+        } else {
+            self.wakeBuffer.deallocate()
+        }
     }
 
     private func takeGeneration() -> UInt64 {
@@ -868,21 +872,21 @@ final class InputLoop {
     }
 
     /// After a ring failure: keeps the memory of every listener, connection and datagram socket with an
-    /// operation still in the kernel alive for good (leaked), so a late accept or receive never writes into
+    /// operation still in the kernel alive for good (``KernelHeldMemory``), so a late accept or receive never writes into
     /// freed memory, and says how many there were. Their descriptors are closed like the others; what they
     /// held is not read (the kernel's own operation may be taking it).
     private func abandonArmed() {
         var abandoned = 0
         for listener in self.listeners where listener.armed {
-            _ = Unmanaged.passRetained(listener)
+            KernelHeldMemory.keep(listener)
             abandoned += 1
         }
         for case let connection? in self.connections where connection.armed {
-            _ = Unmanaged.passRetained(connection)
+            KernelHeldMemory.keep(connection)
             abandoned += 1
         }
         for datagram in self.datagrams where datagram.armed {
-            _ = Unmanaged.passRetained(datagram)
+            KernelHeldMemory.keep(datagram)
             abandoned += 1
         }
         guard abandoned > 0 else { return }
