@@ -113,8 +113,8 @@ enum CompareBaselines {
         case peerClosed
         /// The peer's TCP acknowledged every byte, or, on a Unix socket, the peer read every
         /// byte (`SIOCOUTQ` is 0): where swift-relay's clock stops with a peer it does not
-        /// control (its stop returns once its socket sink saw exactly that). The write side is
-        /// shut down after the clock, and the caller closes the socket.
+        /// control (its stop returns once its socket sink saw exactly that). The caller closes
+        /// the socket after the clock.
         case acknowledged
     }
 
