@@ -62,7 +62,7 @@ struct FrozenFilesystemTests {
             let drained = shipper.stop(timeout: .seconds(1))
             let took = monotonicSeconds() - started
             #expect(!drained, "the write could not complete on the frozen filesystem")
-            #expect(took < 6, "the stop returned \(took) s after it was asked, not when the filesystem thawed")
+            #expect(took < 15, "the stop returned \(took) s after it was asked, not when the filesystem thawed")
             #expect(shipper.stats()?.sinks[0].subbuffers == 0, "nothing was written yet")
             #expect(KernelHeldMemory.count > kept, "the shipper kept the channel for the kernel's write")
         }
