@@ -78,4 +78,55 @@ struct FrozenFilesystemTests {
         let intact = written == expected  // not in the expectation: it would print 54 KB
         #expect(intact, "it copied the channel's records, from memory that was still mapped")
     }
+
+    /// An fsync that does not complete: the file sink's filesystem (inner) lives in an image
+    /// file on another loop-mounted filesystem (outer), and the test freezes the outer one. The
+    /// inner filesystem still takes buffered writes (into the page cache), but its writeback,
+    /// and so every fsync, waits for the thaw, as on a disk that stopped answering.
+    @Test("an fsync stuck in the kernel at stop (its disk stopped answering): no final fsync blocks the stop, and what it would have covered is of unknown durability")
+    func fsyncStuckAtStop() throws {
+        let dir = TemporaryDirectory(prefix: "relay-stuck-fsync")
+        let outer = dir.file("outer")
+        let inner = dir.file("inner")
+        defer {
+            shell("fsfreeze -u '\(outer)' >/dev/null 2>&1")
+            shell("pkill -f \"sleep 30; fsfreeze -u '\(outer)'\" >/dev/null 2>&1")  // the watchdog below
+            for mountPoint in [inner, outer] {
+                for _ in 0..<50 where shell("umount '\(mountPoint)' >/dev/null 2>&1") != 0 { usleep(100_000) }
+            }
+            dir.remove()
+        }
+        try #require(
+            shell("mkdir '\(outer)' '\(inner)' && truncate -s 96M '\(dir.file("outer.img"))' && mkfs.ext4 -q -F '\(dir.file("outer.img"))' "
+                + "&& mount -o loop '\(dir.file("outer.img"))' '\(outer)' && truncate -s 48M '\(outer)/inner.img' && mkfs.ext4 -q -F '\(outer)/inner.img' "
+                + "&& mount -o loop '\(outer)/inner.img' '\(inner)'") == 0)
+        let channel = try RelayChannel(RelayChannelConfiguration(name: "stuckfsync", subbufferSize: 65536, subbufferCount: 8, mode: .block(), buffers: 1))
+        let shipper = RelayShipper(logger: testLogger())
+        try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: "\(inner)/out.log", fsync: .interval(.milliseconds(20)), preallocate: 0))])
+        try shipper.start()
+        var refused = 0
+        _ = writeSequentialLines(channel, count: 500, refused: &refused) { "before the freeze \($0)\n" }
+        channel.flush()
+        let synced = waitForStats(shipper) { $0.sinks[0].subbuffers >= 1 && $0.sinks[0].durableSubbuffers >= 1 }
+        try #require(synced != nil, "the first sub-buffer was written and fsynced")
+
+        try #require(shell("fsfreeze -f '\(outer)'") == 0)
+        // Whatever happens below, thaw after 30 s, so a stop that waits for the thaw ends (late).
+        shell("(sleep 30; fsfreeze -u '\(outer)') >/dev/null 2>&1 &")
+        _ = writeSequentialLines(channel, count: 500, refused: &refused) { "after the freeze \($0)\n" }
+        #expect(refused == 0)
+        channel.flush()
+        // The second sub-buffer reaches the page cache; the fsync that follows it cannot finish.
+        let stuck = waitForStats(shipper) { $0.sinks[0].subbuffers >= 2 && $0.sinks[0].inFlight >= 1 }
+        try #require(stuck != nil, "the second sub-buffer was written and an fsync is in flight")
+        usleep(100_000)
+        let started = monotonicSeconds()
+        _ = shipper.stop(timeout: .seconds(1))
+        let took = monotonicSeconds() - started
+        #expect(took < 15, "the stop returned \(took) s after it was asked: no final fsync(2) waited for the disk")
+        let sink = try #require(shipper.stats()?.sinks[0])
+        #expect(sink.durabilityUnknownSubbuffers >= 1, "the sub-buffer written after the last completed fsync is of unknown durability")
+        #expect(sink.durableSubbuffers + sink.durabilityUnknownSubbuffers == sink.subbuffers)
+        shell("fsfreeze -u '\(outer)' >/dev/null 2>&1")
+    }
 }
