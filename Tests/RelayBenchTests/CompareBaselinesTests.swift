@@ -119,16 +119,8 @@ struct CompareBaselinesTests {
         }
         peer.start()
         defer { done.signal() }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try Preflight.connectTCP(host: "127.0.0.1", port: UInt16(port), timeout: .seconds(5))
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(connected == 0)
         let result = try CompareBaselines.rawLimit(self.workload, to: .socket(fd: fd, end: .acknowledged, drainTimeout: .seconds(10)))
         #expect(result.bytes == UInt64(total))
         #expect(read.wait(timeout: .now() + 10) == .success, "the peer got every byte")

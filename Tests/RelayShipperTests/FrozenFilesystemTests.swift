@@ -4,16 +4,33 @@ import RelayShipper
 import RelayTestSupport
 import Testing
 
+/// Shell commands that make an ext4 image of `size` at `image` and mount it (loop device) at
+/// `mountPoint`, which they create.
+private func mountExt4Command(image: String, size: String, at mountPoint: String) -> String {
+    "truncate -s \(size) '\(image)' && mkfs.ext4 -q -F '\(image)' && mkdir '\(mountPoint)' && mount -o loop '\(image)' '\(mountPoint)'"
+}
+
+/// Thaws every one of `mountPoints`, then unmounts them in order (a filesystem mounted inside
+/// another first), retrying each unmount for up to 5 s: a ring's exit may still hold a file
+/// there for a moment after its last operation completed.
+private func thawAndUnmount(_ mountPoints: [String]) {
+    for mountPoint in mountPoints { shell("fsfreeze -u '\(mountPoint)' >/dev/null 2>&1") }
+    for mountPoint in mountPoints {
+        for _ in 0..<50 where shell("umount '\(mountPoint)' >/dev/null 2>&1") != 0 { usleep(100_000) }
+    }
+}
+
 /// Whether this process can mount an ext4 image through a loop device and freeze it: root,
 /// a loop device, mkfs.ext4 and fsfreeze (CI has them all). Probed by doing it once.
 private let frozenFilesystemUnavailableReason: String? = {
     guard geteuid() == 0 else { return "mounting and freezing a filesystem needs root (CI runs as root)" }
     let dir = TemporaryDirectory(prefix: "relay-freeze-probe")
     defer { dir.remove() }
-    let probe = "truncate -s 8M '\(dir.file("fs.img"))' && mkfs.ext4 -q -F '\(dir.file("fs.img"))' && mkdir '\(dir.file("mnt"))' "
-        + "&& mount -o loop '\(dir.file("fs.img"))' '\(dir.file("mnt"))' && fsfreeze -f '\(dir.file("mnt"))' && fsfreeze -u '\(dir.file("mnt"))'"
+    let mountPoint = dir.file("mnt")
+    let probe = mountExt4Command(image: dir.file("fs.img"), size: "8M", at: mountPoint)
+        + " && fsfreeze -f '\(mountPoint)' && fsfreeze -u '\(mountPoint)'"
     let status = shell("(\(probe)) >/dev/null 2>&1")
-    shell("umount '\(dir.file("mnt"))' >/dev/null 2>&1")
+    thawAndUnmount([mountPoint])
     return status == 0 ? nil : "cannot mount and freeze an ext4 image here (needs a loop device, mkfs.ext4 and fsfreeze)"
 }()
 
@@ -33,13 +50,10 @@ struct FrozenFilesystemTests {
         let dir = TemporaryDirectory(prefix: "relay-frozen")
         let mountPoint = dir.file("mnt")
         defer {
-            shell("fsfreeze -u '\(mountPoint)' >/dev/null 2>&1")
-            // The ring's exit may still hold the file for a moment after the write completed.
-            for _ in 0..<50 where shell("umount '\(mountPoint)' >/dev/null 2>&1") != 0 { usleep(100_000) }
+            thawAndUnmount([mountPoint])
             dir.remove()
         }
-        try #require(
-            shell("truncate -s 32M '\(dir.file("fs.img"))' && mkfs.ext4 -q -F '\(dir.file("fs.img"))' && mkdir '\(mountPoint)' && mount -o loop '\(dir.file("fs.img"))' '\(mountPoint)'") == 0)
+        try #require(shell(mountExt4Command(image: dir.file("fs.img"), size: "32M", at: mountPoint)) == 0)
         let path = "\(mountPoint)/out.log"
         var expected: [UInt8] = []
         do {
@@ -89,17 +103,12 @@ struct FrozenFilesystemTests {
         let outer = dir.file("outer")
         let inner = dir.file("inner")
         defer {
-            shell("fsfreeze -u '\(outer)' >/dev/null 2>&1")
             shell("pkill -f \"sleep 30; fsfreeze -u '\(outer)'\" >/dev/null 2>&1")  // the watchdog below
-            for mountPoint in [inner, outer] {
-                for _ in 0..<50 where shell("umount '\(mountPoint)' >/dev/null 2>&1") != 0 { usleep(100_000) }
-            }
+            thawAndUnmount([inner, outer])
             dir.remove()
         }
-        try #require(
-            shell("mkdir '\(outer)' '\(inner)' && truncate -s 96M '\(dir.file("outer.img"))' && mkfs.ext4 -q -F '\(dir.file("outer.img"))' "
-                + "&& mount -o loop '\(dir.file("outer.img"))' '\(outer)' && truncate -s 48M '\(outer)/inner.img' && mkfs.ext4 -q -F '\(outer)/inner.img' "
-                + "&& mount -o loop '\(outer)/inner.img' '\(inner)'") == 0)
+        try #require(shell(mountExt4Command(image: dir.file("outer.img"), size: "96M", at: outer)) == 0)
+        try #require(shell(mountExt4Command(image: "\(outer)/inner.img", size: "48M", at: inner)) == 0)
         let channel = try RelayChannel(RelayChannelConfiguration(name: "stuckfsync", subbufferSize: 65536, subbufferCount: 8, mode: .block(), buffers: 1))
         let shipper = RelayShipper(logger: testLogger())
         try shipper.add(channel, sinks: [.file(RelayFileSinkConfiguration(path: "\(inner)/out.log", fsync: .interval(.milliseconds(20)), preallocate: 0))])
